@@ -1,0 +1,304 @@
+"""Typed loading of ``crm.yaml``: the warehouse, the nightly schedule and the source systems.
+
+A bad file raises :class:`ConfigError` whose message names the file, the source and the field, so a
+user can fix it without reading a traceback.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from crm_pipelines.schema import ENTITIES
+
+CONFIG_ENV = "CRM_CONFIG"
+WAREHOUSE_URL_ENV = "CRM_WAREHOUSE_URL"
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_NAME = r"^[a-z][a-z0-9_]*$"
+
+
+class ConfigError(ValueError):
+    """crm.yaml (or the file CRM_CONFIG names) is missing, unreadable or invalid."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class IncrementalConfig(_Model):
+    """How a source entity is loaded incrementally.
+
+    - ``full``: every run reads everything and replaces the raw table's contents.
+    - ``cursor``: every run reads rows whose ``column`` is above the highest value loaded so far.
+    - ``daily``: every run reloads the days from the last loaded day (minus ``lookback_days``) up to
+      the run's as-of date, deleting those days first, so re-running a day adds no duplicates.
+    """
+
+    mode: Literal["full", "cursor", "daily"] = "full"
+    column: str | None = Field(None, description="Source column holding the cursor or the event time.")
+    cursor_type: Literal["timestamp", "integer"] = "timestamp"
+    lookback_days: int = Field(1, ge=0, le=366)
+
+    @model_validator(mode="after")
+    def _column_needed(self) -> IncrementalConfig:
+        if self.mode != "full" and not self.column:
+            raise ValueError(f"incremental mode {self.mode!r} needs 'column' (the source column to track)")
+        return self
+
+
+class EntitySourceConfig(_Model):
+    """Where one source delivers one canonical entity, and how its columns map onto it."""
+
+    path: str | None = Field(None, description="File path (csv, parquet, jsonl), relative to crm.yaml.")
+    table: str | None = Field(None, description="Table name, optionally schema-qualified (sql).")
+    query: str | None = Field(None, description="SELECT statement (sql).")
+    endpoint: str | None = Field(None, description="Path below the connector's base_url (http).")
+    columns: dict[str, str] = Field(description="Canonical column -> source column.")
+    identifiers: dict[str, str] = Field(
+        default_factory=dict,
+        description="customers only: identifier name (loyalty_card) -> source column.",
+    )
+    incremental: IncrementalConfig = IncrementalConfig()
+    timestamp_format: str | None = Field(
+        None, description="strftime format of the source's timestamps; ISO 8601 when unset."
+    )
+    timezone: str = Field("UTC", description="Timezone of naive timestamps in this source.")
+
+    @field_validator("identifiers")
+    @classmethod
+    def _identifier_names(cls, v: dict[str, str]) -> dict[str, str]:
+        for name in v:
+            if not re.match(_NAME, name):
+                raise ValueError(f"identifier name {name!r} must match {_NAME}")
+        return v
+
+
+class HttpOptions(_Model):
+    page_size: int = Field(100, ge=1, le=10_000)
+    page_param: str = "page"
+    page_size_param: str = "per_page"
+    records_field: str | None = Field("data", description="Field holding the records; null: a bare list.")
+    next_field: str | None = Field(
+        None, description="Field holding the next page's URL; when unset, pages are numbered until empty."
+    )
+    cursor_param: str | None = Field(
+        None, description="Query parameter that receives the highest cursor value loaded so far."
+    )
+    headers: dict[str, str] = Field(default_factory=dict)
+    timeout_seconds: float = Field(30.0, gt=0)
+    max_retries: int = Field(3, ge=0, le=10)
+
+
+class ConnectorConfig(_Model):
+    type: Literal["csv", "parquet", "jsonl", "sql", "http"]
+    url: str | None = Field(None, description="SQLAlchemy URL (sql) or base URL (http).")
+    delimiter: str = Field(",", description="csv only.")
+    encoding: str = Field("utf-8", description="csv and jsonl.")
+    http: HttpOptions = HttpOptions()
+
+    @model_validator(mode="after")
+    def _url_needed(self) -> ConnectorConfig:
+        if self.type in ("sql", "http") and not self.url:
+            raise ValueError(f"connector type {self.type!r} needs 'url'")
+        return self
+
+
+Entities = dict[Literal[tuple(ENTITIES)], EntitySourceConfig]  # type: ignore[valid-type]
+
+
+class SourceConfig(_Model):
+    name: Annotated[str, Field(pattern=_NAME)]
+    connector: ConnectorConfig
+    entities: Entities
+    default_country: str | None = Field(
+        None, description="ISO country for phone numbers and addresses without one (overrides the global)."
+    )
+    priority: int = Field(100, description="Lower wins when records of several sources disagree.")
+
+    @model_validator(mode="after")
+    def _locations_fit_connector(self) -> SourceConfig:
+        kind = self.connector.type
+        for entity_name, e in self.entities.items():
+            where = f"entities.{entity_name}"
+            if kind in ("csv", "parquet", "jsonl") and not e.path:
+                raise ValueError(f"{where}: a {kind} source needs 'path'")
+            if kind == "sql" and bool(e.table) == bool(e.query):
+                raise ValueError(f"{where}: a sql source needs exactly one of 'table' or 'query'")
+            if kind == "http" and not e.endpoint:
+                raise ValueError(f"{where}: an http source needs 'endpoint'")
+            entity = ENTITIES[entity_name]
+            unknown = sorted(set(e.columns) - set(entity.column_names))
+            if unknown:
+                raise ValueError(
+                    f"{where}.columns: {unknown} are not columns of {entity_name}; "
+                    f"known: {entity.column_names}"
+                )
+            missing = [c for c in entity.required_columns if c not in e.columns and c != "item_id"]
+            if missing:
+                raise ValueError(f"{where}.columns: required column(s) {missing} are not mapped")
+            if e.identifiers and entity_name != "customers":
+                raise ValueError(f"{where}.identifiers: only customers declare identifiers")
+        return self
+
+
+class WarehouseConfig(_Model):
+    url: str = "duckdb:///data/warehouse.duckdb"
+
+
+class NightlyConfig(_Model):
+    time: str = Field("02:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    timezone: str = "UTC"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError) as e:
+            raise ValueError(f"unknown timezone {v!r} (use an IANA name such as Europe/Berlin)") from e
+        return v
+
+    @property
+    def cron(self) -> str:
+        hour, minute = self.time.split(":")
+        return f"{int(minute)} {int(hour)} * * *"
+
+
+class CrmConfig(_Model):
+    warehouse: WarehouseConfig = WarehouseConfig()
+    nightly: NightlyConfig = NightlyConfig()
+    as_of: dt.date | None = Field(None, description="Runs see records up to the end of this day.")
+    reporting_currency: str = Field("EUR", pattern=r"^[A-Z]{3}$")
+    fx_rates: dict[str, float] = Field(
+        default_factory=lambda: {"EUR": 1.0},
+        description="Units of the reporting currency per unit of each currency.",
+    )
+    default_country: str = Field("DE", pattern=r"^[A-Z]{2}$")
+    sources: list[SourceConfig]
+    base_dir: Path = Field(PROJECT_ROOT, exclude=True, description="Directory of the config file.")
+    config_path: Path | None = Field(None, exclude=True)
+
+    @model_validator(mode="after")
+    def _check(self) -> CrmConfig:
+        names = [s.name for s in self.sources]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"sources: names must be unique, repeated: {dupes}")
+        if not self.sources:
+            raise ValueError("sources: at least one source system is needed")
+        if self.reporting_currency not in self.fx_rates:
+            raise ValueError(f"fx_rates: has no rate for the reporting currency {self.reporting_currency}")
+        return self
+
+    def source(self, name: str) -> SourceConfig:
+        for s in self.sources:
+            if s.name == name:
+                return s
+        raise KeyError(f"no source named {name!r}")
+
+    def resolve_path(self, path: str | os.PathLike[str]) -> Path:
+        p = Path(path)
+        return p if p.is_absolute() else (self.base_dir / p)
+
+    @property
+    def warehouse_url(self) -> str:
+        """The warehouse URL with a relative DuckDB path resolved against the config's directory."""
+        return resolve_duckdb_url(self.warehouse.url, self.base_dir)
+
+    def sources_for(self, entity: str) -> list[SourceConfig]:
+        return [s for s in self.sources if entity in s.entities]
+
+
+def resolve_duckdb_url(url: str, base_dir: Path) -> str:
+    prefix = "duckdb:///"
+    if url.startswith(prefix):
+        path = url[len(prefix) :]
+        if path and path != ":memory:" and not path.startswith("/") and not path.startswith(":"):
+            return prefix + str((base_dir / path).resolve())
+    return url
+
+
+def _expand_env(value: Any, where: str, file: Path) -> Any:
+    if isinstance(value, str):
+
+        def sub(m: re.Match[str]) -> str:
+            name, default = m.group(1), m.group(2)
+            if name in os.environ:
+                return os.environ[name]
+            if default is not None:
+                return default
+            raise ConfigError(f"{file}: {where}: environment variable {name} is not set")
+
+        return _ENV_REF.sub(sub, value)
+    if isinstance(value, dict):
+        return {k: _expand_env(v, f"{where}.{k}" if where else str(k), file) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand_env(v, f"{where}[{i}]", file) for i, v in enumerate(value)]
+    return value
+
+
+def _describe_location(loc: tuple[Any, ...], data: dict[str, Any]) -> str:
+    parts: list[str] = []
+    node: Any = data
+    for item in loc:
+        if isinstance(item, int) and isinstance(node, list) and item < len(node):
+            node = node[item]
+            name = node.get("name") if isinstance(node, dict) else None
+            parts[-1] = f"{parts[-1]}[{item}]" + (f" (source {name!r})" if name else "")
+            continue
+        parts.append(str(item))
+        node = node.get(item) if isinstance(node, dict) else None
+    return ".".join(parts) or "(top level)"
+
+
+def default_config_path() -> Path:
+    env = os.environ.get(CONFIG_ENV)
+    if env:
+        return Path(env)
+    cwd = Path.cwd() / "crm.yaml"
+    return cwd if cwd.exists() else PROJECT_ROOT / "crm.yaml"
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> CrmConfig:
+    """Load and validate the configuration; ``CRM_WAREHOUSE_URL`` overrides the warehouse URL."""
+    file = Path(path) if path is not None else default_config_path()
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{file}: configuration file not found (set {CONFIG_ENV} to the path of your crm.yaml)"
+        ) from None
+    except OSError as e:
+        raise ConfigError(f"{file}: cannot read configuration: {e.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{file}: not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{file}: expected a mapping at the top level, got {type(data).__name__}")
+    return config_from_dict(data, file)
+
+
+def config_from_dict(data: dict[str, Any], file: Path | None = None) -> CrmConfig:
+    file = file or Path("<config>")
+    data = _expand_env(data, "", file)
+    if os.environ.get(WAREHOUSE_URL_ENV):
+        data = {**data, "warehouse": {**(data.get("warehouse") or {}), "url": os.environ[WAREHOUSE_URL_ENV]}}
+    base_dir = file.resolve().parent if file.name != "<config>" else PROJECT_ROOT
+    try:
+        return CrmConfig.model_validate({**data, "base_dir": base_dir, "config_path": file})
+    except ValidationError as e:
+        problems = []
+        for err in e.errors():
+            where = _describe_location(tuple(err["loc"]), data)
+            msg = err["msg"].removeprefix("Value error, ")
+            problems.append(f"  - {where}: {msg}")
+        raise ConfigError(f"{file}: invalid configuration:\n" + "\n".join(problems)) from None

@@ -1,0 +1,398 @@
+"""The warehouse: SQLAlchemy for every statement, the fastest bulk path each engine offers for data.
+
+DuckDB (the embedded default) loads Arrow tables with ``CREATE TABLE ... AS SELECT`` from a
+registered view; PostgreSQL loads through ADBC's COPY-based ingest; any other SQLAlchemy warehouse
+falls back to pandas ``to_sql`` in chunks. Tables that BI reads are published with
+:meth:`Warehouse.publish`: written under a temporary name, then swapped in within one transaction,
+so a reader sees either yesterday's table or today's, never a half-written one.
+
+Identifiers are always quoted by the dialect's preparer, never pasted into SQL as they come.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from crm_pipelines.schema import Column, ColumnType
+
+log = logging.getLogger(__name__)
+
+ARROW_TYPES: dict[str, pa.DataType] = {
+    "string": pa.string(),
+    "timestamp": pa.timestamp("us", tz="UTC"),
+    "date": pa.date32(),
+    "float": pa.float64(),
+    "integer": pa.int64(),
+    "boolean": pa.bool_(),
+}
+
+
+class WarehouseError(RuntimeError):
+    """The warehouse cannot be reached or refused a statement; the message says which and why."""
+
+
+_ENGINES: dict[str, Engine] = {}
+
+
+def _engine(url: str) -> Engine:
+    """One engine per URL per process: DuckDB allows one writer process per file, so share it."""
+    if url not in _ENGINES:
+        if url.startswith("duckdb:///"):
+            path = url[len("duckdb:///") :]
+            if path and not path.startswith(":"):
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+        _ENGINES[url] = sa.create_engine(url, pool_pre_ping=not url.startswith("duckdb"))
+    return _ENGINES[url]
+
+
+def dispose_engines() -> None:
+    """Close every pooled connection (releases DuckDB's file lock)."""
+    for engine in _ENGINES.values():
+        engine.dispose()
+    _ENGINES.clear()
+
+
+def arrow_table(
+    frame: pd.DataFrame | pa.Table, column_types: Mapping[str, ColumnType] | None = None
+) -> pa.Table:
+    """Arrow table with declared columns cast to their types and untyped all-null columns as strings."""
+    table = frame if isinstance(frame, pa.Table) else pa.Table.from_pandas(frame, preserve_index=False)
+    column_types = column_types or {}
+    fields = []
+    arrays = []
+    for name, col in zip(table.column_names, table.columns, strict=True):
+        target = ARROW_TYPES.get(column_types.get(name, ""))
+        if target is None:
+            if pa.types.is_null(col.type):
+                target = pa.string()
+            elif pa.types.is_large_string(col.type) or pa.types.is_string_view(col.type):
+                target = pa.string()
+            elif pa.types.is_timestamp(col.type) and col.type.unit == "ns":
+                target = pa.timestamp("us", tz=col.type.tz)
+        if target is not None and col.type != target:
+            col = col.cast(target)
+        fields.append(pa.field(name, col.type))
+        arrays.append(col)
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+
+class Warehouse:
+    """One warehouse, addressed by a SQLAlchemy URL."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self._engine: Engine | None = None
+
+    # -- connections -----------------------------------------------------------------------------
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            self._engine = _engine(self.url)
+        return self._engine
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @property
+    def display_url(self) -> str:
+        return self.engine.url.render_as_string(hide_password=True)
+
+    @contextlib.contextmanager
+    def connect(self) -> Iterator[Connection]:
+        """A connection inside one transaction: committed on success, rolled back on error."""
+        try:
+            conn_cm = self.engine.begin()
+            conn = conn_cm.__enter__()
+        except sa.exc.OperationalError as e:
+            raise WarehouseError(
+                f"cannot connect to the warehouse {self.display_url}: {e.orig or e}. "
+                "Check warehouse.url in crm.yaml or CRM_WAREHOUSE_URL."
+            ) from e
+        try:
+            yield conn
+        except BaseException as exc:
+            conn_cm.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+        else:
+            conn_cm.__exit__(None, None, None)
+
+    def dispose(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+
+    # -- names -----------------------------------------------------------------------------------
+    def quote(self, name: str) -> str:
+        return self.engine.dialect.identifier_preparer.quote(name)
+
+    def qualified(self, schema: str, table: str) -> str:
+        preparer = self.engine.dialect.identifier_preparer
+        return f"{preparer.quote_schema(schema)}.{preparer.quote(table)}"
+
+    def table(self, schema: str, table: str, columns: Sequence[str] = ()) -> sa.TableClause:
+        """A lightweight table construct for building statements with SQLAlchemy."""
+        return sa.table(table, *(sa.column(c) for c in columns), schema=schema)
+
+    # -- inspection ------------------------------------------------------------------------------
+    def ensure_schemas(self, *schemas: str) -> None:
+        with self.connect() as conn:
+            for schema in schemas:
+                conn.execute(sa.schema.CreateSchema(schema, if_not_exists=True))
+
+    # duckdb-engine's reflection queries pg_catalog tables DuckDB lacks, so DuckDB and PostgreSQL
+    # are asked through information_schema, which both implement; other dialects use the inspector.
+    def _information_schema(self) -> bool:
+        return self.dialect in ("duckdb", "postgresql")
+
+    def table_exists(self, schema: str, table: str) -> bool:
+        if not self._information_schema():
+            with self.connect() as conn:
+                return sa.inspect(conn).has_table(table, schema=schema)
+        tables = sa.table("tables", sa.column("table_schema"), sa.column("table_name"), schema="information_schema")
+        stmt = sa.select(sa.func.count()).select_from(tables).where(
+            tables.c.table_schema == schema, tables.c.table_name == table
+        )
+        with self.connect() as conn:
+            return bool(conn.execute(stmt).scalar_one())
+
+    def columns(self, schema: str, table: str) -> list[str]:
+        if not self._information_schema():
+            with self.connect() as conn:
+                return [c["name"] for c in sa.inspect(conn).get_columns(table, schema=schema)]
+        cols = sa.table(
+            "columns",
+            sa.column("table_schema"),
+            sa.column("table_name"),
+            sa.column("column_name"),
+            sa.column("ordinal_position"),
+            schema="information_schema",
+        )
+        stmt = (
+            sa.select(cols.c.column_name)
+            .where(cols.c.table_schema == schema, cols.c.table_name == table)
+            .order_by(cols.c.ordinal_position)
+        )
+        with self.connect() as conn:
+            return [r[0] for r in conn.execute(stmt)]
+
+    def row_count(self, schema: str, table: str, where: sa.ColumnElement[bool] | None = None) -> int:
+        stmt = sa.select(sa.func.count()).select_from(self.table(schema, table))
+        if where is not None:
+            stmt = stmt.where(where)
+        with self.connect() as conn:
+            return int(conn.execute(stmt).scalar_one())
+
+    # -- reading ---------------------------------------------------------------------------------
+    def read_table(
+        self, schema: str, table: str, columns: Sequence[str] | None = None, where: Any = None
+    ) -> pd.DataFrame:
+        cols = [sa.column(c) for c in columns] if columns else [sa.text("*")]
+        stmt = sa.select(*cols).select_from(self.table(schema, table))
+        if where is not None:
+            stmt = stmt.where(where)
+        return self.query(stmt)
+
+    def query(self, statement: str | sa.Executable, params: Mapping[str, Any] | None = None) -> pd.DataFrame:
+        """Run a SELECT and return a DataFrame (through Arrow where the engine offers it)."""
+        return self.query_arrow(statement, params).to_pandas()
+
+    def query_arrow(self, statement: str | sa.Executable, params: Mapping[str, Any] | None = None) -> pa.Table:
+        stmt = sa.text(statement) if isinstance(statement, str) else statement
+        if self.dialect == "duckdb":
+            sql = str(stmt.compile(dialect=self.engine.dialect, compile_kwargs={"literal_binds": True}))
+            if params:
+                return self._duckdb_fetch_params(stmt, params)
+            with self.connect() as conn:
+                return conn.connection.driver_connection.execute(sql).fetch_arrow_table()
+        if self.dialect == "postgresql" and not params:
+            sql = str(stmt.compile(dialect=self.engine.dialect, compile_kwargs={"literal_binds": True}))
+            with self._adbc() as adbc, adbc.cursor() as cur:
+                cur.execute(sql)
+                return cur.fetch_arrow_table()
+        with self.connect() as conn:
+            frame = pd.read_sql(stmt, conn, params=dict(params or {}))
+        return pa.Table.from_pandas(frame, preserve_index=False)
+
+    def _duckdb_fetch_params(self, stmt: sa.Executable, params: Mapping[str, Any]) -> pa.Table:
+        with self.connect() as conn:
+            result = conn.execute(stmt, dict(params))
+            rows = result.fetchall()
+            return pa.Table.from_pylist([dict(r._mapping) for r in rows]) if rows else pa.table(
+                {k: pa.array([], pa.string()) for k in result.keys()}
+            )
+
+    def execute(self, statement: str | sa.Executable, params: Mapping[str, Any] | None = None) -> None:
+        stmt = sa.text(statement) if isinstance(statement, str) else statement
+        with self.connect() as conn:
+            conn.execute(stmt, dict(params or {}))
+
+    # -- writing ---------------------------------------------------------------------------------
+    def create_table(self, schema: str, table: str, columns: Sequence[Column]) -> None:
+        """Create an empty table with canonical column types, if it does not exist."""
+        empty = pa.table({c.name: pa.array([], ARROW_TYPES[c.dtype]) for c in columns})
+        if not self.table_exists(schema, table):
+            self.write_table(empty, schema, table, mode="create")
+
+    def write_table(
+        self,
+        data: pd.DataFrame | pa.Table,
+        schema: str,
+        table: str,
+        mode: str = "replace",
+        column_types: Mapping[str, ColumnType] | None = None,
+    ) -> int:
+        """Bulk-write ``data``. ``mode``: create (fails if it exists), replace, or append."""
+        if mode not in ("create", "replace", "append"):
+            raise ValueError(f"unknown write mode {mode!r}")
+        arrow = arrow_table(data, column_types)
+        self.ensure_schemas(schema)
+        if mode == "append" and self.table_exists(schema, table):
+            self._add_missing_columns(schema, table, arrow)
+            arrow = self._align_to_table(schema, table, arrow)
+        elif mode == "append":
+            mode = "create"
+        if self.dialect == "duckdb":
+            self._duckdb_write(arrow, schema, table, mode)
+        elif self.dialect == "postgresql":
+            self._postgres_write(arrow, schema, table, mode)
+        else:
+            self._generic_write(arrow, schema, table, mode)
+        return arrow.num_rows
+
+    def _align_to_table(self, schema: str, table: str, arrow: pa.Table) -> pa.Table:
+        existing = self.columns(schema, table)
+        arrays = []
+        for name in existing:
+            if name in arrow.column_names:
+                arrays.append(arrow[name])
+            else:
+                arrays.append(pa.nulls(arrow.num_rows, pa.string()))
+        aligned = pa.Table.from_arrays(arrays, names=existing)
+        return aligned
+
+    def _add_missing_columns(self, schema: str, table: str, arrow: pa.Table) -> None:
+        existing = set(self.columns(schema, table))
+        missing = [f for f in arrow.schema if f.name not in existing]
+        if not missing:
+            return
+        with self.connect() as conn:
+            for f in missing:
+                sql_type = _sql_type_for(f.type).compile(dialect=self.engine.dialect)
+                conn.execute(
+                    sa.text(f"ALTER TABLE {self.qualified(schema, table)} ADD COLUMN {self.quote(f.name)} {sql_type}")
+                )
+
+    def _duckdb_write(self, arrow: pa.Table, schema: str, table: str, mode: str) -> None:
+        target = self.qualified(schema, table)
+        view = f"_crm_arrow_{uuid.uuid4().hex}"
+        with self.connect() as conn:
+            duck = conn.connection.driver_connection
+            duck.register(view, arrow)
+            try:
+                if mode == "append":
+                    cols = ", ".join(self.quote(c) for c in arrow.column_names)
+                    duck.execute(f"INSERT INTO {target} ({cols}) SELECT {cols} FROM {view}")
+                else:
+                    verb = "CREATE OR REPLACE TABLE" if mode == "replace" else "CREATE TABLE"
+                    duck.execute(f"{verb} {target} AS SELECT * FROM {view}")
+            finally:
+                duck.unregister(view)
+
+    @contextlib.contextmanager
+    def _adbc(self) -> Iterator[Any]:
+        import adbc_driver_postgresql.dbapi as pg_adbc
+
+        uri = self.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        try:
+            conn = pg_adbc.connect(uri)
+        except Exception as e:  # the driver raises its own OperationalError family
+            raise WarehouseError(f"cannot connect to the warehouse {self.display_url}: {e}") from e
+        try:
+            yield conn
+            conn.commit()
+        finally:
+            conn.close()
+
+    def _postgres_write(self, arrow: pa.Table, schema: str, table: str, mode: str) -> None:
+        if mode == "replace":
+            with self.connect() as conn:
+                conn.execute(sa.text(f"DROP TABLE IF EXISTS {self.qualified(schema, table)}"))
+            mode = "create"
+        with self._adbc() as conn, conn.cursor() as cur:
+            cur.adbc_ingest(table, arrow, mode=mode, db_schema_name=schema)
+
+    def _generic_write(self, arrow: pa.Table, schema: str, table: str, mode: str) -> None:
+        frame = arrow.to_pandas()
+        if_exists = {"create": "fail", "replace": "replace", "append": "append"}[mode]
+        with self.connect() as conn:
+            frame.to_sql(table, conn, schema=schema, if_exists=if_exists, index=False, chunksize=10_000)
+
+    def publish(
+        self,
+        data: pd.DataFrame | pa.Table,
+        schema: str,
+        table: str,
+        column_types: Mapping[str, ColumnType] | None = None,
+    ) -> int:
+        """Write under a temporary name, then swap it in within one transaction."""
+        staging_name = f"{table}__new"
+        rows = self.write_table(data, schema, staging_name, mode="replace", column_types=column_types)
+        self.swap_in(schema, staging_name, table)
+        return rows
+
+    def swap_in(self, schema: str, staging_name: str, table: str, attempts: int = 3) -> None:
+        """Replace ``table`` by ``staging_name`` atomically (readers wait, never see a gap)."""
+        for attempt in range(1, attempts + 1):
+            try:
+                with self.connect() as conn:
+                    if self.dialect == "postgresql":
+                        conn.execute(sa.text("SET LOCAL lock_timeout = '10s'"))
+                    conn.execute(sa.text(f"DROP TABLE IF EXISTS {self.qualified(schema, table)}"))
+                    conn.execute(
+                        sa.text(
+                            f"ALTER TABLE {self.qualified(schema, staging_name)} RENAME TO {self.quote(table)}"
+                        )
+                    )
+                return
+            except sa.exc.OperationalError as e:
+                if attempt == attempts:
+                    raise WarehouseError(
+                        f"could not publish {schema}.{table}: the table stayed locked ({e.orig})"
+                    ) from e
+                log.warning("publishing %s.%s: table locked, retrying (%s/%s)", schema, table, attempt, attempts)
+                time.sleep(2 * attempt)
+
+    def drop_table(self, schema: str, table: str) -> None:
+        self.execute(f"DROP TABLE IF EXISTS {self.qualified(schema, table)}")
+
+    def delete(self, schema: str, table: str, where: sa.ColumnElement[bool]) -> int:
+        if not self.table_exists(schema, table):
+            return 0
+        stmt = sa.delete(self.table(schema, table)).where(where)
+        with self.connect() as conn:
+            return conn.execute(stmt).rowcount or 0
+
+
+def _sql_type_for(arrow_type: pa.DataType) -> sa.types.TypeEngine[Any]:
+    if pa.types.is_timestamp(arrow_type):
+        return sa.DateTime(timezone=arrow_type.tz is not None)
+    if pa.types.is_date(arrow_type):
+        return sa.Date()
+    if pa.types.is_floating(arrow_type):
+        return sa.Float()
+    if pa.types.is_integer(arrow_type):
+        return sa.BigInteger()
+    if pa.types.is_boolean(arrow_type):
+        return sa.Boolean()
+    return sa.Text()
