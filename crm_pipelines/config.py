@@ -66,6 +66,11 @@ class EntitySourceConfig(_Model):
         default_factory=dict,
         description="customers only: identifier name (loyalty_card) -> source column.",
     )
+    customer_source: str | None = Field(
+        None,
+        description="The source whose customer record ids source_customer_id refers to (default: this one), "
+        "e.g. a support desk that stores shop account ids.",
+    )
     incremental: IncrementalConfig = IncrementalConfig()
     timestamp_format: str | None = Field(
         None, description="strftime format of the source's timestamps; ISO 8601 when unset."
@@ -194,6 +199,13 @@ class CrmConfig(_Model):
             raise ValueError(f"sources: names must be unique, repeated: {dupes}")
         if not self.sources:
             raise ValueError("sources: at least one source system is needed")
+        for s in self.sources:
+            for entity_name, e in s.entities.items():
+                if e.customer_source and e.customer_source not in names:
+                    raise ValueError(
+                        f"source {s.name!r} entities.{entity_name}.customer_source: no source named "
+                        f"{e.customer_source!r} (known: {names})"
+                    )
         if self.reporting_currency not in self.fx_rates:
             raise ValueError(f"fx_rates: has no rate for the reporting currency {self.reporting_currency}")
         return self
@@ -211,18 +223,26 @@ class CrmConfig(_Model):
     @property
     def warehouse_url(self) -> str:
         """The warehouse URL with a relative DuckDB path resolved against the config's directory."""
-        return resolve_duckdb_url(self.warehouse.url, self.base_dir)
+        return resolve_file_url(self.warehouse.url, self.base_dir)
+
+    def source_url(self, source: SourceConfig) -> str | None:
+        """The source connector's URL with a relative SQLite or DuckDB path resolved like file paths."""
+        url = source.connector.url
+        if url is None or source.connector.type != "sql":
+            return url
+        return resolve_file_url(url, self.base_dir)
 
     def sources_for(self, entity: str) -> list[SourceConfig]:
         return [s for s in self.sources if entity in s.entities]
 
 
-def resolve_duckdb_url(url: str, base_dir: Path) -> str:
-    prefix = "duckdb:///"
-    if url.startswith(prefix):
-        path = url[len(prefix) :]
-        if path and path != ":memory:" and not path.startswith("/") and not path.startswith(":"):
-            return prefix + str((base_dir / path).resolve())
+def resolve_file_url(url: str, base_dir: Path) -> str:
+    """Resolve the relative file path of a ``duckdb:///`` or ``sqlite:///`` URL against ``base_dir``."""
+    for prefix in ("duckdb:///", "sqlite:///"):
+        if url.startswith(prefix):
+            path = url[len(prefix) :]
+            if path and not path.startswith("/") and not path.startswith(":"):
+                return prefix + str((base_dir / path).resolve())
     return url
 
 

@@ -134,15 +134,15 @@ class Warehouse:
 
     # -- names -----------------------------------------------------------------------------------
     def quote(self, name: str) -> str:
-        return self.engine.dialect.identifier_preparer.quote(name)
+        # Always quoted: DuckDB's dialect does not know all of DuckDB's reserved words (e.g. "at").
+        return self.engine.dialect.identifier_preparer.quote_identifier(name)
 
     def qualified(self, schema: str, table: str) -> str:
-        preparer = self.engine.dialect.identifier_preparer
-        return f"{preparer.quote_schema(schema)}.{preparer.quote(table)}"
+        return f"{self.quote(schema)}.{self.quote(table)}"
 
     def table(self, schema: str, table: str, columns: Sequence[str] = ()) -> sa.TableClause:
-        """A lightweight table construct for building statements with SQLAlchemy."""
-        return sa.table(table, *(sa.column(c) for c in columns), schema=schema)
+        """A lightweight table construct for building statements with SQLAlchemy (names always quoted)."""
+        return sa.table(sa.quoted_name(table, True), *(col(c) for c in columns), schema=sa.quoted_name(schema, True))
 
     # -- inspection ------------------------------------------------------------------------------
     def ensure_schemas(self, *schemas: str) -> None:
@@ -197,7 +197,7 @@ class Warehouse:
     def read_table(
         self, schema: str, table: str, columns: Sequence[str] | None = None, where: Any = None
     ) -> pd.DataFrame:
-        cols = [sa.column(c) for c in columns] if columns else [sa.text("*")]
+        cols = [col(c) for c in columns] if columns else [sa.text("*")]
         stmt = sa.select(*cols).select_from(self.table(schema, table))
         if where is not None:
             stmt = stmt.where(where)
@@ -214,7 +214,7 @@ class Warehouse:
             if params:
                 return self._duckdb_fetch_params(stmt, params)
             with self.connect() as conn:
-                return conn.connection.driver_connection.execute(sql).fetch_arrow_table()
+                return conn.connection.driver_connection.execute(sql).to_arrow_table()
         if self.dialect == "postgresql" and not params:
             sql = str(stmt.compile(dialect=self.engine.dialect, compile_kwargs={"literal_binds": True}))
             with self._adbc() as adbc, adbc.cursor() as cur:
@@ -382,6 +382,11 @@ class Warehouse:
         stmt = sa.delete(self.table(schema, table)).where(where)
         with self.connect() as conn:
             return conn.execute(stmt).rowcount or 0
+
+
+def col(name: str) -> sa.ColumnClause[Any]:
+    """A column reference that is always quoted (DuckDB reserves words SQLAlchemy does not know)."""
+    return sa.column(sa.quoted_name(name, True))
 
 
 def _sql_type_for(arrow_type: pa.DataType) -> sa.types.TypeEngine[Any]:

@@ -1,0 +1,43 @@
+# crm_pipelines: `make run` sets everything up and runs the nightly job; `make test` runs the tests.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEMO_PEOPLE ?= 5000
+export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+
+.PHONY: install demo run test ui bench lint clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# The bundled demo configuration (crm.yaml) reads generated demo sources under data/demo.
+demo: $(STAMP)
+ifeq ($(CRM_CONFIG),)
+	$(BIN)/python -m crm_pipelines.demo --out data/demo --people $(DEMO_PEOPLE) --if-missing
+endif
+
+run: demo
+	mkdir -p "$(DAGSTER_HOME)"
+	$(BIN)/dagster job execute -m crm_pipelines.definitions -j crm_nightly
+
+test: $(STAMP)
+	$(BIN)/pytest
+
+ui: demo
+	mkdir -p "$(DAGSTER_HOME)"
+	$(BIN)/dagster dev -w workspace.yaml
+
+bench: $(STAMP)
+	for script in benchmarks/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+
+lint: $(STAMP)
+	$(BIN)/ruff check crm_pipelines tests benchmarks
+
+clean:
+	rm -rf data .dagster_home

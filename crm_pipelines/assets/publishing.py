@@ -1,0 +1,57 @@
+"""Publish a table only after its blocking checks pass.
+
+A table BI reads is swapped in only when none of its ERROR-severity checks failed. When one fails,
+yesterday's table stays in place, the rejected version is kept in ``quarantine`` for inspection,
+and the blocking check result fails the step, so downstream assets do not run on bad data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import dagster as dg
+import pandas as pd
+
+from crm_pipelines.assets.metadata import table_metadata
+from crm_pipelines.schema import QUARANTINE, Column
+from crm_pipelines.warehouse import Warehouse
+
+
+def rejected_table_name(schema: str, table: str) -> str:
+    return f"{schema}__{table}__rejected"
+
+
+def blocking_failures(check_results: Sequence[dg.AssetCheckResult]) -> list[dg.AssetCheckResult]:
+    return [r for r in check_results if not r.passed and r.severity == dg.AssetCheckSeverity.ERROR]
+
+
+def publish_checked(
+    context: dg.AssetExecutionContext | dg.OpExecutionContext,
+    warehouse: Warehouse,
+    schema: str,
+    table: str,
+    frame: pd.DataFrame,
+    check_results: Sequence[dg.AssetCheckResult],
+    *,
+    columns: Sequence[Column] = (),
+    asset_key: dg.AssetKey | None = None,
+    extra_metadata: Mapping[str, Any] | None = None,
+) -> dg.MaterializeResult:
+    """Swap ``frame`` in as ``schema.table`` unless a blocking check failed; report either way."""
+    column_types = {c.name: c.dtype for c in columns if c.name in frame.columns}
+    failures = blocking_failures(check_results)
+    metadata = table_metadata(warehouse, schema, table, frame, columns, extra_metadata)
+    if failures:
+        rejected = rejected_table_name(schema, table)
+        warehouse.write_table(frame, QUARANTINE, rejected, mode="replace", column_types=column_types)
+        names = ", ".join(r.check_name or "?" for r in failures)
+        context.log.error(
+            f"{schema}.{table} NOT published: blocking check(s) failed: {names}. The previous version stays "
+            f"in place; the rejected version is in {QUARANTINE}.{rejected}."
+        )
+        metadata.update({"published": False, "rejected_table": f"{QUARANTINE}.{rejected}"})
+    else:
+        warehouse.publish(frame, schema, table, column_types=column_types)
+        metadata["published"] = True
+    return dg.MaterializeResult(asset_key=asset_key, metadata=metadata, check_results=list(check_results))

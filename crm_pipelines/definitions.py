@@ -1,0 +1,35 @@
+"""The one Definitions object: every asset, check, job, schedule and resource.
+
+Built from the configuration that ``CRM_CONFIG`` names (``crm.yaml`` by default), because the
+source systems it declares decide which raw assets exist.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from crm_pipelines.assets.raw import build_raw_assets
+from crm_pipelines.assets.staging import build_staging_assets
+from crm_pipelines.automation import build_nightly_job, build_nightly_schedule
+from crm_pipelines.config import CrmConfig, load_config
+from crm_pipelines.resources import RunWindowResource, WarehouseResource
+
+
+def build_definitions(config: CrmConfig) -> dg.Definitions:
+    warehouse = WarehouseResource(url=config.warehouse_url)
+    kind = warehouse.kind
+    nightly = build_nightly_job(kind)
+    return dg.Definitions(
+        assets=[*build_raw_assets(config, kind), *build_staging_assets(config, kind)],
+        jobs=[nightly],
+        schedules=[build_nightly_schedule(config, nightly)],
+        resources={
+            "warehouse": warehouse,
+            "run_window": RunWindowResource(
+                as_of=config.as_of.isoformat() if config.as_of else None, timezone=config.nightly.timezone
+            ),
+        },
+    )
+
+
+defs = build_definitions(load_config())

@@ -1,0 +1,26 @@
+"""The warehouse as a Dagster resource."""
+
+from __future__ import annotations
+
+import dagster as dg
+from pydantic import Field
+
+from crm_pipelines.warehouse import Warehouse
+
+
+class WarehouseResource(dg.ConfigurableResource):
+    """The SQLAlchemy warehouse every asset writes through (DuckDB by default, PostgreSQL in production).
+
+    Secrets stay out of crm.yaml: put ``${WAREHOUSE_PASSWORD}`` in the URL, or set ``CRM_WAREHOUSE_URL``.
+    """
+
+    url: str = Field(description="SQLAlchemy URL, e.g. duckdb:///data/warehouse.duckdb or postgresql+psycopg://...")
+
+    def get_warehouse(self) -> Warehouse:
+        return Warehouse(self.url)
+
+    @property
+    def kind(self) -> str:
+        """The Dagster kind tag of this warehouse's engine."""
+        scheme = self.url.split(":", 1)[0].split("+", 1)[0]
+        return {"postgresql": "postgres"}.get(scheme, scheme)

@@ -1,0 +1,72 @@
+"""The warehouse on DuckDB and PostgreSQL: bulk writes, appends with new columns, atomic publish."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from crm_pipelines.schema import CUSTOMER_IDENTIFIERS_COLUMNS
+from crm_pipelines.warehouse import Warehouse, WarehouseError
+
+
+def frame(n: int = 3) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "id": [str(i) for i in range(n)],
+            "amount": [float(i) * 1.5 for i in range(n)],
+            "at": pd.to_datetime([f"2026-01-{i + 1:02d}" for i in range(n)], utc=True),
+            "empty": [None] * n,
+        }
+    )
+
+
+def test_write_read_roundtrip_keeps_types(warehouse):
+    assert warehouse.write_table(frame(), "t", "roundtrip") == 3
+    back = warehouse.read_table("t", "roundtrip").sort_values("id", ignore_index=True)
+    assert back["id"].tolist() == ["0", "1", "2"]
+    assert back["amount"].tolist() == [0.0, 1.5, 3.0]
+    assert str(back["at"].dt.tz) in ("UTC", "Etc/UTC")
+    assert back["empty"].isna().all()
+    assert warehouse.columns("t", "roundtrip") == ["id", "amount", "at", "empty"]
+
+
+def test_append_adds_new_columns_and_fills_missing(warehouse):
+    warehouse.write_table(frame(2), "t", "appended")
+    warehouse.write_table(pd.DataFrame({"id": ["9"], "new_col": ["x"]}), "t", "appended", mode="append")
+    back = warehouse.read_table("t", "appended").sort_values("id", ignore_index=True)
+    assert len(back) == 3
+    assert back.loc[back["id"] == "9", "new_col"].item() == "x"
+    assert back.loc[back["id"] == "9", "amount"].isna().item()
+
+
+def test_publish_swaps_whole_table(warehouse):
+    warehouse.publish(frame(3), "marts", "published")
+    warehouse.publish(frame(1), "marts", "published")
+    assert warehouse.row_count("marts", "published") == 1
+    assert not warehouse.table_exists("marts", "published__new")
+
+
+def test_create_table_types_and_delete(warehouse):
+    warehouse.create_table("q", "ids", CUSTOMER_IDENTIFIERS_COLUMNS)
+    assert warehouse.row_count("q", "ids") == 0
+    rows = pd.DataFrame(
+        {"source": ["a", "b"], "source_record_id": ["1", "2"], "identifier_type": ["card"] * 2,
+         "identifier_value": ["X", "Y"]}
+    )
+    warehouse.write_table(rows, "q", "ids", mode="append")
+    warehouse.delete("q", "ids", sa.column("source") == "a")
+    assert warehouse.read_table("q", "ids")["source"].tolist() == ["b"]
+
+
+def test_identifiers_are_quoted(warehouse):
+    odd = pd.DataFrame({"select": [1], "Mixed Case": ["x"], "at": ["y"]})
+    warehouse.write_table(odd, "odd schema", "from")
+    assert warehouse.read_table("odd schema", "from", columns=["select", "Mixed Case", "at"]).shape == (1, 3)
+
+
+def test_unreachable_warehouse_is_a_clear_error():
+    wh = Warehouse("postgresql+psycopg://nobody:secret@127.0.0.1:1/none")
+    with pytest.raises(WarehouseError) as info:
+        wh.ensure_schemas("x")
+    assert "127.0.0.1:1" in str(info.value) and "secret" not in str(info.value)
