@@ -16,6 +16,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from crm_pipelines.analytics.clv.settings import ClvSettings
+from crm_pipelines.analytics.segment_settings import SegmentationSettings
+from crm_pipelines.identity.settings import IdentitySettings
 from crm_pipelines.schema import ENTITIES
 
 CONFIG_ENV = "CRM_CONFIG"
@@ -177,6 +180,14 @@ class NightlyConfig(_Model):
         return f"{int(minute)} {int(hour)} * * *"
 
 
+class ChecksConfig(_Model):
+    """Validation settings: drift thresholds (warnings) and where the per-run HTML reports go."""
+
+    max_row_change_pct: float = Field(30.0, ge=0, description="Warn when a table's row count moves more.")
+    max_null_rate_increase: float = Field(0.10, ge=0, le=1, description="Warn when a column's null rate rises more.")
+    reports_dir: str = Field("data/runs", description="Per-run folders with the validation report, relative to crm.yaml.")
+
+
 class CrmConfig(_Model):
     warehouse: WarehouseConfig = WarehouseConfig()
     nightly: NightlyConfig = NightlyConfig()
@@ -188,6 +199,10 @@ class CrmConfig(_Model):
     )
     default_country: str = Field("DE", pattern=r"^[A-Z]{2}$")
     sources: list[SourceConfig]
+    checks: ChecksConfig = ChecksConfig()
+    identity: IdentitySettings = IdentitySettings()
+    segments: SegmentationSettings = SegmentationSettings()
+    clv: ClvSettings = ClvSettings()
     base_dir: Path = Field(PROJECT_ROOT, exclude=True, description="Directory of the config file.")
     config_path: Path | None = Field(None, exclude=True)
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dagster as dg
 
+from crm_pipelines.assets.core import build_core_assets
+from crm_pipelines.assets.marts import build_marts_assets
 from crm_pipelines.assets.raw import build_raw_assets
 from crm_pipelines.assets.staging import build_staging_assets
 from crm_pipelines.automation import build_nightly_job, build_nightly_schedule
@@ -20,7 +22,12 @@ def build_definitions(config: CrmConfig) -> dg.Definitions:
     kind = warehouse.kind
     nightly = build_nightly_job(kind)
     return dg.Definitions(
-        assets=[*build_raw_assets(config, kind), *build_staging_assets(config, kind)],
+        assets=[
+            *build_raw_assets(config, kind),
+            *build_staging_assets(config, kind),
+            *build_core_assets(config, kind),
+            *build_marts_assets(config, kind),
+        ],
         jobs=[nightly],
         schedules=[build_nightly_schedule(config, nightly)],
         resources={

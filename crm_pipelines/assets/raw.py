@@ -1,6 +1,5 @@
 """``raw``: one asset per source system and entity, loaded incrementally as delivered."""
 
-from __future__ import annotations
 
 import dagster as dg
 

@@ -4,7 +4,6 @@ Rows that cannot be staged go to ``quarantine.rejected_rows`` with their reason,
 ``audit.reconciliation`` proves per run and source that raw = staged + quarantined + superseded.
 """
 
-from __future__ import annotations
 
 from collections.abc import Iterator
 
@@ -15,6 +14,8 @@ import sqlalchemy as sa
 from crm_pipelines.assets.metadata import counts_markdown
 from crm_pipelines.assets.publishing import publish_checked
 from crm_pipelines.assets.raw import raw_asset_key
+from crm_pipelines.assets.validation import validate_table, validated_check_specs
+from crm_pipelines.checks import STAGING_CONTRACT, staging_suite
 from crm_pipelines.config import CrmConfig
 from crm_pipelines.resources import RunWindowResource, WarehouseResource
 from crm_pipelines.schema import (
@@ -96,6 +97,11 @@ def _stage(
     return result
 
 
+def _contract(context, config: CrmConfig, wh: Warehouse, key: dg.AssetKey, entity: str, frame: pd.DataFrame, cutoff):
+    suite = staging_suite(entity, as_of_end=cutoff, currencies=list(config.fx_rates))
+    return validate_table(context, config, wh, key, f"{STAGING}.{entity}", frame, suite)
+
+
 def _staging_metadata(result: StagingResult) -> dict:
     quarantined = result.quarantined
     by_rule = quarantined["rule"].value_counts().to_dict() if len(quarantined) else {}
@@ -125,14 +131,18 @@ def build_staging_asset(config: CrmConfig, entity: str, warehouse_kind: str) -> 
         deps=[raw_asset_key(s.name, entity) for s in config.sources_for(entity)],
         description=f"{ent.description} Typed and normalized, one row per record and source; "
         "rejected rows are in quarantine.rejected_rows.",
-        check_specs=[dg.AssetCheckSpec(RECONCILES_CHECK, asset=key, blocking=True)],
+        check_specs=validated_check_specs(key, STAGING_CONTRACT, RECONCILES_CHECK),
     )
     def _staging(
         context: dg.AssetExecutionContext, warehouse: WarehouseResource, run_window: RunWindowResource
     ) -> dg.MaterializeResult:
         wh = warehouse.get_warehouse()
-        result = _stage(context, wh, config, entity, run_window.cutoff())
-        checks = [reconciliation_check(key, result.reconciliation)]
+        cutoff = run_window.cutoff()
+        result = _stage(context, wh, config, entity, cutoff)
+        checks = [
+            *_contract(context, config, wh, key, entity, result.staged, cutoff),
+            reconciliation_check(key, result.reconciliation),
+        ]
         return publish_checked(
             context, wh, STAGING, entity, result.staged, checks,
             columns=ent.staged_columns, extra_metadata=_staging_metadata(result),
@@ -167,17 +177,21 @@ def build_staging_customers(config: CrmConfig, warehouse_kind: str) -> dg.Assets
                 description="Identifier fields sources declare for customers (loyalty card, tax number), long form.",
             ),
         ],
-        check_specs=[dg.AssetCheckSpec(RECONCILES_CHECK, asset=key, blocking=True)],
+        check_specs=validated_check_specs(key, STAGING_CONTRACT, RECONCILES_CHECK),
     )
     def _staging_customers(
         context: dg.AssetExecutionContext, warehouse: WarehouseResource, run_window: RunWindowResource
     ) -> Iterator[dg.MaterializeResult]:
         wh = warehouse.get_warehouse()
-        result = _stage(context, wh, config, "customers", run_window.cutoff())
+        cutoff = run_window.cutoff()
+        result = _stage(context, wh, config, "customers", cutoff)
         others = {e: wh.read_table(STAGING, e) for e in referencing if wh.table_exists(STAGING, e)}
         stubs = referenced_customers(config, others, result.staged)
         customers = pd.concat([result.staged, stubs], ignore_index=True) if len(stubs) else result.staged
-        checks = [reconciliation_check(key, result.reconciliation)]
+        checks = [
+            *_contract(context, config, wh, key, "customers", customers, cutoff),
+            reconciliation_check(key, result.reconciliation),
+        ]
         yield publish_checked(
             context, wh, STAGING, "customers", customers, checks, columns=ent.staged_columns, asset_key=key,
             extra_metadata={**_staging_metadata(result), "referenced_stubs": len(stubs)},

@@ -98,6 +98,14 @@ def _typo(rng: np.random.Generator, word: str) -> str:
     return word[:i] + _LETTERS[int(rng.integers(26))] + word[i + 1 :]
 
 
+def _dob_typo(rng: np.random.Generator, day: object) -> object:
+    """Day and month swapped where that is a date, else a mistyped last digit of the day."""
+    d = pd.Timestamp(day)
+    if d.day <= 12 and d.day != d.month and rng.random() < 0.5:
+        return d.replace(month=d.day, day=d.month).date()
+    return (d + pd.Timedelta(days=1 if d.day % 10 < 8 else -1)).date()
+
+
 def _people(rng: np.random.Generator, n: int) -> pd.DataFrame:
     """People grouped in households that share surname, address, a landline and maybe an email."""
     household_sizes = rng.choice([1, 2, 3, 4], size=n, p=[0.55, 0.25, 0.12, 0.08])
@@ -118,6 +126,14 @@ def _people(rng: np.random.Generator, n: int) -> pd.DataFrame:
     first = np.where(
         female, _zipf_choice(rng, FEMALE_NAMES, n, 0.7), _zipf_choice(rng, MALE_NAMES, n, 0.7)
     )
+    # Siblings and spouses do not share a first name: redraw a repeat of an earlier member's name.
+    for _ in range(3):
+        for back in (1, 2, 3):
+            same_household = np.r_[np.zeros(back, bool), household[back:] == household[:-back]]
+            repeat = same_household & (first == np.r_[np.full(back, None), first[:-back]])
+            first[repeat] = np.where(
+                female[repeat], rng.choice(FEMALE_NAMES, int(repeat.sum())), rng.choice(MALE_NAMES, int(repeat.sum()))
+            )
     # Household members are adults and children of similar age bands; twins share a birthday.
     days = rng.integers(-365 * 30, 365 * 35, size=n)
     dob = pd.Timestamp("1940-01-01") + pd.to_timedelta(days + 365 * 30, unit="D")
@@ -176,8 +192,13 @@ def _records(rng: np.random.Generator, people: pd.DataFrame, source: str, share:
     out["email"] = out["email"].where(rng.random(n) > 0.05)
     out["phone"] = out["phone"].where(rng.random(n) < phone_share)
     out["date_of_birth"] = out["date_of_birth"].where(rng.random(n) < dob_share)
-    moved = rng.random(n) < 0.05
-    out.loc[moved, "address_line1"] = "Neue Straße " + pd.Series(rng.integers(1, 99, size=int(moved.sum()))).astype(str).to_numpy()
+    moved = np.flatnonzero(rng.random(n) < 0.05)
+    new_city = rng.integers(len(CITIES), size=len(moved))
+    out.loc[moved, "address_line1"] = [f"Neue Straße {k}" for k in rng.integers(1, 99, size=len(moved))]
+    out.loc[moved, "city"] = [CITIES[c][0] for c in new_city]
+    out.loc[moved, "postcode"] = [CITIES[c][1] + f"{p:03d}" for c, p in zip(new_city, rng.integers(0, 1000, len(moved)))]
+    dob_typo = np.flatnonzero((rng.random(n) < 0.02) & out["date_of_birth"].notna().to_numpy())
+    out.loc[dob_typo, "date_of_birth"] = [_dob_typo(rng, d) for d in out.loc[dob_typo, "date_of_birth"]]
     out["address_line1"] = out["address_line1"].where(rng.random(n) > 0.05)
     out["loyalty_card"] = out["loyalty_card"].where(rng.random(n) < 0.8)
     junk = rng.random(n)

@@ -1,0 +1,394 @@
+"""Churn risk: the probability that a customer does not buy within the next ``horizon_days``, and why.
+
+A customer has **churned** as of a cutoff day when she has bought before (a purchase: status in
+``purchase_statuses``, not a refund) but makes no purchase in the ``horizon_days`` after it.
+
+The model is trained and checked on the past, never on the future it scores:
+
+- train: features as of ``as_of - 2 * horizon``, labels from the following ``horizon`` days;
+- holdout check: features as of ``as_of - horizon``, labels from the last ``horizon`` days up to
+  ``as_of``; reported as ROC AUC, Brier score and a calibration table by decile;
+- scoring: the model is refitted on the holdout window (the most recent fully observed one), then
+  applied to features as of ``as_of``. The holdout figures measure exactly this procedure: a model
+  trained one horizon earlier than the customers it scores.
+
+Per-customer drivers: global importance is permutation importance on the holdout (drop in ROC AUC
+when a feature is shuffled). Per customer, each of the most important features is in turn set to
+its population median, and the drop in predicted churn probability is that feature's effect for
+her: "her churn risk is 0.31 higher because of her recency". Cheap (one prediction pass per
+feature), model-agnostic, and readable; effects do not add up to the prediction as SHAP values do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.inspection import permutation_importance
+from sklearn.metrics import brier_score_loss, roc_auc_score
+from threadpoolctl import threadpool_limits
+
+from crm_pipelines.analytics.clv.summary import (
+    DEFAULT_PURCHASE_STATUSES,
+    ORDER_COLUMNS,
+    DateLike,
+    day_number,
+    purchase_days,
+)
+
+ExtraFeatures = pd.DataFrame | Callable[[pd.Timestamp], pd.DataFrame] | None
+
+BASE_FEATURES = (
+    "recency_days",
+    "tenure_days",
+    "purchase_days",
+    "revenue_total",
+    "order_value_mean",
+    "interval_mean_days",
+    "interval_std_days",
+    "recency_to_interval",
+    "purchases_last_90d",
+    "purchases_prior_90d",
+    "purchase_trend_90d",
+    "purchases_last_180d",
+    "revenue_last_90d",
+    "refund_share",
+    "cancelled_share",
+)
+DRIVER_COUNT = 3
+DRIVER_CANDIDATES = 5
+IMPORTANCE_ROWS = 20_000
+
+
+@dataclass(frozen=True)
+class ChurnResult:
+    """Everything a churn run produces; frames are ready to publish."""
+
+    scores: pd.DataFrame
+    """Per customer as of ``as_of``: customer_id, churn_probability, risk_decile (10 = riskiest),
+    driver_1..3 (feature names) and driver_1..3_effect (probability points the feature adds)."""
+    features: pd.DataFrame
+    """The features as of ``as_of`` the scores were computed from, one row per customer."""
+    calibration: pd.DataFrame
+    """Holdout deciles of predicted risk: decile, customers, mean_predicted, observed_churn_rate."""
+    feature_importance: pd.DataFrame
+    """feature, importance (mean drop in holdout ROC AUC when shuffled), importance_std."""
+    metrics: dict[str, float | int | str] = field(default_factory=dict)
+    model: HistGradientBoostingClassifier | None = None
+
+    def metrics_frame(self) -> pd.DataFrame:
+        return pd.DataFrame([self.metrics])
+
+
+def _order_events(orders: pd.DataFrame, end_day: int) -> pd.DataFrame:
+    """All orders up to end_day with their day and kind (for refund and cancellation shares)."""
+    missing = [c for c in ORDER_COLUMNS if c not in orders.columns]
+    if missing:
+        raise ValueError(
+            f"orders lack column(s) {missing}; expected the core.orders shape with {list(ORDER_COLUMNS)}"
+        )
+    ordered_at = pd.to_datetime(orders["ordered_at"], utc=True)
+    present = ordered_at.notna().to_numpy() & orders["customer_id"].notna().to_numpy()
+    micros = ordered_at[present].dt.tz_localize(None).to_numpy(dtype="datetime64[us]").view("int64")
+    status = orders.loc[present, "status"].astype("str").str.lower().to_numpy()
+    events = pd.DataFrame(
+        {
+            "customer_id": orders.loc[present, "customer_id"].astype("str").to_numpy(),
+            "day": micros // 86_400_000_000,
+            "is_refund": orders.loc[present, "is_refund"].astype("boolean").fillna(False).to_numpy(dtype=bool)
+            | (status == "refunded"),
+            "is_cancelled": status == "cancelled",
+        }
+    )
+    return events[events["day"] <= end_day]
+
+
+def churn_features(
+    orders: pd.DataFrame,
+    cutoff: DateLike,
+    *,
+    purchase_statuses: Iterable[str] = DEFAULT_PURCHASE_STATUSES,
+    extra_features: ExtraFeatures = None,
+    _days: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """Features per customer with a purchase up to the end of day ``cutoff`` (index: customer_id).
+
+    - ``recency_days``, ``tenure_days``: days since the last and the first purchase day;
+    - ``purchase_days``, ``revenue_total``, ``order_value_mean``: purchase days, their value, the mean;
+    - ``interval_mean_days``, ``interval_std_days``: gaps between purchase days (NaN when too few);
+    - ``recency_to_interval``: recency over the usual gap (how overdue the next purchase is);
+    - ``purchases_last_90d``, ``purchases_prior_90d`` (91-180 days ago), ``purchase_trend_90d`` (their
+      difference), ``purchases_last_180d``, ``revenue_last_90d``;
+    - ``refund_share``: refund records / (purchases + refund records); ``cancelled_share``: cancelled
+      orders / all orders;
+    - any numeric columns of ``extra_features`` (a frame with ``customer_id``, or a function of the
+      cutoff returning one, which keeps them point-in-time: a frame computed today leaks the future
+      into the training cutoff). Missing values stay NaN; the model handles them.
+    """
+    end_day = day_number(cutoff)
+    days = purchase_days(orders, purchase_statuses=purchase_statuses) if _days is None else _days
+    days = days[days["day"] <= end_day]
+    if days.empty:
+        return pd.DataFrame(columns=list(BASE_FEATURES), index=pd.Index([], name="customer_id", dtype="str"))
+    customer, first_row, counts = np.unique(
+        days["customer_id"].to_numpy(), return_index=True, return_counts=True
+    )
+    day = days["day"].to_numpy()
+    value = days["value"].to_numpy()
+    code = np.repeat(np.arange(len(customer)), counts)
+    last_row = first_row + counts - 1
+
+    gaps = np.diff(day).astype(float)
+    same_customer = code[1:] == code[:-1]
+    gap_code, gap = code[1:][same_customer], gaps[same_customer]
+    n_gaps = np.bincount(gap_code, minlength=len(customer))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        gap_mean = np.bincount(gap_code, weights=gap, minlength=len(customer)) / n_gaps
+        gap_square = np.bincount(gap_code, weights=gap**2, minlength=len(customer)) / n_gaps
+        gap_std = np.where(n_gaps >= 2, np.sqrt(np.maximum(gap_square - gap_mean**2, 0.0)), np.nan)
+
+    age = end_day - day
+    recent = age < 90
+    prior = (age >= 90) & (age < 180)
+    last_90 = np.bincount(code[recent], minlength=len(customer))
+    prior_90 = np.bincount(code[prior], minlength=len(customer))
+    revenue = np.bincount(code, weights=value, minlength=len(customer))
+    recency = (end_day - day[last_row]).astype(float)
+
+    events = _order_events(orders, end_day)
+    per_customer = events.groupby("customer_id").agg(
+        orders=("day", "size"), refunds=("is_refund", "sum"), cancelled=("is_cancelled", "sum")
+    )
+    per_customer = per_customer.reindex(customer, fill_value=0)
+    refunds = per_customer["refunds"].to_numpy(dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        features = pd.DataFrame(
+            {
+                "recency_days": recency,
+                "tenure_days": (end_day - day[first_row]).astype(float),
+                "purchase_days": counts.astype(float),
+                "revenue_total": revenue,
+                "order_value_mean": revenue / counts,
+                "interval_mean_days": gap_mean,
+                "interval_std_days": gap_std,
+                "recency_to_interval": recency / gap_mean,
+                "purchases_last_90d": last_90.astype(float),
+                "purchases_prior_90d": prior_90.astype(float),
+                "purchase_trend_90d": (last_90 - prior_90).astype(float),
+                "purchases_last_180d": (last_90 + prior_90).astype(float),
+                "revenue_last_90d": np.bincount(code[recent], weights=value[recent], minlength=len(customer)),
+                "refund_share": refunds / (counts + refunds),
+                "cancelled_share": per_customer["cancelled"].to_numpy(dtype=float)
+                / np.maximum(per_customer["orders"].to_numpy(dtype=float), 1.0),
+            },
+            index=pd.Index(customer, name="customer_id", dtype="str"),
+        )
+    return _with_extra_features(features, extra_features, end_day)
+
+
+def _with_extra_features(features: pd.DataFrame, extra: ExtraFeatures, end_day: int) -> pd.DataFrame:
+    if extra is None:
+        return features
+    frame = extra(pd.Timestamp(end_day, unit="D", tz="UTC")) if callable(extra) else extra
+    if "customer_id" not in frame.columns:
+        raise ValueError("extra_features must have a customer_id column")
+    frame = frame.set_index(frame["customer_id"].astype("str")).drop(columns="customer_id")
+    if frame.index.has_duplicates:
+        raise ValueError("extra_features must have one row per customer_id")
+    clash = sorted(set(frame.columns) & set(features.columns))
+    non_numeric = [
+        c
+        for c in frame.columns
+        if not (pd.api.types.is_numeric_dtype(frame[c]) or pd.api.types.is_bool_dtype(frame[c]))
+    ]
+    if clash or non_numeric:
+        raise ValueError(
+            f"extra_features: columns {clash} clash with built-in features; {non_numeric} are not numeric"
+        )
+    return features.join(frame.astype(float), how="left")
+
+
+def churn_labels(days: pd.DataFrame, customers: pd.Index, cutoff_day: int, horizon_days: int) -> np.ndarray:
+    """True where the customer makes no purchase in (cutoff_day, cutoff_day + horizon_days]."""
+    window = days[(days["day"] > cutoff_day) & (days["day"] <= cutoff_day + horizon_days)]
+    return ~customers.isin(window["customer_id"].unique())
+
+
+def _classifier(random_state: int) -> HistGradientBoostingClassifier:
+    return HistGradientBoostingClassifier(
+        learning_rate=0.1,
+        max_iter=100,
+        max_leaf_nodes=15,
+        min_samples_leaf=40,
+        l2_regularization=1.0,
+        early_stopping=False,
+        random_state=random_state,
+    )
+
+
+def _calibration_table(predicted: np.ndarray, observed: np.ndarray, bins: int = 10) -> pd.DataFrame:
+    ranks = pd.Series(predicted).rank(method="first").to_numpy()
+    decile = np.ceil(ranks * bins / len(ranks)).astype("int64")
+    frame = pd.DataFrame({"decile": decile, "predicted": predicted, "observed": observed.astype(float)})
+    table = frame.groupby("decile").agg(
+        customers=("predicted", "size"),
+        mean_predicted=("predicted", "mean"),
+        observed_churn_rate=("observed", "mean"),
+        min_predicted=("predicted", "min"),
+        max_predicted=("predicted", "max"),
+    )
+    return table.reset_index().astype({"decile": "int64", "customers": "int64"})
+
+
+def _drivers(
+    model: HistGradientBoostingClassifier, features: pd.DataFrame, reference: pd.Series, candidates: list[str]
+) -> pd.DataFrame:
+    """Per customer, the candidate features whose value raises her risk most over the population median."""
+    if features.empty:
+        columns = {f"driver_{k + 1}{suffix}": [] for k in range(DRIVER_COUNT) for suffix in ("", "_effect")}
+        return pd.DataFrame(columns, index=features.index)
+    base = model.predict_proba(features)[:, 1]
+    effects = np.empty((len(features), len(candidates)))
+    for j, name in enumerate(candidates):
+        typical = features.copy()
+        typical[name] = reference[name]
+        effects[:, j] = base - model.predict_proba(typical)[:, 1]
+    order = np.argsort(-effects, axis=1, kind="stable")[:, :DRIVER_COUNT]
+    out = {}
+    names = np.array(candidates, dtype=object)
+    for k in range(DRIVER_COUNT):
+        if k >= len(candidates):
+            out[f"driver_{k + 1}"] = pd.array([None] * len(features), dtype="str")
+            out[f"driver_{k + 1}_effect"] = np.full(len(features), np.nan)
+            continue
+        effect = effects[np.arange(len(features)), order[:, k]]
+        raises_risk = effect > 1e-6
+        out[f"driver_{k + 1}"] = pd.array(np.where(raises_risk, names[order[:, k]], None), dtype="str")
+        out[f"driver_{k + 1}_effect"] = np.where(raises_risk, effect, np.nan)
+    return pd.DataFrame(out, index=features.index)
+
+
+def train_churn_model(
+    orders: pd.DataFrame,
+    as_of: DateLike,
+    *,
+    horizon_days: int = 90,
+    extra_features: ExtraFeatures = None,
+    purchase_statuses: Iterable[str] = DEFAULT_PURCHASE_STATUSES,
+    random_state: int = 0,
+    threads: int = 1,
+) -> ChurnResult:
+    """Train, check on a later time window, refit and score every customer as of ``as_of``.
+
+    ``threads`` caps the OpenMP threads of the gradient boosting. One is the default: results do not
+    depend on it, and on a machine shared with other work more threads spin against each other (a
+    run measured 108 s with all threads of two busy cores against 9 s with one). Raise it on a
+    dedicated machine for large customer bases.
+    """
+    if horizon_days < 1:
+        raise ValueError(f"horizon_days must be positive, got {horizon_days}")
+    end_day = day_number(as_of)
+    train_cutoff, holdout_cutoff = end_day - 2 * horizon_days, end_day - horizon_days
+    days = purchase_days(orders, purchase_statuses=purchase_statuses)
+    days = days[days["day"] <= end_day]
+
+    def window(cutoff_day: int) -> tuple[pd.DataFrame, np.ndarray]:
+        features = churn_features(
+            orders, pd.Timestamp(cutoff_day, unit="D"), extra_features=extra_features, _days=days
+        )
+        return features, churn_labels(days, features.index, cutoff_day, horizon_days)
+
+    train_x, train_y = window(train_cutoff)
+    if len(train_x) < 50 or train_y.all() or not train_y.any():
+        raise ValueError(
+            f"churn model needs purchases before {pd.Timestamp(train_cutoff, unit='D').date()} "
+            f"(as_of minus twice the {horizon_days}-day horizon) from at least 50 customers, with both "
+            f"churned and returning ones; found {len(train_x)} customers, {int(train_y.sum())} churned"
+        )
+    holdout_x, holdout_y = window(holdout_cutoff)
+    current = churn_features(orders, as_of, extra_features=extra_features, _days=days)
+    with threadpool_limits(limits=threads, user_api="openmp"):
+        return _fit_check_and_score(
+            train_x,
+            train_y,
+            holdout_x,
+            holdout_y,
+            current,
+            random_state,
+            metrics={
+                "horizon_days": int(horizon_days),
+                "train_cutoff": str(pd.Timestamp(train_cutoff, unit="D").date()),
+                "holdout_cutoff": str(pd.Timestamp(holdout_cutoff, unit="D").date()),
+                "as_of": str(pd.Timestamp(end_day, unit="D").date()),
+            },
+        )
+
+
+def _fit_check_and_score(
+    train_x: pd.DataFrame,
+    train_y: np.ndarray,
+    holdout_x: pd.DataFrame,
+    holdout_y: np.ndarray,
+    current: pd.DataFrame,
+    random_state: int,
+    metrics: dict[str, float | int | str],
+) -> ChurnResult:
+    model = _classifier(random_state).fit(train_x, train_y)
+    predicted = model.predict_proba(holdout_x)[:, 1]
+    both_classes = 0 < holdout_y.sum() < len(holdout_y)
+    importance = permutation_importance(
+        model,
+        holdout_x,
+        holdout_y,
+        scoring="roc_auc" if both_classes else "neg_brier_score",
+        n_repeats=3,
+        max_samples=min(1.0, IMPORTANCE_ROWS / max(len(holdout_x), 1)),
+        random_state=random_state,
+    )
+    feature_importance = (
+        pd.DataFrame(
+            {
+                "feature": list(holdout_x.columns),
+                "importance": importance.importances_mean,
+                "importance_std": importance.importances_std,
+            }
+        )
+        .sort_values(["importance", "feature"], ascending=[False, True], kind="stable")
+        .reset_index(drop=True)
+    )
+
+    scoring_model = _classifier(random_state).fit(holdout_x, holdout_y) if both_classes else model
+    probability = scoring_model.predict_proba(current)[:, 1] if len(current) else np.empty(0)
+    candidates = feature_importance["feature"].head(DRIVER_CANDIDATES).tolist()
+    drivers = _drivers(scoring_model, current, holdout_x.median(), candidates)
+    ranks = pd.Series(probability).rank(method="first").to_numpy()
+    scores = pd.DataFrame(
+        {
+            "customer_id": pd.array(current.index, dtype="str"),
+            "churn_probability": probability,
+            "risk_decile": np.ceil(ranks * 10 / max(len(ranks), 1)).astype("int64"),
+        }
+    )
+    scores = pd.concat([scores, drivers.reset_index(drop=True)], axis=1)
+    metrics = {
+        **metrics,
+        "customers_train": len(train_x),
+        "customers_holdout": len(holdout_x),
+        "customers_scored": len(current),
+        "churn_rate_train": float(train_y.mean()),
+        "churn_rate_holdout": float(holdout_y.mean()),
+        "roc_auc": float(roc_auc_score(holdout_y, predicted)) if both_classes else float("nan"),
+        "brier_score": float(brier_score_loss(holdout_y, predicted)),
+        "mean_predicted_holdout": float(predicted.mean()),
+    }
+    return ChurnResult(
+        scores=scores,
+        features=current.reset_index(),
+        calibration=_calibration_table(predicted, holdout_y),
+        feature_importance=feature_importance,
+        metrics=metrics,
+        model=scoring_model,
+    )

@@ -1,0 +1,326 @@
+"""marts.customer_segments: RFM scores and segments, value tiers, relationship types, behavioural clusters.
+
+The rules, in short (docs/marts.md, "Segments", has the full text):
+
+- **RFM scores** 1-5 are quintiles among customers with at least one purchase. Ties are broken by the
+  other two dimensions and then by customer_id, so every quintile holds a fifth of the buyers, and
+  identical customers always score the same way run to run. Recency is reversed: most recent scores 5.
+  Customers without a purchase are kept, score 1 on all three and get the segment "No Purchases".
+- **Segment names** come from the R-vs-FM grid :data:`RFM_GRID`, with FM = floor((F + M) / 2).
+- **Value tier**: ``key`` = top ``key_share`` of buyers by net revenue; ``potential`` = not key, but a
+  predicted value (CLV) in the top ``key_share``, or buying faster: at least 2 purchases in the last
+  ``growth_window_days`` and more than in the window before; ``ordinary`` = everyone else.
+- **Relationship type**, first rule that holds: emotional > complementary > social > repeat >
+  transactional > none (see :func:`relationship_type`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from numpy.typing import ArrayLike
+
+from crm_pipelines.analytics.activity import (
+    as_of_day,
+    as_of_timestamp,
+    bounded_orders,
+    customer_index,
+    engagement_summary,
+    order_summary,
+    purchased_items,
+)
+from crm_pipelines.analytics.clusters import ClusterResult, behavioral_clusters
+from crm_pipelines.analytics.segment_settings import SegmentationSettings
+
+NO_PURCHASES = "No Purchases"
+NO_CLUSTER_LABEL = "no purchases"
+
+# Segment name by FM score (rows) and recency score R = 1..5 (columns).
+RFM_GRID: dict[int, tuple[str, str, str, str, str]] = {
+    5: ("Can't Lose Them", "At Risk", "Loyal Customers", "Champions", "Champions"),
+    4: ("Can't Lose Them", "At Risk", "Loyal Customers", "Champions", "Champions"),
+    3: ("At Risk", "At Risk", "Need Attention", "Loyal Customers", "Loyal Customers"),
+    2: ("Hibernating", "Hibernating", "About to Sleep", "Potential Loyalists", "Potential Loyalists"),
+    1: ("Lost", "Hibernating", "About to Sleep", "Promising", "New Customers"),
+}
+RFM_SEGMENTS = (
+    "Champions", "Loyal Customers", "Potential Loyalists", "New Customers", "Promising", "Need Attention",
+    "About to Sleep", "At Risk", "Can't Lose Them", "Hibernating", "Lost", NO_PURCHASES,
+)  # fmt: skip
+_GRID = np.full((6, 6), None, dtype=object)
+for _fm, _names in RFM_GRID.items():
+    _GRID[_fm, 1:] = _names
+
+VALUE_TIERS = ("key", "potential", "ordinary")
+RELATIONSHIP_TYPES = ("emotional", "complementary", "social", "repeat", "transactional", "none")
+
+
+@dataclass(frozen=True)
+class SegmentationResult:
+    segments: pd.DataFrame
+    """One row per customer; columns in docs/marts.md (marts.customer_segments)."""
+    clusters: ClusterResult
+    """Clusters of the customers with purchases (the others are cluster -1)."""
+    core_categories: tuple[str, ...]
+
+
+def quintile_scores(order_keys: list[np.ndarray]) -> np.ndarray:
+    """Scores 1-5 by equal-count quintiles of the rows sorted by ``order_keys`` (first key most significant).
+
+    Every row gets a distinct rank, so quintiles hold (nearly) equal counts even when many rows tie on the
+    first key; a single row scores 3, as there is nothing to compare it with.
+    """
+    n = len(order_keys[0])
+    if n == 0:
+        return np.empty(0, dtype="int64")
+    if n == 1:
+        return np.array([3])
+    order = np.lexsort(order_keys[::-1])
+    rank = np.empty(n, dtype="int64")
+    rank[order] = np.arange(n)
+    # The quantile bin of pandas.qcut(rank, 5), in integers: ceil(5 * rank / (n - 1)), at least 1.
+    return np.maximum(1, -(-5 * rank // (n - 1)))
+
+
+def rfm_scores(
+    orders: pd.DataFrame,
+    customers: pd.DataFrame,
+    as_of: pd.Timestamp,
+    growth_window_days: int = 180,
+) -> pd.DataFrame:
+    """Recency, frequency, monetary value and their 1-5 scores, one row per customer of ``customers``.
+
+    recency_days: days from the last purchase to the as-of day (null without purchases); frequency:
+    purchases; monetary: net revenue; orders_recent / orders_previous: purchases in the last
+    ``growth_window_days`` and in the same span before.
+    """
+    as_of = as_of_timestamp(as_of)
+    index = customer_index(customers)
+    n = len(index)
+    facts = bounded_orders(orders, index, as_of)
+    summary = order_summary(facts, n)
+    today = as_of_day(as_of)
+    purchases = facts.loc[facts["is_purchase"]]
+    age_days = today - purchases["day"].to_numpy()
+    code = purchases["code"].to_numpy()
+    recent = np.bincount(code[age_days < growth_window_days], minlength=n)
+    previous = np.bincount(
+        code[(age_days >= growth_window_days) & (age_days < 2 * growth_window_days)], minlength=n
+    )
+    recency = np.full(n, -1, dtype="int64")
+    if len(code):
+        newest = pd.Series(age_days).groupby(code).min()
+        recency[newest.index.to_numpy()] = newest.to_numpy()
+
+    frequency = summary["orders"].to_numpy()
+    monetary = summary["revenue"].to_numpy()
+    buyer = frequency > 0
+    id_rank = pd.factorize(index, sort=True)[0]  # ids are unique: their sorted codes are their ranks
+    r_score = np.ones(n, dtype="int64")
+    f_score = np.ones(n, dtype="int64")
+    m_score = np.ones(n, dtype="int64")
+    rec, freq, mon, ids = recency[buyer], frequency[buyer], monetary[buyer], id_rank[buyer]
+    # Worst first: long ago, rarely, little. Ties fall to the other dimensions, then to customer_id.
+    r_score[buyer] = quintile_scores([-rec, freq, mon, ids])
+    f_score[buyer] = quintile_scores([freq, -rec, mon, ids])
+    m_score[buyer] = quintile_scores([mon, freq, -rec, ids])
+    return pd.DataFrame(
+        {
+            "customer_id": pd.array(index.to_numpy(), dtype="str"),
+            "recency_days": pd.arrays.IntegerArray(np.where(buyer, recency, 0), mask=~buyer),
+            "frequency": frequency.astype("int64"),
+            "monetary": monetary.astype("float64"),
+            "orders_recent": recent.astype("int64"),
+            "orders_previous": previous.astype("int64"),
+            "r_score": r_score,
+            "f_score": f_score,
+            "m_score": m_score,
+        }
+    )
+
+
+def rfm_segment(r: ArrayLike, f: ArrayLike, m: ArrayLike) -> str | np.ndarray:
+    """Segment name for R, F and M scores (1-5): a string for scalars, an array of strings for arrays.
+
+    FM = floor((F + M) / 2); the name is :data:`RFM_GRID` [FM][R].
+    """
+    r_arr, f_arr, m_arr = (np.asarray(v, dtype="int64") for v in (r, f, m))
+    for name, values in (("r", r_arr), ("f", f_arr), ("m", m_arr)):
+        if values.size and (values.min() < 1 or values.max() > 5):
+            raise ValueError(
+                f"RFM scores run from 1 to 5; {name} has {sorted(set(values.ravel()) - set(range(1, 6)))}"
+            )
+    names = _GRID[(f_arr + m_arr) // 2, r_arr]
+    return str(names) if r_arr.ndim == 0 else names
+
+
+def value_tier(
+    rfm: pd.DataFrame,
+    key_share: float = 0.2,
+    predicted_value: pd.Series | None = None,
+) -> pd.Series:
+    """key / potential / ordinary per row of ``rfm`` (the output of :func:`rfm_scores`).
+
+    ``predicted_value`` (optional) is a predicted customer value such as 12-month CLV, indexed by
+    customer_id; customers without a prediction are judged on purchases alone.
+    """
+    n = len(rfm)
+    frequency = rfm["frequency"].to_numpy()
+    monetary = rfm["monetary"].to_numpy(dtype="float64")
+    buyer = frequency > 0
+    recency = rfm["recency_days"].fillna(0).to_numpy(dtype="int64")
+    ids = pd.factorize(rfm["customer_id"], sort=True)[0]
+
+    key = np.zeros(n, dtype=bool)
+    n_key = int(np.ceil(key_share * buyer.sum()))
+    if n_key:
+        # Most valuable first; ties: more purchases, more recent, then customer_id.
+        positions = np.flatnonzero(buyer)
+        order = np.lexsort((ids[positions], recency[positions], -frequency[positions], -monetary[positions]))
+        top = positions[order[:n_key]]
+        key[top[monetary[top] > 0]] = True
+
+    growing = (rfm["orders_recent"].to_numpy() >= 2) & (
+        rfm["orders_recent"] > rfm["orders_previous"]
+    ).to_numpy()
+    promising = np.zeros(n, dtype=bool)
+    if predicted_value is not None:
+        predicted = rfm["customer_id"].map(predicted_value).to_numpy(dtype="float64", na_value=np.nan)
+        known = np.flatnonzero(~np.isnan(predicted))
+        n_top = int(np.ceil(key_share * len(known)))
+        order = np.lexsort((ids[known], -predicted[known]))
+        top = known[order[:n_top]]
+        promising[top[predicted[top] > 0]] = True
+
+    tier = np.where(key, "key", np.where(promising | growing, "potential", "ordinary"))
+    return pd.Series(tier, index=rfm.index, name="value_tier", dtype="str")
+
+
+def relationship_type(
+    features: pd.DataFrame,
+    emotional_nps: int = 9,
+    emotional_csat: float = 4.5,
+) -> pd.Series:
+    """One primary relationship type per row; the first rule that holds wins.
+
+    Needs columns frequency, latest_nps, avg_satisfaction, tickets_opened, survey_responses,
+    campaign_clicks and bought_add_on.
+
+    - emotional: a repeat buyer (2+ purchases) whose latest NPS >= ``emotional_nps`` or whose average
+      satisfaction >= ``emotional_csat``;
+    - complementary: bought a core category and an add-on (non-core) category;
+    - social: engaged beyond purchases: opened a ticket, answered a survey or clicked a campaign;
+    - repeat: 2+ purchases;
+    - transactional: exactly one purchase;
+    - none: no purchase and no engagement.
+    """
+    frequency = features["frequency"].to_numpy()
+    nps = pd.to_numeric(features["latest_nps"]).to_numpy(dtype="float64", na_value=np.nan)
+    csat = pd.to_numeric(features["avg_satisfaction"]).to_numpy(dtype="float64", na_value=np.nan)
+    engaged = (
+        features["tickets_opened"].to_numpy()
+        + features["survey_responses"].to_numpy()
+        + features["campaign_clicks"].to_numpy()
+    ) > 0
+    with np.errstate(invalid="ignore"):
+        delighted = (nps >= emotional_nps) | (csat >= emotional_csat)
+    rules = [
+        (frequency >= 2) & delighted,
+        features["bought_add_on"].to_numpy(dtype=bool),
+        engaged,
+        frequency >= 2,
+        frequency == 1,
+    ]
+    kind = np.select(rules, list(RELATIONSHIP_TYPES[:-1]), RELATIONSHIP_TYPES[-1])
+    return pd.Series(kind, index=features.index, name="relationship_type", dtype="str")
+
+
+def core_categories(items: pd.DataFrame, share: float = 0.5) -> tuple[str, ...]:
+    """The shop's core offer: the most-bought categories that together make up ``share`` of purchased lines.
+
+    ``items`` holds purchased lines with a ``category`` column; ties in line count go to the category name.
+    """
+    lines = items["category"].dropna()
+    lines = lines[lines != ""]
+    if lines.empty:
+        return ()
+    counts = lines.value_counts()
+    ranked = counts.rename_axis("category").reset_index(name="lines")
+    ranked = ranked.sort_values(["lines", "category"], ascending=[False, True], ignore_index=True)
+    covered = ranked["lines"].cumsum() / ranked["lines"].sum()
+    needed = int(np.searchsorted(covered.to_numpy(), share - 1e-12)) + 1
+    return tuple(ranked["category"].iloc[:needed].astype("str"))
+
+
+def add_on_buyers(items: pd.DataFrame, core: tuple[str, ...], n_customers: int) -> np.ndarray:
+    """Per customer position: bought at least one core and at least one non-core category."""
+    bought = items.loc[items["category"].notna() & (items["category"] != ""), ["code", "category"]]
+    is_core = bought["category"].isin(core).to_numpy()
+    code = bought["code"].to_numpy()
+    has_core = np.bincount(code[is_core], minlength=n_customers) > 0
+    has_add_on = np.bincount(code[~is_core], minlength=n_customers) > 0
+    return has_core & has_add_on
+
+
+def customer_segments(
+    customers: pd.DataFrame,
+    orders: pd.DataFrame,
+    order_items: pd.DataFrame,
+    tickets: pd.DataFrame,
+    events: pd.DataFrame,
+    surveys: pd.DataFrame,
+    as_of: pd.Timestamp,
+    settings: SegmentationSettings | None = None,
+    predicted_value: pd.Series | None = None,
+) -> SegmentationResult:
+    """All segmentations, one row per customer of ``customers`` (columns in docs/marts.md)."""
+    settings = settings or SegmentationSettings()
+    as_of = as_of_timestamp(as_of)
+    index = customer_index(customers)
+    n = len(index)
+
+    rfm = rfm_scores(orders, customers, as_of, settings.growth_window_days)
+    buyer = rfm["frequency"].to_numpy() > 0
+    segment = rfm_segment(rfm["r_score"], rfm["f_score"], rfm["m_score"])
+    segment = np.where(buyer, segment, NO_PURCHASES)
+
+    items = purchased_items(order_items, orders, index, as_of)
+    core = core_categories(items, settings.core_category_share)
+    engagement = engagement_summary(tickets, events, surveys, index, as_of)
+    engagement_actions = (
+        engagement["tickets_opened"] + engagement["survey_responses"] + engagement["campaign_clicks"]
+    ).to_numpy()
+    features = pd.concat([rfm, engagement], axis=1).assign(bought_add_on=add_on_buyers(items, core, n))
+
+    cluster_features = pd.DataFrame(
+        {
+            "monetary": rfm["monetary"].to_numpy(),
+            "frequency": rfm["frequency"].to_numpy(),
+            "recency_days": rfm["recency_days"].fillna(0).to_numpy(dtype="int64"),
+            "engagement": engagement_actions,
+        }
+    )[buyer]
+    clusters = behavioral_clusters(
+        cluster_features,
+        k_range=(settings.k_min, settings.k_max),
+        random_state=settings.random_state,
+        silhouette_sample=settings.silhouette_sample,
+    )
+    cluster_id = np.full(n, -1, dtype="int64")
+    cluster_id[buyer] = clusters.labels.to_numpy()
+    cluster_label = np.full(n, NO_CLUSTER_LABEL, dtype=object)
+    cluster_label[buyer] = clusters.label_names.to_numpy(dtype=object)
+
+    segments = rfm.assign(
+        rfm_cell=(rfm["r_score"].astype("str") + rfm["f_score"].astype("str") + rfm["m_score"].astype("str")),
+        rfm_segment=pd.array(segment, dtype="str"),
+        value_tier=value_tier(rfm, settings.key_share, predicted_value).array,
+        relationship_type=relationship_type(features, settings.emotional_nps, settings.emotional_csat).array,
+        bought_add_on=features["bought_add_on"].to_numpy(),
+        engagement=engagement_actions,
+        cluster_id=cluster_id,
+        cluster_label=pd.array(cluster_label, dtype="str"),
+    )
+    return SegmentationResult(segments=segments, clusters=clusters, core_categories=core)

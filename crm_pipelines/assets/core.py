@@ -1,0 +1,284 @@
+"""``core``: the unified customer view, and every other entity attributed to its customer.
+
+The identity asset resolves staged customer records into customers (incrementally each night; a
+full re-resolution is its own job) and publishes the identity map, the links with their evidence,
+the golden records with their lineage, and the history of retired ids. The attributed entities
+(``core.orders``, ``core.support_tickets``, ...) join staging to the map inside the warehouse.
+"""
+
+
+from collections.abc import Iterator
+
+import dagster as dg
+import pandas as pd
+
+from crm_pipelines.assets.publishing import publish_checked
+from crm_pipelines.assets.staging import record_quarantine, record_reconciliation, staging_key
+from crm_pipelines.assets.validation import validate_table, validated_check_specs
+from crm_pipelines.attribution import IDENTITY_MAP, attribute
+from crm_pipelines.checks import CORE_CONTRACT, core_entity_suite, identity_map_suite, unified_customers_suite
+from crm_pipelines.config import CrmConfig
+from crm_pipelines.identity import IdentityResult, ensure_model, resolve, resolve_incremental
+from crm_pipelines.resources import WarehouseResource
+from crm_pipelines.schema import (
+    CORE,
+    CORE_ATTRIBUTED_ENTITIES,
+    ENTITIES,
+    IDENTITY_MAP_COLUMNS,
+    STAGING,
+    UNIFIED_CUSTOMER_COLUMNS,
+    core_entity_columns,
+)
+from crm_pipelines.warehouse import Warehouse
+
+IDENTITY_TABLES = (
+    IDENTITY_MAP,
+    "identity_links",
+    "unified_customers",
+    "golden_lineage",
+    "customer_id_history",
+    "customer_record_fingerprints",
+)
+MATCHED_COLUMNS = [c.name for c in ENTITIES["customers"].staged_columns]
+
+
+def core_key(table: str) -> dg.AssetKey:
+    return dg.AssetKey([CORE, table])
+
+
+class IdentityRunConfig(dg.Config):
+    full_resolution: bool = False
+    """Re-resolve every record from scratch (ids stay stable) instead of matching only new and changed ones."""
+
+
+def fingerprints(customers: pd.DataFrame) -> pd.DataFrame:
+    """A hash per staged customer record, to find the records that changed since the last run."""
+    hashed = pd.util.hash_pandas_object(customers[MATCHED_COLUMNS].astype("string"), index=False)
+    return pd.DataFrame(
+        {
+            "source": customers["source"].astype("string"),
+            "source_record_id": customers["source_record_id"].astype("string"),
+            "fingerprint": hashed.astype("uint64").astype("string"),
+        }
+    )
+
+
+def _read_if_exists(warehouse: Warehouse, table: str) -> pd.DataFrame | None:
+    return warehouse.read_table(CORE, table) if warehouse.table_exists(CORE, table) else None
+
+
+def _keys(frame: pd.DataFrame, left: str = "source", right: str = "source_record_id") -> pd.MultiIndex:
+    return pd.MultiIndex.from_frame(frame[[left, right]].astype("string"))
+
+
+def _replace_affected(previous: pd.DataFrame | None, fresh: pd.DataFrame, drop: pd.Series) -> pd.DataFrame:
+    if previous is None:
+        return fresh
+    return pd.concat([previous[~drop], fresh], ignore_index=True)
+
+
+def run_identity(
+    context: dg.AssetExecutionContext, config: CrmConfig, wh: Warehouse, full: bool
+) -> tuple[IdentityResult, dict[str, pd.DataFrame]]:
+    """Resolve, and return the result plus the complete tables to publish."""
+    settings = config.identity
+    customers = wh.read_table(STAGING, "customers")
+    identifiers = wh.read_table(STAGING, "customer_identifiers") if wh.table_exists(STAGING, "customer_identifiers") else None
+    model = ensure_model(config.resolve_path(settings.model_path), customers, identifiers, settings)
+    priority = {s.name: s.priority for s in config.sources}
+    previous = {t: _read_if_exists(wh, t) for t in IDENTITY_TABLES}
+    prev_map, prev_history = previous[IDENTITY_MAP], previous["customer_id_history"]
+    current = fingerprints(customers)
+    incremental = not full and prev_map is not None and previous["customer_record_fingerprints"] is not None
+    if incremental:
+        gone = ~_keys(prev_map).isin(_keys(current))
+        if gone.any():
+            context.log.info(f"{int(gone.sum())} records left staging since the last run: resolving all records")
+            incremental = False
+    if not incremental:
+        result = resolve(
+            customers, identifiers, settings, model, prev_map, prev_history, context.run_id, source_priority=priority
+        )
+        tables = {
+            IDENTITY_MAP: result.identity_map,
+            "identity_links": result.links,
+            "unified_customers": result.unified_customers,
+            "golden_lineage": result.golden_lineage,
+        }
+    else:
+        old = previous["customer_record_fingerprints"]
+        known = current.merge(old, on=["source", "source_record_id"], how="left", suffixes=("", "_old"))
+        changed = (known["fingerprint"] != known["fingerprint_old"]).fillna(True).to_numpy()
+        fresh = customers[changed]
+        context.log.info(f"incremental identity run: {len(fresh)} new or changed of {len(customers)} records")
+        result = resolve_incremental(
+            fresh, customers, prev_map, identifiers, settings, model, prev_history, context.run_id,
+            source_priority=priority,
+        )
+        affected = set(result.affected_customer_ids or [])
+        affected_records = _keys(result.identity_map[result.identity_map["customer_id"].isin(affected)])
+        prev_links = previous["identity_links"]
+        tables = {
+            IDENTITY_MAP: result.identity_map,
+            "identity_links": _replace_affected(
+                prev_links,
+                result.links,
+                _keys(prev_links, "source_l", "source_record_id_l").isin(affected_records)
+                if prev_links is not None
+                else None,
+            ),
+            "unified_customers": _replace_affected(
+                previous["unified_customers"],
+                result.unified_customers,
+                previous["unified_customers"]["customer_id"].isin(affected)
+                if previous["unified_customers"] is not None
+                else None,
+            ),
+            "golden_lineage": _replace_affected(
+                previous["golden_lineage"],
+                result.golden_lineage,
+                previous["golden_lineage"]["customer_id"].isin(affected)
+                if previous["golden_lineage"] is not None
+                else None,
+            ),
+        }
+    history = result.customer_id_history
+    if prev_history is not None and len(prev_history):
+        history = pd.concat([prev_history, history], ignore_index=True) if len(history) else prev_history
+    tables["customer_id_history"] = history
+    tables["customer_record_fingerprints"] = current
+    return result, tables
+
+
+def build_identity_asset(warehouse_kind: str, crm_config: CrmConfig) -> dg.AssetsDefinition:
+    map_key, unified_key = core_key(IDENTITY_MAP), core_key("unified_customers")
+    descriptions = {
+        IDENTITY_MAP: "Every staged customer record and the customer_id it belongs to, how it was matched "
+        "and with what probability.",
+        "identity_links": "Record pairs joined into one customer, with match weight and per-field evidence.",
+        "unified_customers": "One golden record per customer_id: per field, the highest-priority source, "
+        "then the most recent non-null value.",
+        "golden_lineage": "For each golden-record field, the source record it came from.",
+        "customer_id_history": "Customer ids retired by merges (the older id survives) and splits.",
+        "customer_record_fingerprints": "A hash per staged customer record, to find changed records next run.",
+    }
+    specs = [
+        dg.AssetSpec(
+            core_key(t),
+            group_name=CORE,
+            kinds={"splink", warehouse_kind},
+            description=descriptions[t],
+            deps=[staging_key("customers"), staging_key("customer_identifiers")] if t == IDENTITY_MAP else [map_key],
+        )
+        for t in IDENTITY_TABLES
+    ]
+    check_specs = [*validated_check_specs(map_key, CORE_CONTRACT), *validated_check_specs(unified_key, CORE_CONTRACT)]
+
+    @dg.multi_asset(name="identity_resolution", specs=specs, check_specs=check_specs)
+    def _identity(
+        context: dg.AssetExecutionContext, config: IdentityRunConfig, warehouse: WarehouseResource
+    ) -> Iterator[dg.MaterializeResult]:
+        wh = warehouse.get_warehouse()
+        result, tables = run_identity(context, crm_config, wh, config.full_resolution)
+        staged_count = wh.row_count(STAGING, "customers")
+        summary = {k: v for k, v in result.summary.items() if not isinstance(v, dict)}
+        checks = {
+            IDENTITY_MAP: validate_table(
+                context, crm_config, wh, map_key, f"{CORE}.{IDENTITY_MAP}", tables[IDENTITY_MAP],
+                identity_map_suite(staged_count),
+            ),
+            "unified_customers": validate_table(
+                context, crm_config, wh, unified_key, f"{CORE}.unified_customers", tables["unified_customers"],
+                unified_customers_suite(),
+            ),
+        }
+        columns = {IDENTITY_MAP: IDENTITY_MAP_COLUMNS, "unified_customers": UNIFIED_CUSTOMER_COLUMNS}
+        extra = {
+            IDENTITY_MAP: {
+                **summary,
+                "match_weight_histogram": dg.MetadataValue.json(result.summary.get("match_weight_histogram", {})),
+                "cluster_size_distribution": dg.MetadataValue.json(
+                    {str(k): v for k, v in result.summary.get("cluster_size_distribution", {}).items()}
+                ),
+                "records_by_method": dg.MetadataValue.json(result.summary.get("records_by_method", {})),
+                "rejected_links_by_reason": dg.MetadataValue.json(result.summary.get("rejected_by_reason", {})),
+            }
+        }
+        for table in IDENTITY_TABLES:
+            yield publish_checked(
+                context, wh, CORE, table, tables[table], checks.get(table, []),
+                columns=columns.get(table, ()), asset_key=core_key(table), extra_metadata=extra.get(table),
+            )
+
+    return _identity
+
+
+def build_attributed_asset(config: CrmConfig, entity: str, warehouse_kind: str) -> dg.AssetsDefinition:
+    key = core_key(entity)
+    deps = [staging_key(entity), core_key(IDENTITY_MAP)] + ([core_key("orders")] if entity == "order_items" else [])
+
+    @dg.asset(
+        key=key,
+        group_name=CORE,
+        kinds={"sql", warehouse_kind},
+        deps=deps,
+        description=f"staging.{entity} attributed to unified customers (customer_id) through the identity map; "
+        "rows no customer is found for are quarantined.",
+        check_specs=validated_check_specs(key, CORE_CONTRACT),
+    )
+    def _attributed(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+        wh = warehouse.get_warehouse()
+        result = attribute(wh, config, entity)
+        orphans = result.orphans
+        quarantined = pd.DataFrame(
+            {
+                "run_id": context.run_id,
+                "layer": CORE,
+                "entity": entity,
+                "source": orphans["source"],
+                "record_id": orphans[ENTITIES[entity].record_id],
+                "rule": "orphan_row",
+                "column_name": "customer_id",
+                "reason": "no unified customer found for the customer this row names",
+                "raw_values": orphans.drop(columns=["customer_id"]).astype("string").to_json(orient="records", lines=True).splitlines()
+                if len(orphans)
+                else [],
+                "rejected_at": pd.Timestamp.now(tz="UTC"),
+            }
+        )
+        record_quarantine(wh, CORE, entity, quarantined)
+        staged = wh.read_table(STAGING, entity, columns=["source"])
+        rows_in = staged.groupby("source").size()
+        rows_out = result.attributed.groupby("source").size()
+        rows_q = orphans.groupby("source").size()
+        recon = pd.DataFrame({"rows_in": rows_in}).join(pd.DataFrame({"rows_out": rows_out}), how="outer")
+        recon = recon.join(pd.DataFrame({"rows_quarantined": rows_q}), how="outer").fillna(0).astype("int64")
+        recon = recon.rename_axis("source").reset_index()
+        recon["rows_superseded"] = 0
+        recon["reconciles"] = recon["rows_in"] == recon["rows_out"] + recon["rows_quarantined"]
+        recon.insert(0, "table_name", entity)
+        recon.insert(0, "layer", CORE)
+        recon.insert(0, "recorded_at", pd.Timestamp.now(tz="UTC"))
+        recon.insert(0, "run_id", context.run_id)
+        record_reconciliation(wh, recon)
+        checks = validate_table(
+            context, config, wh, key, f"{CORE}.{entity}", result.attributed, core_entity_suite(entity)
+        )
+        return publish_checked(
+            context, wh, CORE, entity, result.attributed, checks, columns=core_entity_columns(entity),
+            extra_metadata={"rows_orphaned": len(orphans), "reconciles": bool(recon["reconciles"].all())},
+        )
+
+    return _attributed
+
+
+def build_core_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.AssetsDefinition]:
+    assets = [build_identity_asset(warehouse_kind, config)]
+    assets += [
+        build_attributed_asset(config, entity, warehouse_kind)
+        for entity in CORE_ATTRIBUTED_ENTITIES
+        if config.sources_for(entity)
+    ]
+    return assets
+
+

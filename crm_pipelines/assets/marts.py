@@ -1,0 +1,239 @@
+"""``marts``: the tables BI reads and CRM teams act on, computed from the core layer.
+
+Each mart is validated against its contract before it is swapped in; its column docs live in
+``docs/marts.md`` (generated from :mod:`crm_pipelines.analytics.mart_columns`).
+"""
+
+
+import pandas as pd
+
+import dagster as dg
+from crm_pipelines.analytics.activity import core_frame
+from crm_pipelines.analytics.audiences import consent_summary, marketing_audiences, marketing_consent
+from crm_pipelines.analytics.cross_sell import cross_sell_recommendations
+from crm_pipelines.analytics.customer360 import customer_360
+from crm_pipelines.analytics.kpis import crm_kpis
+from crm_pipelines.analytics.mart_columns import MART_COLUMNS
+from crm_pipelines.analytics.reporting import (
+    cluster_profiles_markdown,
+    kpi_chart_png,
+    kpi_trend_markdown,
+    png_markdown,
+    segment_chart_png,
+    segment_sizes_markdown,
+)
+from crm_pipelines.analytics.segments import NO_PURCHASES, RELATIONSHIP_TYPES, RFM_SEGMENTS, VALUE_TIERS, customer_segments
+from crm_pipelines.assets.core import core_key
+from crm_pipelines.assets.publishing import publish_checked
+from crm_pipelines.assets.validation import validate_table, validated_check_specs
+from crm_pipelines.checks import MART_CONTRACT, mart_suite
+from crm_pipelines.checks.suites import PROBABILITY, RATE
+from crm_pipelines.config import CrmConfig
+from crm_pipelines.resources import RunWindowResource, WarehouseResource
+from crm_pipelines.schema import CORE, MARTS
+from crm_pipelines.warehouse import Warehouse
+
+CORE_INPUTS = ("unified_customers", "orders", "order_items", "support_tickets", "subscriptions",
+               "campaign_events", "survey_responses")
+
+
+def mart_key(table: str) -> dg.AssetKey:
+    return dg.AssetKey([MARTS, table])
+
+
+def read_core(wh: Warehouse, table: str) -> pd.DataFrame:
+    """``core.<table>``, or an empty frame of its shape where no source delivers that entity."""
+    return wh.read_table(CORE, table) if wh.table_exists(CORE, table) else core_frame(table)
+
+
+def core_deps(config: CrmConfig, *tables: str) -> list[dg.AssetKey]:
+    return [core_key(t) for t in tables if t == "unified_customers" or config.sources_for(t)]
+
+
+def as_of_timestamp(run_window: RunWindowResource) -> pd.Timestamp:
+    return pd.Timestamp(run_window.cutoff())
+
+
+def _publish_mart(context, config, wh, table, frame, suite, extra=None) -> dg.MaterializeResult:
+    key = mart_key(table)
+    checks = validate_table(context, config, wh, key, f"{MARTS}.{table}", frame, suite)
+    return publish_checked(context, wh, MARTS, table, frame, checks, columns=MART_COLUMNS.get(table, ()),
+                           extra_metadata=extra)
+
+
+def build_marts_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.AssetsDefinition]:
+    kinds = {"pandas", warehouse_kind}
+    settings = config.segments
+
+    @dg.asset(
+        key=mart_key("customer_segments"),
+        group_name=MARTS,
+        kinds={"scikitlearn", warehouse_kind},
+        deps=core_deps(config, *CORE_INPUTS[:3], "support_tickets", "campaign_events", "survey_responses"),
+        description="One row per customer: RFM scores and segment, value tier, relationship type and "
+        "behavioral cluster (k-means, k by silhouette).",
+        check_specs=validated_check_specs(mart_key("customer_segments"), MART_CONTRACT),
+    )
+    def customer_segments_mart(
+        context: dg.AssetExecutionContext, warehouse: WarehouseResource, run_window: RunWindowResource
+    ) -> dg.MaterializeResult:
+        wh = warehouse.get_warehouse()
+        customers = read_core(wh, "unified_customers")
+        result = customer_segments(
+            customers, read_core(wh, "orders"), read_core(wh, "order_items"), read_core(wh, "support_tickets"),
+            read_core(wh, "campaign_events"), read_core(wh, "survey_responses"), as_of_timestamp(run_window),
+            settings,
+        )
+        segments = result.segments
+        suite = mart_suite(
+            f"{MARTS}.customer_segments",
+            columns=[c.name for c in MART_COLUMNS["customer_segments"]],
+            allowed_values={
+                "rfm_segment": [*RFM_SEGMENTS, NO_PURCHASES],
+                "value_tier": VALUE_TIERS,
+                "relationship_type": RELATIONSHIP_TYPES,
+                "r_score": range(1, 6), "f_score": range(1, 6), "m_score": range(1, 6),
+            },
+            unique_keys=[["customer_id"]],
+            not_null_columns=["customer_id", "rfm_segment", "value_tier", "relationship_type"],
+            min_rows=len(customers),
+        )
+        extra = {
+            "segment_sizes": dg.MetadataValue.md(segment_sizes_markdown(segments)),
+            "segment_chart": dg.MetadataValue.md(png_markdown(segment_chart_png(segments), "RFM segments")),
+            "clusters_k": int(result.clusters.k),
+            "silhouette_by_k": dg.MetadataValue.json({str(k): round(float(v), 4) for k, v in result.clusters.silhouette_by_k.items()}),
+            "cluster_profiles": dg.MetadataValue.md(cluster_profiles_markdown(result.clusters.profiles)),
+            "core_categories": ", ".join(result.core_categories),
+        }
+        return _publish_mart(context, config, wh, "customer_segments", segments, suite, extra)
+
+    @dg.asset(
+        key=mart_key("crm_kpis"),
+        group_name=MARTS,
+        kinds=kinds,
+        deps=core_deps(config, "unified_customers", "orders", "support_tickets", "campaign_events", "survey_responses"),
+        description="One row per day: active, new and repeat customers, retention and churn rate, revenue, "
+        "satisfaction, NPS, service response time, resolved inquiries, email-to-purchase conversion.",
+        check_specs=validated_check_specs(mart_key("crm_kpis"), MART_CONTRACT),
+    )
+    def crm_kpis_mart(
+        context: dg.AssetExecutionContext, warehouse: WarehouseResource, run_window: RunWindowResource
+    ) -> dg.MaterializeResult:
+        wh = warehouse.get_warehouse()
+        kpis = crm_kpis(
+            read_core(wh, "unified_customers"), read_core(wh, "orders"), read_core(wh, "support_tickets"),
+            read_core(wh, "campaign_events"), read_core(wh, "survey_responses"), as_of_timestamp(run_window),
+        )
+        rate_columns = [c for c in ("retention_rate", "churn_rate", "resolved_share", "email_conversion_rate")
+                        if c in kpis.columns]
+        suite = mart_suite(
+            f"{MARTS}.crm_kpis",
+            columns=[c.name for c in MART_COLUMNS["crm_kpis"]],
+            ranges={**{c: RATE for c in rate_columns}, "nps": (-100, 100)},
+            unique_keys=[["date"]],
+            not_null_columns=["date"],
+            min_rows=1,
+        )
+        extra = {
+            "kpi_trend": dg.MetadataValue.md(kpi_trend_markdown(kpis)),
+            "kpi_chart": dg.MetadataValue.md(png_markdown(kpi_chart_png(kpis), "CRM KPIs")),
+        }
+        return _publish_mart(context, config, wh, "crm_kpis", kpis, suite, extra)
+
+    @dg.asset(
+        key=mart_key("cross_sell_recommendations"),
+        group_name=MARTS,
+        kinds=kinds,
+        deps=core_deps(config, "orders", "order_items"),
+        description="Per customer, the top 3 complementary categories not yet bought, ranked by co-purchase lift.",
+        check_specs=validated_check_specs(mart_key("cross_sell_recommendations"), MART_CONTRACT),
+    )
+    def cross_sell_mart(
+        context: dg.AssetExecutionContext, warehouse: WarehouseResource, run_window: RunWindowResource
+    ) -> dg.MaterializeResult:
+        wh = warehouse.get_warehouse()
+        recs = cross_sell_recommendations(
+            read_core(wh, "order_items"), read_core(wh, "orders"), as_of=as_of_timestamp(run_window)
+        )
+        suite = mart_suite(
+            f"{MARTS}.cross_sell_recommendations",
+            columns=[c.name for c in MART_COLUMNS["cross_sell_recommendations"]],
+            ranges={"rank": (1, 3), "confidence": PROBABILITY, "support": PROBABILITY, "lift": (0, None)},
+            unique_keys=[["customer_id", "rank"]],
+            not_null_columns=["customer_id", "recommendation"],
+        )
+        extra = {"customers_with_recommendations": int(recs["customer_id"].nunique()) if len(recs) else 0}
+        return _publish_mart(context, config, wh, "cross_sell_recommendations", recs, suite, extra)
+
+    @dg.asset(
+        key=mart_key("marketing_audiences"),
+        group_name=MARTS,
+        kinds=kinds,
+        deps=[mart_key("customer_segments"), *core_deps(config, "unified_customers", "subscriptions", "campaign_events")],
+        description="Segment audiences for campaigns, with only customers whose latest consent is an opt-in and "
+        "who did not unsubscribe or withdraw afterwards in any source.",
+        check_specs=validated_check_specs(mart_key("marketing_audiences"), MART_CONTRACT),
+    )
+    def marketing_audiences_mart(
+        context: dg.AssetExecutionContext, warehouse: WarehouseResource, run_window: RunWindowResource
+    ) -> dg.MaterializeResult:
+        wh = warehouse.get_warehouse()
+        as_of = as_of_timestamp(run_window)
+        segments = wh.read_table(MARTS, "customer_segments")
+        subscriptions, events = read_core(wh, "subscriptions"), read_core(wh, "campaign_events")
+        customers = read_core(wh, "unified_customers")
+        audiences = marketing_audiences(segments, subscriptions, events, as_of, customers=customers)
+        consent = marketing_consent(segments, subscriptions, events, as_of)
+        suite = mart_suite(
+            f"{MARTS}.marketing_audiences",
+            columns=[c.name for c in MART_COLUMNS["marketing_audiences"]],
+            unique_keys=[["customer_id", "audience"]],
+            not_null_columns=["customer_id", "audience", "email"],
+        )
+        extra = {
+            "consent_summary": dg.MetadataValue.md(consent_summary(consent).to_markdown(index=False)),
+            "customers_exportable": int(audiences["customer_id"].nunique()) if len(audiences) else 0,
+        }
+        return _publish_mart(context, config, wh, "marketing_audiences", audiences, suite, extra)
+
+    @dg.asset(
+        key=mart_key("customer_360"),
+        group_name=MARTS,
+        kinds=kinds,
+        deps=[mart_key("customer_segments"), *core_deps(config, *CORE_INPUTS)],
+        description="One row per customer: golden profile, orders and revenue, categories, service, NPS, consent, "
+        "and the segment, value tier, CLV and churn-risk columns.",
+        check_specs=validated_check_specs(mart_key("customer_360"), MART_CONTRACT),
+    )
+    def customer_360_mart(
+        context: dg.AssetExecutionContext, warehouse: WarehouseResource, run_window: RunWindowResource
+    ) -> dg.MaterializeResult:
+        wh = warehouse.get_warehouse()
+        customers = read_core(wh, "unified_customers")
+        extras = [
+            wh.read_table(MARTS, t).drop(columns=drop, errors="ignore")
+            for t, drop in CUSTOMER_360_EXTRAS
+            if wh.table_exists(MARTS, t)
+        ]
+        view = customer_360(
+            customers, read_core(wh, "orders"), read_core(wh, "order_items"), read_core(wh, "support_tickets"),
+            read_core(wh, "subscriptions"), read_core(wh, "campaign_events"), read_core(wh, "survey_responses"),
+            as_of_timestamp(run_window), extra=extras,
+        )
+        suite = mart_suite(
+            f"{MARTS}.customer_360",
+            columns=[c.name for c in MART_COLUMNS["customer_360"]],
+            unique_keys=[["customer_id"]],
+            not_null_columns=["customer_id"],
+            min_rows=len(customers),
+        )
+        return _publish_mart(context, config, wh, "customer_360", view, suite)
+
+    return [customer_segments_mart, crm_kpis_mart, cross_sell_mart, marketing_audiences_mart, customer_360_mart]
+
+
+# Marts whose per-customer columns join customer_360, and the columns not to repeat there.
+CUSTOMER_360_EXTRAS: tuple[tuple[str, list[str]], ...] = (
+    ("customer_segments", ["recency_days", "frequency", "monetary", "orders_recent", "orders_previous", "engagement"]),
+)

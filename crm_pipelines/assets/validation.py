@@ -1,0 +1,100 @@
+"""Validate a table's new version before it is published: contract (blocking) and drift (warning).
+
+Each run's statistics per table are kept in ``audit.table_stats``, so the next run can compare its
+row count and null rates against them; the HTML report lands in the run's own folder.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import sqlalchemy as sa
+
+from crm_pipelines.checks import DRIFT_CHECK, SuiteSpec, drift_findings, render_html_report, table_stats, validate
+from crm_pipelines.checks.results import check_specs, drift_check_result, suite_check_result
+from crm_pipelines.config import CrmConfig
+from crm_pipelines.schema import AUDIT, Column
+from crm_pipelines.warehouse import Warehouse, col
+
+TABLE_STATS = "table_stats"
+TABLE_STATS_COLUMNS = (
+    Column("run_id", "string", "The run."),
+    Column("recorded_at", "timestamp", "When the table was published (UTC)."),
+    Column("table_name", "string", "schema.table"),
+    Column("row_count", "integer", "Rows published."),
+    Column("stats", "string", "Row count and null rates per column, JSON."),
+)
+
+
+def validated_check_specs(key: dg.AssetKey, contract: str, *extra: str) -> list[dg.AssetCheckSpec]:
+    return check_specs(key, [contract, DRIFT_CHECK, *extra])
+
+
+def run_folder(config: CrmConfig, run_id: str) -> Path:
+    return config.resolve_path(config.checks.reports_dir) / run_id
+
+
+def previous_stats(warehouse: Warehouse, table_name: str) -> dict | None:
+    if not warehouse.table_exists(AUDIT, TABLE_STATS):
+        return None
+    stmt = (
+        sa.select(col("stats"))
+        .select_from(warehouse.table(AUDIT, TABLE_STATS))
+        .where(col("table_name") == table_name)
+        .order_by(col("recorded_at").desc())
+        .limit(1)
+    )
+    with warehouse.connect() as conn:
+        row = conn.execute(stmt).first()
+    return json.loads(row[0]) if row else None
+
+
+def record_stats(warehouse: Warehouse, run_id: str, table_name: str, stats: dict) -> None:
+    warehouse.create_table(AUDIT, TABLE_STATS, TABLE_STATS_COLUMNS)
+    row = pd.DataFrame(
+        {
+            "run_id": [run_id],
+            "recorded_at": [pd.Timestamp(dt.datetime.now(dt.UTC))],
+            "table_name": [table_name],
+            "row_count": [int(stats.get("row_count", 0))],
+            "stats": [json.dumps(stats)],
+        }
+    )
+    warehouse.write_table(row, AUDIT, TABLE_STATS, mode="append", column_types={c.name: c.dtype for c in TABLE_STATS_COLUMNS})
+
+
+def validate_table(
+    context: dg.AssetExecutionContext,
+    config: CrmConfig,
+    warehouse: Warehouse,
+    key: dg.AssetKey,
+    table_name: str,
+    frame: pd.DataFrame,
+    suite: SuiteSpec,
+) -> list[dg.AssetCheckResult]:
+    """Contract and drift results for ``frame``; the stats are recorded only if the contract holds."""
+    outcome = validate(frame, suite)
+    stats = table_stats(frame)
+    findings = drift_findings(
+        stats,
+        previous_stats(warehouse, table_name),
+        max_row_change_pct=config.checks.max_row_change_pct,
+        max_null_rate_increase=config.checks.max_null_rate_increase,
+    )
+    report = render_html_report(
+        [outcome],
+        run_folder(config, context.run_id) / f"{table_name}.html",
+        title=f"Validation of {table_name}",
+        run_id=context.run_id,
+        drift={table_name: findings},
+    )
+    if not outcome.blocking_failures:
+        record_stats(warehouse, context.run_id, table_name, stats)
+    return [
+        suite_check_result(outcome, asset_key=key, report_path=report),
+        drift_check_result(findings, asset_key=key, report_path=report, current_stats=stats),
+    ]

@@ -1,0 +1,93 @@
+"""Attribute staged orders, tickets, consents, events and survey answers to unified customers.
+
+Set-based: one SELECT per entity runs inside the warehouse, joining the staging table to
+``core.customer_identity_map``. A row names its customer either by a customer record id (in its own
+source, or in the source its entity's ``customer_source`` names) or, lacking one, by an email, which
+staging turned into the record ``email:<address>`` of the row's own source. Order items follow
+their order. Rows no customer can be found for are returned separately, for quarantine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+import sqlalchemy as sa
+
+from crm_pipelines.config import CrmConfig
+from crm_pipelines.schema import CORE, STAGING, core_entity_columns
+from crm_pipelines.warehouse import Warehouse, col
+
+IDENTITY_MAP = "customer_identity_map"
+EMAIL_COLUMN = {
+    "support_tickets": "requester_email",
+    "subscriptions": "email",
+    "campaign_events": "email",
+    "survey_responses": "email",
+}
+
+
+@dataclass
+class Attribution:
+    entity: str
+    attributed: pd.DataFrame
+    """Rows with their customer_id, in core_entity_columns order."""
+    orphans: pd.DataFrame
+    """Staged rows no customer was found for (customer_id null)."""
+
+
+def reference_expressions(config: CrmConfig, entity: str) -> tuple[sa.ColumnElement, sa.ColumnElement]:
+    """SQL for the (source, source_record_id) of the customer record a staged row names."""
+    redirects = {
+        s.name: s.entities[entity].customer_source
+        for s in config.sources_for(entity)
+        if s.entities[entity].customer_source
+    }
+    source = col("source")
+    ref_source = sa.case(redirects, value=source, else_=source) if redirects else source
+    customer_id = col("source_customer_id")
+    email_column = EMAIL_COLUMN.get(entity)
+    if email_column is None:
+        return ref_source, customer_id
+    # Without a customer id the row belongs to its own source's "email:" record.
+    ref_source = sa.case((customer_id.is_not(None), ref_source), else_=source)
+    ref_id = sa.case(
+        (customer_id.is_not(None), customer_id),
+        else_=sa.literal("email:") + col(email_column),
+    )
+    return ref_source, ref_id
+
+
+def attribute(warehouse: Warehouse, config: CrmConfig, entity: str) -> Attribution:
+    columns = [c.name for c in core_entity_columns(entity)]
+    staged_columns = [c for c in columns if c not in ("customer_id", "ordered_at")] if entity == "order_items" else [
+        c for c in columns if c != "customer_id"
+    ]
+    staged = warehouse.table(STAGING, entity, staged_columns).alias("s")
+    if entity == "order_items":
+        orders = warehouse.table(CORE, "orders", ["source", "order_id", "customer_id", "ordered_at"]).alias("o")
+        stmt = sa.select(
+            orders.c.customer_id, *(staged.c[c] for c in staged_columns), orders.c.ordered_at
+        ).select_from(
+            staged.outerjoin(
+                orders, sa.and_(orders.c.source == staged.c.source, orders.c.order_id == staged.c.order_id)
+            )
+        )
+    else:
+        ref_source, ref_id = reference_expressions(config, entity)
+        refs = (
+            sa.select(*(col(c) for c in staged_columns), ref_source.label("_ref_source"), ref_id.label("_ref_id"))
+            .select_from(warehouse.table(STAGING, entity))
+            .subquery("s")
+        )
+        idmap = warehouse.table(CORE, IDENTITY_MAP, ["source", "source_record_id", "customer_id"]).alias("m")
+        stmt = sa.select(idmap.c.customer_id, *(refs.c[c] for c in staged_columns)).select_from(
+            refs.outerjoin(
+                idmap,
+                sa.and_(idmap.c.source == refs.c._ref_source, idmap.c.source_record_id == refs.c._ref_id),
+            )
+        )
+    frame = warehouse.query(stmt)
+    frame = frame[columns]
+    orphan_mask = frame["customer_id"].isna()
+    return Attribution(entity, frame[~orphan_mask].reset_index(drop=True), frame[orphan_mask].reset_index(drop=True))

@@ -1,0 +1,81 @@
+"""The in-process DuckDB engine identity resolution computes in.
+
+Resolution is set-based work over every customer record, so it runs as SQL in an in-memory DuckDB
+(Splink's backend too), with a memory limit so a large run spills instead of exhausting the host.
+Nothing here reads or writes the warehouse: frames come in, frames go out.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+
+from crm_pipelines.identity.settings import IdentitySettings
+
+_MEMORY_LIMIT = re.compile(r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$", re.IGNORECASE)
+
+# Text folding shared by every normalized matching column: lower case, German umlauts spelled out
+# (so Müller and Mueller agree), other accents stripped, punctuation and runs of blanks collapsed.
+_MACROS = (
+    r"""
+    CREATE OR REPLACE MACRO fold_text(s) AS nullif(trim(regexp_replace(strip_accents(
+        replace(replace(replace(replace(lower(s), 'ä', 'ae'), 'ö', 'oe'), 'ü', 'ue'), 'ß', 'ss')),
+        '[^a-z0-9]+', ' ', 'g')), '')
+    """,
+    r"""
+    CREATE OR REPLACE MACRO fold_name(s) AS nullif(trim(regexp_replace(fold_text(s), '[^a-z ]+', ' ', 'g')), '')
+    """,
+    # Street spellings: Hauptstraße, Hauptstrasse, Hauptstr. all become "hauptstr".
+    r"""
+    CREATE OR REPLACE MACRO fold_address(s) AS
+        regexp_replace(fold_text(s), 'strasse\b', 'str', 'g')
+    """,
+)
+
+
+@contextmanager
+def duckdb_session(settings: IdentitySettings) -> Iterator[duckdb.DuckDBPyConnection]:
+    """An in-memory DuckDB connection with the settings' limits and the folding macros."""
+    if not _MEMORY_LIMIT.match(settings.duckdb_memory_limit.strip()):
+        raise ValueError(
+            f"identity.duckdb_memory_limit: {settings.duckdb_memory_limit!r} is not a size such as '4GB'"
+        )
+    con = duckdb.connect(":memory:")
+    try:
+        con.execute(f"SET memory_limit = '{settings.duckdb_memory_limit.strip()}'")
+        if settings.duckdb_threads:
+            con.execute(f"SET threads = {int(settings.duckdb_threads)}")
+        for macro in _MACROS:
+            con.execute(macro)
+        yield con
+    finally:
+        con.close()
+
+
+def register_frame(con: duckdb.DuckDBPyConnection, name: str, frame: pd.DataFrame) -> None:
+    """Materialize a pandas frame as a DuckDB table (a copy, so later frame changes do not leak in).
+
+    The frame goes through Arrow: pandas' Arrow-backed strings then cross without a Python object
+    per value, about three times faster than scanning the frame itself.
+    """
+    view = f"__frame_{name}"
+    try:
+        source: pa.Table | pd.DataFrame = pa.Table.from_pandas(frame, preserve_index=False)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        source = frame  # mixed-type object columns: let DuckDB infer
+    con.register(view, source)
+    try:
+        con.execute(f'CREATE OR REPLACE TABLE "{name}" AS SELECT * FROM "{view}"')
+    finally:
+        con.unregister(view)
+
+
+def fetch_frame(con: duckdb.DuckDBPyConnection, sql: str, parameters: object = None) -> pd.DataFrame:
+    """Run a query and return a pandas frame, through Arrow (several times faster than ``.df()``)."""
+    relation = con.execute(sql, parameters) if parameters is not None else con.execute(sql)
+    return relation.to_arrow_table().to_pandas()

@@ -1,0 +1,95 @@
+"""Survivorship: the golden record of each customer, and which record each field came from.
+
+For each field, among the customer's records with a value: first the sources listed for that
+field in ``field_priority`` (in that order), then the source's default priority (lower wins), then
+the most recently updated record; source and record id break the last ties. The address is chosen
+as one block: street, city, postcode, region and country come from the record that wins
+``address_line1`` (falling back field by field only where that record lacks one), so a golden
+record never pairs one record's street with another's city.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import duckdb
+import pandas as pd
+
+from crm_pipelines.identity.engine import fetch_frame
+from crm_pipelines.identity.settings import GOLDEN_FIELDS
+from crm_pipelines.schema import UNIFIED_CUSTOMER_COLUMNS
+
+ADDRESS_BLOCK = ("address_line2", "city", "postcode", "region", "country")
+LINEAGE_COLUMNS = ("customer_id", "field", "source", "source_record_id")
+_UNRANKED = 1_000_000
+_EMPTY_VALUES = {"gender": "('unknown', '')"}
+
+
+def _order_key(field: str, field_priority: Mapping[str, Sequence[str]]) -> str:
+    listed = list(field_priority.get(field, ()))
+    rank = f"coalesce(nullif(list_position({listed!r}::VARCHAR[], source), 0), {_UNRANKED})" if listed else "0"
+    return (
+        f"struct_pack(k1 := {rank}, k2 := priority, "
+        "k3 := coalesce(-epoch_us(updated_at), 9223372036854775807), k4 := source, k5 := source_record_id)"
+    )
+
+
+def _present(field: str) -> str:
+    empty = _EMPTY_VALUES.get(field)
+    value = f"CAST({field} AS VARCHAR)"
+    return f"({field} IS NOT NULL AND trim({value}) <> ''" + (f" AND lower({value}) NOT IN {empty})" if empty else ")")
+
+
+def build_golden_records(
+    con: duckdb.DuckDBPyConnection,
+    assignments: str,
+    field_priority: Mapping[str, Sequence[str]],
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Golden records and lineage for the customers in ``assignments`` (unique_id, customer_id)."""
+    aggregates = []
+    for field in GOLDEN_FIELDS:
+        aggregates.append(
+            f"arg_min(struct_pack(v := {field}, s := source, r := source_record_id), "
+            f"{_order_key(field, field_priority)}) FILTER (WHERE {_present(field)}) AS \"{field}\""
+        )
+    block = ", ".join(f"{f} := {f}" for f in ("address_line1", *ADDRESS_BLOCK))
+    aggregates.append(
+        f"arg_min(struct_pack({block}, s := source, r := source_record_id), "
+        f"{_order_key('address_line1', field_priority)}) FILTER (WHERE {_present('address_line1')}) AS address"
+    )
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE golden_parts AS
+        SELECT a.customer_id, {", ".join(aggregates)},
+               min(r.created_at) AS created_at, max(r.updated_at) AS updated_at,
+               count(*) AS record_count, string_agg(DISTINCT r.source, ',' ORDER BY r.source) AS sources
+        FROM records AS r JOIN {assignments} AS a USING (unique_id)
+        GROUP BY a.customer_id
+        """
+    )
+    # Address fields: the winning address record's value where it has one, else field by field.
+    chosen = {}
+    for field in GOLDEN_FIELDS:
+        if field in ADDRESS_BLOCK:
+            use_block = f"address.{field} IS NOT NULL AND trim(CAST(address.{field} AS VARCHAR)) <> ''"
+            chosen[field] = (
+                f"CASE WHEN {use_block} THEN address.{field} ELSE \"{field}\".v END",
+                f"CASE WHEN {use_block} THEN address.s ELSE \"{field}\".s END",
+                f"CASE WHEN {use_block} THEN address.r ELSE \"{field}\".r END",
+            )
+        else:
+            chosen[field] = (f'"{field}".v', f'"{field}".s', f'"{field}".r')
+    unified_columns = [c.name for c in UNIFIED_CUSTOMER_COLUMNS]
+    select = ", ".join(
+        f"{chosen[c][0]} AS \"{c}\"" if c in chosen else f'"{c}"' for c in unified_columns
+    )
+    unified = fetch_frame(con, f"SELECT {select} FROM golden_parts ORDER BY customer_id")
+    lineage_parts = [
+        f"SELECT customer_id, '{field}' AS field, {chosen[field][1]} AS source, {chosen[field][2]} AS source_record_id "
+        f"FROM golden_parts WHERE {chosen[field][0]} IS NOT NULL"
+        for field in GOLDEN_FIELDS
+    ]
+    lineage = fetch_frame(con, " UNION ALL ".join(lineage_parts) + " ORDER BY customer_id, field")
+    con.execute("DROP TABLE golden_parts")
+    unified["record_count"] = unified["record_count"].astype("int64")
+    return unified, lineage[list(LINEAGE_COLUMNS)]

@@ -1,0 +1,212 @@
+"""Score candidate pairs with the trained model and decide which become links.
+
+A candidate pair becomes a link when it shares a strong identifier (email, phone, declared
+identifier) or its match probability reaches the threshold, and the household guard does not veto
+it. Every link carries its evidence: per compared field, the level of agreement and its match weight.
+"""
+
+from __future__ import annotations
+
+import math
+from copy import deepcopy
+from typing import Any
+
+import duckdb
+import pandas as pd
+from splink import DuckDBAPI, Linker
+
+from crm_pipelines.identity.engine import fetch_frame, register_frame
+from crm_pipelines.identity.model import (
+    DOB_SWAPPED_SQL,
+    FIRST_NAME_SIMILAR_JW,
+    IDENTIFIER_KEYS,
+    RETAINED_COLUMNS,
+    blocking_rules_for_run,
+    level_labels,
+)
+from crm_pipelines.identity.settings import IdentitySettings
+
+METHOD_RANK = {"identifier": 0, "email": 1, "phone": 2, "probabilistic": 3}
+"""Which method names a link when a pair qualifies several ways: the strongest identifier first."""
+
+
+def _run_settings(model: dict[str, Any], settings: IdentitySettings) -> dict[str, Any]:
+    splink_settings = deepcopy(model["splink_settings"])
+    splink_settings["blocking_rules_to_generate_predictions"] = blocking_rules_for_run(settings)
+    splink_settings["linker_uid"] = "identity"
+    # What predictions keep is the code's concern, not the saved model's.
+    splink_settings["additional_columns_to_retain"] = list(RETAINED_COLUMNS)
+    splink_settings["retain_matching_columns"] = True
+    splink_settings["retain_intermediate_calculation_columns"] = True
+    return splink_settings
+
+
+def _linker(con: duckdb.DuckDBPyConnection, table: str, model: dict[str, Any],
+            settings: IdentitySettings) -> tuple[DuckDBAPI, Linker]:
+    db_api = DuckDBAPI(con)
+    linker = Linker(db_api.register(table), _run_settings(model, settings), log_level=None,
+                    validate_settings=False)
+    return db_api, linker
+
+
+def _tf_columns(model: dict[str, Any]) -> list[str]:
+    return [
+        c["output_column_name"]
+        for c in model["splink_settings"]["comparisons"]
+        if any(level.get("tf_adjustment_column") for level in c["comparison_levels"])
+    ]
+
+
+def _evidence_sql(model: dict[str, Any]) -> str:
+    """SQL building a pair's evidence JSON: each field's level and match weight, and the prior."""
+    tf_columns = set(_tf_columns(model))
+    lambda_ = model["splink_settings"]["probability_two_random_records_match"]
+    prior = round(math.log2(lambda_ / (1 - lambda_)), 3)
+    parts = [f"'prior', {prior}"]
+    for field, labels in level_labels(model).items():
+        cases = " ".join(f"WHEN {value} THEN '{label}'" for value, label in sorted(labels.items()))
+        weight = f'"mw_{field}"' + (f' + coalesce("mw_tf_adj_{field}", 0)' if field in tf_columns else "")
+        parts.append(
+            f"'{field}', json_object('level', CASE \"gamma_{field}\" {cases} END, "
+            f"'match_weight', round({weight}, 3))"
+        )
+    shared = (
+        "list_filter(['identifier', 'email', 'phone'], m -> "
+        "(m = 'identifier' AND shares_identifier) OR (m = 'email' AND shares_email) "
+        "OR (m = 'phone' AND shares_phone))"
+    )
+    parts.append(f"'shared', {shared}")
+    return f"json_object({', '.join(parts)})::VARCHAR"
+
+
+def _candidates_from_predictions(
+    con: duckdb.DuckDBPyConnection, predictions: str, model: dict[str, Any], settings: IdentitySettings
+) -> None:
+    """Create ``candidates`` from a predictions table: pairs that may become links, with evidence."""
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE flagged AS
+        SELECT *,
+               coalesce(list_has_any({IDENTIFIER_KEYS}_l, {IDENTIFIER_KEYS}_r), false) AS shares_identifier,
+               coalesce(email_l = email_r, false) AS shares_email,
+               coalesce(phone_l = phone_r, false) AS shares_phone
+        FROM {predictions}
+        """
+    )
+    con.execute(
+        f"""
+        INSERT INTO candidates
+        SELECT least(unique_id_l, unique_id_r) AS uid_l, greatest(unique_id_l, unique_id_r) AS uid_r,
+               match_weight, match_probability,
+               CASE WHEN shares_identifier THEN 'identifier' WHEN shares_email THEN 'email'
+                    WHEN shares_phone THEN 'phone' ELSE 'probabilistic' END AS method,
+               CASE WHEN gamma_first_name = 0 THEN 'first_name_disagrees'
+                    WHEN gamma_date_of_birth = 0 THEN 'date_of_birth_disagrees'
+                    WHEN gender_l <> gender_r AND first_name_l <> first_name_r THEN 'gender_disagrees'
+                    END AS conflict,
+               {_evidence_sql(model)} AS evidence
+        FROM flagged
+        WHERE shares_identifier OR shares_email OR shares_phone OR match_probability >= $threshold
+        """,
+        {"threshold": settings.match_threshold},
+    )
+    con.execute("DROP TABLE flagged")
+
+
+def _create_candidates_table(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(
+        """
+        CREATE OR REPLACE TABLE candidates (
+            uid_l BIGINT, uid_r BIGINT, match_weight DOUBLE, match_probability DOUBLE,
+            method VARCHAR, conflict VARCHAR, evidence VARCHAR)
+        """
+    )
+
+
+class Scorer:
+    """Scores pairs of ``match_records`` with the model; every scored candidate lands in ``candidates``."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, model: dict[str, Any], settings: IdentitySettings):
+        self.con, self.model, self.settings = con, model, settings
+        self.db_api, self.linker = _linker(con, "match_records", model, settings)
+        self.pairs_scored = 0
+        self._term_frequencies_ready = False
+        _create_candidates_table(con)
+
+    def _collect(self, predictions: Any) -> None:
+        name = predictions.physical_name
+        self.pairs_scored += int(self.con.execute(f"SELECT count(*) FROM {name}").fetchone()[0])
+        _candidates_from_predictions(self.con, name, self.model, self.settings)
+        predictions.drop_table_from_database_and_remove_from_cache()
+
+    def _term_frequencies(self) -> None:
+        # predict_between and predict_within take term frequencies from registered tables only:
+        # compute them over all records, so scores match a full run's.
+        if not self._term_frequencies_ready:
+            for column in _tf_columns(self.model):
+                self.linker.table_management.compute_tf_table(column)
+            self._term_frequencies_ready = True
+
+    def score_all(self) -> None:
+        """Every blocked pair of all records."""
+        self._collect(self.linker.inference.predict(warning_mode="never"))
+
+    def score_new_against_existing(self, first_new_id: int) -> None:
+        """Records numbered from ``first_new_id`` on against the others, never existing with existing."""
+        self._term_frequencies()
+        for name, condition in (("match_new", ">="), ("match_existing", "<")):
+            self.con.execute(
+                f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM match_records "
+                f"WHERE unique_id {condition} {int(first_new_id)}"
+            )
+        new, existing = self.db_api.register("match_new"), self.db_api.register("match_existing")
+        self._collect(self.linker.inference.predict_between(new, existing, warning_mode="never"))
+
+    def score_within(self, scope_table: str) -> None:
+        """Every blocked pair among the records whose unique_id is in ``scope_table``."""
+        self._term_frequencies()
+        self.con.execute(
+            "CREATE OR REPLACE TABLE match_scope AS SELECT m.* FROM match_records AS m "
+            f"WHERE m.unique_id IN (SELECT unique_id FROM {scope_table})"
+        )
+        self._collect(self.linker.inference.predict_within(self.db_api.register("match_scope"),
+                                                           warning_mode="never"))
+
+
+def guard_conflict_sql(left: str, right: str) -> str:
+    """True when two match_records rows disagree on first name or date of birth (the guard).
+
+    First names disagree when dissimilar, or when similar but of different recorded genders.
+    """
+    fn_l, fn_r = f"{left}.first_name", f"{right}.first_name"
+    dob_l, dob_r = f"{left}.date_of_birth", f"{right}.date_of_birth"
+    swapped = (DOB_SWAPPED_SQL.replace('"date_of_birth_l"', dob_l).replace('"date_of_birth_r"', dob_r))
+    return (
+        f"(({fn_l} IS NOT NULL AND {fn_r} IS NOT NULL AND {fn_l} <> {fn_r}"
+        f" AND ((jaro_winkler_similarity({fn_l}, {fn_r}) < {FIRST_NAME_SIMILAR_JW}"
+        f" AND damerau_levenshtein({fn_l}, {fn_r}) > 1) OR {left}.gender <> {right}.gender))"
+        f" OR ({dob_l} IS NOT NULL AND {dob_r} IS NOT NULL AND {dob_l} <> {dob_r}"
+        f" AND damerau_levenshtein({dob_l}, {dob_r}) > 1 AND NOT ({swapped})))"
+    )
+
+
+def conflict_pairs(con: duckdb.DuckDBPyConnection, component_of: pd.DataFrame) -> pd.DataFrame:
+    """Pairs of records in the same component (unique_id, component) that the guard keeps apart."""
+    register_frame(con, "component_of", component_of)
+    pairs = fetch_frame(
+        con,
+        f"""
+        WITH members AS (
+            SELECT c.component, m.unique_id, m.first_name, m.date_of_birth, m.gender
+            FROM component_of AS c JOIN match_records AS m USING (unique_id)
+            WHERE m.first_name IS NOT NULL OR m.date_of_birth IS NOT NULL
+        )
+        SELECT l.unique_id AS uid_l, r.unique_id AS uid_r
+        FROM members AS l JOIN members AS r
+          ON l.component = r.component AND l.unique_id < r.unique_id
+        WHERE {guard_conflict_sql("l", "r")}
+        ORDER BY uid_l, uid_r
+        """,
+    )
+    con.execute("DROP TABLE component_of")
+    return pairs

@@ -1,0 +1,300 @@
+"""The matching model: a Fellegi-Sunter model in Splink 5, declared field by field.
+
+Evidence comes in two strengths.
+
+Strong identifiers (email, E.164 phone, declared identifiers such as a loyalty card) link records
+deterministically when they are equal, but only as evidence, never as proof: the household guard
+(``GUARD`` below) vetoes a link whose first names or dates of birth disagree, because a family email,
+a landline or an address is shared by several people.
+
+Everything else is weighed probabilistically. Each field has levels from strong agreement to
+disagreement; the model learns how often each level occurs among true matches (m, by expectation
+maximisation on the training blocking rules) and among random pairs (u, by a seeded random sample),
+and a pair's match weight is the sum over fields of log2(m/u). Exact agreement on a common value
+(Schmidt, Berlin) is worth less than on a rare one (term-frequency adjustment on names, postcode
+and city).
+
+The trained model is plain Splink JSON, wrapped with a format marker: it can be read, diffed and
+reviewed, and the nightly run predicts with it without training again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import splink.comparison_level_library as cll
+import splink.comparison_library as cl
+from splink import DuckDBAPI, Linker, SettingsCreator, block_on
+
+from crm_pipelines.identity.engine import duckdb_session
+from crm_pipelines.identity.prepare import build_match_records, clean_records, load_records
+from crm_pipelines.identity.settings import IdentitySettings
+
+MODEL_FORMAT = "crm_pipelines.identity.model/1"
+IDENTIFIER_KEYS = "identifier_keys"
+
+# Thresholds shared by the comparison levels and the household guard, so the guard vetoes exactly
+# the pairs whose first name or date of birth falls in the model's "disagree" level.
+FIRST_NAME_SIMILAR_JW = 0.80
+DOB_SWAPPED_SQL = (
+    'substr("date_of_birth_l", 1, 4) = substr("date_of_birth_r", 1, 4) '
+    'AND substr("date_of_birth_l", 6, 2) = substr("date_of_birth_r", 9, 2) '
+    'AND substr("date_of_birth_l", 9, 2) = substr("date_of_birth_r", 6, 2)'
+)
+M_PROBABILITY_FLOOR = 0.01
+RETAINED_COLUMNS = ("email", "phone", "gender", IDENTIFIER_KEYS)
+"""Columns predictions keep beside the compared ones: the strong identifiers and the guard's gender."""
+GUARDED_FIELDS = ("first_name", "date_of_birth")
+"""A pair whose level on one of these is the "else" level (clear disagreement) is never linked.
+Similar but not identical first names of different recorded genders (Paul and Paula, Elias and
+Elisa: siblings, not typos) disagree too."""
+
+
+def _level(level: cll.ComparisonLevelCreator, label: str, m: float | None = None) -> cll.ComparisonLevelCreator:
+    """A level with a short label (it appears in link evidence) and an m prior used until trained."""
+    options: dict[str, Any] = {"label_for_charts": label}
+    if m is not None:
+        options["m_probability"] = m
+    return level.configure(**options)
+
+
+def _name(column: str) -> cl.CustomComparison:
+    # Names: exact agreement weighted by how rare the name is; Jaro-Winkler catches typos that keep
+    # the start (Katharina/Katarina), Damerau-Levenshtein a swapped or dropped letter in short names
+    # (Jan/Jna). Below Jaro-Winkler 0.8 the names disagree, which for first names is the guard.
+    return cl.CustomComparison(
+        output_column_name=column,
+        comparison_levels=[
+            cll.NullLevel(column),
+            _level(cll.ExactMatchLevel(column, term_frequency_adjustments=True), "exact", 0.86),
+            _level(cll.JaroWinklerLevel(column, 0.92), "jaro_winkler>=0.92", 0.07),
+            _level(cll.DamerauLevenshteinLevel(column, 1), "damerau_levenshtein<=1", 0.03),
+            _level(cll.JaroWinklerLevel(column, FIRST_NAME_SIMILAR_JW), f"jaro_winkler>={FIRST_NAME_SIMILAR_JW}", 0.02),
+            _level(cll.ElseLevel(), "disagree", 0.02),
+        ],
+    )
+
+
+def comparisons() -> list[cl.CustomComparison]:
+    """The fields the probabilistic model weighs, each with its levels of agreement."""
+    return [
+        _name("first_name"),
+        # A married name changes; a last-name disagreement lowers the weight but is no veto.
+        _name("last_name"),
+        # Date of birth: exact, one mistyped digit, or day and month swapped (04/07 vs 07/04) still
+        # agree; any other difference disagrees, which the guard treats as two people.
+        cl.CustomComparison(
+            output_column_name="date_of_birth",
+            comparison_levels=[
+                cll.NullLevel("date_of_birth"),
+                _level(cll.ExactMatchLevel("date_of_birth"), "exact", 0.9),
+                _level(cll.DamerauLevenshteinLevel("date_of_birth", 1), "one_character_differs", 0.05),
+                _level(cll.CustomLevel(DOB_SWAPPED_SQL), "day_month_swapped", 0.02),
+                _level(cll.ElseLevel(), "disagree", 0.03),
+            ],
+        ),
+        # Street and number, normalized (Hauptstraße 5 = Hauptstr. 5); households share it, so it
+        # raises the weight without deciding alone.
+        cl.CustomComparison(
+            output_column_name="address_line1",
+            comparison_levels=[
+                cll.NullLevel("address_line1"),
+                _level(cll.ExactMatchLevel("address_line1"), "exact", 0.8),
+                _level(cll.JaroWinklerLevel("address_line1", 0.9), "jaro_winkler>=0.9", 0.1),
+                _level(cll.ElseLevel(), "disagree", 0.1),
+            ],
+        ),
+        # Postcode and city: exact agreement weighted by their frequency (a village's postcode says
+        # more than a city centre's).
+        cl.CustomComparison(
+            output_column_name="postcode",
+            comparison_levels=[
+                cll.NullLevel("postcode"),
+                _level(cll.ExactMatchLevel("postcode", term_frequency_adjustments=True), "exact", 0.85),
+                _level(cll.ElseLevel(), "disagree", 0.15),
+            ],
+        ),
+        cl.CustomComparison(
+            output_column_name="city",
+            comparison_levels=[
+                cll.NullLevel("city"),
+                _level(cll.ExactMatchLevel("city", term_frequency_adjustments=True), "exact", 0.88),
+                _level(cll.JaroWinklerLevel("city", 0.9), "jaro_winkler>=0.9", 0.04),
+                _level(cll.ElseLevel(), "disagree", 0.08),
+            ],
+        ),
+    ]
+
+
+def strong_identifier_rules() -> list[Any]:
+    """Pairs sharing a strong identifier are always candidates (and link unless the guard vetoes)."""
+    return [
+        block_on("email"),
+        block_on("phone"),
+        block_on(IDENTIFIER_KEYS, arrays_to_explode=[IDENTIFIER_KEYS]),
+    ]
+
+
+def prediction_rules(settings: IdentitySettings) -> list[Any]:
+    return strong_identifier_rules() + [block_on(*rule) for rule in settings.blocking_rules]
+
+
+def splink_settings(settings: IdentitySettings) -> SettingsCreator:
+    """The untrained model: comparisons, blocking rules and the columns predictions keep."""
+    return SettingsCreator(
+        link_type="dedupe_only",
+        unique_id_column_name="unique_id",
+        comparisons=comparisons(),
+        blocking_rules_to_generate_predictions=prediction_rules(settings),
+        retain_matching_columns=True,
+        retain_intermediate_calculation_columns=True,
+        additional_columns_to_retain=list(RETAINED_COLUMNS),
+        linker_uid="identity",
+    )
+
+
+def blocking_rules_for_run(settings: IdentitySettings) -> list[dict[str, Any]]:
+    """The settings' blocking rules as Splink JSON, so a saved model follows the current config."""
+    return SettingsCreator(
+        link_type="dedupe_only", blocking_rules_to_generate_predictions=prediction_rules(settings)
+    ).create_settings_dict("duckdb")["blocking_rules_to_generate_predictions"]
+
+
+def _with_m_floor(splink_model: dict[str, Any]) -> dict[str, Any]:
+    """Raise every trained m probability to at least ``M_PROBABILITY_FLOOR``, then renormalize.
+
+    Fields move together (a person who moves changes street, postcode and city at once), which
+    breaks the model's independence assumption: EM then learns that matches almost never disagree
+    on an address, and one disagreement would weigh -20 or worse. The floor caps any level's penalty
+    near log2(floor) so no single field can veto a match; only the guard vetoes.
+    """
+    for comparison in splink_model["comparisons"]:
+        levels = [lv for lv in comparison["comparison_levels"] if not lv.get("is_null_level")]
+        if not all("m_probability" in lv for lv in levels):
+            continue
+        floored = [max(lv["m_probability"], M_PROBABILITY_FLOOR) for lv in levels]
+        total = sum(floored)
+        for level, m in zip(levels, floored):
+            level["m_probability"] = m / total
+    return splink_model
+
+
+def _rounded(value: Any) -> Any:
+    # Training sums floats in parallel; rounding to 12 significant digits makes the saved model
+    # byte-identical from run to run on the same data.
+    if isinstance(value, float) and math.isfinite(value) and value != 0:
+        return float(f"{value:.12g}")
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rounded(v) for v in value]
+    return value
+
+
+def train_model(
+    customers: pd.DataFrame, identifiers: pd.DataFrame | None, settings: IdentitySettings
+) -> dict[str, Any]:
+    """Estimate the model's parameters from staged customers; deterministic for the same input.
+
+    u: from ``settings.u_sample_pairs`` random pairs drawn with ``settings.random_seed``.
+    m: expectation maximisation on each of ``settings.training_blocking_rules`` (a field in the
+    rule is not estimated by that pass; the passes together cover every field).
+    The prior (probability two random records match) is estimated from pairs that agree on
+    email or on full name and date of birth, assumed to find 60% of true matches.
+    Only delivered records train the model: reference stubs carry nothing to learn from.
+    """
+    records = customers
+    if "record_kind" in customers.columns:
+        records = customers[customers["record_kind"].fillna("record") != "referenced"]
+    if len(records) < 2:
+        raise ValueError("training the identity model needs at least two customer records")
+    with duckdb_session(settings) as con:
+        load_records(con, records, None)
+        clean_records(con, identifiers, settings)
+        build_match_records(con, settings)
+        db_api = DuckDBAPI(con)
+        linker = Linker(db_api.register("match_records"), splink_settings(settings), log_level=None)
+        linker.training.estimate_probability_two_random_records_match(
+            [block_on("email"), block_on("first_name", "last_name", "date_of_birth")], recall=0.6
+        )
+        linker.training.estimate_u_using_random_sampling(
+            max_pairs=settings.u_sample_pairs, seed=settings.random_seed
+        )
+        for rule in settings.training_blocking_rules:
+            linker.training.estimate_parameters_using_expectation_maximisation(
+                block_on(*rule), estimate_without_term_frequencies=True
+            )
+        trained = linker.misc.save_model_to_json()
+    trained["linker_uid"] = "identity"
+    return {
+        "format": MODEL_FORMAT,
+        "trained_on_records": int(len(records)),
+        "splink_settings": _rounded(_with_m_floor(trained)),
+    }
+
+
+def save_model(model: dict[str, Any], path: str | os.PathLike[str]) -> Path:
+    """Write the model as indented JSON, atomically (a reader never sees half a file)."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_suffix(target.suffix + ".tmp")
+    temporary.write_text(json.dumps(model, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(temporary, target)
+    return target
+
+
+def load_model(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a model saved by :func:`save_model`; the error names the file and what is wrong."""
+    file = Path(path)
+    try:
+        model = json.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{file}: no identity model here (train one with ensure_model)") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{file}: the identity model is not valid JSON: {e}") from None
+    if not isinstance(model, dict) or model.get("format") != MODEL_FORMAT:
+        raise ValueError(f"{file}: not an identity model of format {MODEL_FORMAT!r}; retrain it")
+    if not isinstance(model.get("splink_settings"), dict) or not model["splink_settings"].get("comparisons"):
+        raise ValueError(f"{file}: the identity model has no comparisons; retrain it")
+    return model
+
+
+def ensure_model(
+    path: str | os.PathLike[str],
+    customers: pd.DataFrame,
+    identifiers: pd.DataFrame | None,
+    settings: IdentitySettings,
+) -> dict[str, Any]:
+    """Load the saved model, or train one on these records and save it when there is none yet."""
+    if Path(path).exists():
+        return load_model(path)
+    logging.getLogger(__name__).info("no identity model at %s: training one", path)
+    model = train_model(customers, identifiers, settings)
+    save_model(model, path)
+    return model
+
+
+def level_labels(model: dict[str, Any]) -> dict[str, dict[int, str]]:
+    """Per compared field, the label of each comparison vector value (gamma) of the model.
+
+    Splink numbers the non-null levels from the top down to 0 and gives the null level -1.
+    """
+    labels: dict[str, dict[int, str]] = {}
+    for comparison in model["splink_settings"]["comparisons"]:
+        levels = comparison["comparison_levels"]
+        counter = sum(1 for level in levels if not level.get("is_null_level")) - 1
+        by_value: dict[int, str] = {}
+        for level in levels:
+            if level.get("is_null_level"):
+                by_value[-1] = "null"
+            else:
+                by_value[counter] = level.get("label_for_charts", str(counter))
+                counter -= 1
+        labels[comparison["output_column_name"]] = by_value
+    return labels

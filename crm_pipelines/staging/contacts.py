@@ -1,0 +1,174 @@
+"""Normalization of the fields people are matched on: emails, names, countries, genders.
+
+Each normalizer judges one distinct value and is applied through
+:func:`~crm_pipelines.staging.values.apply_unique`, so the cost is per distinct address or number, not
+per row. A value ends as one of three things (a :class:`Verdict`): a normalized value; junk (a
+placeholder such as ``noemail@shop.com`` that never counts as data and is nulled
+without rejecting the record); or invalid, with the problem that quarantines the record.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pycountry
+from email_validator import EmailNotValidError, validate_email
+
+from crm_pipelines.staging.values import apply_unique, map_unique
+from crm_pipelines.staging.vocabularies import (
+    COUNTRY_ALIASES,
+    COUNTRY_PLACEHOLDERS,
+    GENDERS,
+    UNKNOWN_GENDER,
+    vocabulary_key,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What normalization made of one distinct value."""
+
+    value: str | None = None
+    problem: str | None = None
+    """Why the value is invalid, without the value itself (None when valid or junk)."""
+    junk: bool = False
+
+
+JUNK = Verdict(junk=True)
+
+
+@dataclass(frozen=True)
+class Normalized:
+    """A normalized column: values (null where junk or invalid), the junk mask, the problems."""
+
+    values: pd.Series
+    problems: pd.Series
+    """Why each invalid value was rejected; None elsewhere."""
+    junk: pd.Series
+
+    @property
+    def invalid(self) -> pd.Series:
+        return self.problems.notna()
+
+
+def judge(text: pd.Series, judge_value: Callable[[str], Verdict]) -> Normalized:
+    """Judge each distinct value of ``text`` once and spread the verdicts over its rows."""
+    codes, verdicts = apply_unique(text, judge_value)
+    distinct = verdicts[:-1]
+    values = np.array([np.nan if v.value is None else v.value for v in distinct] + [np.nan], dtype=object)
+    problems = np.array([v.problem for v in distinct] + [None], dtype=object)
+    junk = np.array([v.junk for v in distinct] + [False], dtype=bool)
+    return Normalized(
+        values=pd.Series(values[codes], index=text.index, dtype="str"),
+        problems=pd.Series(problems[codes], index=text.index, dtype=object),
+        junk=pd.Series(junk[codes], index=text.index),
+    )
+
+
+# -- email ----------------------------------------------------------------------------------------
+JUNK_EMAIL_LOCAL_PARTS = frozenset(
+    {
+        "noemail", "no-email", "no_email", "no.email", "nomail", "no-mail", "no_mail", "none", "null",
+        "nobody", "unknown", "keine", "keinemail", "keine-email", "noreply", "no-reply", "donotreply",
+        "do-not-reply", "dummy", "fake", "test", "asdf", "xxx", "na", "n/a", "invalid",
+    }
+)
+JUNK_EMAIL_DOMAINS = frozenset(
+    {
+        "test.com", "test.de", "noemail.com", "nomail.com", "none.com", "no-email.com", "invalid.com",
+        "fake.com",
+    }
+)
+# An address of this plain ASCII shape is valid exactly when its domain is, and email-validator
+# returns it unchanged but for case: once its domain has passed full validation, it skips it.
+_PLAIN_ADDRESS = re.compile(
+    r"[a-z0-9_%+\-]+(?:\.[a-z0-9_%+\-]+)*@(?:[a-z0-9](?:[a-z0-9\-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}"
+)
+
+
+class EmailNormalizer:
+    """Validates and normalizes email addresses, remembering the domains that passed validation."""
+
+    def __init__(self) -> None:
+        self._valid_domains: set[str] = set()
+
+    def __call__(self, raw: str) -> Verdict:
+        address = raw.strip()
+        lowered = address.lower()
+        local, _, domain = lowered.rpartition("@")
+        if {lowered, local} & JUNK_EMAIL_LOCAL_PARTS or domain in JUNK_EMAIL_DOMAINS:
+            return JUNK
+        if (
+            domain in self._valid_domains
+            and len(lowered) <= 254
+            and len(local) <= 64
+            and _PLAIN_ADDRESS.fullmatch(lowered)
+        ):
+            return Verdict(lowered)
+        try:
+            result = validate_email(address, check_deliverability=False)
+        except EmailNotValidError as e:
+            return Verdict(problem=f"is not a valid email address: {e}")
+        self._valid_domains.add(result.ascii_domain.lower())
+        return Verdict(result.normalized.lower())
+
+
+def normalize_emails(text: pd.Series) -> Normalized:
+    """Emails validated with email-validator (no DNS lookups), lower case; junk addresses nulled."""
+    return judge(text, EmailNormalizer())
+
+
+# -- names ----------------------------------------------------------------------------------------
+# Lower-case name particles when a name was written all upper or all lower ("VAN DER BERG").
+NAME_PARTICLES = frozenset(
+    {"van", "von", "der", "den", "de", "del", "della", "di", "da", "du", "la", "le", "zu", "ten", "ter",
+     "dos", "das", "y"}
+)
+
+
+def normalize_name(raw: str) -> str:
+    """NFC, trimmed, inner whitespace collapsed; title case only when written all upper or all lower.
+
+    Mixed case is the writer's choice and kept ("McDonald", "van der Berg", "DeShawn").
+    """
+    name = " ".join(unicodedata.normalize("NFC", raw).split())
+    if not any(c.isalpha() for c in name) or (name != name.upper() and name != name.lower()):
+        return name
+    words = name.lower().title().split(" ")
+    return " ".join(
+        w.lower() if i > 0 and w.lower() in NAME_PARTICLES else w for i, w in enumerate(words)
+    )
+
+
+def normalize_names(text: pd.Series) -> pd.Series:
+    return pd.Series(map_unique(text, normalize_name), index=text.index, dtype="str")
+
+
+# -- countries --------------------------------------------------------------------------------------
+def _country_verdict(raw: str) -> Verdict:
+    key = vocabulary_key(raw)
+    if key in COUNTRY_PLACEHOLDERS:
+        return JUNK
+    if key in COUNTRY_ALIASES:
+        return Verdict(COUNTRY_ALIASES[key])
+    try:
+        return Verdict(pycountry.countries.lookup(unicodedata.normalize("NFC", raw).strip()).alpha_2)
+    except LookupError:
+        return Verdict(problem="is not a known country (ISO 3166-1 code or name)")
+
+
+def normalize_countries(text: pd.Series) -> Normalized:
+    """ISO 3166-1 alpha-2 codes from codes, English names and common local names."""
+    return judge(text, _country_verdict)
+
+
+# -- gender -----------------------------------------------------------------------------------------
+def normalize_genders(text: pd.Series) -> pd.Series:
+    """female, male, other or unknown; a form not recognized is unknown (a customer is kept)."""
+    mapped = map_unique(text, lambda v: GENDERS.get(vocabulary_key(v), UNKNOWN_GENDER))
+    return pd.Series(mapped, index=text.index, dtype="str")
