@@ -13,17 +13,20 @@ REFIT_TAG = ("crm/refit", "weekly")
 REFIT_SELECTION = dg.AssetSelection.tag(*REFIT_TAG)
 
 
-def build_nightly_job(warehouse_kind: str) -> dg.UnresolvedAssetJobDefinition:
+def _executor(warehouse_kind: str) -> dg.ExecutorDefinition:
     # DuckDB allows one writing process per file, so its runs execute in one process; a server
     # warehouse can take steps in parallel processes.
-    executor = dg.in_process_executor if warehouse_kind == "duckdb" else dg.multiprocess_executor.configured(
-        {"max_concurrent": 2}
-    )
+    if warehouse_kind == "duckdb":
+        return dg.in_process_executor
+    return dg.multiprocess_executor.configured({"max_concurrent": 2})
+
+
+def build_nightly_job(warehouse_kind: str) -> dg.UnresolvedAssetJobDefinition:
     return dg.define_asset_job(
         NIGHTLY_JOB,
         selection=dg.AssetSelection.all() - REFIT_SELECTION,
         description="Ingest every source, stage, resolve identities and publish the marts.",
-        executor_def=executor,
+        executor_def=_executor(warehouse_kind),
     )
 
 
@@ -43,18 +46,34 @@ def build_weekly_refit_job(warehouse_kind: str) -> dg.UnresolvedAssetJobDefiniti
         WEEKLY_REFIT_JOB,
         selection=REFIT_SELECTION,
         description="Refit the predictive models (CLV, churn) the nightly job predicts with.",
-        executor_def=dg.in_process_executor,
+        executor_def=_executor(warehouse_kind),
     )
 
 
 def build_weekly_refit_schedule(config: CrmConfig, job: dg.UnresolvedAssetJobDefinition) -> dg.ScheduleDefinition:
-    hour, minute = config.nightly.time.split(":")
+    hour, minute = (int(part) for part in config.nightly.time.split(":"))
+    # One hour before Sunday's nightly run (Saturday late evening when that run starts before 01:00),
+    # so the week's predictions use the fresh models.
+    weekday = 0 if hour >= 1 else 6
     return dg.ScheduleDefinition(
         name=f"{WEEKLY_REFIT_JOB}_schedule",
         job=job,
-        # Sundays, one hour before the nightly run, so Monday's predictions use the fresh models.
-        cron_schedule=f"{int(minute)} {(int(hour) - 1) % 24} * * 0",
+        cron_schedule=f"{minute} {(hour - 1) % 24} * * {weekday}",
         execution_timezone=config.nightly.timezone,
         default_status=dg.DefaultScheduleStatus.RUNNING,
         description=f"Refits the models every Sunday before {NIGHTLY_JOB}.",
+    )
+
+
+FULL_RERESOLUTION_JOB = "crm_full_reresolution"
+
+
+def build_full_reresolution_job(warehouse_kind: str, identity_key: dg.AssetKey) -> dg.UnresolvedAssetJobDefinition:
+    """Re-resolve every customer record from scratch, then rebuild everything downstream of it."""
+    return dg.define_asset_job(
+        FULL_RERESOLUTION_JOB,
+        selection=dg.AssetSelection.assets(identity_key).downstream() - REFIT_SELECTION,
+        description="Re-resolve all customer records (ids stay stable) and rebuild core and marts.",
+        config={"ops": {"identity_resolution": {"config": {"full_resolution": True}}}},
+        executor_def=_executor(warehouse_kind),
     )

@@ -8,11 +8,18 @@ from __future__ import annotations
 
 import dagster as dg
 
-from crm_pipelines.assets.core import build_core_assets
+from crm_pipelines.assets.core import IDENTITY_MAP, build_core_assets, build_identity_training_job, core_key
 from crm_pipelines.assets.marts import build_marts_assets
+from crm_pipelines.assets.predictive import build_predictive_assets
 from crm_pipelines.assets.raw import build_raw_assets
 from crm_pipelines.assets.staging import build_staging_assets
-from crm_pipelines.automation import build_nightly_job, build_nightly_schedule
+from crm_pipelines.automation import (
+    build_full_reresolution_job,
+    build_nightly_job,
+    build_nightly_schedule,
+    build_weekly_refit_job,
+    build_weekly_refit_schedule,
+)
 from crm_pipelines.config import CrmConfig, load_config
 from crm_pipelines.resources import RunWindowResource, WarehouseResource
 
@@ -21,15 +28,25 @@ def build_definitions(config: CrmConfig) -> dg.Definitions:
     warehouse = WarehouseResource(url=config.warehouse_url)
     kind = warehouse.kind
     nightly = build_nightly_job(kind)
+    weekly_refit = build_weekly_refit_job(kind)
     return dg.Definitions(
         assets=[
             *build_raw_assets(config, kind),
             *build_staging_assets(config, kind),
             *build_core_assets(config, kind),
             *build_marts_assets(config, kind),
+            *build_predictive_assets(config, kind),
         ],
-        jobs=[nightly],
-        schedules=[build_nightly_schedule(config, nightly)],
+        jobs=[
+            nightly,
+            weekly_refit,
+            build_full_reresolution_job(kind, core_key(IDENTITY_MAP)),
+            build_identity_training_job(config),
+        ],
+        schedules=[
+            build_nightly_schedule(config, nightly),
+            build_weekly_refit_schedule(config, weekly_refit),
+        ],
         resources={
             "warehouse": warehouse,
             "run_window": RunWindowResource(

@@ -78,6 +78,11 @@ class ChurnResult:
     """feature, importance (mean drop in holdout ROC AUC when shuffled), importance_std."""
     metrics: dict[str, float | int | str] = field(default_factory=dict)
     model: HistGradientBoostingClassifier | None = None
+    reference: pd.Series | None = None
+    """Median of each feature in the holdout window: the "typical customer" drivers compare against.
+    Keep it with ``model`` to score later with :func:`score_churn`."""
+    driver_candidates: tuple[str, ...] = ()
+    """The most important features, in order: the ones drivers are chosen from."""
 
     def metrics_frame(self) -> pd.DataFrame:
         return pd.DataFrame([self.metrics])
@@ -361,18 +366,9 @@ def _fit_check_and_score(
     )
 
     scoring_model = _classifier(random_state).fit(holdout_x, holdout_y) if both_classes else model
-    probability = scoring_model.predict_proba(current)[:, 1] if len(current) else np.empty(0)
     candidates = feature_importance["feature"].head(DRIVER_CANDIDATES).tolist()
-    drivers = _drivers(scoring_model, current, holdout_x.median(), candidates)
-    ranks = pd.Series(probability).rank(method="first").to_numpy()
-    scores = pd.DataFrame(
-        {
-            "customer_id": pd.array(current.index, dtype="str"),
-            "churn_probability": probability,
-            "risk_decile": np.ceil(ranks * 10 / max(len(ranks), 1)).astype("int64"),
-        }
-    )
-    scores = pd.concat([scores, drivers.reset_index(drop=True)], axis=1)
+    reference = holdout_x.median()
+    scores = _scores(scoring_model, current, reference, candidates)
     metrics = {
         **metrics,
         "customers_train": len(train_x),
@@ -391,4 +387,105 @@ def _fit_check_and_score(
         feature_importance=feature_importance,
         metrics=metrics,
         model=scoring_model,
+        reference=reference,
+        driver_candidates=tuple(candidates),
     )
+
+
+def _scores(
+    model: HistGradientBoostingClassifier, features: pd.DataFrame, reference: pd.Series, candidates: list[str]
+) -> pd.DataFrame:
+    """customer_id, churn_probability, risk_decile and the drivers of each customer in ``features``."""
+    probability = model.predict_proba(features)[:, 1] if len(features) else np.empty(0)
+    drivers = _drivers(model, features, reference, candidates)
+    ranks = pd.Series(probability).rank(method="first").to_numpy()
+    scores = pd.DataFrame(
+        {
+            "customer_id": pd.array(features.index, dtype="str"),
+            "churn_probability": probability,
+            "risk_decile": np.ceil(ranks * 10 / max(len(ranks), 1)).astype("int64"),
+        }
+    )
+    return pd.concat([scores, drivers.reset_index(drop=True)], axis=1)
+
+
+def score_churn(
+    model: HistGradientBoostingClassifier,
+    orders: pd.DataFrame,
+    as_of: DateLike,
+    reference: pd.Series,
+    driver_candidates: Iterable[str],
+    *,
+    extra_features: ExtraFeatures = None,
+    purchase_statuses: Iterable[str] = DEFAULT_PURCHASE_STATUSES,
+    threads: int = 1,
+) -> pd.DataFrame:
+    """Score every customer with a purchase up to ``as_of`` with a model trained earlier.
+
+    ``model``, ``reference`` and ``driver_candidates`` are a :class:`ChurnResult`'s ``model``,
+    ``reference`` and ``driver_candidates``; ``extra_features`` must be what it was trained with.
+    Returns the columns of :attr:`ChurnResult.scores` (``threads`` as in :func:`train_churn_model`).
+    Raises ValueError when the features differ from the model's (other extra features).
+    """
+    features = churn_features(
+        orders, as_of, purchase_statuses=purchase_statuses, extra_features=extra_features
+    )
+    expected = list(getattr(model, "feature_names_in_", features.columns))
+    if list(features.columns) != expected:
+        raise ValueError(
+            f"the churn model was trained on features {expected}, but these are {list(features.columns)}; "
+            "retrain it"
+        )
+    with threadpool_limits(limits=threads, user_api="openmp"):
+        return _scores(model, features, reference, list(driver_candidates))
+
+
+def service_features(
+    tickets: pd.DataFrame, surveys: pd.DataFrame, *, window_days: int = 90
+) -> Callable[[pd.Timestamp], pd.DataFrame]:
+    """Support and survey features as of a cutoff day, for ``extra_features`` (core table shapes).
+
+    For the day the cutoff names (everything up to its end counts), per customer:
+    ``tickets_total`` and ``tickets_last_<window_days>d`` (tickets opened), ``satisfaction_mean`` (CSAT
+    of tickets resolved by then; tickets without ``resolved_at`` count from when they were opened), and
+    ``nps_latest`` (the latest survey score). NaN means none (no ticket in the window, no answer):
+    customers without any ticket or answer are absent here and NaN after the join, so NaN is used for
+    every "none" alike, and the model learns where missing values go.
+    """
+    opened = pd.to_datetime(tickets["opened_at"], utc=True)
+    rated_at = pd.to_datetime(tickets["resolved_at"], utc=True).fillna(opened)
+    ticket_customer = tickets["customer_id"].astype("str")
+    satisfaction = pd.to_numeric(tickets["satisfaction_score"], errors="coerce")
+    responded = pd.to_datetime(surveys["responded_at"], utc=True)
+    survey_customer = surveys["customer_id"].astype("str")
+    nps = pd.to_numeric(surveys["nps_score"], errors="coerce")
+    recent_name = f"tickets_last_{window_days}d"
+
+    def as_of(cutoff: pd.Timestamp) -> pd.DataFrame:
+        end = pd.Timestamp(cutoff).normalize() + pd.Timedelta(days=1)
+        known = (opened < end) & ticket_customer.notna()
+        recent = known & (opened >= end - pd.Timedelta(days=window_days))
+        rated = (rated_at < end) & satisfaction.notna() & ticket_customer.notna()
+        answered = (responded < end) & nps.notna() & survey_customer.notna()
+        latest = (
+            pd.DataFrame(
+                {"customer_id": survey_customer[answered], "at": responded[answered], "nps": nps[answered]}
+            )
+            .sort_values(["customer_id", "at"], kind="stable")
+            .groupby("customer_id")["nps"]
+            .last()
+        )
+        frame = pd.concat(
+            [
+                ticket_customer[known].value_counts().rename("tickets_total"),
+                ticket_customer[recent].value_counts().rename(recent_name),
+                satisfaction[rated].groupby(ticket_customer[rated]).mean().rename("satisfaction_mean"),
+                latest.rename("nps_latest"),
+            ],
+            axis=1,
+        )
+        columns = ["tickets_total", recent_name, "satisfaction_mean", "nps_latest"]
+        frame = frame.reindex(columns=columns).astype(float)
+        return frame.rename_axis("customer_id").reset_index().astype({"customer_id": "str"})
+
+    return as_of

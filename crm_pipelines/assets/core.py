@@ -97,7 +97,7 @@ def run_identity(
             incremental = False
     if not incremental:
         result = resolve(
-            customers, identifiers, settings, model, prev_map, prev_history, context.run_id, source_priority=priority
+            customers, identifiers, settings, model, prev_map, prev_history, context.run.run_id, source_priority=priority
         )
         tables = {
             IDENTITY_MAP: result.identity_map,
@@ -112,7 +112,7 @@ def run_identity(
         fresh = customers[changed]
         context.log.info(f"incremental identity run: {len(fresh)} new or changed of {len(customers)} records")
         result = resolve_incremental(
-            fresh, customers, prev_map, identifiers, settings, model, prev_history, context.run_id,
+            fresh, customers, prev_map, identifiers, settings, model, prev_history, context.run.run_id,
             source_priority=priority,
         )
         affected = set(result.affected_customer_ids or [])
@@ -232,7 +232,7 @@ def build_attributed_asset(config: CrmConfig, entity: str, warehouse_kind: str) 
         orphans = result.orphans
         quarantined = pd.DataFrame(
             {
-                "run_id": context.run_id,
+                "run_id": context.run.run_id,
                 "layer": CORE,
                 "entity": entity,
                 "source": orphans["source"],
@@ -259,7 +259,7 @@ def build_attributed_asset(config: CrmConfig, entity: str, warehouse_kind: str) 
         recon.insert(0, "table_name", entity)
         recon.insert(0, "layer", CORE)
         recon.insert(0, "recorded_at", pd.Timestamp.now(tz="UTC"))
-        recon.insert(0, "run_id", context.run_id)
+        recon.insert(0, "run_id", context.run.run_id)
         record_reconciliation(wh, recon)
         checks = validate_table(
             context, config, wh, key, f"{CORE}.{entity}", result.attributed, core_entity_suite(entity)
@@ -282,3 +282,31 @@ def build_core_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.AssetsD
     return assets
 
 
+
+
+TRAIN_IDENTITY_MODEL_JOB = "crm_train_identity_model"
+
+
+def build_identity_training_job(crm_config: CrmConfig) -> dg.JobDefinition:
+    """A job that (re)trains the matching model on the staged records and saves it as JSON."""
+
+    @dg.op(description="Train the Splink matching model on staging.customers and save it to identity.model_path.")
+    def train_identity_model(context: dg.OpExecutionContext, warehouse: WarehouseResource) -> None:
+        from crm_pipelines.identity import save_model, train_model
+
+        wh = warehouse.get_warehouse()
+        if not wh.table_exists(STAGING, "customers"):
+            raise dg.Failure("staging.customers does not exist yet: run crm_nightly once before training.")
+        customers = wh.read_table(STAGING, "customers")
+        identifiers = (
+            wh.read_table(STAGING, "customer_identifiers") if wh.table_exists(STAGING, "customer_identifiers") else None
+        )
+        model = train_model(customers, identifiers, crm_config.identity)
+        path = save_model(model, crm_config.resolve_path(crm_config.identity.model_path))
+        context.log.info(f"identity model trained on {len(customers)} records and saved to {path}")
+
+    @dg.job(name=TRAIN_IDENTITY_MODEL_JOB, description="Retrain the identity matching model and save it as JSON.")
+    def train_identity_model_job() -> None:
+        train_identity_model()
+
+    return train_identity_model_job

@@ -8,21 +8,7 @@ Each mart is validated against its contract before it is swapped in; its column 
 import pandas as pd
 
 import dagster as dg
-from crm_pipelines.analytics.activity import core_frame
-from crm_pipelines.analytics.audiences import consent_summary, marketing_audiences, marketing_consent
-from crm_pipelines.analytics.cross_sell import cross_sell_recommendations
-from crm_pipelines.analytics.customer360 import customer_360
-from crm_pipelines.analytics.kpis import crm_kpis
 from crm_pipelines.analytics.mart_columns import MART_COLUMNS
-from crm_pipelines.analytics.reporting import (
-    cluster_profiles_markdown,
-    kpi_chart_png,
-    kpi_trend_markdown,
-    png_markdown,
-    segment_chart_png,
-    segment_sizes_markdown,
-)
-from crm_pipelines.analytics.segments import NO_PURCHASES, RELATIONSHIP_TYPES, RFM_SEGMENTS, VALUE_TIERS, customer_segments
 from crm_pipelines.assets.core import core_key
 from crm_pipelines.assets.publishing import publish_checked
 from crm_pipelines.assets.validation import validate_table, validated_check_specs
@@ -43,6 +29,8 @@ def mart_key(table: str) -> dg.AssetKey:
 
 def read_core(wh: Warehouse, table: str) -> pd.DataFrame:
     """``core.<table>``, or an empty frame of its shape where no source delivers that entity."""
+    from crm_pipelines.analytics.activity import core_frame
+
     return wh.read_table(CORE, table) if wh.table_exists(CORE, table) else core_frame(table)
 
 
@@ -77,6 +65,20 @@ def build_marts_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.Assets
     def customer_segments_mart(
         context: dg.AssetExecutionContext, warehouse: WarehouseResource, run_window: RunWindowResource
     ) -> dg.MaterializeResult:
+        from crm_pipelines.analytics.reporting import (
+            cluster_profiles_markdown,
+            png_markdown,
+            segment_chart_png,
+            segment_sizes_markdown,
+        )
+        from crm_pipelines.analytics.segments import (
+            NO_PURCHASES,
+            RELATIONSHIP_TYPES,
+            RFM_SEGMENTS,
+            VALUE_TIERS,
+            customer_segments,
+        )
+
         wh = warehouse.get_warehouse()
         customers = read_core(wh, "unified_customers")
         result = customer_segments(
@@ -120,6 +122,9 @@ def build_marts_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.Assets
     def crm_kpis_mart(
         context: dg.AssetExecutionContext, warehouse: WarehouseResource, run_window: RunWindowResource
     ) -> dg.MaterializeResult:
+        from crm_pipelines.analytics.kpis import crm_kpis
+        from crm_pipelines.analytics.reporting import kpi_chart_png, kpi_trend_markdown, png_markdown
+
         wh = warehouse.get_warehouse()
         kpis = crm_kpis(
             read_core(wh, "unified_customers"), read_core(wh, "orders"), read_core(wh, "support_tickets"),
@@ -152,6 +157,8 @@ def build_marts_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.Assets
     def cross_sell_mart(
         context: dg.AssetExecutionContext, warehouse: WarehouseResource, run_window: RunWindowResource
     ) -> dg.MaterializeResult:
+        from crm_pipelines.analytics.cross_sell import cross_sell_recommendations
+
         wh = warehouse.get_warehouse()
         recs = cross_sell_recommendations(
             read_core(wh, "order_items"), read_core(wh, "orders"), as_of=as_of_timestamp(run_window)
@@ -178,6 +185,8 @@ def build_marts_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.Assets
     def marketing_audiences_mart(
         context: dg.AssetExecutionContext, warehouse: WarehouseResource, run_window: RunWindowResource
     ) -> dg.MaterializeResult:
+        from crm_pipelines.analytics.audiences import consent_summary, marketing_audiences, marketing_consent
+
         wh = warehouse.get_warehouse()
         as_of = as_of_timestamp(run_window)
         segments = wh.read_table(MARTS, "customer_segments")
@@ -201,7 +210,8 @@ def build_marts_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.Assets
         key=mart_key("customer_360"),
         group_name=MARTS,
         kinds=kinds,
-        deps=[mart_key("customer_segments"), *core_deps(config, *CORE_INPUTS)],
+        deps=[mart_key("customer_segments"), mart_key("customer_lifetime_value"), mart_key("churn_risk"),
+              *core_deps(config, *CORE_INPUTS)],
         description="One row per customer: golden profile, orders and revenue, categories, service, NPS, consent, "
         "and the segment, value tier, CLV and churn-risk columns.",
         check_specs=validated_check_specs(mart_key("customer_360"), MART_CONTRACT),
@@ -209,6 +219,8 @@ def build_marts_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.Assets
     def customer_360_mart(
         context: dg.AssetExecutionContext, warehouse: WarehouseResource, run_window: RunWindowResource
     ) -> dg.MaterializeResult:
+        from crm_pipelines.analytics.customer360 import customer_360
+
         wh = warehouse.get_warehouse()
         customers = read_core(wh, "unified_customers")
         extras = [
@@ -236,4 +248,8 @@ def build_marts_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.Assets
 # Marts whose per-customer columns join customer_360, and the columns not to repeat there.
 CUSTOMER_360_EXTRAS: tuple[tuple[str, list[str]], ...] = (
     ("customer_segments", ["recency_days", "frequency", "monetary", "orders_recent", "orders_previous", "engagement"]),
+    ("customer_lifetime_value", ["frequency", "recency", "T", "monetary_value", "expected_purchases_90d",
+                                 "expected_order_value", "model", "model_run_id", "as_of"]),
+    ("churn_risk", ["driver_1", "driver_1_effect", "driver_2", "driver_2_effect", "driver_3",
+                    "driver_3_effect", "horizon_days", "model_run_id", "model_as_of", "as_of"]),
 )

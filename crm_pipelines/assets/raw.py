@@ -41,7 +41,7 @@ def build_raw_asset(config: CrmConfig, source: SourceConfig, entity: str, wareho
                 source,
                 entity,
                 until=run_window.cutoff(),
-                batch_id=context.run_id,
+                batch_id=context.run.run_id,
             )
         except SourceError as e:
             raise dg.Failure(description=str(e), allow_retries=False) from None

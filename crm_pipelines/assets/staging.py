@@ -91,7 +91,7 @@ def _read_raw(warehouse: Warehouse, config: CrmConfig, entity: str):
 def _stage(
     context: dg.AssetExecutionContext, warehouse: Warehouse, config: CrmConfig, entity: str, cutoff
 ) -> StagingResult:
-    result = stage_entity(config, entity, _read_raw(warehouse, config, entity), run_id=context.run_id, as_of_end=cutoff)
+    result = stage_entity(config, entity, _read_raw(warehouse, config, entity), run_id=context.run.run_id, as_of_end=cutoff)
     record_quarantine(warehouse, STAGING, entity, result.quarantined)
     record_reconciliation(warehouse, result.reconciliation)
     return result

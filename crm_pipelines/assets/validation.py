@@ -87,13 +87,13 @@ def validate_table(
     )
     report = render_html_report(
         [outcome],
-        run_folder(config, context.run_id) / f"{table_name}.html",
+        run_folder(config, context.run.run_id) / f"{table_name}.html",
         title=f"Validation of {table_name}",
-        run_id=context.run_id,
+        run_id=context.run.run_id,
         drift={table_name: findings},
     )
     if not outcome.blocking_failures:
-        record_stats(warehouse, context.run_id, table_name, stats)
+        record_stats(warehouse, context.run.run_id, table_name, stats)
     return [
         suite_check_result(outcome, asset_key=key, report_path=report),
         drift_check_result(findings, asset_key=key, report_path=report, current_stats=stats),

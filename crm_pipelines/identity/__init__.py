@@ -8,8 +8,9 @@ Pure code (no Dagster, no warehouse I/O): staged frames in, core frames out. Typ
 """
 
 from crm_pipelines.identity.explain import explain_customer
+from crm_pipelines.identity.incremental import resolve_incremental
 from crm_pipelines.identity.model import ensure_model, load_model, save_model, train_model
-from crm_pipelines.identity.resolve import IdentityResult, resolve, resolve_incremental
+from crm_pipelines.identity.resolve import IdentityResult, resolve
 from crm_pipelines.identity.settings import IdentitySettings
 
 __all__ = [

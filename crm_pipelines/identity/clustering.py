@@ -88,7 +88,9 @@ Edge = tuple[int, int, int, float, float]
 """(position, uid_l, uid_r, match_weight, match_probability), strongest first."""
 
 
-def _greedy(nodes: list[int], edges: list[Edge], conflicts: dict[int, set[int]]) -> tuple[dict[int, int], list[Edge]]:
+def _greedy(
+    nodes: list[int], edges: list[Edge], conflicts: dict[int, set[int]]
+) -> tuple[dict[int, int], list[Edge]]:
     """Merge along edges from strongest to weakest, skipping merges that would join a conflict.
 
     Returns each node's root and the blocked edges.
@@ -98,7 +100,9 @@ def _greedy(nodes: list[int], edges: list[Edge], conflicts: dict[int, set[int]])
     return {n: union.find(n) for n in nodes}, blocked
 
 
-def _ambiguous_nodes(edges: list[Edge], roots: dict[int, int], blocked: list[Edge], nameless: np.ndarray) -> set[int]:
+def _ambiguous_nodes(
+    edges: list[Edge], roots: dict[int, int], blocked: list[Edge], nameless: np.ndarray
+) -> set[int]:
     """Nameless records whose blocked link was as strong as the strongest link that holds for them."""
     if not blocked:
         return set()
@@ -172,7 +176,9 @@ def cluster_records(
     date of birth. ``edges`` must have a default index; ``edge_status`` follows its order.
     Edge order does not matter: ties are broken by ids.
     """
-    edges = edges.sort_values(["match_weight", "uid_l", "uid_r"], ascending=[False, True, True], kind="stable")
+    edges = edges.sort_values(
+        ["match_weight", "uid_l", "uid_r"], ascending=[False, True, True], kind="stable"
+    )
     left = edges["uid_l"].to_numpy(dtype=np.int64)
     right = edges["uid_r"].to_numpy(dtype=np.int64)
     cluster = components(n_nodes, left, right)
@@ -184,7 +190,7 @@ def cluster_records(
         rebuild |= set(cluster[conflict_pairs["uid_l"].to_numpy(dtype=np.int64)].tolist())
     if rebuild:
         conflicts: dict[int, set[int]] = defaultdict(set)
-        for a, b in zip(conflict_pairs["uid_l"].tolist(), conflict_pairs["uid_r"].tolist()):
+        for a, b in zip(conflict_pairs["uid_l"].tolist(), conflict_pairs["uid_r"].tolist(), strict=True):
             conflicts[a].add(b)
             conflicts[b].add(a)
         rebuilt = np.fromiter(rebuild, dtype=np.int64)
@@ -199,13 +205,17 @@ def cluster_records(
             )
         node_ids = np.flatnonzero(np.isin(cluster, rebuilt))
         node_lists: dict[int, list[int]] = defaultdict(list)
-        for node, component in zip(node_ids.tolist(), cluster[node_ids].tolist()):
+        for node, component in zip(node_ids.tolist(), cluster[node_ids].tolist(), strict=True):
             node_lists[component].append(node)
         statuses = edge_status.to_dict()
         for component in sorted(node_lists):
             roots, flags, rejected = _rebuild_component(
-                node_lists[component], edge_lists[component], conflicts, nameless,
-                max_cluster_size, split_probability,
+                node_lists[component],
+                edge_lists[component],
+                conflicts,
+                nameless,
+                max_cluster_size,
+                split_probability,
             )
             members: dict[int, list[int]] = defaultdict(list)
             for node, root in roots.items():

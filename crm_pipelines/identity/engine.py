@@ -28,7 +28,8 @@ _MACROS = (
         '[^a-z0-9]+', ' ', 'g')), '')
     """,
     r"""
-    CREATE OR REPLACE MACRO fold_name(s) AS nullif(trim(regexp_replace(fold_text(s), '[^a-z ]+', ' ', 'g')), '')
+    CREATE OR REPLACE MACRO fold_name(s) AS
+        nullif(trim(regexp_replace(fold_text(s), '[^a-z ]+', ' ', 'g')), '')
     """,
     # Street spellings: Hauptstraße, Hauptstrasse, Hauptstr. all become "hauptstr".
     r"""

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 
 def _records_of(frame: pd.DataFrame, keys: set[tuple[str, str]], side: str) -> pd.Series:
-    pairs = zip(frame[f"source_{side}"], frame[f"source_record_id_{side}"])
+    pairs = zip(frame[f"source_{side}"], frame[f"source_record_id_{side}"], strict=True)
     return pd.Series([key in keys for key in pairs], index=frame.index, dtype=bool)
 
 
@@ -50,7 +50,7 @@ def explain_customer(
     records = result.identity_map[result.identity_map["customer_id"] == customer_id]
     if records.empty:
         raise KeyError(f"customer {customer_id!r} is not in this identity map")
-    keys = set(zip(records["source"], records["source_record_id"]))
+    keys = set(zip(records["source"], records["source_record_id"], strict=True))
     links = result.links[_records_of(result.links, keys, "l") & _records_of(result.links, keys, "r")]
     rejected = result.rejected_links[
         _records_of(result.rejected_links, keys, "l") | _records_of(result.rejected_links, keys, "r")
@@ -58,7 +58,9 @@ def explain_customer(
     golden = result.unified_customers[result.unified_customers["customer_id"] == customer_id]
     lineage = result.golden_lineage[result.golden_lineage["customer_id"] == customer_id]
     history = result.customer_id_history
-    history = history[(history["retired_customer_id"] == customer_id) | (history["merged_into_customer_id"] == customer_id)]
+    history = history[
+        (history["retired_customer_id"] == customer_id) | (history["merged_into_customer_id"] == customer_id)
+    ]
     explanation = {
         "customer_id": customer_id,
         "records": [{k: _plain(v) for k, v in row.items()} for row in records.to_dict("records")],
@@ -88,25 +90,39 @@ def _evidence_table(evidence: dict[str, Any] | None) -> list[str]:
 
 def to_markdown(explanation: dict[str, Any]) -> str:
     """Render an explanation from :func:`explain_customer` as markdown."""
-    lines = [f"# Customer {explanation['customer_id']}", "", "## Records", "",
-             "| source | record | joined by | probability | flag |", "| --- | --- | --- | ---: | --- |"]
+    lines = [
+        f"# Customer {explanation['customer_id']}",
+        "",
+        "## Records",
+        "",
+        "| source | record | joined by | probability | flag |",
+        "| --- | --- | --- | ---: | --- |",
+    ]
     for r in explanation["records"]:
         probability = "" if r["match_probability"] is None else f"{r['match_probability']:.4f}"
-        lines.append(f"| {r['source']} | {r['source_record_id']} | {r['match_method']} | {probability} | "
-                     f"{r.get('cluster_flag') or ''} |")
+        lines.append(
+            f"| {r['source']} | {r['source_record_id']} | {r['match_method']} | {probability} | "
+            f"{r.get('cluster_flag') or ''} |"
+        )
     lines += ["", "## Links"]
     if not explanation["links"]:
         lines.append("\nNo links: a single record.")
     for link in explanation["links"]:
-        lines += ["", f"### {link['left']} = {link['right']}",
-                  f"{link['match_method']}, match weight {link['match_weight']:.2f}, "
-                  f"probability {link['match_probability']:.4f}"]
+        lines += [
+            "",
+            f"### {link['left']} = {link['right']}",
+            f"{link['match_method']}, match weight {link['match_weight']:.2f}, "
+            f"probability {link['match_probability']:.4f}",
+        ]
         lines += _evidence_table(link["evidence"])
     if explanation["rejected_links"]:
         lines += ["", "## Refused links"]
         for link in explanation["rejected_links"]:
-            lines += ["", f"### {link['left']} ≠ {link['right']}: {link['reason']}",
-                      f"{link['match_method']}, match weight {link['match_weight']:.2f}"]
+            lines += [
+                "",
+                f"### {link['left']} ≠ {link['right']}: {link['reason']}",
+                f"{link['match_method']}, match weight {link['match_weight']:.2f}",
+            ]
             lines += _evidence_table(link["evidence"])
     if explanation["golden_sources"]:
         lines += ["", "## Golden record", "", "| field | value | from |", "| --- | --- | --- |"]
@@ -116,6 +132,8 @@ def to_markdown(explanation: dict[str, Any]) -> str:
     if explanation["history"]:
         lines += ["", "## History", ""]
         for h in explanation["history"]:
-            lines.append(f"- {h['change']}: {h['retired_customer_id']} → {h['merged_into_customer_id']} "
-                         f"(run {h['run_id']})")
+            lines.append(
+                f"- {h['change']}: {h['retired_customer_id']} → {h['merged_into_customer_id']} "
+                f"(run {h['run_id']})"
+            )
     return "\n".join(lines) + "\n"

@@ -27,7 +27,9 @@ _EMPTY_VALUES = {"gender": "('unknown', '')"}
 
 def _order_key(field: str, field_priority: Mapping[str, Sequence[str]]) -> str:
     listed = list(field_priority.get(field, ()))
-    rank = f"coalesce(nullif(list_position({listed!r}::VARCHAR[], source), 0), {_UNRANKED})" if listed else "0"
+    rank = (
+        f"coalesce(nullif(list_position({listed!r}::VARCHAR[], source), 0), {_UNRANKED})" if listed else "0"
+    )
     return (
         f"struct_pack(k1 := {rank}, k2 := priority, "
         "k3 := coalesce(-epoch_us(updated_at), 9223372036854775807), k4 := source, k5 := source_record_id)"
@@ -37,7 +39,9 @@ def _order_key(field: str, field_priority: Mapping[str, Sequence[str]]) -> str:
 def _present(field: str) -> str:
     empty = _EMPTY_VALUES.get(field)
     value = f"CAST({field} AS VARCHAR)"
-    return f"({field} IS NOT NULL AND trim({value}) <> ''" + (f" AND lower({value}) NOT IN {empty})" if empty else ")")
+    return f"({field} IS NOT NULL AND trim({value}) <> ''" + (
+        f" AND lower({value}) NOT IN {empty})" if empty else ")"
+    )
 
 
 def build_golden_records(
@@ -50,12 +54,13 @@ def build_golden_records(
     for field in GOLDEN_FIELDS:
         aggregates.append(
             f"arg_min(struct_pack(v := {field}, s := source, r := source_record_id), "
-            f"{_order_key(field, field_priority)}) FILTER (WHERE {_present(field)}) AS \"{field}\""
+            f'{_order_key(field, field_priority)}) FILTER (WHERE {_present(field)}) AS "{field}"'
         )
     block = ", ".join(f"{f} := {f}" for f in ("address_line1", *ADDRESS_BLOCK))
     aggregates.append(
         f"arg_min(struct_pack({block}, s := source, r := source_record_id), "
-        f"{_order_key('address_line1', field_priority)}) FILTER (WHERE {_present('address_line1')}) AS address"
+        f"{_order_key('address_line1', field_priority)}) "
+        f"FILTER (WHERE {_present('address_line1')}) AS address"
     )
     con.execute(
         f"""
@@ -73,19 +78,18 @@ def build_golden_records(
         if field in ADDRESS_BLOCK:
             use_block = f"address.{field} IS NOT NULL AND trim(CAST(address.{field} AS VARCHAR)) <> ''"
             chosen[field] = (
-                f"CASE WHEN {use_block} THEN address.{field} ELSE \"{field}\".v END",
-                f"CASE WHEN {use_block} THEN address.s ELSE \"{field}\".s END",
-                f"CASE WHEN {use_block} THEN address.r ELSE \"{field}\".r END",
+                f'CASE WHEN {use_block} THEN address.{field} ELSE "{field}".v END',
+                f'CASE WHEN {use_block} THEN address.s ELSE "{field}".s END',
+                f'CASE WHEN {use_block} THEN address.r ELSE "{field}".r END',
             )
         else:
             chosen[field] = (f'"{field}".v', f'"{field}".s', f'"{field}".r')
     unified_columns = [c.name for c in UNIFIED_CUSTOMER_COLUMNS]
-    select = ", ".join(
-        f"{chosen[c][0]} AS \"{c}\"" if c in chosen else f'"{c}"' for c in unified_columns
-    )
+    select = ", ".join(f'{chosen[c][0]} AS "{c}"' if c in chosen else f'"{c}"' for c in unified_columns)
     unified = fetch_frame(con, f"SELECT {select} FROM golden_parts ORDER BY customer_id")
     lineage_parts = [
-        f"SELECT customer_id, '{field}' AS field, {chosen[field][1]} AS source, {chosen[field][2]} AS source_record_id "
+        f"SELECT customer_id, '{field}' AS field, {chosen[field][1]} AS source, "
+        f"{chosen[field][2]} AS source_record_id "
         f"FROM golden_parts WHERE {chosen[field][0]} IS NOT NULL"
         for field in GOLDEN_FIELDS
     ]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from collections.abc import Container
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,8 +35,8 @@ def mint_id(source: str, source_record_id: str, salt: int = 0) -> str:
 
 def anchor_order(records: pd.DataFrame) -> pd.DataFrame:
     """Records sorted by the anchor order: earliest created first (unknown last), then priority,
-    then unique_id (which follows source and source record id)."""
-    return records.sort_values(["created_at", "priority", "unique_id"], na_position="last", kind="stable")
+    then ``key_rank`` (the rank of (source, source_record_id))."""
+    return records.sort_values(["created_at", "priority", "key_rank"], na_position="last", kind="stable")
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,12 @@ class IdAssignment:
 
 def _id_anchor(members: pd.DataFrame, customer_id: str) -> pd.Series:
     """The record an id is anchored to among its present members: its origin, else the earliest."""
-    origin = members[[mint_id(s, r) == customer_id for s, r in zip(members["source"], members["source_record_id"])]]
+    origin = members[
+        [
+            mint_id(s, r) == customer_id
+            for s, r in zip(members["source"], members["source_record_id"], strict=True)
+        ]
+    ]
     return (origin if len(origin) else anchor_order(members)).iloc[0]
 
 
@@ -59,11 +65,11 @@ def assign_ids(
     previous_history: pd.DataFrame | None,
     run_id: str,
     recorded_at: dt.datetime,
-    reserved_ids: set[str] | None = None,
+    reserved_ids: Container[str] = (),
 ) -> IdAssignment:
     """Give every cluster its customer id.
 
-    ``records``: unique_id, source, source_record_id, created_at, priority, cluster.
+    ``records``: unique_id, source, source_record_id, created_at, priority, key_rank, cluster.
     ``previous_map``: the last run's identity map (source, source_record_id, customer_id and, when
     present, id_first_seen_at). ``reserved_ids``: further ids that must not be minted again.
     """
@@ -71,7 +77,7 @@ def assign_ids(
     anchors = ordered.drop_duplicates("cluster").set_index("cluster")
     anchor_rank = pd.Series(np.arange(len(ordered)), index=ordered["unique_id"].to_numpy())
 
-    used: set[str] = set(reserved_ids or ())
+    used: set[str] = set()
     if previous_history is not None and len(previous_history):
         used |= set(previous_history["retired_customer_id"].dropna().astype(str))
     first_seen: dict[str, pd.Timestamp] = {}
@@ -81,7 +87,11 @@ def assign_ids(
     if previous_map is not None and len(previous_map):
         used |= set(previous_map["customer_id"].dropna().astype(str))
         if "id_first_seen_at" in previous_map.columns:
-            seen = previous_map.dropna(subset=["customer_id"]).groupby("customer_id")["id_first_seen_at"].min()
+            # A warehouse may hand the times back zone-aware: compare them as naive UTC.
+            when = pd.to_datetime(previous_map["id_first_seen_at"], errors="coerce", utc=True).dt.tz_localize(
+                None
+            )
+            seen = when.groupby(previous_map["customer_id"]).min()
             first_seen = {k: v for k, v in seen.items() if pd.notna(v)}
         previous = records.merge(
             previous_map[["source", "source_record_id", "customer_id"]].dropna(),
@@ -90,9 +100,9 @@ def assign_ids(
         )
         clusters_per_id = previous.groupby("customer_id")["cluster"].nunique()
         whole = previous[previous["customer_id"].map(clusters_per_id) == 1]
-        for customer_id, cluster in whole.drop_duplicates("customer_id")[["customer_id", "cluster"]].itertuples(
-            index=False
-        ):
+        for customer_id, cluster in whole.drop_duplicates("customer_id")[
+            ["customer_id", "cluster"]
+        ].itertuples(index=False):
             claims.setdefault(int(cluster), []).append(customer_id)
         for customer_id, members in previous[previous["customer_id"].map(clusters_per_id) > 1].groupby(
             "customer_id", sort=True
@@ -115,15 +125,15 @@ def assign_ids(
         history.extend((loser, claimed[0], "merge") for loser in claimed[1:])
     fresh = anchors[~anchors.index.isin(list(kept))]
     minted: list[str] = []
-    for source, record_id in zip(fresh["source"].tolist(), fresh["source_record_id"].tolist()):
+    for source, record_id in zip(fresh["source"].tolist(), fresh["source_record_id"].tolist(), strict=True):
         salt = 0
         candidate = mint_id(source, record_id)
-        while candidate in used:
+        while candidate in used or candidate in reserved_ids:
             salt += 1
             candidate = mint_id(source, record_id, salt)
         used.add(candidate)
         minted.append(candidate)
-    id_of = dict(zip(fresh.index.tolist(), minted))
+    id_of = dict(zip(fresh.index.tolist(), minted, strict=True))
     id_of.update({cluster: value[0] for cluster, value in kept.items()})
     claimer = {customer_id: cluster for cluster, claimed in claims.items() for customer_id in claimed}
     for customer_id, members in spread_ids.items():
@@ -137,16 +147,29 @@ def assign_ids(
             "cluster": np.r_[fresh.index.to_numpy(dtype=np.int64), np.asarray(kept_clusters, dtype=np.int64)],
             "customer_id": pd.array(minted + [kept[c][0] for c in kept_clusters], dtype="str"),
             "id_first_seen_at": pd.to_datetime(
-                np.r_[np.full(len(fresh), np.datetime64(pd.Timestamp(recorded_at).to_datetime64(), "us")),
-                      np.array([kept[c][1] if kept[c][1] is not None else np.datetime64("NaT")
-                                for c in kept_clusters], dtype="datetime64[us]")]
+                np.r_[
+                    np.full(len(fresh), np.datetime64(pd.Timestamp(recorded_at).to_datetime64(), "us")),
+                    np.array(
+                        [
+                            kept[c][1] if kept[c][1] is not None else np.datetime64("NaT")
+                            for c in kept_clusters
+                        ],
+                        dtype="datetime64[us]",
+                    ),
+                ]
             ),
-            "anchor": np.r_[fresh["unique_id"].to_numpy(dtype=np.int64),
-                            anchors.loc[kept_clusters, "unique_id"].to_numpy(dtype=np.int64)],
+            "anchor": np.r_[
+                fresh["unique_id"].to_numpy(dtype=np.int64),
+                anchors.loc[kept_clusters, "unique_id"].to_numpy(dtype=np.int64),
+            ],
         }
     )
-    history_frame = pd.DataFrame(history, columns=["retired_customer_id", "merged_into_customer_id", "change"])
+    history_frame = pd.DataFrame(
+        history, columns=["retired_customer_id", "merged_into_customer_id", "change"]
+    )
     history_frame = history_frame.drop_duplicates().sort_values(list(history_frame.columns), kind="stable")
     history_frame["run_id"] = run_id
     history_frame["recorded_at"] = pd.Timestamp(recorded_at)
-    return IdAssignment(customer_ids=customer_ids, history=history_frame.reset_index(drop=True)[list(HISTORY_COLUMNS)])
+    return IdAssignment(
+        customer_ids=customer_ids, history=history_frame.reset_index(drop=True)[list(HISTORY_COLUMNS)]
+    )

@@ -41,15 +41,18 @@ def _run_settings(model: dict[str, Any], settings: IdentitySettings) -> dict[str
     return splink_settings
 
 
-def _linker(con: duckdb.DuckDBPyConnection, table: str, model: dict[str, Any],
-            settings: IdentitySettings) -> tuple[DuckDBAPI, Linker]:
+def _linker(
+    con: duckdb.DuckDBPyConnection, table: str, model: dict[str, Any], settings: IdentitySettings
+) -> tuple[DuckDBAPI, Linker]:
     db_api = DuckDBAPI(con)
-    linker = Linker(db_api.register(table), _run_settings(model, settings), log_level=None,
-                    validate_settings=False)
+    linker = Linker(
+        db_api.register(table), _run_settings(model, settings), log_level=None, validate_settings=False
+    )
     return db_api, linker
 
 
-def _tf_columns(model: dict[str, Any]) -> list[str]:
+def _comparisons_with_tf(model: dict[str, Any]) -> list[str]:
+    """Comparisons with a term-frequency adjusted level (their predictions carry mw_tf_adj_*)."""
     return [
         c["output_column_name"]
         for c in model["splink_settings"]["comparisons"]
@@ -57,9 +60,21 @@ def _tf_columns(model: dict[str, Any]) -> list[str]:
     ]
 
 
+def _tf_columns(model: dict[str, Any]) -> list[str]:
+    """Input columns whose term frequencies adjust some level (postcode and city within location)."""
+    return sorted(
+        {
+            level["tf_adjustment_column"]
+            for c in model["splink_settings"]["comparisons"]
+            for level in c["comparison_levels"]
+            if level.get("tf_adjustment_column")
+        }
+    )
+
+
 def _evidence_sql(model: dict[str, Any]) -> str:
     """SQL building a pair's evidence JSON: each field's level and match weight, and the prior."""
-    tf_columns = set(_tf_columns(model))
+    tf_columns = set(_comparisons_with_tf(model))
     lambda_ = model["splink_settings"]["probability_two_random_records_match"]
     prior = round(math.log2(lambda_ / (1 - lambda_)), 3)
     parts = [f"'prior', {prior}"]
@@ -70,10 +85,12 @@ def _evidence_sql(model: dict[str, Any]) -> str:
             f"'{field}', json_object('level', CASE \"gamma_{field}\" {cases} END, "
             f"'match_weight', round({weight}, 3))"
         )
+    # No lambdas: DuckDB 2 rejects the arrow syntax DuckDB 1.5 knows, and this reads as plainly.
     shared = (
-        "list_filter(['identifier', 'email', 'phone'], m -> "
-        "(m = 'identifier' AND shares_identifier) OR (m = 'email' AND shares_email) "
-        "OR (m = 'phone' AND shares_phone))"
+        "list_concat(list_concat("
+        "CASE WHEN shares_identifier THEN ['identifier'] ELSE []::VARCHAR[] END, "
+        "CASE WHEN shares_email THEN ['email'] ELSE []::VARCHAR[] END), "
+        "CASE WHEN shares_phone THEN ['phone'] ELSE []::VARCHAR[] END)"
     )
     parts.append(f"'shared', {shared}")
     return f"json_object({', '.join(parts)})::VARCHAR"
@@ -82,7 +99,12 @@ def _evidence_sql(model: dict[str, Any]) -> str:
 def _candidates_from_predictions(
     con: duckdb.DuckDBPyConnection, predictions: str, model: dict[str, Any], settings: IdentitySettings
 ) -> None:
-    """Create ``candidates`` from a predictions table: pairs that may become links, with evidence."""
+    """Create ``candidates`` from a predictions table: pairs that may become links, with evidence.
+
+    ``conflict`` is the household guard on the pair: its first names or dates of birth fall in the
+    model's "disagree" level, or its first names differ while the recorded genders do too (Paul and
+    Paula, Elias and Elisa: siblings, not typos). A conflicting pair never links, whatever it shares.
+    """
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE flagged AS
@@ -135,7 +157,7 @@ class Scorer:
 
     def _collect(self, predictions: Any) -> None:
         name = predictions.physical_name
-        self.pairs_scored += int(self.con.execute(f"SELECT count(*) FROM {name}").fetchone()[0])
+        self.pairs_scored += int(self.con.execute(f"SELECT count(*) FROM {name}").fetchall()[0][0])
         _candidates_from_predictions(self.con, name, self.model, self.settings)
         predictions.drop_table_from_database_and_remove_from_cache()
 
@@ -169,8 +191,9 @@ class Scorer:
             "CREATE OR REPLACE TABLE match_scope AS SELECT m.* FROM match_records AS m "
             f"WHERE m.unique_id IN (SELECT unique_id FROM {scope_table})"
         )
-        self._collect(self.linker.inference.predict_within(self.db_api.register("match_scope"),
-                                                           warning_mode="never"))
+        self._collect(
+            self.linker.inference.predict_within(self.db_api.register("match_scope"), warning_mode="never")
+        )
 
 
 def guard_conflict_sql(left: str, right: str) -> str:
@@ -180,7 +203,7 @@ def guard_conflict_sql(left: str, right: str) -> str:
     """
     fn_l, fn_r = f"{left}.first_name", f"{right}.first_name"
     dob_l, dob_r = f"{left}.date_of_birth", f"{right}.date_of_birth"
-    swapped = (DOB_SWAPPED_SQL.replace('"date_of_birth_l"', dob_l).replace('"date_of_birth_r"', dob_r))
+    swapped = DOB_SWAPPED_SQL.replace('"date_of_birth_l"', dob_l).replace('"date_of_birth_r"', dob_r)
     return (
         f"(({fn_l} IS NOT NULL AND {fn_r} IS NOT NULL AND {fn_l} <> {fn_r}"
         f" AND ((jaro_winkler_similarity({fn_l}, {fn_r}) < {FIRST_NAME_SIMILAR_JW}"

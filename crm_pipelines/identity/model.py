@@ -4,8 +4,8 @@ Evidence comes in two strengths.
 
 Strong identifiers (email, E.164 phone, declared identifiers such as a loyalty card) link records
 deterministically when they are equal, but only as evidence, never as proof: the household guard
-(``GUARD`` below) vetoes a link whose first names or dates of birth disagree, because a family email,
-a landline or an address is shared by several people.
+(:func:`crm_pipelines.identity.matching.guard_conflict_sql`) vetoes a link whose first names or dates
+of birth disagree, because a family email, a landline or an address is shared by several people.
 
 Everything else is weighed probabilistically. Each field has levels from strong agreement to
 disagreement; the model learns how often each level occurs among true matches (m, by expectation
@@ -50,13 +50,21 @@ DOB_SWAPPED_SQL = (
 M_PROBABILITY_FLOOR = 0.01
 RETAINED_COLUMNS = ("email", "phone", "gender", IDENTIFIER_KEYS)
 """Columns predictions keep beside the compared ones: the strong identifiers and the guard's gender."""
-GUARDED_FIELDS = ("first_name", "date_of_birth")
-"""A pair whose level on one of these is the "else" level (clear disagreement) is never linked.
-Similar but not identical first names of different recorded genders (Paul and Paula, Elias and
-Elisa: siblings, not typos) disagree too."""
+LOCATION_NULL_SQL = (
+    '("postcode_l" IS NULL AND "city_l" IS NULL) OR ("postcode_r" IS NULL AND "city_r" IS NULL)'
+)
+SAME_ADDRESS_SQL = (
+    '"address_line1_l" = "address_line1_r" '
+    'AND coalesce("postcode_l" = "postcode_r", "city_l" = "city_r", false)'
+)
+SIMILAR_ADDRESS_SQL = (
+    'jaro_winkler_similarity("address_line1_l", "address_line1_r") >= 0.9 AND "postcode_l" = "postcode_r"'
+)
 
 
-def _level(level: cll.ComparisonLevelCreator, label: str, m: float | None = None) -> cll.ComparisonLevelCreator:
+def _level(
+    level: cll.ComparisonLevelCreator, label: str, m: float | None = None
+) -> cll.ComparisonLevelCreator:
     """A level with a short label (it appears in link evidence) and an m prior used until trained."""
     options: dict[str, Any] = {"label_for_charts": label}
     if m is not None:
@@ -65,17 +73,23 @@ def _level(level: cll.ComparisonLevelCreator, label: str, m: float | None = None
 
 
 def _name(column: str) -> cl.CustomComparison:
-    # Names: exact agreement weighted by how rare the name is; Jaro-Winkler catches typos that keep
-    # the start (Katharina/Katarina), Damerau-Levenshtein a swapped or dropped letter in short names
-    # (Jan/Jna). Below Jaro-Winkler 0.8 the names disagree, which for first names is the guard.
+    # Names: exact agreement weighted by how rare the name is; then one typo (a swapped, dropped or
+    # wrong letter: Katharina/Katarina, Jan/Jna), then names sharing most of their start
+    # (Katharina/Katrin: often two people of one family, so the model learns a lower weight), then
+    # loosely similar ones (Alex/Alexander). Below Jaro-Winkler 0.8 the names disagree, which for
+    # first names is the guard.
     return cl.CustomComparison(
         output_column_name=column,
         comparison_levels=[
             cll.NullLevel(column),
             _level(cll.ExactMatchLevel(column, term_frequency_adjustments=True), "exact", 0.86),
-            _level(cll.JaroWinklerLevel(column, 0.92), "jaro_winkler>=0.92", 0.07),
-            _level(cll.DamerauLevenshteinLevel(column, 1), "damerau_levenshtein<=1", 0.03),
-            _level(cll.JaroWinklerLevel(column, FIRST_NAME_SIMILAR_JW), f"jaro_winkler>={FIRST_NAME_SIMILAR_JW}", 0.02),
+            _level(cll.DamerauLevenshteinLevel(column, 1), "damerau_levenshtein<=1", 0.07),
+            _level(cll.JaroWinklerLevel(column, 0.92), "jaro_winkler>=0.92", 0.03),
+            _level(
+                cll.JaroWinklerLevel(column, FIRST_NAME_SIMILAR_JW),
+                f"jaro_winkler>={FIRST_NAME_SIMILAR_JW}",
+                0.02,
+            ),
             _level(cll.ElseLevel(), "disagree", 0.02),
         ],
     )
@@ -99,34 +113,23 @@ def comparisons() -> list[cl.CustomComparison]:
                 _level(cll.ElseLevel(), "disagree", 0.03),
             ],
         ),
-        # Street and number, normalized (Hauptstraße 5 = Hauptstr. 5); households share it, so it
-        # raises the weight without deciding alone.
+        # Where they live: street and number (normalized: Hauptstraße 5 = Hauptstr. 5), postcode and
+        # city, as one comparison. They are not independent (the same street and number almost
+        # always means the same postcode and city), and weighing them separately would count one
+        # fact three times, enough for two people of one household or one postcode to outweigh
+        # their different names. Agreement on postcode or city alone is weighted by how common
+        # the value is: a village's postcode says more than a city centre's.
         cl.CustomComparison(
-            output_column_name="address_line1",
+            output_column_name="location",
             comparison_levels=[
-                cll.NullLevel("address_line1"),
-                _level(cll.ExactMatchLevel("address_line1"), "exact", 0.8),
-                _level(cll.JaroWinklerLevel("address_line1", 0.9), "jaro_winkler>=0.9", 0.1),
-                _level(cll.ElseLevel(), "disagree", 0.1),
-            ],
-        ),
-        # Postcode and city: exact agreement weighted by their frequency (a village's postcode says
-        # more than a city centre's).
-        cl.CustomComparison(
-            output_column_name="postcode",
-            comparison_levels=[
-                cll.NullLevel("postcode"),
-                _level(cll.ExactMatchLevel("postcode", term_frequency_adjustments=True), "exact", 0.85),
-                _level(cll.ElseLevel(), "disagree", 0.15),
-            ],
-        ),
-        cl.CustomComparison(
-            output_column_name="city",
-            comparison_levels=[
-                cll.NullLevel("city"),
-                _level(cll.ExactMatchLevel("city", term_frequency_adjustments=True), "exact", 0.88),
-                _level(cll.JaroWinklerLevel("city", 0.9), "jaro_winkler>=0.9", 0.04),
-                _level(cll.ElseLevel(), "disagree", 0.08),
+                cll.CustomLevel(LOCATION_NULL_SQL, "location is NULL").configure(is_null_level=True),
+                _level(cll.CustomLevel(SAME_ADDRESS_SQL), "same_address", 0.75),
+                _level(cll.CustomLevel(SIMILAR_ADDRESS_SQL), "similar_address_same_postcode", 0.05),
+                _level(
+                    cll.ExactMatchLevel("postcode", term_frequency_adjustments=True), "same_postcode", 0.08
+                ),
+                _level(cll.ExactMatchLevel("city", term_frequency_adjustments=True), "same_city", 0.04),
+                _level(cll.ElseLevel(), "different_place", 0.08),
             ],
         ),
     ]
@@ -180,7 +183,7 @@ def _with_m_floor(splink_model: dict[str, Any]) -> dict[str, Any]:
             continue
         floored = [max(lv["m_probability"], M_PROBABILITY_FLOOR) for lv in levels]
         total = sum(floored)
-        for level, m in zip(levels, floored):
+        for level, m in zip(levels, floored, strict=True):
             level["m_probability"] = m / total
     return splink_model
 

@@ -10,7 +10,9 @@ is no evidence that two records are one person, so it is blanked before blocking
 from __future__ import annotations
 
 from collections.abc import Mapping
+
 import duckdb
+import numpy as np
 import pandas as pd
 
 from crm_pipelines.identity.engine import fetch_frame, register_frame
@@ -39,8 +41,10 @@ def _typed_customers(customers: pd.DataFrame) -> pd.DataFrame:
         raise ValueError(f"staged customers lack required column(s) {missing}")
     columns: dict[str, pd.Series] = {}
     for column in _STAGED_COLUMNS:
-        values = customers[column] if column in customers.columns else pd.Series(
-            None, index=customers.index, dtype="str"
+        values = (
+            customers[column]
+            if column in customers.columns
+            else pd.Series(None, index=customers.index, dtype="str")
         )
         if column in _TIMESTAMP_COLUMNS or column == "date_of_birth":
             values = _timestamps(values)
@@ -65,7 +69,7 @@ def load_records(
     A stub naming only an id is the same key as the source's own record, so deduplicating by key is
     what links it; a stub whose record does not exist stays alone. Records are numbered in key
     order from ``first_unique_id``, or take their unique_id from the table ``unique_ids_from``
-    (source, source_record_id, unique_id). Returns the number of records added.
+    (source, source_record_id, unique_id). Returns the number of records added (one per key).
     """
     register_frame(con, "input_customers", _typed_customers(customers))
     priorities = pd.DataFrame(
@@ -73,7 +77,10 @@ def load_records(
     ).astype({"source": "str", "priority": "int64"})
     register_frame(con, "source_priorities", priorities)
     if unique_ids_from:
-        numbered = f"SELECT u.unique_id, k.* FROM kept AS k JOIN {unique_ids_from} AS u USING (source, source_record_id)"
+        numbered = (
+            f"SELECT u.unique_id, k.* FROM kept AS k "
+            f"JOIN {unique_ids_from} AS u USING (source, source_record_id)"
+        )
     else:
         numbered = (
             f"SELECT ({first_unique_id} + row_number() OVER (ORDER BY source, source_record_id) - 1)::BIGINT "
@@ -86,6 +93,7 @@ def load_records(
             SELECT *, 0 AS priority, 0 AS rank_in_key FROM input_customers) WHERE false
         """
     )
+    before = int(con.execute("SELECT count(*) FROM records").fetchall()[0][0])
     con.execute(
         f"""
         INSERT INTO records BY NAME
@@ -96,8 +104,9 @@ def load_records(
                    coalesce(p.priority, {DEFAULT_SOURCE_PRIORITY}) AS priority,
                    row_number() OVER (
                        PARTITION BY c.source, c.source_record_id
-                       ORDER BY coalesce(c.record_kind, 'record') = 'referenced', c.updated_at DESC NULLS LAST,
-                                c.created_at DESC NULLS LAST, c.email NULLS LAST, c.first_name NULLS LAST
+                       ORDER BY coalesce(c.record_kind, 'record') = 'referenced',
+                                c.updated_at DESC NULLS LAST, c.created_at DESC NULLS LAST,
+                                c.email NULLS LAST, c.first_name NULLS LAST
                    ) AS rank_in_key
             FROM input_customers AS c LEFT JOIN source_priorities AS p USING (source)
             WHERE c.source IS NOT NULL AND c.source_record_id IS NOT NULL
@@ -106,14 +115,23 @@ def load_records(
         {numbered}
         """
     )
-    added = int(con.execute("SELECT count(*) FROM input_customers").fetchone()[0])
     con.execute("DROP TABLE input_customers")
-    return added
+    return int(con.execute("SELECT count(*) FROM records").fetchall()[0][0]) - before
 
 
 MATCH_STATE_COLUMNS = (
-    "source", "source_record_id", "first_name", "last_name", "date_of_birth", "address_line1",
-    "postcode", "city", "gender", "email", "phone", "identifier_keys",
+    "source",
+    "source_record_id",
+    "first_name",
+    "last_name",
+    "date_of_birth",
+    "address_line1",
+    "postcode",
+    "city",
+    "gender",
+    "email",
+    "phone",
+    "identifier_keys",
 )
 """Columns of the matching state: each record's normalized, junk-free matching values."""
 
@@ -134,12 +152,19 @@ def clean_records(
     ident = ident[list(IDENTIFIER_COLUMNS)].astype("str")
     register_frame(con, "input_identifiers", ident)
     email_pattern = "|".join(f"(?:{p})" for p in settings.junk_email_patterns) or "^$"
+    # Junk names are compared as folded as the names themselves ("N/A" and "n. a." alike).
+    junk_names = con.execute(
+        "SELECT coalesce(list(DISTINCT folded), []) FROM (SELECT fold_name(unnest($names)) AS folded) "
+        "WHERE folded IS NOT NULL",
+        {"names": list(settings.junk_names)},
+    ).fetchall()[0][0]
     con.execute(
         """
         CREATE OR REPLACE TEMP TABLE identifier_lists AS
         SELECT r.unique_id,
                list(DISTINCT lower(trim(i.identifier_type)) || ':' || upper(trim(i.identifier_value)))
-                   FILTER (WHERE NOT list_contains($junk, upper(trim(i.identifier_value)))) AS identifier_keys,
+                   FILTER (WHERE NOT list_contains($junk, upper(trim(i.identifier_value))))
+                   AS identifier_keys,
                count(*) FILTER (WHERE list_contains($junk, upper(trim(i.identifier_value)))) AS junk
         FROM input_identifiers AS i
         JOIN records AS r ON r.source = i.source AND r.source_record_id = i.source_record_id
@@ -180,13 +205,14 @@ def clean_records(
                     THEN phone_raw END AS phone,
                CASE WHEN len(i.identifier_keys) > 0 THEN list_sort(i.identifier_keys) END AS identifier_keys,
                (first_name_raw IS NOT NULL AND list_contains($junk_names, first_name_raw))::INT
-                 + (last_name_raw IS NOT NULL AND list_contains($junk_names, last_name_raw))::INT AS junk_names,
+                 + (last_name_raw IS NOT NULL AND list_contains($junk_names, last_name_raw))::INT
+                 AS junk_names,
                coalesce(i.junk, 0) AS junk_identifiers,
                email_raw, phone_raw
         FROM normalized AS n LEFT JOIN identifier_lists AS i USING (unique_id)
         """,
         {
-            "junk_names": [n.lower() for n in settings.junk_names],
+            "junk_names": junk_names,
             "junk_dates": list(settings.junk_dates_of_birth),
             "junk_emails": [e.lower() for e in settings.junk_emails],
             "email_pattern": email_pattern,
@@ -200,7 +226,7 @@ def clean_records(
                sum(junk_identifiers)
         FROM cleaned
         """
-    ).fetchone()
+    ).fetchall()[0]
     con.execute("ALTER TABLE cleaned DROP COLUMN junk_names")
     con.execute("ALTER TABLE cleaned DROP COLUMN junk_identifiers")
     con.execute("ALTER TABLE cleaned DROP COLUMN email_raw")
@@ -208,22 +234,23 @@ def clean_records(
     for table in ("identifier_lists", "input_identifiers"):
         con.execute(f"DROP TABLE IF EXISTS {table}")
     keys = ("junk_names", "junk_emails", "junk_phones", "junk_identifiers")
-    return {key: int(value or 0) for key, value in zip(keys, stats)}
+    return {key: int(value or 0) for key, value in zip(keys, stats, strict=True)}
 
 
 def register_state(con: duckdb.DuckDBPyConnection, state: pd.DataFrame, name: str) -> None:
-    """Register a matching state frame (``MATCH_STATE_COLUMNS``) as table ``name``, numbered
-    0, 1, ... in key order, identifier keys back as lists."""
+    """Register a matching state frame (``MATCH_STATE_COLUMNS``) as table ``name``, numbered by
+    position, identifier keys back as lists."""
     missing = [c for c in MATCH_STATE_COLUMNS if c not in state.columns]
     if missing:
         raise ValueError(f"the matching state lacks column(s) {missing}; pass IdentityResult.match_records")
-    register_frame(con, f"{name}_input", state[list(MATCH_STATE_COLUMNS)])
+    frame = state[list(MATCH_STATE_COLUMNS)].assign(unique_id=np.arange(len(state), dtype=np.int64))
+    register_frame(con, f"{name}_input", frame)
     con.execute(
         f"""
         CREATE OR REPLACE TABLE {name} AS
-        SELECT (row_number() OVER (ORDER BY source, source_record_id) - 1)::BIGINT AS unique_id,
-               * REPLACE (CASE WHEN nullif(identifier_keys, '') IS NOT NULL
-                               THEN string_split(identifier_keys, '|') END AS identifier_keys)
+        SELECT unique_id, * EXCLUDE (unique_id) REPLACE (
+               CASE WHEN nullif(identifier_keys, '') IS NOT NULL
+                    THEN string_split(identifier_keys, '|') END AS identifier_keys)
         FROM {name}_input
         """
     )
@@ -239,8 +266,9 @@ def fetch_state(con: duckdb.DuckDBPyConnection, tables: tuple[str, ...]) -> pd.D
     return fetch_frame(con, f"{union} ORDER BY source, source_record_id")
 
 
-def build_match_records(con: duckdb.DuckDBPyConnection, settings: IdentitySettings,
-                        tables: tuple[str, ...] = ("cleaned",)) -> dict[str, int]:
+def build_match_records(
+    con: duckdb.DuckDBPyConnection, settings: IdentitySettings, tables: tuple[str, ...] = ("cleaned",)
+) -> dict[str, int]:
     """Create ``match_records`` from cleaned tables, blanking values shared by too many records.
 
     An email, phone or identifier carried by more than ``shared_value_limit`` records (a shop's
@@ -267,15 +295,19 @@ def build_match_records(con: duckdb.DuckDBPyConnection, settings: IdentitySettin
         con.execute(
             """
             CREATE OR REPLACE TABLE match_records AS
-            SELECT * REPLACE (
-                CASE WHEN email IN (SELECT value FROM shared_values WHERE kind = 'email') THEN NULL
-                     ELSE email END AS email,
-                CASE WHEN phone IN (SELECT value FROM shared_values WHERE kind = 'phone') THEN NULL
-                     ELSE phone END AS phone,
-                nullif(list_filter(identifier_keys, k -> NOT list_contains(
-                    (SELECT coalesce(list(value), []) FROM shared_values WHERE kind = 'identifier'), k)), [])
-                    AS identifier_keys)
-            FROM all_cleaned
+            WITH kept_identifiers AS (
+                SELECT unique_id, list(key ORDER BY key) AS identifier_keys
+                FROM (SELECT unique_id, unnest(identifier_keys) AS key FROM all_cleaned)
+                WHERE key NOT IN (SELECT value FROM shared_values WHERE kind = 'identifier')
+                GROUP BY unique_id
+            )
+            SELECT c.* REPLACE (
+                CASE WHEN c.email IN (SELECT value FROM shared_values WHERE kind = 'email') THEN NULL
+                     ELSE c.email END AS email,
+                CASE WHEN c.phone IN (SELECT value FROM shared_values WHERE kind = 'phone') THEN NULL
+                     ELSE c.phone END AS phone,
+                k.identifier_keys AS identifier_keys)
+            FROM all_cleaned AS c LEFT JOIN kept_identifiers AS k USING (unique_id)
             """
         )
     else:

@@ -40,7 +40,7 @@ class IdentitySettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     match_threshold: float = Field(
-        0.95,
+        0.995,
         gt=0,
         lt=1,
         description="Match probability at or above which a probabilistic link joins two records.",
@@ -89,13 +89,33 @@ class IdentitySettings(BaseModel):
         description="Phone numbers (E.164) that never link anyone.",
     )
     junk_phone_pattern: str = Field(
-        r"^\+\d{0,6}$|0123456|1234567|2345678|3456789|9876543|8765432|7654321",
+        r"^\+\d{0,6}$|01234567|12345678|23456789|98765432|87654321|76543210",
         description="A phone matching this (too short, a run of digits) is a placeholder; so is one "
         "whose last eight digits are a single repeated digit.",
     )
     junk_names: tuple[str, ...] = Field(
-        ("n/a", "na", "n.a.", "none", "null", "unknown", "unbekannt", "test", "xxx", "x", "-", "?", "mr", "mrs",
-         "ms", "customer", "kunde", "guest", "gast", "dummy"),
+        (
+            "n/a",
+            "na",
+            "n.a.",
+            "none",
+            "null",
+            "unknown",
+            "unbekannt",
+            "test",
+            "xxx",
+            "x",
+            "-",
+            "?",
+            "mr",
+            "mrs",
+            "ms",
+            "customer",
+            "kunde",
+            "guest",
+            "gast",
+            "dummy",
+        ),
         description="First or last names (lower case) that are placeholders, not names.",
     )
     junk_identifiers: tuple[str, ...] = Field(
@@ -121,13 +141,15 @@ class IdentitySettings(BaseModel):
             ("first_name", "date_of_birth"),
             ("postcode", "last_name"),
             ("postcode", "first_name"),
+            ("postcode", "date_of_birth"),
+            ("postcode", "address_line1"),
             ("first_name", "last_name", "city"),
         ),
         description="Candidate pairs for the probabilistic model: records agreeing exactly on all "
         "columns of one rule are compared. Email, phone and declared identifiers always block.",
     )
     training_blocking_rules: tuple[tuple[str, ...], ...] = Field(
-        (("email",), ("last_name", "date_of_birth"), ("postcode", "first_name")),
+        (("date_of_birth",), ("first_name", "last_name")),
         description="Blocking rules of the expectation-maximisation passes that estimate m.",
     )
     random_seed: int = Field(42, description="Seed of the random sample that estimates u.")
@@ -145,8 +167,10 @@ class IdentitySettings(BaseModel):
                 raise ValueError("a blocking rule needs at least one column")
             unknown = sorted(set(rule) - set(BLOCKABLE_COLUMNS))
             if unknown:
-                raise ValueError(f"blocking rule {list(rule)}: unknown column(s) {unknown}; "
-                                 f"known: {list(BLOCKABLE_COLUMNS)}")
+                raise ValueError(
+                    f"blocking rule {list(rule)}: unknown column(s) {unknown}; "
+                    f"known: {list(BLOCKABLE_COLUMNS)}"
+                )
         return rules
 
     @field_validator("field_priority")
@@ -158,7 +182,9 @@ class IdentitySettings(BaseModel):
         for field, sources in priority.items():
             bad = [s for s in sources if not re.match(SOURCE_NAME_PATTERN, s)]
             if bad:
-                raise ValueError(f"field_priority.{field}: {bad} are not source names ({SOURCE_NAME_PATTERN})")
+                raise ValueError(
+                    f"field_priority.{field}: {bad} are not source names ({SOURCE_NAME_PATTERN})"
+                )
         return priority
 
     @model_validator(mode="after")

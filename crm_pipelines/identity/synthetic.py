@@ -50,12 +50,36 @@ STREETS = (
 ).split()
 STREET_KINDS = ("straße", "weg", "allee", "platz", "ring", "gasse")
 CITIES = (
-    ("Berlin", "10"), ("Hamburg", "20"), ("München", "80"), ("Köln", "50"), ("Frankfurt am Main", "60"),
-    ("Stuttgart", "70"), ("Düsseldorf", "40"), ("Leipzig", "04"), ("Dortmund", "44"), ("Essen", "45"),
-    ("Bremen", "28"), ("Dresden", "01"), ("Hannover", "30"), ("Nürnberg", "90"), ("Duisburg", "47"),
-    ("Bochum", "44"), ("Wuppertal", "42"), ("Bielefeld", "33"), ("Bonn", "53"), ("Münster", "48"),
-    ("Mannheim", "68"), ("Karlsruhe", "76"), ("Augsburg", "86"), ("Wiesbaden", "65"), ("Kiel", "24"),
-    ("Freiburg", "79"), ("Mainz", "55"), ("Rostock", "18"), ("Kassel", "34"), ("Potsdam", "14"),
+    ("Berlin", "10"),
+    ("Hamburg", "20"),
+    ("München", "80"),
+    ("Köln", "50"),
+    ("Frankfurt am Main", "60"),
+    ("Stuttgart", "70"),
+    ("Düsseldorf", "40"),
+    ("Leipzig", "04"),
+    ("Dortmund", "44"),
+    ("Essen", "45"),
+    ("Bremen", "28"),
+    ("Dresden", "01"),
+    ("Hannover", "30"),
+    ("Nürnberg", "90"),
+    ("Duisburg", "47"),
+    ("Bochum", "44"),
+    ("Wuppertal", "42"),
+    ("Bielefeld", "33"),
+    ("Bonn", "53"),
+    ("Münster", "48"),
+    ("Mannheim", "68"),
+    ("Karlsruhe", "76"),
+    ("Augsburg", "86"),
+    ("Wiesbaden", "65"),
+    ("Kiel", "24"),
+    ("Freiburg", "79"),
+    ("Mainz", "55"),
+    ("Rostock", "18"),
+    ("Kassel", "34"),
+    ("Potsdam", "14"),
 )
 EMAIL_DOMAINS = ("gmail.com", "web.de", "gmx.de", "t-online.de", "outlook.com", "yahoo.de", "posteo.de")
 JUNK_EMAILS = ("test@test.com", "noreply@example.com", "none@none.com")
@@ -73,7 +97,9 @@ class SyntheticData:
     truth: pd.DataFrame
 
 
-def _zipf_choice(rng: np.random.Generator, pool: list[str] | tuple[str, ...], n: int, a: float = 0.8) -> np.ndarray:
+def _zipf_choice(
+    rng: np.random.Generator, pool: list[str] | tuple[str, ...], n: int, a: float = 0.8
+) -> np.ndarray:
     weights = 1.0 / np.arange(1, len(pool) + 1) ** a
     return np.asarray(pool, dtype=object)[rng.choice(len(pool), size=n, p=weights / weights.sum())]
 
@@ -123,16 +149,16 @@ def _people(rng: np.random.Generator, n: int) -> pd.DataFrame:
     hh_family_email = rng.random(n_households) < 0.15
 
     female = rng.random(n) < 0.5
-    first = np.where(
-        female, _zipf_choice(rng, FEMALE_NAMES, n, 0.7), _zipf_choice(rng, MALE_NAMES, n, 0.7)
-    )
+    first = np.where(female, _zipf_choice(rng, FEMALE_NAMES, n, 0.7), _zipf_choice(rng, MALE_NAMES, n, 0.7))
     # Siblings and spouses do not share a first name: redraw a repeat of an earlier member's name.
     for _ in range(3):
         for back in (1, 2, 3):
             same_household = np.r_[np.zeros(back, bool), household[back:] == household[:-back]]
             repeat = same_household & (first == np.r_[np.full(back, None), first[:-back]])
             first[repeat] = np.where(
-                female[repeat], rng.choice(FEMALE_NAMES, int(repeat.sum())), rng.choice(MALE_NAMES, int(repeat.sum()))
+                female[repeat],
+                rng.choice(FEMALE_NAMES, int(repeat.sum())),
+                rng.choice(MALE_NAMES, int(repeat.sum())),
             )
     # Household members are adults and children of similar age bands; twins share a birthday.
     days = rng.integers(-365 * 30, 365 * 35, size=n)
@@ -147,16 +173,24 @@ def _people(rng: np.random.Generator, n: int) -> pd.DataFrame:
             "last_name": surname[household],
             "date_of_birth": dob.date,
             "address_line1": street[household] + " " + house_number[household],
-            "postcode": [CITIES[c][1] + f"{p:03d}" for c, p in zip(city_index[household], postcode_suffix[household])],
+            "postcode": [
+                CITIES[c][1] + f"{p:03d}"
+                for c, p in zip(city_index[household], postcode_suffix[household], strict=True)
+            ],
             "city": [CITIES[c][0] for c in city_index[household]],
         }
     )
-    local = (
-        people["first_name"].str.lower() + "." + people["last_name"].str.lower()
-    ).map(lambda s: s.translate(_ASCII)) + pd.Series(rng.integers(1, 999, size=n)).astype(str)
+    local = (people["first_name"].str.lower() + "." + people["last_name"].str.lower()).map(
+        lambda s: s.translate(_ASCII)
+    ) + pd.Series(rng.integers(1, 999, size=n)).astype(str)
     people["email"] = local + "@" + rng.choice(EMAIL_DOMAINS, size=n)
-    family = ("familie." + people["last_name"].str.lower().map(lambda s: s.translate(_ASCII))
-              + household.astype(str) + "@" + "web.de")
+    family = (
+        "familie."
+        + people["last_name"].str.lower().map(lambda s: s.translate(_ASCII))
+        + household.astype(str)
+        + "@"
+        + "web.de"
+    )
     uses_family = hh_family_email[household] & (rng.random(n) < 0.7)
     people.loc[uses_family, "email"] = family[uses_family]
     mobile = "+491" + pd.Series(rng.integers(5 * 10**9, 8 * 10**9, size=n)).astype(str)
@@ -167,20 +201,42 @@ def _people(rng: np.random.Generator, n: int) -> pd.DataFrame:
     people["loyalty_card"] = np.where(
         rng.random(n) < 0.25, "LC" + pd.Series(rng.integers(10**8, 10**9, size=n)).astype(str), None
     )
-    people["created_at"] = pd.Timestamp("2015-01-01") + pd.to_timedelta(rng.integers(0, 3000, size=n), unit="D")
+    people["created_at"] = pd.Timestamp("2015-01-01") + pd.to_timedelta(
+        rng.integers(0, 3000, size=n), unit="D"
+    )
     return people
 
 
-def _records(rng: np.random.Generator, people: pd.DataFrame, source: str, share: float,
-             duplicate_share: float, dob_share: float, phone_share: float) -> pd.DataFrame:
+def _records(
+    rng: np.random.Generator,
+    people: pd.DataFrame,
+    source: str,
+    share: float,
+    duplicate_share: float,
+    dob_share: float,
+    phone_share: float,
+) -> pd.DataFrame:
     """One source system's view of a share of the people, with its own gaps, typos and duplicates."""
     chosen = people[rng.random(len(people)) < share]
     duplicates = chosen[rng.random(len(chosen)) < duplicate_share]
     rows = pd.concat([chosen, duplicates], ignore_index=True)
     n = len(rows)
     is_duplicate = np.r_[np.zeros(len(chosen), bool), np.ones(len(duplicates), bool)]
-    out = rows[["person_id", "first_name", "last_name", "email", "phone", "date_of_birth", "gender",
-                "address_line1", "postcode", "city", "loyalty_card"]].copy()
+    out = rows[
+        [
+            "person_id",
+            "first_name",
+            "last_name",
+            "email",
+            "phone",
+            "date_of_birth",
+            "gender",
+            "address_line1",
+            "postcode",
+            "city",
+            "loyalty_card",
+        ]
+    ].copy()
     typo_rate = np.where(is_duplicate, 0.25, 0.04)
     for column in ("first_name", "last_name"):
         hit = np.flatnonzero(rng.random(n) < typo_rate)
@@ -196,7 +252,9 @@ def _records(rng: np.random.Generator, people: pd.DataFrame, source: str, share:
     new_city = rng.integers(len(CITIES), size=len(moved))
     out.loc[moved, "address_line1"] = [f"Neue Straße {k}" for k in rng.integers(1, 99, size=len(moved))]
     out.loc[moved, "city"] = [CITIES[c][0] for c in new_city]
-    out.loc[moved, "postcode"] = [CITIES[c][1] + f"{p:03d}" for c, p in zip(new_city, rng.integers(0, 1000, len(moved)))]
+    out.loc[moved, "postcode"] = [
+        CITIES[c][1] + f"{p:03d}" for c, p in zip(new_city, rng.integers(0, 1000, len(moved)), strict=True)
+    ]
     dob_typo = np.flatnonzero((rng.random(n) < 0.02) & out["date_of_birth"].notna().to_numpy())
     out.loc[dob_typo, "date_of_birth"] = [_dob_typo(rng, d) for d in out.loc[dob_typo, "date_of_birth"]]
     out["address_line1"] = out["address_line1"].where(rng.random(n) > 0.05)
@@ -213,7 +271,9 @@ def _records(rng: np.random.Generator, people: pd.DataFrame, source: str, share:
     return out
 
 
-def _email_references(rng: np.random.Generator, people: pd.DataFrame, source: str, share: float) -> pd.DataFrame:
+def _email_references(
+    rng: np.random.Generator, people: pd.DataFrame, source: str, share: float
+) -> pd.DataFrame:
     chosen = people[(rng.random(len(people)) < share)]
     refs = pd.DataFrame({"person_id": chosen["person_id"], "email": chosen["email"], "source": source})
     # A family email named by one member's reference belongs to that member: keep the first.
@@ -236,7 +296,10 @@ def synthetic_customers(people: int, seed: int = 0) -> SyntheticData:
     records["source_record_id"] = prefix + pd.Series(np.arange(len(records)) + 1000).astype(str)
     records["record_kind"] = "record"
     references = pd.concat(
-        [_email_references(rng, persons, "email_tool", 0.35), _email_references(rng, persons, "survey", 0.12)],
+        [
+            _email_references(rng, persons, "email_tool", 0.35),
+            _email_references(rng, persons, "survey", 0.12),
+        ],
         ignore_index=True,
     )
     customers = pd.concat([records, references], ignore_index=True)
@@ -249,7 +312,9 @@ def synthetic_customers(people: int, seed: int = 0) -> SyntheticData:
     for column in staged:
         if column not in customers:
             customers[column] = None
-    customers = customers[staged].astype({c: "str" for c in staged if c not in ("date_of_birth", "created_at", "updated_at")})
+    customers = customers[staged].astype(
+        {c: "str" for c in staged if c not in ("date_of_birth", "created_at", "updated_at")}
+    )
     customers = customers.replace({"None": None, "nan": None, "NaT": None})
     customers["date_of_birth"] = pd.to_datetime(customers["date_of_birth"]).dt.date
     return SyntheticData(customers.reset_index(drop=True), identifiers.reset_index(drop=True), truth)

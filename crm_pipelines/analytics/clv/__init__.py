@@ -11,46 +11,41 @@
 - :func:`run_clv`: all of it in one call, driven by :class:`ClvSettings`.
 """
 
-from crm_pipelines.analytics.clv.bgnbd import BgNbdFit, fit_bgnbd
-from crm_pipelines.analytics.clv.diagnostics import HoldoutDiagnostics, calibration_holdout_diagnostics
-from crm_pipelines.analytics.clv.gamma_gamma import (
-    GammaGammaAssumptionError,
-    GammaGammaFit,
-    check_gamma_gamma_assumptions,
-    fit_gamma_gamma,
-)
-from crm_pipelines.analytics.clv.pareto_nbd import ParetoNbdFit, fit_pareto_nbd
-from crm_pipelines.analytics.clv.results import ModelFit
-from crm_pipelines.analytics.clv.settings import ClvSettings
-from crm_pipelines.analytics.clv.summary import purchase_days, summary_from_orders
-from crm_pipelines.analytics.clv.value import (
-    customer_lifetime_value,
-    discounted_expected_purchases,
-    monthly_discount_rate,
-    score_customers,
-)
-from crm_pipelines.analytics.clv.workflow import ClvRun, fit_transaction_model, run_clv
+# Imported on first use: scipy costs about a second, and loading the Dagster definitions
+# (which reads ClvSettings through the configuration) should not pay it.
+import importlib
+from typing import Any
 
-__all__ = [
-    "BgNbdFit",
-    "ClvRun",
-    "ClvSettings",
-    "GammaGammaAssumptionError",
-    "GammaGammaFit",
-    "HoldoutDiagnostics",
-    "ModelFit",
-    "ParetoNbdFit",
-    "calibration_holdout_diagnostics",
-    "check_gamma_gamma_assumptions",
-    "customer_lifetime_value",
-    "discounted_expected_purchases",
-    "fit_bgnbd",
-    "fit_gamma_gamma",
-    "fit_pareto_nbd",
-    "fit_transaction_model",
-    "monthly_discount_rate",
-    "purchase_days",
-    "run_clv",
-    "score_customers",
-    "summary_from_orders",
-]
+_EXPORTS = {
+    "BgNbdFit": "crm_pipelines.analytics.clv.bgnbd",
+    "ClvRun": "crm_pipelines.analytics.clv.workflow",
+    "ClvSettings": "crm_pipelines.analytics.clv.settings",
+    "GammaGammaAssumptionError": "crm_pipelines.analytics.clv.gamma_gamma",
+    "GammaGammaFit": "crm_pipelines.analytics.clv.gamma_gamma",
+    "HoldoutDiagnostics": "crm_pipelines.analytics.clv.diagnostics",
+    "ModelFit": "crm_pipelines.analytics.clv.results",
+    "ParetoNbdFit": "crm_pipelines.analytics.clv.pareto_nbd",
+    "calibration_holdout_diagnostics": "crm_pipelines.analytics.clv.diagnostics",
+    "check_gamma_gamma_assumptions": "crm_pipelines.analytics.clv.gamma_gamma",
+    "customer_lifetime_value": "crm_pipelines.analytics.clv.value",
+    "discounted_expected_purchases": "crm_pipelines.analytics.clv.value",
+    "fit_bgnbd": "crm_pipelines.analytics.clv.bgnbd",
+    "fit_gamma_gamma": "crm_pipelines.analytics.clv.gamma_gamma",
+    "fit_pareto_nbd": "crm_pipelines.analytics.clv.pareto_nbd",
+    "fit_transaction_model": "crm_pipelines.analytics.clv.workflow",
+    "monthly_discount_rate": "crm_pipelines.analytics.clv.value",
+    "purchase_days": "crm_pipelines.analytics.clv.summary",
+    "run_clv": "crm_pipelines.analytics.clv.workflow",
+    "score_customers": "crm_pipelines.analytics.clv.value",
+    "summary_from_orders": "crm_pipelines.analytics.clv.summary",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
