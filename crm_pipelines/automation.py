@@ -50,7 +50,9 @@ def build_weekly_refit_job(warehouse_kind: str) -> dg.UnresolvedAssetJobDefiniti
     )
 
 
-def build_weekly_refit_schedule(config: CrmConfig, job: dg.UnresolvedAssetJobDefinition) -> dg.ScheduleDefinition:
+def build_weekly_refit_schedule(
+    config: CrmConfig, job: dg.UnresolvedAssetJobDefinition
+) -> dg.ScheduleDefinition:
     hour, minute = (int(part) for part in config.nightly.time.split(":"))
     # One hour before Sunday's nightly run (Saturday late evening when that run starts before 01:00),
     # so the week's predictions use the fresh models.
@@ -68,7 +70,9 @@ def build_weekly_refit_schedule(config: CrmConfig, job: dg.UnresolvedAssetJobDef
 FULL_RERESOLUTION_JOB = "crm_full_reresolution"
 
 
-def build_full_reresolution_job(warehouse_kind: str, identity_key: dg.AssetKey) -> dg.UnresolvedAssetJobDefinition:
+def build_full_reresolution_job(
+    warehouse_kind: str, identity_key: dg.AssetKey
+) -> dg.UnresolvedAssetJobDefinition:
     """Re-resolve every customer record from scratch, then rebuild everything downstream of it."""
     return dg.define_asset_job(
         FULL_RERESOLUTION_JOB,

@@ -184,8 +184,12 @@ class ChecksConfig(_Model):
     """Validation settings: drift thresholds (warnings) and where the per-run HTML reports go."""
 
     max_row_change_pct: float = Field(30.0, ge=0, description="Warn when a table's row count moves more.")
-    max_null_rate_increase: float = Field(0.10, ge=0, le=1, description="Warn when a column's null rate rises more.")
-    reports_dir: str = Field("data/runs", description="Per-run folders with the validation report, relative to crm.yaml.")
+    max_null_rate_increase: float = Field(
+        0.10, ge=0, le=1, description="Warn when a column's null rate rises more."
+    )
+    reports_dir: str = Field(
+        "data/runs", description="Per-run folders with the validation report, relative to crm.yaml."
+    )
 
 
 class CrmConfig(_Model):

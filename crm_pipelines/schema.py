@@ -211,9 +211,7 @@ STAGED_EXTRAS: dict[str, tuple[Column, ...]] = {
         _c("total_amount_reporting", "float", "total_amount converted to the reporting currency."),
         _c("is_refund", "boolean", "The order is a refund (status refunded or a negative total)."),
     ),
-    "order_items": (
-        _c("line_amount", "float", "quantity x unit_price in the order's currency."),
-    ),
+    "order_items": (_c("line_amount", "float", "quantity x unit_price in the order's currency."),),
 }
 
 # Staging also publishes identifier fields that sources declare for customers (a loyalty card,
@@ -278,8 +276,11 @@ IDENTITY_MAP_COLUMNS = (
     SOURCE_COLUMN,
     _c("source_record_id", "string", "The customer record's id in its source."),
     CUSTOMER_ID,
-    _c("match_method", "string", "How the record joined its customer: seed, email, phone, identifier, "
-       "probabilistic or singleton."),
+    _c(
+        "match_method",
+        "string",
+        "How the record joined its customer: seed, email, phone, identifier, probabilistic or singleton.",
+    ),
     _c("match_probability", "float", "Probability of the link that joined it (1.0 for exact identifiers)."),
 )
 

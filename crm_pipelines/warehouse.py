@@ -142,7 +142,9 @@ class Warehouse:
 
     def table(self, schema: str, table: str, columns: Sequence[str] = ()) -> sa.TableClause:
         """A lightweight table construct for building statements with SQLAlchemy (names always quoted)."""
-        return sa.table(sa.quoted_name(table, True), *(col(c) for c in columns), schema=sa.quoted_name(schema, True))
+        return sa.table(
+            sa.quoted_name(table, True), *(col(c) for c in columns), schema=sa.quoted_name(schema, True)
+        )
 
     # -- inspection ------------------------------------------------------------------------------
     def ensure_schemas(self, *schemas: str) -> None:
@@ -159,9 +161,13 @@ class Warehouse:
         if not self._information_schema():
             with self.connect() as conn:
                 return sa.inspect(conn).has_table(table, schema=schema)
-        tables = sa.table("tables", sa.column("table_schema"), sa.column("table_name"), schema="information_schema")
-        stmt = sa.select(sa.func.count()).select_from(tables).where(
-            tables.c.table_schema == schema, tables.c.table_name == table
+        tables = sa.table(
+            "tables", sa.column("table_schema"), sa.column("table_name"), schema="information_schema"
+        )
+        stmt = (
+            sa.select(sa.func.count())
+            .select_from(tables)
+            .where(tables.c.table_schema == schema, tables.c.table_name == table)
         )
         with self.connect() as conn:
             return bool(conn.execute(stmt).scalar_one())
@@ -207,7 +213,9 @@ class Warehouse:
         """Run a SELECT and return a DataFrame (through Arrow where the engine offers it)."""
         return self.query_arrow(statement, params).to_pandas()
 
-    def query_arrow(self, statement: str | sa.Executable, params: Mapping[str, Any] | None = None) -> pa.Table:
+    def query_arrow(
+        self, statement: str | sa.Executable, params: Mapping[str, Any] | None = None
+    ) -> pa.Table:
         stmt = sa.text(statement) if isinstance(statement, str) else statement
         if self.dialect == "duckdb":
             sql = str(stmt.compile(dialect=self.engine.dialect, compile_kwargs={"literal_binds": True}))
@@ -228,8 +236,10 @@ class Warehouse:
         with self.connect() as conn:
             result = conn.execute(stmt, dict(params))
             rows = result.fetchall()
-            return pa.Table.from_pylist([dict(r._mapping) for r in rows]) if rows else pa.table(
-                {k: pa.array([], pa.string()) for k in result.keys()}
+            return (
+                pa.Table.from_pylist([dict(r._mapping) for r in rows])
+                if rows
+                else pa.table({k: pa.array([], pa.string()) for k in result.keys()})
             )
 
     def execute(self, statement: str | sa.Executable, params: Mapping[str, Any] | None = None) -> None:
@@ -290,7 +300,10 @@ class Warehouse:
             for f in missing:
                 sql_type = _sql_type_for(f.type).compile(dialect=self.engine.dialect)
                 conn.execute(
-                    sa.text(f"ALTER TABLE {self.qualified(schema, table)} ADD COLUMN {self.quote(f.name)} {sql_type}")
+                    sa.text(
+                        f"ALTER TABLE {self.qualified(schema, table)} "
+                        f"ADD COLUMN {self.quote(f.name)} {sql_type}"
+                    )
                 )
 
     def _duckdb_write(self, arrow: pa.Table, schema: str, table: str, mode: str) -> None:
@@ -361,7 +374,8 @@ class Warehouse:
                     conn.execute(sa.text(f"DROP TABLE IF EXISTS {self.qualified(schema, table)}"))
                     conn.execute(
                         sa.text(
-                            f"ALTER TABLE {self.qualified(schema, staging_name)} RENAME TO {self.quote(table)}"
+                            f"ALTER TABLE {self.qualified(schema, staging_name)} "
+                            f"RENAME TO {self.quote(table)}"
                         )
                     )
                 return
@@ -370,7 +384,9 @@ class Warehouse:
                     raise WarehouseError(
                         f"could not publish {schema}.{table}: the table stayed locked ({e.orig})"
                     ) from e
-                log.warning("publishing %s.%s: table locked, retrying (%s/%s)", schema, table, attempt, attempts)
+                log.warning(
+                    "publishing %s.%s: table locked, retrying (%s/%s)", schema, table, attempt, attempts
+                )
                 time.sleep(2 * attempt)
 
     def drop_table(self, schema: str, table: str) -> None:

@@ -74,7 +74,7 @@ def test_missing_env_reference_is_named(tmp_path, monkeypatch):
         ("source_customer_id: customer_id, ", "", r"sources\[0\] \(source 'shop'\).*source_customer_id"),
         ("email: email}", "emial: email}", r"source 'crm'.*'emial'.* not columns of customers"),
         ("type: csv", "type: xls", r"source 'crm'.*connector.type"),
-        ("time: \"03:15\"", "time: \"25:00\"", r"nightly.time"),
+        ('time: "03:15"', 'time: "25:00"', r"nightly.time"),
         ("Europe/Berlin", "Mars/Olympus", r"unknown timezone 'Mars/Olympus'"),
         ("mode: cursor, column: updated_at", "mode: cursor", r"source 'shop'.*needs 'column'"),
         ("table: orders", "path: orders.csv", r"source 'shop'.*exactly one of 'table' or 'query'"),

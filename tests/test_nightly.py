@@ -59,20 +59,33 @@ def test_nightly_job_end_to_end(demo_dir, warehouse_url):
     for source in config.sources:
         for entity in source.entities:
             assert wh.row_count(RAW, raw_table_name(source.name, entity)) > 0, (source.name, entity)
-    for entity in ("customers", "orders", "order_items", "support_tickets", "subscriptions",
-                   "campaign_events", "survey_responses"):
+    for entity in (
+        "customers",
+        "orders",
+        "order_items",
+        "support_tickets",
+        "subscriptions",
+        "campaign_events",
+        "survey_responses",
+    ):
         assert wh.row_count(STAGING, entity) > 0, entity
     # Every raw row is staged, quarantined or superseded, and the audit says so.
     recon = wh.read_table(AUDIT, "reconciliation")
     assert len(recon) and recon["reconciles"].all()
-    assert (recon["rows_in"] == recon["rows_out"] + recon["rows_quarantined"] + recon["rows_superseded"]).all()
+    assert (
+        recon["rows_in"] == recon["rows_out"] + recon["rows_quarantined"] + recon["rows_superseded"]
+    ).all()
     quarantined = wh.read_table(QUARANTINE, "rejected_rows")
     assert len(quarantined) > 0 and quarantined["reason"].notna().all()
 
     # A second run on the same day adds no duplicates to raw.
-    before = {(s.name, t): wh.row_count(RAW, raw_table_name(s.name, t)) for s in config.sources for t in s.entities}
+    before = {
+        (s.name, t): wh.row_count(RAW, raw_table_name(s.name, t)) for s in config.sources for t in s.entities
+    }
     assert run_nightly(config).success
-    after = {(s.name, t): wh.row_count(RAW, raw_table_name(s.name, t)) for s in config.sources for t in s.entities}
+    after = {
+        (s.name, t): wh.row_count(RAW, raw_table_name(s.name, t)) for s in config.sources for t in s.entities
+    }
     assert before == after
 
 

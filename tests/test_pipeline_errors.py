@@ -1,4 +1,5 @@
-"""What a user sees when a source is bad: a clear failure, or quarantine rows with reasons, and counts that add up."""
+"""What a user sees when a source is bad: a clear failure, or quarantine rows with reasons,
+and counts that add up."""
 
 from __future__ import annotations
 
@@ -51,16 +52,25 @@ def csv_sources(tmp_path) -> list[dict]:
                 "customers": {
                     "path": "contacts.csv",
                     "columns": {
-                        "source_record_id": "contact_id", "first_name": "first_name", "last_name": "last_name",
-                        "email": "email", "phone": "phone", "date_of_birth": "birth_date", "country": "country",
+                        "source_record_id": "contact_id",
+                        "first_name": "first_name",
+                        "last_name": "last_name",
+                        "email": "email",
+                        "phone": "phone",
+                        "date_of_birth": "birth_date",
+                        "country": "country",
                         "updated_at": "updated_at",
                     },
                 },
                 "orders": {
                     "path": "orders.csv",
                     "columns": {
-                        "order_id": "order_id", "source_customer_id": "customer_id", "ordered_at": "created_at",
-                        "status": "status", "currency": "currency", "total_amount": "total",
+                        "order_id": "order_id",
+                        "source_customer_id": "customer_id",
+                        "ordered_at": "created_at",
+                        "status": "status",
+                        "currency": "currency",
+                        "total_amount": "total",
                     },
                 },
             },
@@ -74,7 +84,9 @@ def run(config) -> dg.ExecuteInProcessResult:
 
 
 def step_failures(result: dg.ExecuteInProcessResult) -> list[str]:
-    return [e.event_specific_data.error.message for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    return [
+        e.event_specific_data.error.message for e in result.all_events if e.event_type_value == "STEP_FAILURE"
+    ]
 
 
 def test_bad_rows_are_quarantined_with_reasons_and_counts_reconcile(tmp_path, duckdb_url):
@@ -129,8 +141,12 @@ def test_unreachable_database_fails_with_a_clear_message(tmp_path, duckdb_url):
             "entities": {
                 "orders": {
                     "table": "orders",
-                    "columns": {"order_id": "id", "source_customer_id": "customer_id",
-                                "ordered_at": "created_at", "total_amount": "total"},
+                    "columns": {
+                        "order_id": "id",
+                        "source_customer_id": "customer_id",
+                        "ordered_at": "created_at",
+                        "total_amount": "total",
+                    },
                 }
             },
         }

@@ -51,8 +51,12 @@ def test_create_table_types_and_delete(warehouse):
     warehouse.create_table("q", "ids", CUSTOMER_IDENTIFIERS_COLUMNS)
     assert warehouse.row_count("q", "ids") == 0
     rows = pd.DataFrame(
-        {"source": ["a", "b"], "source_record_id": ["1", "2"], "identifier_type": ["card"] * 2,
-         "identifier_value": ["X", "Y"]}
+        {
+            "source": ["a", "b"],
+            "source_record_id": ["1", "2"],
+            "identifier_type": ["card"] * 2,
+            "identifier_value": ["X", "Y"],
+        }
     )
     warehouse.write_table(rows, "q", "ids", mode="append")
     warehouse.delete("q", "ids", sa.column("source") == "a")

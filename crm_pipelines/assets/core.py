@@ -6,8 +6,8 @@ the golden records with their lineage, and the history of retired ids. The attri
 (``core.orders``, ``core.support_tickets``, ...) join staging to the map inside the warehouse.
 """
 
-
 from collections.abc import Iterator
+from pathlib import Path
 
 import dagster as dg
 import pandas as pd
@@ -18,7 +18,6 @@ from crm_pipelines.assets.validation import validate_table, validated_check_spec
 from crm_pipelines.attribution import IDENTITY_MAP, attribute
 from crm_pipelines.checks import CORE_CONTRACT, core_entity_suite, identity_map_suite, unified_customers_suite
 from crm_pipelines.config import CrmConfig
-from crm_pipelines.identity import IdentityResult, ensure_model, resolve, resolve_incremental
 from crm_pipelines.resources import WarehouseResource
 from crm_pipelines.schema import (
     CORE,
@@ -38,6 +37,7 @@ IDENTITY_TABLES = (
     "golden_lineage",
     "customer_id_history",
     "customer_record_fingerprints",
+    "identity_match_records",
 )
 MATCHED_COLUMNS = [c.name for c in ENTITIES["customers"].staged_columns]
 
@@ -48,7 +48,7 @@ def core_key(table: str) -> dg.AssetKey:
 
 class IdentityRunConfig(dg.Config):
     full_resolution: bool = False
-    """Re-resolve every record from scratch (ids stay stable) instead of matching only new and changed ones."""
+    """Re-resolve every record from scratch (ids stay stable), not only new and changed ones."""
 
 
 def fingerprints(customers: pd.DataFrame) -> pd.DataFrame:
@@ -77,27 +77,74 @@ def _replace_affected(previous: pd.DataFrame | None, fresh: pd.DataFrame, drop: 
     return pd.concat([previous[~drop], fresh], ignore_index=True)
 
 
+DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "identity" / "default_model.json"
+
+
+def identity_model(
+    context, config: CrmConfig, customers: pd.DataFrame, identifiers: pd.DataFrame | None
+) -> dict:
+    """The saved model; trained once on these records when none is saved yet.
+
+    Where there are too few records to train on (a new installation's first trickle of data), the
+    model shipped with the package, trained on the demo data, is used until there are enough.
+    """
+    from crm_pipelines.identity import ensure_model, load_model
+
+    path = config.resolve_path(config.identity.model_path)
+    try:
+        return ensure_model(path, customers, identifiers, config.identity)
+    except ValueError as e:
+        context.log.warning(f"cannot train an identity model on this data ({e}): using the bundled model")
+        return load_model(DEFAULT_MODEL)
+
+
 def run_identity(
     context: dg.AssetExecutionContext, config: CrmConfig, wh: Warehouse, full: bool
-) -> tuple[IdentityResult, dict[str, pd.DataFrame]]:
-    """Resolve, and return the result plus the complete tables to publish."""
+) -> tuple[dict, dict[str, pd.DataFrame]]:
+    """Resolve; return the run's summary and the complete tables to publish."""
+    from crm_pipelines.identity import resolve, resolve_incremental
+
     settings = config.identity
     customers = wh.read_table(STAGING, "customers")
-    identifiers = wh.read_table(STAGING, "customer_identifiers") if wh.table_exists(STAGING, "customer_identifiers") else None
-    model = ensure_model(config.resolve_path(settings.model_path), customers, identifiers, settings)
+    identifiers = (
+        wh.read_table(STAGING, "customer_identifiers")
+        if wh.table_exists(STAGING, "customer_identifiers")
+        else None
+    )
     priority = {s.name: s.priority for s in config.sources}
     previous = {t: _read_if_exists(wh, t) for t in IDENTITY_TABLES}
     prev_map, prev_history = previous[IDENTITY_MAP], previous["customer_id_history"]
     current = fingerprints(customers)
-    incremental = not full and prev_map is not None and previous["customer_record_fingerprints"] is not None
+    incremental = not full and all(previous[t] is not None for t in IDENTITY_TABLES)
     if incremental:
         gone = ~_keys(prev_map).isin(_keys(current))
         if gone.any():
-            context.log.info(f"{int(gone.sum())} records left staging since the last run: resolving all records")
+            context.log.info(
+                f"{int(gone.sum())} records left staging since the last run: resolving all records"
+            )
             incremental = False
+    if incremental:
+        old = previous["customer_record_fingerprints"]
+        known = current.merge(old, on=["source", "source_record_id"], how="left", suffixes=("", "_old"))
+        changed = (known["fingerprint"] != known["fingerprint_old"]).fillna(True).to_numpy()
+        fresh = customers[changed]
+        context.log.info(f"incremental identity run: {len(fresh)} new or changed of {len(customers)} records")
+        if fresh.empty:
+            return {"new_or_changed_records": 0, "records": len(prev_map)}, {
+                **previous,
+                "customer_record_fingerprints": current,
+            }
+    model = identity_model(context, config, customers, identifiers)
     if not incremental:
         result = resolve(
-            customers, identifiers, settings, model, prev_map, prev_history, context.run.run_id, source_priority=priority
+            customers,
+            identifiers,
+            settings,
+            model,
+            prev_map,
+            prev_history,
+            context.run.run_id,
+            source_priority=priority,
         )
         tables = {
             IDENTITY_MAP: result.identity_map,
@@ -106,13 +153,16 @@ def run_identity(
             "golden_lineage": result.golden_lineage,
         }
     else:
-        old = previous["customer_record_fingerprints"]
-        known = current.merge(old, on=["source", "source_record_id"], how="left", suffixes=("", "_old"))
-        changed = (known["fingerprint"] != known["fingerprint_old"]).fillna(True).to_numpy()
-        fresh = customers[changed]
-        context.log.info(f"incremental identity run: {len(fresh)} new or changed of {len(customers)} records")
         result = resolve_incremental(
-            fresh, customers, prev_map, identifiers, settings, model, prev_history, context.run.run_id,
+            fresh,
+            customers,
+            prev_map,
+            identifiers,
+            settings,
+            model,
+            prev_history,
+            context.run.run_id,
+            existing_match_records=previous["identity_match_records"],
             source_priority=priority,
         )
         affected = set(result.affected_customer_ids or [])
@@ -123,23 +173,17 @@ def run_identity(
             "identity_links": _replace_affected(
                 prev_links,
                 result.links,
-                _keys(prev_links, "source_l", "source_record_id_l").isin(affected_records)
-                if prev_links is not None
-                else None,
+                _keys(prev_links, "source_l", "source_record_id_l").isin(affected_records),
             ),
             "unified_customers": _replace_affected(
                 previous["unified_customers"],
                 result.unified_customers,
-                previous["unified_customers"]["customer_id"].isin(affected)
-                if previous["unified_customers"] is not None
-                else None,
+                previous["unified_customers"]["customer_id"].isin(affected),
             ),
             "golden_lineage": _replace_affected(
                 previous["golden_lineage"],
                 result.golden_lineage,
-                previous["golden_lineage"]["customer_id"].isin(affected)
-                if previous["golden_lineage"] is not None
-                else None,
+                previous["golden_lineage"]["customer_id"].isin(affected),
             ),
         }
     history = result.customer_id_history
@@ -147,7 +191,8 @@ def run_identity(
         history = pd.concat([prev_history, history], ignore_index=True) if len(history) else prev_history
     tables["customer_id_history"] = history
     tables["customer_record_fingerprints"] = current
-    return result, tables
+    tables["identity_match_records"] = result.match_records
+    return result.summary, tables
 
 
 def build_identity_asset(warehouse_kind: str, crm_config: CrmConfig) -> dg.AssetsDefinition:
@@ -160,7 +205,8 @@ def build_identity_asset(warehouse_kind: str, crm_config: CrmConfig) -> dg.Asset
         "then the most recent non-null value.",
         "golden_lineage": "For each golden-record field, the source record it came from.",
         "customer_id_history": "Customer ids retired by merges (the older id survives) and splits.",
-        "customer_record_fingerprints": "A hash per staged customer record, to find changed records next run.",
+        "customer_record_fingerprints": "A hash per staged customer record, to find changed ones next run.",
+        "identity_match_records": "Each record's normalized matching values, reused by incremental runs.",
     }
     specs = [
         dg.AssetSpec(
@@ -168,27 +214,42 @@ def build_identity_asset(warehouse_kind: str, crm_config: CrmConfig) -> dg.Asset
             group_name=CORE,
             kinds={"splink", warehouse_kind},
             description=descriptions[t],
-            deps=[staging_key("customers"), staging_key("customer_identifiers")] if t == IDENTITY_MAP else [map_key],
+            deps=[staging_key("customers"), staging_key("customer_identifiers")]
+            if t == IDENTITY_MAP
+            else [map_key],
         )
         for t in IDENTITY_TABLES
     ]
-    check_specs = [*validated_check_specs(map_key, CORE_CONTRACT), *validated_check_specs(unified_key, CORE_CONTRACT)]
+    check_specs = [
+        *validated_check_specs(map_key, CORE_CONTRACT),
+        *validated_check_specs(unified_key, CORE_CONTRACT),
+    ]
 
     @dg.multi_asset(name="identity_resolution", specs=specs, check_specs=check_specs)
     def _identity(
         context: dg.AssetExecutionContext, config: IdentityRunConfig, warehouse: WarehouseResource
     ) -> Iterator[dg.MaterializeResult]:
         wh = warehouse.get_warehouse()
-        result, tables = run_identity(context, crm_config, wh, config.full_resolution)
+        run_summary, tables = run_identity(context, crm_config, wh, config.full_resolution)
         staged_count = wh.row_count(STAGING, "customers")
-        summary = {k: v for k, v in result.summary.items() if not isinstance(v, dict)}
+        summary = {k: v for k, v in run_summary.items() if not isinstance(v, (dict, list))}
         checks = {
             IDENTITY_MAP: validate_table(
-                context, crm_config, wh, map_key, f"{CORE}.{IDENTITY_MAP}", tables[IDENTITY_MAP],
+                context,
+                crm_config,
+                wh,
+                map_key,
+                f"{CORE}.{IDENTITY_MAP}",
+                tables[IDENTITY_MAP],
                 identity_map_suite(staged_count),
             ),
             "unified_customers": validate_table(
-                context, crm_config, wh, unified_key, f"{CORE}.unified_customers", tables["unified_customers"],
+                context,
+                crm_config,
+                wh,
+                unified_key,
+                f"{CORE}.unified_customers",
+                tables["unified_customers"],
                 unified_customers_suite(),
             ),
         }
@@ -196,18 +257,35 @@ def build_identity_asset(warehouse_kind: str, crm_config: CrmConfig) -> dg.Asset
         extra = {
             IDENTITY_MAP: {
                 **summary,
-                "match_weight_histogram": dg.MetadataValue.json(result.summary.get("match_weight_histogram", {})),
-                "cluster_size_distribution": dg.MetadataValue.json(
-                    {str(k): v for k, v in result.summary.get("cluster_size_distribution", {}).items()}
+                "match_weight_histogram": dg.MetadataValue.json(
+                    run_summary.get("match_weight_histogram", {})
                 ),
-                "records_by_method": dg.MetadataValue.json(result.summary.get("records_by_method", {})),
-                "rejected_links_by_reason": dg.MetadataValue.json(result.summary.get("rejected_by_reason", {})),
+                "cluster_size_distribution": dg.MetadataValue.json(
+                    {
+                        str(size): int(n)
+                        for size, n in tables[IDENTITY_MAP]
+                        .groupby("customer_id")
+                        .size()
+                        .value_counts()
+                        .sort_index()
+                        .items()
+                    }
+                ),
+                "records_by_method": dg.MetadataValue.json(run_summary.get("records_by_method", {})),
+                "rejected_links_by_reason": dg.MetadataValue.json(run_summary.get("rejected_by_reason", {})),
             }
         }
         for table in IDENTITY_TABLES:
             yield publish_checked(
-                context, wh, CORE, table, tables[table], checks.get(table, []),
-                columns=columns.get(table, ()), asset_key=core_key(table), extra_metadata=extra.get(table),
+                context,
+                wh,
+                CORE,
+                table,
+                tables[table],
+                checks.get(table, []),
+                columns=columns.get(table, ()),
+                asset_key=core_key(table),
+                extra_metadata=extra.get(table),
             )
 
     return _identity
@@ -215,14 +293,17 @@ def build_identity_asset(warehouse_kind: str, crm_config: CrmConfig) -> dg.Asset
 
 def build_attributed_asset(config: CrmConfig, entity: str, warehouse_kind: str) -> dg.AssetsDefinition:
     key = core_key(entity)
-    deps = [staging_key(entity), core_key(IDENTITY_MAP)] + ([core_key("orders")] if entity == "order_items" else [])
+    deps = [staging_key(entity), core_key(IDENTITY_MAP)] + (
+        [core_key("orders")] if entity == "order_items" else []
+    )
 
     @dg.asset(
         key=key,
         group_name=CORE,
         kinds={"sql", warehouse_kind},
         deps=deps,
-        description=f"staging.{entity} attributed to unified customers (customer_id) through the identity map; "
+        description=f"staging.{entity} attributed to unified customers (customer_id) through the "
+        "identity map; "
         "rows no customer is found for are quarantined.",
         check_specs=validated_check_specs(key, CORE_CONTRACT),
     )
@@ -240,7 +321,10 @@ def build_attributed_asset(config: CrmConfig, entity: str, warehouse_kind: str) 
                 "rule": "orphan_row",
                 "column_name": "customer_id",
                 "reason": "no unified customer found for the customer this row names",
-                "raw_values": orphans.drop(columns=["customer_id"]).astype("string").to_json(orient="records", lines=True).splitlines()
+                "raw_values": orphans.drop(columns=["customer_id"])
+                .astype("string")
+                .to_json(orient="records", lines=True)
+                .splitlines()
                 if len(orphans)
                 else [],
                 "rejected_at": pd.Timestamp.now(tz="UTC"),
@@ -265,7 +349,13 @@ def build_attributed_asset(config: CrmConfig, entity: str, warehouse_kind: str) 
             context, config, wh, key, f"{CORE}.{entity}", result.attributed, core_entity_suite(entity)
         )
         return publish_checked(
-            context, wh, CORE, entity, result.attributed, checks, columns=core_entity_columns(entity),
+            context,
+            wh,
+            CORE,
+            entity,
+            result.attributed,
+            checks,
+            columns=core_entity_columns(entity),
             extra_metadata={"rows_orphaned": len(orphans), "reconciles": bool(recon["reconciles"].all())},
         )
 
@@ -282,15 +372,15 @@ def build_core_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.AssetsD
     return assets
 
 
-
-
 TRAIN_IDENTITY_MODEL_JOB = "crm_train_identity_model"
 
 
 def build_identity_training_job(crm_config: CrmConfig) -> dg.JobDefinition:
     """A job that (re)trains the matching model on the staged records and saves it as JSON."""
 
-    @dg.op(description="Train the Splink matching model on staging.customers and save it to identity.model_path.")
+    @dg.op(
+        description="Train the Splink matching model on staging.customers and save it to identity.model_path."
+    )
     def train_identity_model(context: dg.OpExecutionContext, warehouse: WarehouseResource) -> None:
         from crm_pipelines.identity import save_model, train_model
 
@@ -299,13 +389,17 @@ def build_identity_training_job(crm_config: CrmConfig) -> dg.JobDefinition:
             raise dg.Failure("staging.customers does not exist yet: run crm_nightly once before training.")
         customers = wh.read_table(STAGING, "customers")
         identifiers = (
-            wh.read_table(STAGING, "customer_identifiers") if wh.table_exists(STAGING, "customer_identifiers") else None
+            wh.read_table(STAGING, "customer_identifiers")
+            if wh.table_exists(STAGING, "customer_identifiers")
+            else None
         )
         model = train_model(customers, identifiers, crm_config.identity)
         path = save_model(model, crm_config.resolve_path(crm_config.identity.model_path))
         context.log.info(f"identity model trained on {len(customers)} records and saved to {path}")
 
-    @dg.job(name=TRAIN_IDENTITY_MODEL_JOB, description="Retrain the identity matching model and save it as JSON.")
+    @dg.job(
+        name=TRAIN_IDENTITY_MODEL_JOB, description="Retrain the identity matching model and save it as JSON."
+    )
     def train_identity_model_job() -> None:
         train_identity_model()
 

@@ -4,10 +4,9 @@ Each mart is validated against its contract before it is swapped in; its column 
 ``docs/marts.md`` (generated from :mod:`crm_pipelines.analytics.mart_columns`).
 """
 
-
+import dagster as dg
 import pandas as pd
 
-import dagster as dg
 from crm_pipelines.analytics.mart_columns import MART_COLUMNS
 from crm_pipelines.assets.core import core_key
 from crm_pipelines.assets.publishing import publish_checked
@@ -19,8 +18,15 @@ from crm_pipelines.resources import RunWindowResource, WarehouseResource
 from crm_pipelines.schema import CORE, MARTS
 from crm_pipelines.warehouse import Warehouse
 
-CORE_INPUTS = ("unified_customers", "orders", "order_items", "support_tickets", "subscriptions",
-               "campaign_events", "survey_responses")
+CORE_INPUTS = (
+    "unified_customers",
+    "orders",
+    "order_items",
+    "support_tickets",
+    "subscriptions",
+    "campaign_events",
+    "survey_responses",
+)
 
 
 def mart_key(table: str) -> dg.AssetKey:
@@ -45,8 +51,9 @@ def as_of_timestamp(run_window: RunWindowResource) -> pd.Timestamp:
 def _publish_mart(context, config, wh, table, frame, suite, extra=None) -> dg.MaterializeResult:
     key = mart_key(table)
     checks = validate_table(context, config, wh, key, f"{MARTS}.{table}", frame, suite)
-    return publish_checked(context, wh, MARTS, table, frame, checks, columns=MART_COLUMNS.get(table, ()),
-                           extra_metadata=extra)
+    return publish_checked(
+        context, wh, MARTS, table, frame, checks, columns=MART_COLUMNS.get(table, ()), extra_metadata=extra
+    )
 
 
 def build_marts_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.AssetsDefinition]:
@@ -82,8 +89,13 @@ def build_marts_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.Assets
         wh = warehouse.get_warehouse()
         customers = read_core(wh, "unified_customers")
         result = customer_segments(
-            customers, read_core(wh, "orders"), read_core(wh, "order_items"), read_core(wh, "support_tickets"),
-            read_core(wh, "campaign_events"), read_core(wh, "survey_responses"), as_of_timestamp(run_window),
+            customers,
+            read_core(wh, "orders"),
+            read_core(wh, "order_items"),
+            read_core(wh, "support_tickets"),
+            read_core(wh, "campaign_events"),
+            read_core(wh, "survey_responses"),
+            as_of_timestamp(run_window),
             settings,
         )
         segments = result.segments
@@ -94,7 +106,9 @@ def build_marts_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.Assets
                 "rfm_segment": [*RFM_SEGMENTS, NO_PURCHASES],
                 "value_tier": VALUE_TIERS,
                 "relationship_type": RELATIONSHIP_TYPES,
-                "r_score": range(1, 6), "f_score": range(1, 6), "m_score": range(1, 6),
+                "r_score": range(1, 6),
+                "f_score": range(1, 6),
+                "m_score": range(1, 6),
             },
             unique_keys=[["customer_id"]],
             not_null_columns=["customer_id", "rfm_segment", "value_tier", "relationship_type"],
@@ -104,7 +118,9 @@ def build_marts_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.Assets
             "segment_sizes": dg.MetadataValue.md(segment_sizes_markdown(segments)),
             "segment_chart": dg.MetadataValue.md(png_markdown(segment_chart_png(segments), "RFM segments")),
             "clusters_k": int(result.clusters.k),
-            "silhouette_by_k": dg.MetadataValue.json({str(k): round(float(v), 4) for k, v in result.clusters.silhouette_by_k.items()}),
+            "silhouette_by_k": dg.MetadataValue.json(
+                {str(k): round(float(v), 4) for k, v in result.clusters.silhouette_by_k.items()}
+            ),
             "cluster_profiles": dg.MetadataValue.md(cluster_profiles_markdown(result.clusters.profiles)),
             "core_categories": ", ".join(result.core_categories),
         }
@@ -114,7 +130,9 @@ def build_marts_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.Assets
         key=mart_key("crm_kpis"),
         group_name=MARTS,
         kinds=kinds,
-        deps=core_deps(config, "unified_customers", "orders", "support_tickets", "campaign_events", "survey_responses"),
+        deps=core_deps(
+            config, "unified_customers", "orders", "support_tickets", "campaign_events", "survey_responses"
+        ),
         description="One row per day: active, new and repeat customers, retention and churn rate, revenue, "
         "satisfaction, NPS, service response time, resolved inquiries, email-to-purchase conversion.",
         check_specs=validated_check_specs(mart_key("crm_kpis"), MART_CONTRACT),
@@ -127,11 +145,18 @@ def build_marts_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.Assets
 
         wh = warehouse.get_warehouse()
         kpis = crm_kpis(
-            read_core(wh, "unified_customers"), read_core(wh, "orders"), read_core(wh, "support_tickets"),
-            read_core(wh, "campaign_events"), read_core(wh, "survey_responses"), as_of_timestamp(run_window),
+            read_core(wh, "unified_customers"),
+            read_core(wh, "orders"),
+            read_core(wh, "support_tickets"),
+            read_core(wh, "campaign_events"),
+            read_core(wh, "survey_responses"),
+            as_of_timestamp(run_window),
         )
-        rate_columns = [c for c in ("retention_rate", "churn_rate", "resolved_share", "email_conversion_rate")
-                        if c in kpis.columns]
+        rate_columns = [
+            c
+            for c in ("retention_rate", "churn_rate", "resolved_share", "email_conversion_rate")
+            if c in kpis.columns
+        ]
         suite = mart_suite(
             f"{MARTS}.crm_kpis",
             columns=[c.name for c in MART_COLUMNS["crm_kpis"]],
@@ -151,7 +176,8 @@ def build_marts_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.Assets
         group_name=MARTS,
         kinds=kinds,
         deps=core_deps(config, "orders", "order_items"),
-        description="Per customer, the top 3 complementary categories not yet bought, ranked by co-purchase lift.",
+        description="Per customer, the top 3 complementary categories not yet bought, ranked by "
+        "co-purchase lift.",
         check_specs=validated_check_specs(mart_key("cross_sell_recommendations"), MART_CONTRACT),
     )
     def cross_sell_mart(
@@ -177,8 +203,12 @@ def build_marts_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.Assets
         key=mart_key("marketing_audiences"),
         group_name=MARTS,
         kinds=kinds,
-        deps=[mart_key("customer_segments"), *core_deps(config, "unified_customers", "subscriptions", "campaign_events")],
-        description="Segment audiences for campaigns, with only customers whose latest consent is an opt-in and "
+        deps=[
+            mart_key("customer_segments"),
+            *core_deps(config, "unified_customers", "subscriptions", "campaign_events"),
+        ],
+        description="Segment audiences for campaigns, with only customers whose latest consent is an "
+        "opt-in and "
         "who did not unsubscribe or withdraw afterwards in any source.",
         check_specs=validated_check_specs(mart_key("marketing_audiences"), MART_CONTRACT),
     )
@@ -210,9 +240,14 @@ def build_marts_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.Assets
         key=mart_key("customer_360"),
         group_name=MARTS,
         kinds=kinds,
-        deps=[mart_key("customer_segments"), mart_key("customer_lifetime_value"), mart_key("churn_risk"),
-              *core_deps(config, *CORE_INPUTS)],
-        description="One row per customer: golden profile, orders and revenue, categories, service, NPS, consent, "
+        deps=[
+            mart_key("customer_segments"),
+            mart_key("customer_lifetime_value"),
+            mart_key("churn_risk"),
+            *core_deps(config, *CORE_INPUTS),
+        ],
+        description="One row per customer: golden profile, orders and revenue, categories, service, "
+        "NPS, consent, "
         "and the segment, value tier, CLV and churn-risk columns.",
         check_specs=validated_check_specs(mart_key("customer_360"), MART_CONTRACT),
     )
@@ -229,9 +264,15 @@ def build_marts_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.Assets
             if wh.table_exists(MARTS, t)
         ]
         view = customer_360(
-            customers, read_core(wh, "orders"), read_core(wh, "order_items"), read_core(wh, "support_tickets"),
-            read_core(wh, "subscriptions"), read_core(wh, "campaign_events"), read_core(wh, "survey_responses"),
-            as_of_timestamp(run_window), extra=extras,
+            customers,
+            read_core(wh, "orders"),
+            read_core(wh, "order_items"),
+            read_core(wh, "support_tickets"),
+            read_core(wh, "subscriptions"),
+            read_core(wh, "campaign_events"),
+            read_core(wh, "survey_responses"),
+            as_of_timestamp(run_window),
+            extra=extras,
         )
         suite = mart_suite(
             f"{MARTS}.customer_360",
@@ -242,14 +283,48 @@ def build_marts_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.Assets
         )
         return _publish_mart(context, config, wh, "customer_360", view, suite)
 
-    return [customer_segments_mart, crm_kpis_mart, cross_sell_mart, marketing_audiences_mart, customer_360_mart]
+    return [
+        customer_segments_mart,
+        crm_kpis_mart,
+        cross_sell_mart,
+        marketing_audiences_mart,
+        customer_360_mart,
+    ]
 
 
 # Marts whose per-customer columns join customer_360, and the columns not to repeat there.
 CUSTOMER_360_EXTRAS: tuple[tuple[str, list[str]], ...] = (
-    ("customer_segments", ["recency_days", "frequency", "monetary", "orders_recent", "orders_previous", "engagement"]),
-    ("customer_lifetime_value", ["frequency", "recency", "T", "monetary_value", "expected_purchases_90d",
-                                 "expected_order_value", "model", "model_run_id", "as_of"]),
-    ("churn_risk", ["driver_1", "driver_1_effect", "driver_2", "driver_2_effect", "driver_3",
-                    "driver_3_effect", "horizon_days", "model_run_id", "model_as_of", "as_of"]),
+    (
+        "customer_segments",
+        ["recency_days", "frequency", "monetary", "orders_recent", "orders_previous", "engagement"],
+    ),
+    (
+        "customer_lifetime_value",
+        [
+            "frequency",
+            "recency",
+            "T",
+            "monetary_value",
+            "expected_purchases_90d",
+            "expected_order_value",
+            "model",
+            "model_run_id",
+            "as_of",
+        ],
+    ),
+    (
+        "churn_risk",
+        [
+            "driver_1",
+            "driver_1_effect",
+            "driver_2",
+            "driver_2_effect",
+            "driver_3",
+            "driver_3_effect",
+            "horizon_days",
+            "model_run_id",
+            "model_as_of",
+            "as_of",
+        ],
+    ),
 )

@@ -1,6 +1,5 @@
 """``raw``: one asset per source system and entity, loaded incrementally as delivered."""
 
-
 import dagster as dg
 
 from crm_pipelines.config import CrmConfig, SourceConfig
@@ -15,10 +14,13 @@ def raw_asset_key(source: str, entity: str) -> dg.AssetKey:
     return dg.AssetKey([RAW, raw_table_name(source, entity)])
 
 
-def build_raw_asset(config: CrmConfig, source: SourceConfig, entity: str, warehouse_kind: str) -> dg.AssetsDefinition:
+def build_raw_asset(
+    config: CrmConfig, source: SourceConfig, entity: str, warehouse_kind: str
+) -> dg.AssetsDefinition:
     entity_cfg = source.entities[entity]
     location = entity_cfg.path or entity_cfg.table or entity_cfg.endpoint or "query"
     mode = entity_cfg.incremental.mode
+    by_column = f" by {entity_cfg.incremental.column}" if entity_cfg.incremental.column else ""
 
     @dg.asset(
         key=raw_asset_key(source.name, entity),
@@ -26,7 +28,7 @@ def build_raw_asset(config: CrmConfig, source: SourceConfig, entity: str, wareho
         kinds={CONNECTOR_KINDS[source.connector.type], warehouse_kind},
         description=(
             f"{entity} as delivered by source `{source.name}` ({source.connector.type}: {location}), "
-            f"loaded {mode}{' by ' + entity_cfg.incremental.column if entity_cfg.incremental.column else ''}, "
+            f"loaded {mode}{by_column}, "
             "with _source, _ingested_at and _batch_id lineage columns."
         ),
         tags={"source": source.name, "entity": entity},

@@ -4,7 +4,6 @@ Rows that cannot be staged go to ``quarantine.rejected_rows`` with their reason,
 ``audit.reconciliation`` proves per run and source that raw = staged + quarantined + superseded.
 """
 
-
 from collections.abc import Iterator
 
 import dagster as dg
@@ -45,7 +44,9 @@ def staging_key(entity: str) -> dg.AssetKey:
 def record_quarantine(warehouse: Warehouse, layer: str, entity: str, rows: pd.DataFrame) -> None:
     """Replace the layer's quarantined rows for ``entity`` with this run's."""
     warehouse.create_table(QUARANTINE, QUARANTINE_TABLE, QUARANTINE_COLUMNS)
-    warehouse.delete(QUARANTINE, QUARANTINE_TABLE, sa.and_(sa.column("layer") == layer, sa.column("entity") == entity))
+    warehouse.delete(
+        QUARANTINE, QUARANTINE_TABLE, sa.and_(sa.column("layer") == layer, sa.column("entity") == entity)
+    )
     if len(rows):
         types = {c.name: c.dtype for c in QUARANTINE_COLUMNS}
         warehouse.write_table(rows, QUARANTINE, QUARANTINE_TABLE, mode="append", column_types=types)
@@ -59,7 +60,9 @@ def record_reconciliation(warehouse: Warehouse, rows: pd.DataFrame) -> None:
 
 
 def reconciliation_check(asset_key: dg.AssetKey, reconciliation: pd.DataFrame) -> dg.AssetCheckResult:
-    bad = reconciliation[~reconciliation["reconciles"].astype(bool)] if len(reconciliation) else reconciliation
+    bad = (
+        reconciliation[~reconciliation["reconciles"].astype(bool)] if len(reconciliation) else reconciliation
+    )
     shown = reconciliation[
         ["source", "rows_in", "rows_out", "rows_quarantined", "rows_superseded", "reconciles"]
     ]
@@ -74,7 +77,9 @@ def reconciliation_check(asset_key: dg.AssetKey, reconciliation: pd.DataFrame) -
             "rows_out": int(reconciliation["rows_out"].sum()) if len(reconciliation) else 0,
             "rows_quarantined": int(reconciliation["rows_quarantined"].sum()) if len(reconciliation) else 0,
             "rows_superseded": int(reconciliation["rows_superseded"].sum()) if len(reconciliation) else 0,
-            "by_source": dg.MetadataValue.md(shown.to_markdown(index=False) if len(shown) else "_(no sources)_"),
+            "by_source": dg.MetadataValue.md(
+                shown.to_markdown(index=False) if len(shown) else "_(no sources)_"
+            ),
         },
     )
 
@@ -91,13 +96,17 @@ def _read_raw(warehouse: Warehouse, config: CrmConfig, entity: str):
 def _stage(
     context: dg.AssetExecutionContext, warehouse: Warehouse, config: CrmConfig, entity: str, cutoff
 ) -> StagingResult:
-    result = stage_entity(config, entity, _read_raw(warehouse, config, entity), run_id=context.run.run_id, as_of_end=cutoff)
+    result = stage_entity(
+        config, entity, _read_raw(warehouse, config, entity), run_id=context.run.run_id, as_of_end=cutoff
+    )
     record_quarantine(warehouse, STAGING, entity, result.quarantined)
     record_reconciliation(warehouse, result.reconciliation)
     return result
 
 
-def _contract(context, config: CrmConfig, wh: Warehouse, key: dg.AssetKey, entity: str, frame: pd.DataFrame, cutoff):
+def _contract(
+    context, config: CrmConfig, wh: Warehouse, key: dg.AssetKey, entity: str, frame: pd.DataFrame, cutoff
+):
     suite = staging_suite(entity, as_of_end=cutoff, currencies=list(config.fx_rates))
     return validate_table(context, config, wh, key, f"{STAGING}.{entity}", frame, suite)
 
@@ -144,8 +153,14 @@ def build_staging_asset(config: CrmConfig, entity: str, warehouse_kind: str) -> 
             reconciliation_check(key, result.reconciliation),
         ]
         return publish_checked(
-            context, wh, STAGING, entity, result.staged, checks,
-            columns=ent.staged_columns, extra_metadata=_staging_metadata(result),
+            context,
+            wh,
+            STAGING,
+            entity,
+            result.staged,
+            checks,
+            columns=ent.staged_columns,
+            extra_metadata=_staging_metadata(result),
         )
 
     return _staging
@@ -166,7 +181,8 @@ def build_staging_customers(config: CrmConfig, warehouse_kind: str) -> dg.Assets
                 kinds={"pandas", warehouse_kind},
                 deps=[raw_asset_key(s.name, "customers") for s in config.sources_for("customers")]
                 + [staging_key(e) for e in referencing],
-                description="Customer records of every source, typed and normalized (emails validated, phones "
+                description="Customer records of every source, typed and normalized (emails validated, "
+                "phones "
                 "E.164, countries ISO 3166), plus 'referenced' stubs for people that orders, tickets, "
                 "subscriptions, events or surveys name but no source delivered as a customer.",
             ),
@@ -174,7 +190,8 @@ def build_staging_customers(config: CrmConfig, warehouse_kind: str) -> dg.Assets
                 identifiers_key,
                 group_name=STAGING,
                 kinds={"pandas", warehouse_kind},
-                description="Identifier fields sources declare for customers (loyalty card, tax number), long form.",
+                description="Identifier fields sources declare for customers (loyalty card, tax number), "
+                "long form.",
             ),
         ],
         check_specs=validated_check_specs(key, STAGING_CONTRACT, RECONCILES_CHECK),
@@ -193,12 +210,25 @@ def build_staging_customers(config: CrmConfig, warehouse_kind: str) -> dg.Assets
             reconciliation_check(key, result.reconciliation),
         ]
         yield publish_checked(
-            context, wh, STAGING, "customers", customers, checks, columns=ent.staged_columns, asset_key=key,
+            context,
+            wh,
+            STAGING,
+            "customers",
+            customers,
+            checks,
+            columns=ent.staged_columns,
+            asset_key=key,
             extra_metadata={**_staging_metadata(result), "referenced_stubs": len(stubs)},
         )
         yield publish_checked(
-            context, wh, STAGING, "customer_identifiers", result.identifiers, [],
-            columns=CUSTOMER_IDENTIFIERS_COLUMNS, asset_key=identifiers_key,
+            context,
+            wh,
+            STAGING,
+            "customer_identifiers",
+            result.identifiers,
+            [],
+            columns=CUSTOMER_IDENTIFIERS_COLUMNS,
+            asset_key=identifiers_key,
         )
 
     return _staging_customers

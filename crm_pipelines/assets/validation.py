@@ -14,7 +14,14 @@ import dagster as dg
 import pandas as pd
 import sqlalchemy as sa
 
-from crm_pipelines.checks import DRIFT_CHECK, SuiteSpec, drift_findings, render_html_report, table_stats, validate
+from crm_pipelines.checks import (
+    DRIFT_CHECK,
+    SuiteSpec,
+    drift_findings,
+    render_html_report,
+    table_stats,
+    validate,
+)
 from crm_pipelines.checks.results import check_specs, drift_check_result, suite_check_result
 from crm_pipelines.config import CrmConfig
 from crm_pipelines.schema import AUDIT, Column
@@ -64,7 +71,9 @@ def record_stats(warehouse: Warehouse, run_id: str, table_name: str, stats: dict
             "stats": [json.dumps(stats)],
         }
     )
-    warehouse.write_table(row, AUDIT, TABLE_STATS, mode="append", column_types={c.name: c.dtype for c in TABLE_STATS_COLUMNS})
+    warehouse.write_table(
+        row, AUDIT, TABLE_STATS, mode="append", column_types={c.name: c.dtype for c in TABLE_STATS_COLUMNS}
+    )
 
 
 def validate_table(

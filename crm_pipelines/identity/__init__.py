@@ -7,20 +7,29 @@ Pure code (no Dagster, no warehouse I/O): staged frames in, core frames out. Typ
                      run_id, source_priority={s.name: s.priority for s in config.sources})
 """
 
-from crm_pipelines.identity.explain import explain_customer
-from crm_pipelines.identity.incremental import resolve_incremental
-from crm_pipelines.identity.model import ensure_model, load_model, save_model, train_model
-from crm_pipelines.identity.resolve import IdentityResult, resolve
-from crm_pipelines.identity.settings import IdentitySettings
+# Imported on first use: Splink costs about a second to import, and loading the Dagster
+# definitions (which reads IdentitySettings through the configuration) should not pay it.
+import importlib
+from typing import Any
 
-__all__ = [
-    "IdentityResult",
-    "IdentitySettings",
-    "ensure_model",
-    "explain_customer",
-    "load_model",
-    "resolve",
-    "resolve_incremental",
-    "save_model",
-    "train_model",
-]
+_EXPORTS = {
+    "IdentityResult": "crm_pipelines.identity.resolve",
+    "IdentitySettings": "crm_pipelines.identity.settings",
+    "ensure_model": "crm_pipelines.identity.model",
+    "explain_customer": "crm_pipelines.identity.explain",
+    "load_model": "crm_pipelines.identity.model",
+    "resolve": "crm_pipelines.identity.resolve",
+    "resolve_incremental": "crm_pipelines.identity.incremental",
+    "save_model": "crm_pipelines.identity.model",
+    "train_model": "crm_pipelines.identity.model",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

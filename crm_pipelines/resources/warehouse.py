@@ -14,7 +14,9 @@ class WarehouseResource(dg.ConfigurableResource):
     Secrets stay out of crm.yaml: put ``${WAREHOUSE_PASSWORD}`` in the URL, or set ``CRM_WAREHOUSE_URL``.
     """
 
-    url: str = Field(description="SQLAlchemy URL, e.g. duckdb:///data/warehouse.duckdb or postgresql+psycopg://...")
+    url: str = Field(
+        description="SQLAlchemy URL, e.g. duckdb:///data/warehouse.duckdb or postgresql+psycopg://..."
+    )
 
     def get_warehouse(self) -> Warehouse:
         return Warehouse(self.url)

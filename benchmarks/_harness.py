@@ -1,0 +1,98 @@
+"""Shared by the end-to-end benchmarks: demo sources, a config for them, a job run in a fresh process.
+
+The job runs in a child process so that its peak memory is measured alone (``RUSAGE_CHILDREN``),
+without the generator's.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+END = dt.date(2026, 6, 30)
+CHILD = Path(__file__).resolve()
+
+
+def prepare_demo(root: Path, people: int, warehouse_url: str | None = None) -> Path:
+    """Generate demo sources under ``root`` and write a crm.yaml for them; return its path."""
+    from crm_pipelines.demo import generate
+
+    started = time.perf_counter()
+    manifest = generate(root / "data" / "demo", people=people, seed=42, end_date=END)
+    print(f"generated demo sources for {people:,} people in {time.perf_counter() - started:.1f} s")
+    for name, count in sorted(manifest.counts.items()):
+        print(f"  {name:<36} {count:>12,}")
+    data = yaml.safe_load((ROOT / "crm.yaml").read_text())
+    data["warehouse"] = {"url": warehouse_url or f"duckdb:///{root / 'warehouse.duckdb'}"}
+    data["as_of"] = END.isoformat()
+    config_path = root / "crm.yaml"
+    config_path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return config_path
+
+
+def run_job(config_path: Path, groups: list[str] | None) -> tuple[dict, float, float]:
+    """Run the nightly job (or only ``groups``) in a fresh process: (figures, wall s, peak GB)."""
+    args = [sys.executable, str(CHILD), str(config_path), *(groups or [])]
+    wall = time.perf_counter()
+    out = subprocess.run(args, check=False, capture_output=True, text=True, cwd=ROOT)
+    wall = time.perf_counter() - wall
+    if out.returncode:
+        raise SystemExit(f"benchmark run failed:\n{out.stderr[-4000:]}")
+    peak_gb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024**2
+    return json.loads(out.stdout.strip().splitlines()[-1]), wall, peak_gb
+
+
+def print_steps(steps: dict[str, float], top: int = 25) -> None:
+    print("\nsteps (seconds):")
+    for step, seconds in sorted(steps.items(), key=lambda kv: -kv[1])[:top]:
+        print(f"  {step:<44} {seconds:>8.2f}")
+
+
+def _child(config_path: str, groups: list[str]) -> None:
+    started = time.perf_counter()
+    import dagster as dg
+
+    from crm_pipelines.config import load_config
+    from crm_pipelines.definitions import build_definitions
+
+    defs = build_definitions(load_config(config_path))
+    load_seconds = time.perf_counter() - started
+    if groups:
+        job = dg.define_asset_job(
+            "bench", selection=dg.AssetSelection.groups(*groups), executor_def=dg.in_process_executor
+        )
+        defs = dg.Definitions.merge(defs, dg.Definitions(jobs=[job]))
+    started = time.perf_counter()
+    result = defs.resolve_job_def("bench" if groups else "crm_nightly").execute_in_process(
+        raise_on_error=True
+    )
+    total = time.perf_counter() - started
+    steps, validation = {}, 0.0
+    for event in result.all_events:
+        if event.event_type_value == "STEP_SUCCESS":
+            steps[event.step_key] = round(event.event_specific_data.duration_ms / 1000, 2)
+        elif event.event_type_value == "ASSET_CHECK_EVALUATION":
+            seconds = event.event_specific_data.metadata.get("validation_seconds")
+            validation += float(seconds.value) if seconds is not None else 0.0
+    print(
+        json.dumps(
+            {
+                "definitions_seconds": round(load_seconds, 2),
+                "total_seconds": round(total, 2),
+                "validation_seconds": round(validation, 2),
+                "steps": steps,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    _child(sys.argv[1], sys.argv[2:])
