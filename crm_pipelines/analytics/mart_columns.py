@@ -7,7 +7,8 @@ from these tuples.
 
 from __future__ import annotations
 
-from crm_pipelines.schema import UNIFIED_CUSTOMER_COLUMNS, Column, ColumnType
+from crm_pipelines.analytics.clv.settings import ClvSettings
+from crm_pipelines.schema import CUSTOMER_ID, UNIFIED_CUSTOMER_COLUMNS, Column, ColumnType
 
 
 def _c(name: str, dtype: ColumnType, description: str) -> Column:
@@ -181,3 +182,197 @@ def column_line(column: Column) -> str:
 def columns_markdown(table: str) -> str:
     """The column list of ``marts.<table>`` as docs/marts.md shows it: one line per column."""
     return "\n".join(column_line(c) for c in MART_COLUMNS[table])
+
+
+# -- predictive marts --------------------------------------------------------------------------------
+# Their shapes live here with the other marts' so docs/marts.md ("Predictive marts") is rendered from
+# one module. They stay out of MART_COLUMNS: customer_lifetime_value's columns follow the clv settings
+# (horizons, CLV months), so :func:`predictive_columns` builds them for the configured settings.
+CLV_PARAMS = "clv_model_params"
+CLV_DIAGNOSTICS = "clv_model_diagnostics"
+CHURN_METRICS = "churn_model_metrics"
+CLV = "customer_lifetime_value"
+RETENTION_COHORTS = "retention_cohorts"
+RETENTION_SUMMARY = "retention_summary"
+CHURN_RISK = "churn_risk"
+
+_RUN_ID = _c("run_id", "string", "The Dagster run that fitted the model.")
+_AS_OF = _c("as_of", "date", "The as-of day: orders up to its end were used.")
+
+CLV_PARAMS_COLUMNS: tuple[Column, ...] = (
+    _RUN_ID,
+    _c("fitted_at", "timestamp", "When the model was fitted (UTC)."),
+    _AS_OF,
+    _c("model", "string", "bgnbd or pareto_nbd (purchase counts), gamma_gamma (spend per purchase)."),
+    _c("parameter", "string", "r, alpha, a, b (BG/NBD); r, alpha, s, beta (Pareto/NBD); p, q, gamma."),
+    _c("value", "float", "Maximum-likelihood estimate."),
+    _c("std_error", "float", "Standard error from the Hessian; null when it cannot be computed."),
+    _c(
+        "time_unit",
+        "string",
+        "Unit of recency, T and the scale parameters (week by default); none for spend.",
+    ),
+    _c("time_unit_days", "float", "The same unit in days (clv.time_unit_days, 7); null for gamma_gamma."),
+    _c("log_likelihood", "float", "Total log-likelihood of the model's fit over its customers."),
+    _c("customers_used", "integer", "Customers fitted on (repeat buyers only for gamma_gamma)."),
+    _c("converged", "boolean", "The optimizer reported convergence."),
+)
+
+CLV_DIAGNOSTICS_COLUMNS: tuple[Column, ...] = (
+    _RUN_ID,
+    _AS_OF,
+    _c("model", "string", "The purchase-count model checked (bgnbd or pareto_nbd)."),
+    _c("calibration_end", "date", "Last day of the calibration period; the holdout runs from then to as_of."),
+    _c(
+        "calibration_frequency",
+        "string",
+        "Repeat purchase days in the calibration period: 0 to 6, 7+, or all.",
+    ),
+    _c("customers", "integer", "Customers in the bucket (first purchase up to calibration_end)."),
+    _c("actual_mean", "float", "Mean purchase days per customer in the holdout, observed."),
+    _c("predicted_mean", "float", "The same, predicted by the model fitted on the calibration period."),
+    _c("actual_total", "float", "Purchase days in the holdout, observed."),
+    _c("predicted_total", "float", "Purchase days in the holdout, predicted."),
+    _c("correlation", "float", "Row all only: Pearson correlation of predicted and actual per customer."),
+    _c("mean_absolute_error", "float", "Row all only: mean |predicted - actual| purchases per customer."),
+)
+
+CHURN_METRICS_COLUMNS: tuple[Column, ...] = (
+    _RUN_ID,
+    _c("trained_at", "timestamp", "When the model was trained (UTC)."),
+    _AS_OF,
+    _c("horizon_days", "integer", "A customer has churned when she does not buy within this many days."),
+    _c("train_cutoff", "date", "Features as of this day, labels from the following horizon: training."),
+    _c("holdout_cutoff", "date", "The same one horizon later: the holdout check, then the refit."),
+    _c("customers_train", "integer", "Customers with a purchase by train_cutoff."),
+    _c("customers_holdout", "integer", "Customers with a purchase by holdout_cutoff."),
+    _c("customers_scored", "integer", "Customers with a purchase by as_of."),
+    _c("churn_rate_train", "float", "Share of training customers who churned."),
+    _c("churn_rate_holdout", "float", "Share of holdout customers who churned."),
+    _c("roc_auc", "float", "Holdout ROC AUC of the model trained one horizon earlier (0.5 = chance)."),
+    _c("brier_score", "float", "Holdout mean squared error of the churn probability (lower is better)."),
+    _c("mean_predicted_holdout", "float", "Mean predicted churn probability in the holdout."),
+    _c(
+        "calibration",
+        "string",
+        "Holdout deciles of predicted risk, JSON: customers, mean_predicted, observed_churn_rate.",
+    ),
+    _c("feature_importance", "string", "JSON: per feature, the mean drop in holdout ROC AUC when shuffled."),
+    _c("model_path", "string", "Where the fitted model was saved (joblib)."),
+)
+
+RETENTION_COHORTS_COLUMNS: tuple[Column, ...] = (
+    _c("cohort_month", "date", "Month of the customers' first purchase (first day of the month)."),
+    _c("months_since_first", "integer", "Months from the cohort month to the activity month (0, 1, ...)."),
+    _c("activity_month", "date", "The month counted."),
+    _c("cohort_size", "integer", "Customers whose first purchase fell in the cohort month."),
+    _c("customers_active", "integer", "Of those, customers with a purchase in the activity month."),
+    _c("retention_rate", "float", "customers_active / cohort_size (1 in month 0)."),
+    _c("revenue", "float", "The cohort's purchase value in the activity month."),
+    _c("revenue_retention", "float", "revenue / the cohort's revenue in its first month."),
+    _c("period_complete", "boolean", "The activity month ended on or before the as-of day."),
+)
+
+RETENTION_SUMMARY_COLUMNS: tuple[Column, ...] = (
+    _c("period_month", "date", "The calendar month (first day)."),
+    _c("customers_acquired_before", "integer", "Customers whose first purchase came before the month."),
+    _c("active_previous_month", "integer", "Customers with a purchase in the previous month."),
+    _c("active_customers", "integer", "Customers with a purchase in the month."),
+    _c("new_customers", "integer", "Of those, first purchase in the month."),
+    _c("returning_customers", "integer", "Of those, first purchase earlier."),
+    _c("retained_customers", "integer", "Customers with a purchase in both the previous month and this one."),
+    _c("retention_rate", "float", "retained_customers / active_previous_month; null when that is 0."),
+    _c("churn_rate", "float", "1 - retention_rate."),
+    _c("repeat_customers", "integer", "Customers with purchases on two or more days by the month's end."),
+    _c("repeat_purchase_rate", "float", "repeat_customers / customers acquired by the month's end."),
+    _c("period_complete", "boolean", "The month ended on or before the as-of day."),
+)
+
+CHURN_DRIVER_COLUMNS: tuple[Column, ...] = tuple(
+    column
+    for k in (1, 2, 3)
+    for column in (
+        _c(f"driver_{k}", "string", f"The feature raising her risk most, rank {k} (null when none does)."),
+        _c(
+            f"driver_{k}_effect",
+            "float",
+            "Churn probability it adds over setting it to the population median.",
+        ),
+    )
+)
+
+CHURN_RISK_COLUMNS: tuple[Column, ...] = (
+    CUSTOMER_ID,
+    _c("churn_probability", "float", "Probability of no purchase within horizon_days after the as-of day."),
+    _c("risk_decile", "integer", "Decile of churn_probability among scored customers, 10 = riskiest."),
+    *CHURN_DRIVER_COLUMNS,
+    _c("horizon_days", "integer", "The churn horizon (clv.churn_horizon_days)."),
+    _c(
+        "model_run_id",
+        "string",
+        "The run that trained the model used (churn_model_metrics.run_id); this run when trained inline.",
+    ),
+    _c("model_as_of", "date", "The as-of day the model was trained on."),
+    _AS_OF,
+)
+
+
+def clv_columns(settings: ClvSettings) -> tuple[Column, ...]:
+    """Columns of marts.customer_lifetime_value; the horizon and CLV columns follow the settings."""
+    unit = f"in {settings.time_unit_days:g}-day units"
+    return (
+        CUSTOMER_ID,
+        _c("frequency", "integer", "Repeat purchase days (after the first); 0 without purchases."),
+        _c("recency", "float", f"First to last purchase day, {unit}; null without purchases."),
+        _c(
+            "T",
+            "float",
+            f"First purchase day to the as-of day (the customer's age), {unit}; null without purchases.",
+        ),
+        _c("monetary_value", "float", "Mean value of the repeat purchase days; 0 without repeat purchases."),
+        _c(
+            "probability_alive",
+            "float",
+            "Probability the customer still buys (has not dropped out); null without purchases.",
+        ),
+        *(
+            _c(
+                f"expected_purchases_{h}d",
+                "float",
+                f"Expected purchase days in the next {h} days; 0 without purchases.",
+            )
+            for h in settings.horizon_days
+        ),
+        _c(
+            "expected_order_value",
+            "float",
+            "Gamma-Gamma expected value of a next purchase; null without purchases.",
+        ),
+        _c(
+            f"clv_{settings.clv_months}m",
+            "float",
+            f"Expected revenue of the next {settings.clv_months} months, "
+            f"discounted at {settings.discount_rate_annual:.0%} a year; 0 without purchases.",
+        ),
+        _c("model", "string", "The purchase-count model (bgnbd or pareto_nbd), with gamma_gamma for spend."),
+        _c(
+            "model_run_id",
+            "string",
+            "The run that fitted the parameters used (clv_model_params.run_id); this run when fitted inline.",
+        ),
+        _AS_OF,
+    )
+
+
+def predictive_columns(settings: ClvSettings | None = None) -> dict[str, tuple[Column, ...]]:
+    """Every predictive mart's columns for ``settings`` (the defaults by default), as docs/marts.md
+    lists them."""
+    return {
+        CLV: clv_columns(settings or ClvSettings()),
+        CHURN_RISK: CHURN_RISK_COLUMNS,
+        RETENTION_COHORTS: RETENTION_COHORTS_COLUMNS,
+        RETENTION_SUMMARY: RETENTION_SUMMARY_COLUMNS,
+        CLV_PARAMS: CLV_PARAMS_COLUMNS,
+        CLV_DIAGNOSTICS: CLV_DIAGNOSTICS_COLUMNS,
+        CHURN_METRICS: CHURN_METRICS_COLUMNS,
+    }

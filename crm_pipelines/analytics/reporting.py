@@ -1,4 +1,5 @@
-"""Small renderings for asset metadata: markdown tables and PNG charts of segments, clusters and KPIs.
+"""Small renderings for asset metadata: markdown tables and PNG charts of segments, clusters, KPIs,
+CLV holdout checks and retention cohorts.
 
 Charts are drawn with matplotlib's Agg canvas on a ``Figure`` object (no pyplot state, safe in threads)
 and returned as PNG bytes; :func:`png_markdown` turns them into a markdown image the Dagster UI shows.
@@ -136,4 +137,42 @@ def kpi_chart_png(kpis: pd.DataFrame, days: int = 365) -> bytes:
             axes.set_ylabel(unit)
     for axes in panels[-1]:
         axes.tick_params(axis="x", labelrotation=30, labelsize=8)
+    return _png(figure)
+
+
+def calibration_chart_png(table: pd.DataFrame) -> bytes:
+    """Bars: mean holdout purchases per customer, actual against predicted, by calibration frequency
+    (the ``HoldoutDiagnostics.table`` of the CLV purchase model)."""
+    buckets = table[table["calibration_frequency"] != "all"]
+    figure = _figure(7, 4)
+    axes = figure.subplots()
+    x = np.arange(len(buckets))
+    axes.bar(x - 0.2, buckets["actual_mean"], 0.4, label="actual", color="#4C72B0")
+    axes.bar(x + 0.2, buckets["predicted_mean"], 0.4, label="predicted", color="#DD8452")
+    axes.set_xticks(x, buckets["calibration_frequency"])
+    axes.set_xlabel("repeat purchase days in the calibration period")
+    axes.set_ylabel("mean purchase days in the holdout")
+    axes.set_title("Holdout purchases: actual vs predicted")
+    axes.legend()
+    axes.grid(axis="y", alpha=0.3)
+    return _png(figure)
+
+
+def retention_heatmap_png(cohorts: pd.DataFrame, max_cohorts: int = 24, max_months: int = 24) -> bytes:
+    """Heatmap of retention by cohort (rows, latest ``max_cohorts``) and months since first purchase
+    (the rows of marts.retention_cohorts)."""
+    grid = cohorts.pivot(index="cohort_month", columns="months_since_first", values="retention_rate")
+    grid = grid.iloc[-max_cohorts:, :max_months] * 100
+    later = grid.iloc[:, 1:].to_numpy(dtype=float)
+    # Month 0 is 100% by construction; scaling to it would wash out the months that tell something.
+    top = float(np.nanmax(later)) if np.isfinite(later).any() else 100.0
+    figure = _figure(10, 0.28 * len(grid) + 1.5)
+    axes = figure.subplots()
+    image = axes.imshow(grid.to_numpy(dtype=float), aspect="auto", cmap="Blues", vmin=0, vmax=max(top, 1.0))
+    axes.set_yticks(range(len(grid)), [pd.Timestamp(m).strftime("%Y-%m") for m in grid.index], fontsize=7)
+    axes.set_xticks(range(len(grid.columns)), [str(c) for c in grid.columns], fontsize=7)
+    axes.set_xlabel("months since first purchase")
+    axes.set_ylabel("cohort (month of first purchase)")
+    axes.set_title("Customers active by cohort (%)")
+    figure.colorbar(image, ax=axes, label="% of cohort")
     return _png(figure)

@@ -176,8 +176,8 @@ def _staging_value_rules(entity: str, cutoff: pd.Timestamp, currencies: Iterable
             ),
         ]
     if entity == "order_items":
-        return [between("quantity", 0, name="quantity_not_negative"),
-                between("unit_price", 0, name="unit_price_not_negative")]
+        # Returned units are negative lines on credit notes; prices never are.
+        return [between("unit_price", 0, name="unit_price_not_negative")]
     if entity == "support_tickets":
         return [
             in_set("status", TICKET_STATUSES),

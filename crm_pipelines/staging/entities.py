@@ -140,12 +140,13 @@ def orders(rows: EntityRows) -> None:
 
 
 def order_items(rows: EntityRows) -> None:
-    """Line amount; rules: ``invalid_quantity`` (negative), ``negative_amount`` (unit price)."""
+    """Line amount; rule: ``negative_amount`` (unit price).
+
+    A negative quantity is kept: shops book returned units as negative lines on a credit note, so
+    the line amount is negative too (fractional quantities fail typing as ``invalid_quantity``).
+    """
     typed, text = rows.typed, rows.text
     quantity, unit_price = typed["quantity"], typed["unit_price"]
-    rows.checks.reject_values(
-        quantity.lt(0).fillna(False), "invalid_quantity", "quantity", text["quantity"], "is negative"
-    )
     rows.checks.reject_values(
         unit_price.lt(0), "negative_amount", "unit_price", text["unit_price"], "is negative"
     )
