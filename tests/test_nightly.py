@@ -13,10 +13,19 @@ import yaml
 from crm_pipelines.config import PROJECT_ROOT, config_from_dict
 from crm_pipelines.definitions import build_definitions
 from crm_pipelines.demo import generate
-from crm_pipelines.schema import AUDIT, QUARANTINE, RAW, STAGING, raw_table_name
+from crm_pipelines.schema import AUDIT, CORE, MARTS, QUARANTINE, RAW, STAGING, raw_table_name
 from crm_pipelines.warehouse import Warehouse
 
 END = dt.date(2026, 6, 30)
+MARTS_PER_CUSTOMER = ("customer_360", "customer_segments", "customer_lifetime_value")
+OTHER_MARTS = (
+    "crm_kpis",
+    "cross_sell_recommendations",
+    "marketing_audiences",
+    "retention_cohorts",
+    "retention_summary",
+    "churn_risk",
+)
 
 
 @pytest.fixture(scope="module")
@@ -72,20 +81,32 @@ def test_nightly_job_end_to_end(demo_dir, warehouse_url):
     # Every raw row is staged, quarantined or superseded, and the audit says so.
     recon = wh.read_table(AUDIT, "reconciliation")
     assert len(recon) and recon["reconciles"].all()
-    assert (
-        recon["rows_in"] == recon["rows_out"] + recon["rows_quarantined"] + recon["rows_superseded"]
-    ).all()
+    assert (recon["rows_in"] == recon["rows_out"] + recon["rows_quarantined"] + recon["rows_superseded"]).all()
     quarantined = wh.read_table(QUARANTINE, "rejected_rows")
     assert len(quarantined) > 0 and quarantined["reason"].notna().all()
 
+    # The unified view: every staged customer record mapped once, fewer customers than records.
+    staged_customers = wh.row_count(STAGING, "customers")
+    identity_map = wh.read_table(CORE, "customer_identity_map")
+    assert len(identity_map) == staged_customers
+    assert not identity_map.duplicated(["source", "source_record_id"]).any()
+    unified = wh.read_table(CORE, "unified_customers")
+    assert 0 < len(unified) < staged_customers and unified["customer_id"].is_unique
+    assert wh.row_count(CORE, "orders") > 0
+    # Every mart BI reads is there, one row per customer where promised.
+    for mart in MARTS_PER_CUSTOMER:
+        frame = wh.read_table(MARTS, mart, columns=["customer_id"])
+        assert len(frame) == len(unified) and frame["customer_id"].is_unique, mart
+    for mart in OTHER_MARTS:
+        assert wh.row_count(MARTS, mart) > 0, mart
+
     # A second run on the same day adds no duplicates to raw.
-    before = {
-        (s.name, t): wh.row_count(RAW, raw_table_name(s.name, t)) for s in config.sources for t in s.entities
-    }
+    before = {(s.name, t): wh.row_count(RAW, raw_table_name(s.name, t)) for s in config.sources for t in s.entities}
+    ids_before = identity_map.set_index(["source", "source_record_id"])["customer_id"]
     assert run_nightly(config).success
-    after = {
-        (s.name, t): wh.row_count(RAW, raw_table_name(s.name, t)) for s in config.sources for t in s.entities
-    }
+    ids_after = wh.read_table(CORE, "customer_identity_map").set_index(["source", "source_record_id"])["customer_id"]
+    assert ids_after.sort_index().equals(ids_before.sort_index()), "customer ids changed between identical runs"
+    after = {(s.name, t): wh.row_count(RAW, raw_table_name(s.name, t)) for s in config.sources for t in s.entities}
     assert before == after
 
 
@@ -97,3 +118,16 @@ def test_copy_of_demo_config_is_self_contained(demo_dir, tmp_path):
         for entity in source.entities.values():
             if entity.path:
                 assert config.resolve_path(entity.path).exists(), entity.path
+
+
+@pytest.mark.slow
+def test_weekly_refit_stores_models_that_hold_up_on_demo_data(demo_dir, duckdb_url):
+    config = demo_config(demo_dir, duckdb_url)
+    defs = build_definitions(config)
+    assert defs.resolve_job_def("crm_nightly").execute_in_process().success
+    assert defs.resolve_job_def("crm_weekly_refit").execute_in_process().success
+    wh = Warehouse(config.warehouse_url)
+    params = wh.read_table(MARTS, "clv_model_params")
+    assert {"r", "alpha", "a", "b", "p", "q", "gamma"} <= set(params["parameter"])
+    metrics = wh.read_table(MARTS, "churn_model_metrics")
+    assert metrics["roc_auc"].iloc[-1] >= 0.75, metrics[["roc_auc"]]

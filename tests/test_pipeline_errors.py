@@ -18,6 +18,8 @@ C3,Cleo,Wagner,cleo@example.com,12,1990-02-02,DE,2026-01-04 10:00:00
 C4,Dora,Fischer,dora@example.com,+49 40 1234567,1850-01-01,DE,2026-01-05 10:00:00
 ,Nobody,Noid,no@example.com,,1970-01-01,DE,2026-01-06 10:00:00
 C6,Emil,Koch,emil@example.com,+49 89 1234567,1985-03-03,Atlantis,2026-01-07 10:00:00
+C7,Fritz,Lang,fritz@example.com,+49 89 7654321,1985-03-03,DE,2027-01-07 10:00:00
+C1,Anna,Schmidt,anna@example.com,030 1234567,1980-05-17,DE,2026-01-08 10:00:00
 """
 
 ORDERS = """order_id,customer_id,created_at,status,currency,total
@@ -26,6 +28,12 @@ O2,C1,2026-01-11 12:00:00,completed,XYZ,10.0
 O3,C9,2026-01-12 12:00:00,completed,EUR,-5.0
 O4,C1,not a date,completed,EUR,1.0
 O5,C1,2026-01-13 12:00:00,refunded,EUR,-20.0
+"""
+
+
+ITEMS = """item_id,order_id,sku,qty,price
+I1,O1,P1,2,50.0
+I2,O2,P1,1,10.0
 """
 
 
@@ -44,6 +52,7 @@ def config_for(tmp_path, warehouse_url: str, sources: list[dict]):
 def csv_sources(tmp_path) -> list[dict]:
     (tmp_path / "contacts.csv").write_text(CONTACTS)
     (tmp_path / "orders.csv").write_text(ORDERS)
+    (tmp_path / "items.csv").write_text(ITEMS)
     return [
         {
             "name": "crm",
@@ -73,6 +82,16 @@ def csv_sources(tmp_path) -> list[dict]:
                         "total_amount": "total",
                     },
                 },
+                "order_items": {
+                    "path": "items.csv",
+                    "columns": {
+                        "item_id": "item_id",
+                        "order_id": "order_id",
+                        "product_id": "sku",
+                        "quantity": "qty",
+                        "unit_price": "price",
+                    },
+                },
             },
         }
     ]
@@ -84,9 +103,7 @@ def run(config) -> dg.ExecuteInProcessResult:
 
 
 def step_failures(result: dg.ExecuteInProcessResult) -> list[str]:
-    return [
-        e.event_specific_data.error.message for e in result.all_events if e.event_type_value == "STEP_FAILURE"
-    ]
+    return [e.event_specific_data.error.message for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
 
 
 def test_bad_rows_are_quarantined_with_reasons_and_counts_reconcile(tmp_path, duckdb_url):
@@ -102,6 +119,7 @@ def test_bad_rows_are_quarantined_with_reasons_and_counts_reconcile(tmp_path, du
         "C4": "implausible_birth_date",
         "<none>": "missing_record_id",
         "C6": "unknown_country",
+        "C7": "future_date",
         "O2": "unknown_currency",
         "O3": "negative_amount",
         "O4": "invalid_timestamp",
@@ -117,10 +135,20 @@ def test_bad_rows_are_quarantined_with_reasons_and_counts_reconcile(tmp_path, du
     # raw = staged + quarantined for every source and entity.
     recon = wh.read_table(AUDIT, "reconciliation")
     staged_recon = recon[recon["layer"] == STAGING].set_index("table_name")
-    assert staged_recon.loc["customers", ["rows_in", "rows_out", "rows_quarantined"]].tolist() == [6, 1, 5]
+    # C1 came twice: the later version is staged, the earlier one superseded.
+    assert staged_recon.loc["customers", ["rows_in", "rows_out", "rows_quarantined", "rows_superseded"]].tolist() == [
+        8,
+        1,
+        6,
+        1,
+    ]
     assert staged_recon.loc["orders", ["rows_in", "rows_out", "rows_quarantined"]].tolist() == [5, 2, 3]
     assert recon["reconciles"].all()
-    assert wh.row_count(RAW, "crm__customers") == 6
+    assert wh.row_count(RAW, "crm__customers") == 8
+    # An order line whose order was quarantined has no customer: an orphan, quarantined in core.
+    core_rejects = quarantined[quarantined["layer"] == "core"]
+    assert core_rejects[["entity", "record_id", "rule"]].values.tolist() == [["order_items", "I2", "orphan_row"]]
+    assert wh.read_table("core", "order_items")["item_id"].tolist() == ["I1"]
     assert result.success, step_failures(result)
 
 

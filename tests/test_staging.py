@@ -101,25 +101,51 @@ def raw(rows: list[dict[str, Any]], source: str, batch: str = "b1", ingested: An
 
 def stage(config: CrmConfig, entity: str, source: str, rows: list[dict[str, Any]]) -> StagingResult:
     frame = raw(rows, source)
-    return stage_entity(
-        config, entity, [(config.source(source), frame)], run_id="run-1", as_of_end=AS_OF_END, now=NOW
-    )
+    return stage_entity(config, entity, [(config.source(source), frame)], run_id="run-1", as_of_end=AS_OF_END, now=NOW)
 
 
 def customer(**values: Any) -> dict[str, Any]:
-    return {"Id": "c1", "First": "Anna", "Last": "Berg", "Mail": "anna@example.com", "Tel": None,
-            "Born": None, "Sex": None, "Zip": None, "Land": "DE", "Created": "2024-01-01 10:00", "Card": None,
-            **values}
+    return {
+        "Id": "c1",
+        "First": "Anna",
+        "Last": "Berg",
+        "Mail": "anna@example.com",
+        "Tel": None,
+        "Born": None,
+        "Sex": None,
+        "Zip": None,
+        "Land": "DE",
+        "Created": "2024-01-01 10:00",
+        "Card": None,
+        **values,
+    }
 
 
 def order(**values: Any) -> dict[str, Any]:
-    return {"id": "o1", "customer": "s1", "at": "2024-03-01T10:00:00Z", "status": "paid", "cur": "EUR",
-            "total": "10.00", **values}
+    return {
+        "id": "o1",
+        "customer": "s1",
+        "at": "2024-03-01T10:00:00Z",
+        "status": "paid",
+        "cur": "EUR",
+        "total": "10.00",
+        **values,
+    }
 
 
 def ticket(**values: Any) -> dict[str, Any]:
-    return {"id": "t1", "shop_account": None, "from": "kim@example.com", "opened": "01.03.2024 10:00",
-            "answered": None, "solved": None, "state": "open", "via": "Email", "csat": None, **values}
+    return {
+        "id": "t1",
+        "shop_account": None,
+        "from": "kim@example.com",
+        "opened": "01.03.2024 10:00",
+        "answered": None,
+        "solved": None,
+        "state": "open",
+        "via": "Email",
+        "csat": None,
+        **values,
+    }
 
 
 def item(**values: Any) -> dict[str, Any]:
@@ -138,12 +164,26 @@ def assert_reconciles(result: StagingResult) -> None:
 # -- normalization --------------------------------------------------------------------------------
 def test_customer_fields_are_normalized(config: CrmConfig) -> None:
     rows = [
-        customer(Id="c1", First="  ANNA  MARIA ", Last="VAN DER BERG", Mail="  Anna.Berg@Example.COM ",
-                 Tel="030 1234567", Land="Deutschland", Sex="w", Zip=" sw1a  1aa "),
-        customer(Id="c2", First="jürgen", Last="McDonald", Mail="x@b\u00fccher.de", Tel="+49 (0)30 123-4567",
-                 Land="germany", Sex="männlich"),
-        customer(Id="c3", First="Ma\u0301ria", Last="van der Berg", Tel="0049 30 1234567", Land="DEU",
-                 Sex="D"),
+        customer(
+            Id="c1",
+            First="  ANNA  MARIA ",
+            Last="VAN DER BERG",
+            Mail="  Anna.Berg@Example.COM ",
+            Tel="030 1234567",
+            Land="Deutschland",
+            Sex="w",
+            Zip=" sw1a  1aa ",
+        ),
+        customer(
+            Id="c2",
+            First="jürgen",
+            Last="McDonald",
+            Mail="x@b\u00fccher.de",
+            Tel="+49 (0)30 123-4567",
+            Land="germany",
+            Sex="männlich",
+        ),
+        customer(Id="c3", First="Ma\u0301ria", Last="van der Berg", Tel="0049 30 1234567", Land="DEU", Sex="D"),
         customer(Id="c4", Tel="(030) 12 34 567", Land="de", Sex="female"),
         customer(Id="c5", Tel="+4930/1234567", Land="UK", Sex="?"),
         customer(Id="c6", Tel="0664.123.4567", Land="Österreich", Sex="Keine Angabe"),
@@ -157,10 +197,17 @@ def test_customer_fields_are_normalized(config: CrmConfig) -> None:
     staged = result.staged.set_index("source_record_id")
     assert result.quarantined.empty
     assert staged.loc["c1", ["first_name", "last_name", "email", "postcode", "gender"]].tolist() == [
-        "Anna Maria", "Van der Berg", "anna.berg@example.com", "SW1A 1AA", "female"
+        "Anna Maria",
+        "Van der Berg",
+        "anna.berg@example.com",
+        "SW1A 1AA",
+        "female",
     ]
     assert staged.loc["c2", ["first_name", "last_name", "email", "gender"]].tolist() == [
-        "Jürgen", "McDonald", "x@bücher.de", "male"
+        "Jürgen",
+        "McDonald",
+        "x@bücher.de",
+        "male",
     ]
     assert staged.loc["c3", "first_name"] == "M\u00e1ria"  # NFC: one code point for the accented a
     assert staged.loc["c3", "last_name"] == "van der Berg"
@@ -178,8 +225,16 @@ def test_customer_fields_are_normalized(config: CrmConfig) -> None:
 
 
 def test_phone_formats_of_one_number_meet_in_e164(config: CrmConfig) -> None:
-    formats = ["030 1234567", "030-1234567", "(030) 1234567", "+49 30 1234567", "0049 30 1234567",
-               "+49 (0)30 1234567", "030/123 45 67", "+49-30-123-4567"]
+    formats = [
+        "030 1234567",
+        "030-1234567",
+        "(030) 1234567",
+        "+49 30 1234567",
+        "0049 30 1234567",
+        "+49 (0)30 1234567",
+        "030/123 45 67",
+        "+49-30-123-4567",
+    ]
     rows = [customer(Id=f"c{i}", Tel=phone, Land="DE") for i, phone in enumerate(formats)]
     staged = stage(config, "customers", "crm", rows).staged
     assert staged["phone"].tolist() == ["+49301234567"] * len(formats)
@@ -199,10 +254,23 @@ def test_junk_values_are_nulled_not_quarantined(config: CrmConfig) -> None:
 
 def test_email_fast_path_agrees_with_email_validator() -> None:
     addresses = [
-        "a@example.com", "b.c@example.com", "d+tag@example.com", "first.last@sub.example.com",
-        "x..y@example.com", ".x@example.com", "x.@example.com", "x@example.com.", "x@-example.com",
-        "o'brien@example.com", "jörg@example.com", "a@example.c", "a@example.123", "a" * 65 + "@example.com",
-        "a@foo.test", "b@foo.test", "c@localhost",
+        "a@example.com",
+        "b.c@example.com",
+        "d+tag@example.com",
+        "first.last@sub.example.com",
+        "x..y@example.com",
+        ".x@example.com",
+        "x.@example.com",
+        "x@example.com.",
+        "x@-example.com",
+        "o'brien@example.com",
+        "jörg@example.com",
+        "a@example.c",
+        "a@example.123",
+        "a" * 65 + "@example.com",
+        "a@foo.test",
+        "b@foo.test",
+        "c@localhost",
     ]
     normalizer = EmailNormalizer()
     normalizer("warm@example.com")  # the domain has passed: later plain addresses take the fast path
@@ -293,17 +361,20 @@ def test_vocabularies_of_tickets_subscriptions_events(config: CrmConfig) -> None
     assert tickets["status"].tolist() == ["resolved", "pending"]
     assert tickets["channel"].tolist() == ["phone", "email"]
 
-    consents = ["granted", "Opt-In", "opted_in", "YES", "true", "withdrawn", "revoked", "opt-out", "no",
-                "unconfirmed"]
-    rows = [{"id": f"s{i}", "email": "a@example.com", "list": "news", "consent": c, "at": "2024-01-01"}
-            for i, c in enumerate(consents)]
+    consents = ["granted", "Opt-In", "opted_in", "YES", "true", "withdrawn", "revoked", "opt-out", "no", "unconfirmed"]
+    rows = [
+        {"id": f"s{i}", "email": "a@example.com", "list": "news", "consent": c, "at": "2024-01-01"}
+        for i, c in enumerate(consents)
+    ]
     subscriptions = stage(config, "subscriptions", "mail", rows).staged
     expected = ["subscribed"] * 5 + ["unsubscribed"] * 4 + ["pending"]
     assert subscriptions["consent_status"].tolist() == expected
 
     kinds = ["opened", "clicked", "delivered", "unsubscribed", "bounced", "hard_bounce", "Soft Bounce"]
-    rows = [{"id": f"e{i}", "email": "a@example.com", "campaign": "c1", "type": k, "at": "2024-01-01"}
-            for i, k in enumerate(kinds)]
+    rows = [
+        {"id": f"e{i}", "email": "a@example.com", "campaign": "c1", "type": k, "at": "2024-01-01"}
+        for i, k in enumerate(kinds)
+    ]
     events = stage(config, "campaign_events", "mail", rows).staged
     expected = ["open", "click", "sent", "unsubscribe", "bounce", "bounce", "bounce"]
     assert events["event_type"].tolist() == expected
@@ -325,49 +396,111 @@ def survey(**values: Any) -> dict[str, Any]:
 QUARANTINE_CASES = [
     case("customers", "crm", customer(Id=" "), "missing_record_id", "source_record_id", "is missing"),
     case("orders", "shop", order(customer="n/a"), "missing_required", "source_customer_id", "is missing"),
-    case("orders", "shop", order(at="yesterday"), "invalid_timestamp", "ordered_at",
-         "'yesterday' is not a timestamp"),
+    case("orders", "shop", order(at="yesterday"), "invalid_timestamp", "ordered_at", "'yesterday' is not a timestamp"),
     case("orders", "shop", order(at="0001-01-01"), "invalid_timestamp", "ordered_at", "is before 1900-01-01"),
     case("orders", "shop", order(total="12,50"), "invalid_number", "total_amount", "'12,50' is not a number"),
     case("customers", "crm", customer(Born="31/02/1980"), "invalid_date", "date_of_birth", "'31/02/1980'"),
     case("customers", "crm", customer(Born="1980-02-30"), "invalid_date", "date_of_birth", "'1980-02-30'"),
-    case("orders", "shop", order(at="2024-07-01T00:00:00Z"), "future_date", "ordered_at",
-         "later than the run's as-of end"),
-    case("customers", "crm", customer(Born="1850-01-01"), "implausible_birth_date", "date_of_birth",
-         "'1850-01-01' is before 1900-01-01"),
-    case("customers", "crm", customer(Born="2024-08-01"), "implausible_birth_date", "date_of_birth",
-         "'2024-08-01'"),
-    case("customers", "crm", customer(Mail="anna@@example"), "invalid_email", "email",
-         "'anna@@example' is not a valid email address"),
+    case(
+        "orders",
+        "shop",
+        order(at="2024-07-01T00:00:00Z"),
+        "future_date",
+        "ordered_at",
+        "later than the run's as-of end",
+    ),
+    case(
+        "customers",
+        "crm",
+        customer(Born="1850-01-01"),
+        "implausible_birth_date",
+        "date_of_birth",
+        "'1850-01-01' is before 1900-01-01",
+    ),
+    case("customers", "crm", customer(Born="2024-08-01"), "implausible_birth_date", "date_of_birth", "'2024-08-01'"),
+    case(
+        "customers",
+        "crm",
+        customer(Mail="anna@@example"),
+        "invalid_email",
+        "email",
+        "'anna@@example' is not a valid email address",
+    ),
     case("customers", "crm", customer(Tel="12"), "invalid_phone", "phone", "'12' is not a"),
-    case("customers", "crm", customer(Tel="+49 30"), "invalid_phone", "phone",
-         "'+49 30' is not a valid phone number for country code +49"),
-    case("customers", "crm", customer(Land="Atlantis"), "unknown_country", "country",
-         "'Atlantis' is not a known country"),
+    case(
+        "customers",
+        "crm",
+        customer(Tel="+49 30"),
+        "invalid_phone",
+        "phone",
+        "'+49 30' is not a valid phone number for country code +49",
+    ),
+    case(
+        "customers", "crm", customer(Land="Atlantis"), "unknown_country", "country", "'Atlantis' is not a known country"
+    ),
     case("orders", "shop", order(cur="GBP"), "unknown_currency", "currency", "'GBP' has no rate in fx_rates"),
-    case("orders", "shop", order(total="-5"), "negative_amount", "total_amount",
-         "'-5' is negative but the order is not refunded"),
+    case(
+        "orders",
+        "shop",
+        order(total="-5"),
+        "negative_amount",
+        "total_amount",
+        "'-5' is negative but the order is not refunded",
+    ),
     case("order_items", "shop", item(sku=None), "missing_record_id", "item_id", "derived from order_id and"),
-    case("order_items", "shop", item(qty="1.5"), "invalid_quantity", "quantity",
-         "'1.5' is not a whole number"),
+    case("order_items", "shop", item(qty="1.5"), "invalid_quantity", "quantity", "'1.5' is not a whole number"),
     case("order_items", "shop", item(price="-2"), "negative_amount", "unit_price", "'-2' is negative"),
-    case("support_tickets", "desk", ticket(**{"from": "kim at example"}), "invalid_email", "requester_email",
-         "'kim at example' is not a valid email address"),
-    case("support_tickets", "desk", ticket(csat="6"), "out_of_range", "satisfaction_score",
-         "'6' is outside 1..5"),
-    case("support_tickets", "desk", ticket(solved="01.03.2024 09:00"), "inconsistent_timestamps",
-         "resolved_at", "'01.03.2024 09:00' is before opened_at"),
-    case("support_tickets", "desk", ticket(answered="29.02.2024 10:00"), "inconsistent_timestamps",
-         "first_response_at", "is before opened_at"),
-    case("support_tickets", "desk", ticket(state="escalated"), "unknown_value", "status",
-         "'escalated' is not one of open, pending, resolved, closed"),
-    case("subscriptions", "mail", subscription(consent="maybe"), "unknown_value", "consent_status",
-         "'maybe' is not one of subscribed, unsubscribed, pending"),
-    case("campaign_events", "mail", {"id": "e1", "email": None, "campaign": "c", "type": "fwd", "at": "2024"},
-         "unknown_value", "event_type", "'fwd' is not one of sent, open, click, unsubscribe, bounce"),
+    case(
+        "support_tickets",
+        "desk",
+        ticket(**{"from": "kim at example"}),
+        "invalid_email",
+        "requester_email",
+        "'kim at example' is not a valid email address",
+    ),
+    case("support_tickets", "desk", ticket(csat="6"), "out_of_range", "satisfaction_score", "'6' is outside 1..5"),
+    case(
+        "support_tickets",
+        "desk",
+        ticket(solved="01.03.2024 09:00"),
+        "inconsistent_timestamps",
+        "resolved_at",
+        "'01.03.2024 09:00' is before opened_at",
+    ),
+    case(
+        "support_tickets",
+        "desk",
+        ticket(answered="29.02.2024 10:00"),
+        "inconsistent_timestamps",
+        "first_response_at",
+        "is before opened_at",
+    ),
+    case(
+        "support_tickets",
+        "desk",
+        ticket(state="escalated"),
+        "unknown_value",
+        "status",
+        "'escalated' is not one of open, pending, resolved, closed",
+    ),
+    case(
+        "subscriptions",
+        "mail",
+        subscription(consent="maybe"),
+        "unknown_value",
+        "consent_status",
+        "'maybe' is not one of subscribed, unsubscribed, pending",
+    ),
+    case(
+        "campaign_events",
+        "mail",
+        {"id": "e1", "email": None, "campaign": "c", "type": "fwd", "at": "2024"},
+        "unknown_value",
+        "event_type",
+        "'fwd' is not one of sent, open, click, unsubscribe, bounce",
+    ),
     case("survey_responses", "mail", survey(nps="11"), "out_of_range", "nps_score", "'11' is outside 0..10"),
-    case("survey_responses", "mail", survey(nps="7.5"), "invalid_number", "nps_score",
-         "'7.5' is not a whole number"),
+    case("survey_responses", "mail", survey(nps="7.5"), "invalid_number", "nps_score", "'7.5' is not a whole number"),
 ]
 
 
@@ -444,9 +577,7 @@ def test_latest_version_wins_and_older_ones_are_superseded(config: CrmConfig) ->
 def test_reconciliation_has_one_row_per_source(config: CrmConfig) -> None:
     crm_rows = [customer(Id="c1"), customer(Id="c1"), customer(Id="c2", Mail="bad@"), customer(Id=None)]
     shop_rows = [{"id": "s1", "email": "s1@example.com"}, {"id": "s2", "email": None}]
-    raw_frames = [
-        (config.source("crm"), raw(crm_rows, "crm")), (config.source("shop"), raw(shop_rows, "shop"))
-    ]
+    raw_frames = [(config.source("crm"), raw(crm_rows, "crm")), (config.source("shop"), raw(shop_rows, "shop"))]
     result = stage_entity(config, "customers", raw_frames, run_id="r", as_of_end=AS_OF_END, now=NOW)
     recon = result.reconciliation.set_index("source")
     assert list(result.reconciliation.columns) == [c.name for c in RECONCILIATION_COLUMNS]
@@ -459,8 +590,14 @@ def test_reconciliation_has_one_row_per_source(config: CrmConfig) -> None:
 
 
 # -- types and time zones ---------------------------------------------------------------------------
-PANDAS_TYPES = {"string": "str", "timestamp": "datetime64[us, UTC]", "date": "object", "float": "float64",
-                "integer": "Int64", "boolean": "boolean"}
+PANDAS_TYPES = {
+    "string": "str",
+    "timestamp": "datetime64[us, UTC]",
+    "date": "object",
+    "float": "float64",
+    "integer": "Int64",
+    "boolean": "boolean",
+}
 
 
 @pytest.mark.parametrize("entity", list(ENTITIES))
@@ -535,25 +672,38 @@ def test_a_mapped_column_missing_from_raw_is_null_and_reported(config: CrmConfig
 def test_referenced_customers_and_customer_reference(config: CrmConfig) -> None:
     shop_rows = [{"id": "s1", "email": "s1@example.com"}, {"id": "s9", "email": "bad@"}]  # s9: quarantined
     shop_customers = stage(config, "customers", "shop", shop_rows).staged
-    orders = stage(config, "orders", "shop", [
-        order(id="o1", customer="s1", at="2024-03-01T10:00:00Z"),
-        order(id="o2", customer="s2", at="2024-03-05T10:00:00Z"),  # s2 was never delivered as a customer
-        order(id="o3", customer="s2", at="2024-03-02T10:00:00Z"),
-        order(id="o4", customer="s9", at="2024-03-02T10:00:00Z"),
-    ]).staged
-    tickets = stage(config, "support_tickets", "desk", [
-        ticket(id="t1", shop_account="s1"),  # the desk refers to shop accounts (customer_source: shop)
-        ticket(id="t2", shop_account="s3", opened="02.03.2024 10:00"),
-        ticket(id="t3", **{"from": " Kim@Example.com"}, opened="03.03.2024 10:00"),
-        ticket(id="t4", **{"from": "kim@example.com"}, opened="01.03.2024 10:00"),
-        ticket(id="t5", **{"from": None}),
-    ]).staged
+    orders = stage(
+        config,
+        "orders",
+        "shop",
+        [
+            order(id="o1", customer="s1", at="2024-03-01T10:00:00Z"),
+            order(id="o2", customer="s2", at="2024-03-05T10:00:00Z"),  # s2 was never delivered as a customer
+            order(id="o3", customer="s2", at="2024-03-02T10:00:00Z"),
+            order(id="o4", customer="s9", at="2024-03-02T10:00:00Z"),
+        ],
+    ).staged
+    tickets = stage(
+        config,
+        "support_tickets",
+        "desk",
+        [
+            ticket(id="t1", shop_account="s1"),  # the desk refers to shop accounts (customer_source: shop)
+            ticket(id="t2", shop_account="s3", opened="02.03.2024 10:00"),
+            ticket(id="t3", **{"from": " Kim@Example.com"}, opened="03.03.2024 10:00"),
+            ticket(id="t4", **{"from": "kim@example.com"}, opened="01.03.2024 10:00"),
+            ticket(id="t5", **{"from": None}),
+        ],
+    ).staged
     items = stage(config, "order_items", "shop", [item(order="o2"), item(order="o404")]).staged
 
     refs = customer_reference(config, "support_tickets", tickets)
     assert refs.index.equals(tickets.index)
     assert refs.fillna("-").values.tolist() == [
-        ["shop", "s1"], ["shop", "s3"], ["desk", "email:kim@example.com"], ["desk", "email:kim@example.com"],
+        ["shop", "s1"],
+        ["shop", "s3"],
+        ["desk", "email:kim@example.com"],
+        ["desk", "email:kim@example.com"],
         ["-", "-"],
     ]
     item_refs = customer_reference(config, "order_items", items, orders=orders)
@@ -591,5 +741,4 @@ def test_referenced_customers_with_nothing_referenced(config: CrmConfig) -> None
 
 def test_a_source_must_deliver_the_entity(config: CrmConfig) -> None:
     with pytest.raises(ValueError, match="source 'crm' does not deliver orders"):
-        stage_entity(config, "orders", [(config.source("crm"), raw([order()], "crm"))], run_id="r",
-                     as_of_end=AS_OF_END)
+        stage_entity(config, "orders", [(config.source("crm"), raw([order()], "crm"))], run_id="r", as_of_end=AS_OF_END)
