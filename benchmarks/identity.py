@@ -15,9 +15,12 @@ as quarantined ones, are left out):
 The same figures are printed again without the email-only references that no resolver can place
 (``resolvable_*``): an address that none of its person's delivered records carries, or a family
 address that records of two people carry (the truth gives it to the household's first member; no
-record says who that is). Those references stay customers of their own, by design.
+record says who that is). Those references stay customers of their own, by design. The demo keeps
+each kind at about 1% of the email-only references (``Messiness.unknown_reference_email`` and
+``Messiness.family_reference_email``); their counts are printed.
 
-Targets: pairwise precision >= 0.99 and F1 >= 0.98.
+Targets: pairwise precision >= 0.99 and F1 >= 0.98 over all records (the verdict), and printed for
+the resolvable records too.
 
 Scale (in a child process, whose peak resident memory is reported, data generation included):
 1,000,000 synthetic staged records (crm_pipelines.identity.synthetic) resolved in full, then
@@ -59,23 +62,35 @@ def _pairs(groups: Iterable[list[str]]) -> set[tuple[str, str]]:
     }
 
 
-def unresolvable_references(customers: pd.DataFrame, truth: pd.DataFrame) -> set[tuple[str, str]]:
-    """Email-only references that no resolver can place: their address is carried by no delivered
-    record of their person (a mailbox used nowhere else), or by delivered records of more than one
-    person (a family email: the truth gives it to one of them, nothing in the records says which)."""
+UNKNOWN_ADDRESS, SHARED_ADDRESS = "unknown_address", "shared_address"
+
+
+def unresolvable_references(customers: pd.DataFrame, truth: pd.DataFrame) -> dict[str, set[tuple[str, str]]]:
+    """Email-only references that no resolver can place, by kind: ``unknown_address`` when no delivered
+    record of their person carries the address (a mailbox used nowhere else), ``shared_address`` when
+    delivered records of more than one person carry it (a family email: the truth gives it to one of
+    them, nothing in the records says which). Keys are (source, source_record_id)."""
     staged = customers.merge(truth, on=["source", "source_record_id"])
     staged["address"] = staged["email"].str.strip().str.lower()
     delivered = staged[staged["record_kind"] == "record"].dropna(subset=["address"])
     users = delivered.groupby("address")["person_id"].agg(lambda p: set(p))
     references = staged[staged["record_kind"] == "referenced"].dropna(subset=["address"])
-    unresolvable = set()
+    unresolvable: dict[str, set[tuple[str, str]]] = {UNKNOWN_ADDRESS: set(), SHARED_ADDRESS: set()}
     for source, record_id, address, person in references[
         ["source", "source_record_id", "address", "person_id"]
     ].itertuples(index=False):
         owners = users.get(address, set())
-        if person not in owners or len(owners) > 1:
-            unresolvable.add((source, record_id))
+        if len(owners) > 1:
+            unresolvable[SHARED_ADDRESS].add((source, record_id))
+        elif person not in owners:
+            unresolvable[UNKNOWN_ADDRESS].add((source, record_id))
     return unresolvable
+
+
+def email_only_references(customers: pd.DataFrame) -> int:
+    """Stub customers named by an email address only (support requesters, subscribers, respondents)."""
+    referenced = customers[customers["record_kind"] == "referenced"]
+    return int(referenced["source_record_id"].str.startswith("email:").sum())
 
 
 def score(identity_map: pd.DataFrame, truth: pd.DataFrame) -> dict[str, float]:
@@ -157,8 +172,16 @@ def accuracy(people: int) -> dict[str, float]:
     figures = score(result.identity_map, truth)
     unresolvable = unresolvable_references(customers, truth)
     keys = pd.Series(list(zip(truth["source"], truth["source_record_id"], strict=True)), index=truth.index)
-    resolvable = score(result.identity_map, truth[~keys.isin(unresolvable)])
+    resolvable = score(result.identity_map, truth[~keys.isin(set().union(*unresolvable.values()))])
     figures.update({f"resolvable_{k}": v for k, v in resolvable.items()})
+    references = email_only_references(customers)
+    print(
+        f"email-only references: {references:,}; no resolver can place "
+        + ", ".join(
+            f"{len(keys):,} by {kind.replace('_', ' ')} ({len(keys) / max(references, 1):.1%})"
+            for kind, keys in unresolvable.items()
+        )
+    )
     summary = result.summary
     print(
         f"resolved in {summary['seconds']:.1f} s: {summary['customers']:,} customers from "
@@ -239,16 +262,17 @@ def report_accuracy(figures: dict[str, float]) -> list[bool]:
     print("\naccuracy against the demo ground truth:")
     for name, value in figures.items():
         print(f"  {name:<32} {value:>10.4f}" if isinstance(value, float) else f"  {name:<32} {value:>10,}")
-    meets = {
-        scope: figures[f"{scope}pairwise_precision"] >= TARGETS["precision"]
-        and figures[f"{scope}pairwise_f1"] >= TARGETS["f1"]
-        for scope in ("", "resolvable_")
-    }
-    print(
-        f"  targets: pairwise precision >= {TARGETS['precision']}, F1 >= {TARGETS['f1']}: "
-        f"all records {'met' if meets[''] else 'NOT met'}, "
-        f"resolvable records {'met' if meets['resolvable_'] else 'NOT met'}"
-    )
+    print("targets (pairwise; the verdict counts all records):")
+    meets = {}
+    for scope, label in (("", "all records"), ("resolvable_", "resolvable records")):
+        precision, f1 = figures[f"{scope}pairwise_precision"], figures[f"{scope}pairwise_f1"]
+        checks = [
+            (f"precision {precision:.4f} >= {TARGETS['precision']}", precision >= TARGETS["precision"]),
+            (f"F1 {f1:.4f} >= {TARGETS['f1']}", f1 >= TARGETS["f1"]),
+        ]
+        meets[scope] = all(ok for _, ok in checks)
+        details = ", ".join(f"{text}: {'yes' if ok else 'NO'}" for text, ok in checks)
+        print(f"  {label:<20} {'MET' if meets[scope] else 'NOT MET':<8} ({details})")
     return [meets[""]]
 
 
@@ -278,11 +302,13 @@ def report_scale(figures: dict) -> list[bool]:
         f"{figures['train_seconds']} s; synthetic pairwise precision "
         f"{synthetic['pairwise_precision']:.4f}, recall {synthetic['pairwise_recall']:.4f}"
     )
-    return [
-        full <= TARGETS["full_seconds"],
-        memory <= TARGETS["memory_gb"],
-        incremental <= TARGETS["incremental_seconds"],
-    ]
+    verdicts = {
+        "full resolution": full <= TARGETS["full_seconds"],
+        "peak memory": memory <= TARGETS["memory_gb"],
+        "incremental": incremental <= TARGETS["incremental_seconds"],
+    }
+    print("  targets: " + ", ".join(f"{name} {'MET' if ok else 'NOT MET'}" for name, ok in verdicts.items()))
+    return list(verdicts.values())
 
 
 def main() -> None:
@@ -306,7 +332,7 @@ def main() -> None:
         verdicts += report_accuracy(accuracy(args.people))
     if not args.skip_scale:
         verdicts += report_scale(scale(args.records, args.new))
-    print("\nwithin targets" if all(verdicts) else "\nOUTSIDE TARGETS")
+    print("\nverdict: all targets met" if all(verdicts) else "\nverdict: OUTSIDE TARGETS")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,14 @@ import phonenumbers
 import pytest
 
 from crm_pipelines.config import load_config
-from crm_pipelines.demo import Coverage, DemoManifest, generate, load_shop_database, serve_support_api
+from crm_pipelines.demo import (
+    Coverage,
+    DemoManifest,
+    Messiness,
+    generate,
+    load_shop_database,
+    serve_support_api,
+)
 from crm_pipelines.demo.__main__ import main as demo_cli
 from crm_pipelines.demo.generator import FILES
 from crm_pipelines.demo.shop_db import shop_row_counts
@@ -113,7 +120,10 @@ def test_timestamps_end_on_end_date_except_the_deliberately_broken(demo):
         assert (_time(tickets[column].dropna()) <= END_TS).all(), column
     answered = tickets.dropna(subset=["first_response_at"])
     assert (_time(answered["first_response_at"]) >= _time(answered["created_at"])).all()
-    assert tickets["first_response_at"].isna().any(), "the newest tickets wait for an answer"
+    # The newest tickets still wait for a fix (at 1,000 people a ticket without any first response
+    # yet is down to chance, so only its consistency is checked).
+    assert tickets["solved_at"].isna().any(), "the newest tickets wait for a fix"
+    assert tickets[tickets["first_response_at"].isna()]["status"].isin(["open", "pending"]).all()
     for name, column in (
         ("email_events.csv", "occurred_at"),
         ("survey_responses.csv", "submitted_at"),
@@ -213,6 +223,51 @@ def test_shared_family_email_and_in_system_duplicates(demo):
     crm_per_person = truth[truth["source"] == "crm"].groupby("person_id").size()
     assert 0.01 <= (crm_per_person > 1).sum() / demo.counts["crm_contacts.csv"] <= 0.06
     assert (truth[truth["source"] == "shop"].groupby("person_id").size() > 1).any()
+
+
+def _email_only_references(demo: DemoManifest) -> pd.DataFrame:
+    """Each email-only reference with ``kind``: ``known`` (a record of its person carries the address),
+    ``unknown`` (none does) or ``shared`` (records of two or more people carry it), and ``carriers``."""
+    records = _records_by_person(demo).dropna(subset=["email"])
+    carriers = records.groupby(records["email"].map(_normalized))["person_id"].agg(set)
+    truth = _truth(demo)
+    references = truth[truth["source_record_id"].str.startswith("email:")].copy()
+    references["carriers"] = references["source_record_id"].str.removeprefix("email:").map(carriers)
+    references["carriers"] = references["carriers"].map(lambda c: c if isinstance(c, set) else set())
+    references["kind"] = [
+        "shared" if len(c) > 1 else "known" if p in c else "unknown"
+        for p, c in zip(references["person_id"], references["carriers"], strict=True)
+    ]
+    return references
+
+
+def test_email_only_references_mostly_use_an_address_the_crm_or_shop_has(demo):
+    references = _email_only_references(demo)
+    share = references["kind"].value_counts(normalize=True)
+    assert set(references["source"]) == {"support", "email", "surveys"}
+    assert share["known"] >= 0.95
+    assert 0 < share["unknown"] <= 0.025, "a few come from a mailbox no other system knows"
+    assert 0 < share["shared"] <= 0.025, "a few come from a shared family address"
+    # A shared family address belongs to one of the people whose records carry it: its owner.
+    shared = references[references["kind"] == "shared"]
+    assert all(p in c for p, c in zip(shared["person_id"], shared["carriers"], strict=True))
+
+
+def test_hard_email_references_follow_their_configured_rates(tmp_path):
+    demo = generate(
+        tmp_path,
+        people=1000,
+        seed=11,
+        end_date=END,
+        messiness=Messiness(unknown_reference_email=0.0, family_reference_email=0.08),
+    )
+    references = _email_only_references(demo)
+    assert 0.05 <= (references["kind"] == "shared").mean() <= 0.11
+    # With no unknown mailboxes drawn, only people whose records carry no address at all use one.
+    unknown = references[references["kind"] == "unknown"]
+    with_address = set(_records_by_person(demo).dropna(subset=["email"])["person_id"])
+    assert not set(unknown["person_id"]) & with_address
+    assert (references["kind"] == "unknown").mean() < 0.01
 
 
 def test_junk_and_malformed_values_are_present_but_rare(demo):

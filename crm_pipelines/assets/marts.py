@@ -15,18 +15,10 @@ from crm_pipelines.checks import MART_CONTRACT, mart_suite
 from crm_pipelines.checks.suites import PROBABILITY, RATE
 from crm_pipelines.config import CrmConfig
 from crm_pipelines.resources import RunWindowResource, WarehouseResource
-from crm_pipelines.schema import CORE, MARTS
+from crm_pipelines.schema import CORE, CORE_ATTRIBUTED_ENTITIES, MARTS
 from crm_pipelines.warehouse import Warehouse
 
-CORE_INPUTS = (
-    "unified_customers",
-    "orders",
-    "order_items",
-    "support_tickets",
-    "subscriptions",
-    "campaign_events",
-    "survey_responses",
-)
+CORE_INPUTS = ("unified_customers", *CORE_ATTRIBUTED_ENTITIES)
 
 
 def mart_key(table: str) -> dg.AssetKey:

@@ -43,6 +43,9 @@ class CrmExport:
     consents: pa.Table
     contact_person: np.ndarray
     """Person position of each contact row."""
+    contact_email: pa.Array
+    """The clean address (lower case) each contact carries; null where it has none, or a placeholder or
+    broken value instead."""
     consent_granted: np.ndarray
     """Per person: the CRM's latest newsletter consent is 'granted'."""
 
@@ -81,7 +84,7 @@ def crm_export(
         first_name, typo_rows, with_typos(rng, first_name.take(pa.array(typo_rows)), 1.0).to_pylist()
     )
 
-    email = _crm_emails(rng, people, person, is_duplicate, messiness)
+    clean_email, email = _crm_emails(rng, people, person, is_duplicate, messiness)
     phone = _phones(rng, people, person, messiness)
     phone = null_where(rng.random(count) < messiness.missing_phone + 0.15 * is_duplicate, phone)
 
@@ -122,7 +125,9 @@ def crm_export(
     contacts["created_at"] = timestamp_strings(contacts["created_at"])
     contacts["updated_at"] = timestamp_strings(contacts["updated_at"])
     consents, granted = _consents(rng, contact_id, person, email, created, end_ts, len(people))
-    return CrmExport(pa.table(contacts), consents, person, granted)
+    shown = pc.utf8_lower(pc.utf8_trim_whitespace(contacts["email"]))
+    clean_email = null_where(~np.asarray(pc.equal(shown, clean_email).fill_null(False)), clean_email)
+    return CrmExport(pa.table(contacts), consents, person, clean_email, granted)
 
 
 def _crm_emails(
@@ -131,14 +136,15 @@ def _crm_emails(
     person: np.ndarray,
     is_duplicate: np.ndarray,
     messiness: Messiness,
-) -> pa.Array:
+) -> tuple[pa.Array, pa.Array]:
+    """Each contact's clean address and the address as the CRM shows it (case, spaces, gaps)."""
     own = people.email.take(pa.array(person))
     other = people.other_email.take(pa.array(person))
     use_other = np.asarray(other.is_valid()) & (rng.random(len(person)) < np.where(is_duplicate, 0.5, 0.1))
-    email = present_emails(
-        rng, where(use_other, other, own), messiness.email_case, messiness.email_whitespace
-    )
-    return null_where(rng.random(len(person)) < messiness.missing_email_crm + 0.1 * is_duplicate, email)
+    clean = where(use_other, other, own)
+    email = present_emails(rng, clean, messiness.email_case, messiness.email_whitespace)
+    missing = rng.random(len(person)) < messiness.missing_email_crm + 0.1 * is_duplicate
+    return null_where(missing, clean), null_where(missing, email)
 
 
 def _phones(rng: np.random.Generator, people: People, person: np.ndarray, messiness: Messiness) -> pa.Array:

@@ -20,10 +20,10 @@ from crm_pipelines.demo.arrays import (
     rank_within_groups,
     take,
     timestamp_strings,
-    where,
 )
 from crm_pipelines.demo.noise import present_emails
 from crm_pipelines.demo.population import People
+from crm_pipelines.demo.references import KnownEmails, reference_emails
 from crm_pipelines.demo.settings import Coverage, Messiness
 
 LISTS = ("newsletter", "product-news")
@@ -42,7 +42,7 @@ class EmailTool:
     subscribers: pa.Table
     events: pa.Table
     subscriber_person: np.ndarray
-    """Owner of each subscriber row's email."""
+    """Person of each subscriber row, who also owns its email (family addresses subscribe by their owner)."""
     click_purchases: tuple[np.ndarray, np.ndarray]
     """(person, time) of purchases that followed a campaign click."""
 
@@ -57,20 +57,19 @@ def email_tool(
     alive_until: np.ndarray,
     end_ts: int,
     years: int,
+    known: KnownEmails,
     messiness: Messiness,
     coverage: Coverage,
 ) -> EmailTool:
     count = len(people)
-    # Family addresses are subscribed once, by their owner; the partner may use a second mailbox.
-    owns_email = people.email_owner == np.arange(count)
-    has_address = owns_email | np.asarray(people.other_email.is_valid())
     chance = np.where(
         consent_granted, 0.85, np.where(is_buyer, coverage.subscribers, 0.6 * coverage.subscribers)
     )
-    person = np.flatnonzero(has_address & (rng.random(count) < chance))
-    email = where(
-        owns_email[person], people.email.take(pa.array(person)), people.other_email.take(pa.array(person))
-    )
+    person = np.flatnonzero(rng.random(count) < chance)
+    # A list holds each address once: a family address is subscribed by its owner only, and a partner
+    # with no address of their own on record stays off the list.
+    chosen = reference_emails(rng, people, known, person, messiness, family_owner_only=True)
+    person, email = person[~chosen.unplaced], chosen.email.filter(pa.array(~chosen.unplaced))
     signup = np.minimum(
         first_contact[person] + rng.exponential(60 * DAY, len(person)).astype(np.int64), end_ts - DAY
     )

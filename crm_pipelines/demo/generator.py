@@ -20,6 +20,7 @@ from crm_pipelines.demo.crm import crm_export
 from crm_pipelines.demo.email_tool import email_tool
 from crm_pipelines.demo.orders import shop_orders
 from crm_pipelines.demo.population import draw_people
+from crm_pipelines.demo.references import known_emails
 from crm_pipelines.demo.settings import (
     CRM,
     CRM_CONSENTS_FILE,
@@ -150,6 +151,10 @@ def generate(
     counts[CRM_CONSENTS_FILE] = _write_csv(out_dir / CRM_CONSENTS_FILE, crm.consents)
     truth.append(_truth(CRM, crm.contacts["contact_id"].combine_chunks(), person_id, crm.contact_person))
     consent_granted = crm.consent_granted
+    # Email-only references mostly come from an address the CRM or the shop already has for the person.
+    known = known_emails(
+        population, [(crm.contact_person, crm.contact_email), (accounts.person, accounts.email)]
+    )
     del crm
 
     rng = rng_for(seed, "orders")
@@ -164,6 +169,7 @@ def generate(
         purchases.alive_until,
         end_ts,
         years,
+        known,
         messiness,
         coverage,
     )
@@ -185,12 +191,14 @@ def generate(
     counts[SHOP_DATABASE_FILE] = sum(t.num_rows for t in shop_tables.values())
     del shop_tables
 
-    support = support_desk(rng_for(seed, "support"), population, accounts, orders, end_ts, messiness)
+    support = support_desk(
+        rng_for(seed, "support"), population, accounts, orders, end_ts, known, messiness
+    )
     counts[SUPPORT_TICKETS_FILE] = _write_jsonl(out_dir / SUPPORT_TICKETS_FILE, support.tickets)
     truth.append(_email_truth(SUPPORT, support.tickets, "requester_email", person_id, support.email_owner))
     del support
     surveys = survey_responses(
-        rng_for(seed, "surveys"), population, orders, accounts.account_id, end_ts, messiness, coverage
+        rng_for(seed, "surveys"), population, orders, accounts.account_id, end_ts, known, messiness, coverage
     )
     counts[SURVEY_RESPONSES_FILE] = _write_csv(out_dir / SURVEY_RESPONSES_FILE, surveys.responses)
     truth.append(_email_truth(SURVEYS, surveys.responses, "email", person_id, surveys.email_owner))

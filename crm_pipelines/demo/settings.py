@@ -55,6 +55,12 @@ class Messiness:
     """Shop customers whose shop account still shows the address they moved away from."""
     family_email: float = 0.25
     """Households of two or more where the first two members share one email address."""
+    unknown_reference_email: float = 0.01
+    """Email-only references (support requesters, subscribers, survey respondents) from a mailbox none of
+    the person's CRM contacts or shop accounts carries; the others use an address one of them carries."""
+    family_reference_email: float = 0.01
+    """Email-only references from a shared family address: the sender cannot be told from the partner,
+    so the ground truth gives them to the address's owner."""
     shared_landline: float = 0.35
     """Members of multi-person households who give the household landline rather than their mobile."""
     missing_email_crm: float = 0.05

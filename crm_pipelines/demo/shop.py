@@ -98,6 +98,8 @@ class ShopAccounts:
     """Per person: position of their second account, or -1."""
     first_account_of_person: np.ndarray
     """Per person: position of their (first) account, or -1."""
+    email: pa.Array
+    """The clean address (lower case) each account carries."""
 
 
 def shop_accounts(
@@ -133,8 +135,8 @@ def shop_accounts(
     uses_other = np.asarray(other.is_valid()) & (rng.random(count) < np.where(is_second, 0.8, 0.12))
     parts = pc.split_pattern(email, "@", max_splits=1)
     plus_address = concat(pc.list_element(parts, 0), "+shop@", pc.list_element(parts, 1))
-    email = where(uses_other, other, where(is_second, plus_address, email))
-    email = present_emails(rng, email, messiness.email_case, messiness.email_whitespace / 3)
+    clean_email = where(uses_other, other, where(is_second, plus_address, email))
+    email = present_emails(rng, clean_email, messiness.email_case, messiness.email_whitespace / 3)
 
     first_name = with_nicknames(rng, people.first_name.take(pa.array(person)), messiness.nickname)
     first_name = with_typos(rng, first_name, messiness.name_typo)
@@ -170,7 +172,9 @@ def shop_accounts(
     first_of_person[person[~is_second]] = np.flatnonzero(~is_second)
     second_of_person = np.full(len(people), -1, dtype=np.int64)
     second_of_person[person[is_second]] = np.flatnonzero(is_second)
-    return ShopAccounts(customers, account_id, person, created, second_of_person, first_of_person)
+    return ShopAccounts(
+        customers, account_id, person, created, second_of_person, first_of_person, clean_email
+    )
 
 
 def _shop_phones(rng: np.random.Generator, people: People, person: np.ndarray) -> pa.Array:

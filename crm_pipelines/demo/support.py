@@ -24,6 +24,7 @@ from crm_pipelines.demo.arrays import (
 from crm_pipelines.demo.noise import present_emails
 from crm_pipelines.demo.orders import CANCELLED, PENDING, REFUNDED, ShopOrders
 from crm_pipelines.demo.population import People
+from crm_pipelines.demo.references import KnownEmails, reference_emails
 from crm_pipelines.demo.settings import Messiness
 from crm_pipelines.demo.shop import ShopAccounts
 
@@ -70,6 +71,7 @@ def support_desk(
     accounts: ShopAccounts,
     orders: ShopOrders,
     end_ts: int,
+    known: KnownEmails,
     messiness: Messiness,
 ) -> SupportDesk:
     n_orders = len(orders.order_id)
@@ -103,6 +105,16 @@ def support_desk(
         is_order, orders.account[np.maximum(about_order, 0)], accounts.first_account_of_person[person]
     )
     linked = (account >= 0) & (rng.random(count) < np.where(is_order, 0.65, 0.3))
+    requester = reference_emails(rng, people, known, person, messiness)
+    # Someone whose records carry no address but an ambiguous family one is asked for their customer
+    # number; without a shop account the ticket is left out, so family references keep their rate.
+    linked |= requester.unplaced & (account >= 0)
+    kept = ~requester.unplaced | linked
+    person, created, is_order, about_order, account, linked = (
+        a[kept] for a in (person, created, is_order, about_order, account, linked)
+    )
+    email, email_owner = requester.email.filter(pa.array(kept)), requester.owner[kept]
+    count = len(person)
     customer_ref = pa.array(np.where(linked, accounts.account_id[np.maximum(account, 0)], 0), mask=~linked)
 
     channel = weighted_index(rng, (45, 25, 20, 10), count).astype(np.int8)
@@ -128,12 +140,6 @@ def support_desk(
         5,
     ).astype(np.int64)
     answered = np.isin(status, (SOLVED, CLOSED)) & (rng.random(count) < 0.35)
-
-    owns = people.email_owner[person] == person
-    other = people.other_email.take(pa.array(person))
-    use_other = np.asarray(other.is_valid()) & ((rng.random(count) < 0.1) | ~owns)
-    email = where(use_other, other, people.email.take(pa.array(person)))
-    email_owner = np.where(use_other, person, people.email_owner[person])
 
     tickets = pa.table(
         {

@@ -14,6 +14,7 @@ from crm_pipelines.demo.arrays import DAY, concat, int_strings, take, timestamp_
 from crm_pipelines.demo.noise import present_emails
 from crm_pipelines.demo.orders import CANCELLED, REFUNDED, ShopOrders
 from crm_pipelines.demo.population import People
+from crm_pipelines.demo.references import KnownEmails, reference_emails
 from crm_pipelines.demo.settings import Coverage, Messiness
 
 _COMMENTS = {
@@ -54,6 +55,7 @@ def survey_responses(
     orders: ShopOrders,
     account_id: np.ndarray,
     end_ts: int,
+    known: KnownEmails,
     messiness: Messiness,
     coverage: Coverage,
 ) -> Surveys:
@@ -79,6 +81,17 @@ def survey_responses(
     person, time, account, order_status = person[keep], time[keep], account[keep], order_status[keep]
     order = np.argsort(time, kind="stable")
     person, time, account, order_status = person[order], time[order], account[order], order_status[order]
+    linked = (account >= 0) & (rng.random(len(person)) < 0.7)
+    respondent = reference_emails(rng, people, known, person, messiness)
+    # Someone whose records carry no address but an ambiguous family one answers through the
+    # invitation's customer link; without a shop account the answer is left out, so family
+    # references keep their rate (see crm_pipelines.demo.references).
+    linked |= respondent.unplaced & (account >= 0)
+    kept = ~respondent.unplaced | linked
+    person, time, account, order_status, linked = (
+        a[kept] for a in (person, time, account, order_status, linked)
+    )
+    email, email_owner = respondent.email.filter(pa.array(kept)), respondent.owner[kept]
     count = len(person)
 
     # The answer reflects contentment, how much the customer buys, and how the surveyed order went.
@@ -94,12 +107,10 @@ def survey_responses(
         0,
         10,
     ).astype(np.int64)
-    linked = (account >= 0) & (rng.random(count) < 0.7)
     band = np.where(nps >= 9, 0, np.where(nps >= 7, 1, 2))
     comment_index = band * 5 + rng.integers(0, 5, count)
     flat = [c for key in ("promoter", "passive", "detractor") for c in _COMMENTS[key]]
     comment = where(rng.random(count) < 0.45, take(flat, comment_index), pa.scalar(None, pa.string()))
-    email = people.email.take(pa.array(person))
     responses = pa.table(
         {
             "response_id": concat("R-", int_strings(np.arange(1, count + 1), width=7)),
@@ -110,4 +121,4 @@ def survey_responses(
             "submitted_at": timestamp_strings(time, iso=True),
         }
     )
-    return Surveys(responses, person, people.email_owner[person])
+    return Surveys(responses, person, email_owner)

@@ -9,8 +9,7 @@ Pure code (no Dagster, no warehouse I/O): staged frames in, core frames out. Typ
 
 # Imported on first use: Splink costs about a second to import, and loading the Dagster
 # definitions (which reads IdentitySettings through the configuration) should not pay it.
-import importlib
-from typing import Any
+from crm_pipelines._lazy import lazy_exports
 
 _EXPORTS = {
     "IdentityResult": "crm_pipelines.identity.resolve",
@@ -26,10 +25,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -13,8 +13,7 @@
 
 # Imported on first use: scipy costs about a second, and loading the Dagster definitions
 # (which reads ClvSettings through the configuration) should not pay it.
-import importlib
-from typing import Any
+from crm_pipelines._lazy import lazy_exports
 
 _EXPORTS = {
     "BgNbdFit": "crm_pipelines.analytics.clv.bgnbd",
@@ -42,10 +41,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)
