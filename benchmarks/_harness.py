@@ -75,19 +75,23 @@ def _child(config_path: str, groups: list[str]) -> None:
         raise_on_error=True
     )
     total = time.perf_counter() - started
-    steps, validation = {}, 0.0
+    steps, validation, by_check = {}, 0.0, {}
     for event in result.all_events:
         if event.event_type_value == "STEP_SUCCESS":
             steps[event.step_key] = round(event.event_specific_data.duration_ms / 1000, 2)
         elif event.event_type_value == "ASSET_CHECK_EVALUATION":
-            seconds = event.event_specific_data.metadata.get("validation_seconds")
-            validation += float(seconds.value) if seconds is not None else 0.0
+            data = event.event_specific_data
+            seconds = data.metadata.get("validation_seconds")
+            if seconds is not None:
+                validation += float(seconds.value)
+                by_check[f"{data.asset_key.to_user_string()}:{data.check_name}"] = round(float(seconds.value), 2)
     print(
         json.dumps(
             {
                 "definitions_seconds": round(load_seconds, 2),
                 "total_seconds": round(total, 2),
                 "validation_seconds": round(validation, 2),
+                "validation_by_check": by_check,
                 "steps": steps,
             }
         )

@@ -45,6 +45,9 @@ def main() -> None:
         config_path = prepare_demo(Path(tmp), args.people, args.warehouse_url)
         figures, wall, peak_gb = run_job(config_path, None)
     print_steps(figures["steps"])
+    print("\nvalidation (seconds, largest first):")
+    for check, seconds in sorted(figures["validation_by_check"].items(), key=lambda kv: -kv[1])[:10]:
+        print(f"  {check:<52} {seconds:>6.2f}")
     total, validation = figures["total_seconds"], figures["validation_seconds"]
     share = validation / max(total - validation, 1e-9)
     load = definitions_load_seconds()

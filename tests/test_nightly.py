@@ -13,6 +13,7 @@ import yaml
 from crm_pipelines.config import PROJECT_ROOT, config_from_dict
 from crm_pipelines.definitions import build_definitions
 from crm_pipelines.demo import generate
+from crm_pipelines.explain import explain_from_warehouse
 from crm_pipelines.schema import AUDIT, CORE, MARTS, QUARANTINE, RAW, STAGING, raw_table_name
 from crm_pipelines.warehouse import Warehouse
 
@@ -93,6 +94,12 @@ def test_nightly_job_end_to_end(demo_dir, warehouse_url):
     unified = wh.read_table(CORE, "unified_customers")
     assert 0 < len(unified) < staged_customers and unified["customer_id"].is_unique
     assert wh.row_count(CORE, "orders") > 0
+    # Any customer can be explained: its records, the links that joined them, and their evidence.
+    merged = identity_map.groupby("customer_id").size().idxmax()
+    explanation = explain_from_warehouse(wh, merged)
+    assert (
+        explanation.startswith(f"# Customer {merged}") and "## Links" in explanation and "match weight" in explanation
+    )
     # Every mart BI reads is there, one row per customer where promised.
     for mart in MARTS_PER_CUSTOMER:
         frame = wh.read_table(MARTS, mart, columns=["customer_id"])

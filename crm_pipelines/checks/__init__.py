@@ -7,7 +7,7 @@ into ``AssetCheckResult``\\ s.
 """
 
 from crm_pipelines.checks.drift import DriftFinding, drift_findings, table_stats
-from crm_pipelines.checks.gx import RuleResult, SuiteOutcome, render_html_report, validate
+from crm_pipelines.checks.gx import RuleResult, SuiteOutcome, prepare_in_background, render_html_report, validate
 from crm_pipelines.checks.rules import Rule, SuiteSpec
 from crm_pipelines.checks.suites import (
     CORE_CONTRACT,
@@ -38,6 +38,7 @@ __all__ = [
     "drift_findings",
     "identity_map_suite",
     "mart_suite",
+    "prepare_in_background",
     "raw_suite",
     "render_html_report",
     "staging_suite",

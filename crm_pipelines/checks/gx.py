@@ -38,6 +38,8 @@ SAMPLE_SIZE = 10
 _CUSTOM_EXPECTATIONS = ("ExpectColumnValuesToHaveCanonicalType",)
 # One context per process, shared by threads: set up and validations take turns.
 _lock = threading.RLock()
+_warm_up_lock = threading.Lock()
+_warm_up: threading.Thread | None = None
 _batch_definition: BatchDefinition | None = None
 
 
@@ -148,6 +150,19 @@ def _import_gx() -> Any:
     import crm_pipelines.checks._expectations  # noqa: F401  (registers the custom expectation)
 
     return gx
+
+
+def prepare_in_background() -> None:
+    """Import Great Expectations and build its context on a background thread, once per process.
+
+    The import costs seconds; a run starts it while it ingests (mostly I/O and native code), so the
+    first validation does not wait for it. Idempotent; validation waits on the same lock if needed.
+    """
+    global _warm_up
+    with _warm_up_lock:
+        if _warm_up is None:
+            _warm_up = threading.Thread(target=_get_batch_definition, name="gx-warm-up", daemon=True)
+            _warm_up.start()
 
 
 def _get_batch_definition() -> BatchDefinition:
