@@ -7,6 +7,11 @@ order items: 2.5 per order; typed the way staging types them) and validates each
 staging suite, printing seconds per table and in total. Also prints what ``import
 great_expectations`` costs in a fresh interpreter, and one validation of 1M rows by 10 expectations.
 No warehouse involved.
+
+Then, unless ``--skip-nightly``, the end-to-end figures the targets are about: ``benchmarks/nightly.py``
+runs ``crm_nightly`` on demo sources for the same number of people and prints what validation adds
+to the run's wall time (target: at most 15%) and how long loading the Dagster definitions takes
+(target: at most 3 s).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import datetime as dt
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -139,6 +145,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--customers", type=int, default=100_000, help="unified customers (people)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--skip-nightly", action="store_true", help="only the per-table figures")
     args = parser.parse_args()
     rng = np.random.default_rng(args.seed)
     people = args.customers
@@ -170,6 +177,12 @@ def main() -> None:
 
     rows, rules, seconds = million_by_ten(frames["orders"])
     print(f"{rows:,} rows x {rules} expectations: {seconds:.2f} s")
+
+    if not args.skip_nightly:
+        del frames
+        print("\n== end to end: crm_nightly with validation (benchmarks/nightly.py)")
+        nightly = Path(__file__).with_name("nightly.py")
+        subprocess.run([sys.executable, str(nightly), "--people", str(people)], check=True)
 
 
 if __name__ == "__main__":
