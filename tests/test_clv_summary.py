@@ -4,17 +4,11 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+from factories import order_rows
 
 from crm_pipelines.analytics.clv import summary_from_orders
 
-
-def _orders(rows: list[tuple[str, str, str, float, bool]]) -> pd.DataFrame:
-    frame = pd.DataFrame(
-        rows, columns=["customer_id", "ordered_at", "status", "total_amount_reporting", "is_refund"]
-    )
-    frame["ordered_at"] = pd.to_datetime(frame["ordered_at"], utc=True).astype("datetime64[us, UTC]")
-    frame["customer_id"] = frame["customer_id"].astype("str")
-    return frame
+_orders = order_rows
 
 
 ORDERS = _orders(
