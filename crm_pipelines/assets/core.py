@@ -80,9 +80,7 @@ def _replace_affected(previous: pd.DataFrame | None, fresh: pd.DataFrame, drop: 
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "identity" / "default_model.json"
 
 
-def identity_model(
-    context, config: CrmConfig, customers: pd.DataFrame, identifiers: pd.DataFrame | None
-) -> dict:
+def identity_model(context, config: CrmConfig, customers: pd.DataFrame, identifiers: pd.DataFrame | None) -> dict:
     """The saved model; trained once on these records when none is saved yet.
 
     Where there are too few records to train on (a new installation's first trickle of data), the
@@ -107,9 +105,7 @@ def run_identity(
     settings = config.identity
     customers = wh.read_table(STAGING, "customers")
     identifiers = (
-        wh.read_table(STAGING, "customer_identifiers")
-        if wh.table_exists(STAGING, "customer_identifiers")
-        else None
+        wh.read_table(STAGING, "customer_identifiers") if wh.table_exists(STAGING, "customer_identifiers") else None
     )
     priority = {s.name: s.priority for s in config.sources}
     previous = {t: _read_if_exists(wh, t) for t in IDENTITY_TABLES}
@@ -119,9 +115,7 @@ def run_identity(
     if incremental:
         gone = ~_keys(prev_map).isin(_keys(current))
         if gone.any():
-            context.log.info(
-                f"{int(gone.sum())} records left staging since the last run: resolving all records"
-            )
+            context.log.info(f"{int(gone.sum())} records left staging since the last run: resolving all records")
             incremental = False
     if incremental:
         old = previous["customer_record_fingerprints"]
@@ -214,9 +208,7 @@ def build_identity_asset(warehouse_kind: str, crm_config: CrmConfig) -> dg.Asset
             group_name=CORE,
             kinds={"splink", warehouse_kind},
             description=descriptions[t],
-            deps=[staging_key("customers"), staging_key("customer_identifiers")]
-            if t == IDENTITY_MAP
-            else [map_key],
+            deps=[staging_key("customers"), staging_key("customer_identifiers")] if t == IDENTITY_MAP else [map_key],
         )
         for t in IDENTITY_TABLES
     ]
@@ -257,9 +249,7 @@ def build_identity_asset(warehouse_kind: str, crm_config: CrmConfig) -> dg.Asset
         extra = {
             IDENTITY_MAP: {
                 **summary,
-                "match_weight_histogram": dg.MetadataValue.json(
-                    run_summary.get("match_weight_histogram", {})
-                ),
+                "match_weight_histogram": dg.MetadataValue.json(run_summary.get("match_weight_histogram", {})),
                 "cluster_size_distribution": dg.MetadataValue.json(
                     {
                         str(size): int(n)
@@ -293,9 +283,7 @@ def build_identity_asset(warehouse_kind: str, crm_config: CrmConfig) -> dg.Asset
 
 def build_attributed_asset(config: CrmConfig, entity: str, warehouse_kind: str) -> dg.AssetsDefinition:
     key = core_key(entity)
-    deps = [staging_key(entity), core_key(IDENTITY_MAP)] + (
-        [core_key("orders")] if entity == "order_items" else []
-    )
+    deps = [staging_key(entity), core_key(IDENTITY_MAP)] + ([core_key("orders")] if entity == "order_items" else [])
 
     @dg.asset(
         key=key,
@@ -378,9 +366,7 @@ TRAIN_IDENTITY_MODEL_JOB = "crm_train_identity_model"
 def build_identity_training_job(crm_config: CrmConfig) -> dg.JobDefinition:
     """A job that (re)trains the matching model on the staged records and saves it as JSON."""
 
-    @dg.op(
-        description="Train the Splink matching model on staging.customers and save it to identity.model_path."
-    )
+    @dg.op(description="Train the Splink matching model on staging.customers and save it to identity.model_path.")
     def train_identity_model(context: dg.OpExecutionContext, warehouse: WarehouseResource) -> None:
         from crm_pipelines.identity import save_model, train_model
 
@@ -389,17 +375,13 @@ def build_identity_training_job(crm_config: CrmConfig) -> dg.JobDefinition:
             raise dg.Failure("staging.customers does not exist yet: run crm_nightly once before training.")
         customers = wh.read_table(STAGING, "customers")
         identifiers = (
-            wh.read_table(STAGING, "customer_identifiers")
-            if wh.table_exists(STAGING, "customer_identifiers")
-            else None
+            wh.read_table(STAGING, "customer_identifiers") if wh.table_exists(STAGING, "customer_identifiers") else None
         )
         model = train_model(customers, identifiers, crm_config.identity)
         path = save_model(model, crm_config.resolve_path(crm_config.identity.model_path))
         context.log.info(f"identity model trained on {len(customers)} records and saved to {path}")
 
-    @dg.job(
-        name=TRAIN_IDENTITY_MODEL_JOB, description="Retrain the identity matching model and save it as JSON."
-    )
+    @dg.job(name=TRAIN_IDENTITY_MODEL_JOB, description="Retrain the identity matching model and save it as JSON.")
     def train_identity_model_job() -> None:
         train_identity_model()
 

@@ -122,9 +122,7 @@ def build_marts_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.Assets
         key=mart_key("crm_kpis"),
         group_name=MARTS,
         kinds=kinds,
-        deps=core_deps(
-            config, "unified_customers", "orders", "support_tickets", "campaign_events", "survey_responses"
-        ),
+        deps=core_deps(config, "unified_customers", "orders", "support_tickets", "campaign_events", "survey_responses"),
         description="One row per day: active, new and repeat customers, retention and churn rate, revenue, "
         "satisfaction, NPS, service response time, resolved inquiries, email-to-purchase conversion.",
         check_specs=validated_check_specs(mart_key("crm_kpis"), MART_CONTRACT),
@@ -145,9 +143,7 @@ def build_marts_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.Assets
             as_of_timestamp(run_window),
         )
         rate_columns = [
-            c
-            for c in ("retention_rate", "churn_rate", "resolved_share", "email_conversion_rate")
-            if c in kpis.columns
+            c for c in ("retention_rate", "churn_rate", "resolved_share", "email_conversion_rate") if c in kpis.columns
         ]
         suite = mart_suite(
             f"{MARTS}.crm_kpis",
@@ -168,8 +164,7 @@ def build_marts_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.Assets
         group_name=MARTS,
         kinds=kinds,
         deps=core_deps(config, "orders", "order_items"),
-        description="Per customer, the top 3 complementary categories not yet bought, ranked by "
-        "co-purchase lift.",
+        description="Per customer, the top 3 complementary categories not yet bought, ranked by co-purchase lift.",
         check_specs=validated_check_specs(mart_key("cross_sell_recommendations"), MART_CONTRACT),
     )
     def cross_sell_mart(

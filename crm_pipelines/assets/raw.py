@@ -15,9 +15,7 @@ def raw_asset_key(source: str, entity: str) -> dg.AssetKey:
     return dg.AssetKey([RAW, raw_table_name(source, entity)])
 
 
-def build_raw_asset(
-    config: CrmConfig, source: SourceConfig, entity: str, warehouse_kind: str
-) -> dg.AssetsDefinition:
+def build_raw_asset(config: CrmConfig, source: SourceConfig, entity: str, warehouse_kind: str) -> dg.AssetsDefinition:
     entity_cfg = source.entities[entity]
     location = entity_cfg.path or entity_cfg.table or entity_cfg.endpoint or "query"
     mode = entity_cfg.incremental.mode

@@ -44,9 +44,7 @@ def staging_key(entity: str) -> dg.AssetKey:
 def record_quarantine(warehouse: Warehouse, layer: str, entity: str, rows: pd.DataFrame) -> None:
     """Replace the layer's quarantined rows for ``entity`` with this run's."""
     warehouse.create_table(QUARANTINE, QUARANTINE_TABLE, QUARANTINE_COLUMNS)
-    warehouse.delete(
-        QUARANTINE, QUARANTINE_TABLE, sa.and_(sa.column("layer") == layer, sa.column("entity") == entity)
-    )
+    warehouse.delete(QUARANTINE, QUARANTINE_TABLE, sa.and_(sa.column("layer") == layer, sa.column("entity") == entity))
     if len(rows):
         types = {c.name: c.dtype for c in QUARANTINE_COLUMNS}
         warehouse.write_table(rows, QUARANTINE, QUARANTINE_TABLE, mode="append", column_types=types)
@@ -60,12 +58,8 @@ def record_reconciliation(warehouse: Warehouse, rows: pd.DataFrame) -> None:
 
 
 def reconciliation_check(asset_key: dg.AssetKey, reconciliation: pd.DataFrame) -> dg.AssetCheckResult:
-    bad = (
-        reconciliation[~reconciliation["reconciles"].astype(bool)] if len(reconciliation) else reconciliation
-    )
-    shown = reconciliation[
-        ["source", "rows_in", "rows_out", "rows_quarantined", "rows_superseded", "reconciles"]
-    ]
+    bad = reconciliation[~reconciliation["reconciles"].astype(bool)] if len(reconciliation) else reconciliation
+    shown = reconciliation[["source", "rows_in", "rows_out", "rows_quarantined", "rows_superseded", "reconciles"]]
     return dg.AssetCheckResult(
         asset_key=asset_key,
         check_name=RECONCILES_CHECK,
@@ -77,9 +71,7 @@ def reconciliation_check(asset_key: dg.AssetKey, reconciliation: pd.DataFrame) -
             "rows_out": int(reconciliation["rows_out"].sum()) if len(reconciliation) else 0,
             "rows_quarantined": int(reconciliation["rows_quarantined"].sum()) if len(reconciliation) else 0,
             "rows_superseded": int(reconciliation["rows_superseded"].sum()) if len(reconciliation) else 0,
-            "by_source": dg.MetadataValue.md(
-                shown.to_markdown(index=False) if len(shown) else "_(no sources)_"
-            ),
+            "by_source": dg.MetadataValue.md(shown.to_markdown(index=False) if len(shown) else "_(no sources)_"),
         },
     )
 
@@ -104,9 +96,7 @@ def _stage(
     return result
 
 
-def _contract(
-    context, config: CrmConfig, wh: Warehouse, key: dg.AssetKey, entity: str, frame: pd.DataFrame, cutoff
-):
+def _contract(context, config: CrmConfig, wh: Warehouse, key: dg.AssetKey, entity: str, frame: pd.DataFrame, cutoff):
     suite = staging_suite(entity, as_of_end=cutoff, currencies=list(config.fx_rates))
     return validate_table(context, config, wh, key, f"{STAGING}.{entity}", frame, suite)
 
@@ -190,8 +180,7 @@ def build_staging_customers(config: CrmConfig, warehouse_kind: str) -> dg.Assets
                 identifiers_key,
                 group_name=STAGING,
                 kinds={"pandas", warehouse_kind},
-                description="Identifier fields sources declare for customers (loyalty card, tax number), "
-                "long form.",
+                description="Identifier fields sources declare for customers (loyalty card, tax number), long form.",
             ),
         ],
         check_specs=validated_check_specs(key, STAGING_CONTRACT, RECONCILES_CHECK),

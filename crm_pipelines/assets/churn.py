@@ -1,0 +1,221 @@
+"""``marts``: churn risk per customer, and the churn model behind it (trained weekly, used nightly)."""
+
+import datetime as dt
+import os
+from collections.abc import Sequence
+
+import dagster as dg
+import pandas as pd
+
+from crm_pipelines.analytics.churn_model_store import (
+    CHURN_MODEL_FILE,
+    churn_model_bundle,
+    load_churn_model,
+    save_churn_model,
+)
+from crm_pipelines.analytics.mart_columns import (
+    CHURN_METRICS,
+    CHURN_METRICS_COLUMNS,
+    CHURN_RISK,
+    CHURN_RISK_COLUMNS,
+)
+from crm_pipelines.analytics.predictive_tables import (
+    churn_metrics_frame,
+    churn_risk_frame,
+    column_names,
+    unscored_buyers,
+)
+from crm_pipelines.assets.marts import as_of_timestamp, core_deps, mart_key, read_core
+from crm_pipelines.assets.modeling import (
+    CHURN_INPUTS,
+    MODELS_DIR,
+    all_service_features,
+    append_checked,
+    mart_spec,
+    metadata_number,
+    publish_mart,
+    read_orders,
+    service_history,
+    table_md,
+    validate_mart,
+)
+from crm_pipelines.assets.publishing import blocking_failures
+from crm_pipelines.checks import SuiteSpec, mart_suite
+from crm_pipelines.checks.suites import PROBABILITY, RATE
+from crm_pipelines.config import CrmConfig
+from crm_pipelines.resources import RunWindowResource, WarehouseResource
+from crm_pipelines.schema import MARTS
+from crm_pipelines.warehouse import Warehouse
+
+
+def build_churn_assets(
+    config: CrmConfig, warehouse_kind: str, models_dir: str | os.PathLike[str] = MODELS_DIR
+) -> list[dg.AssetsDefinition]:
+    """The churn model and its metrics (weekly), and per-customer churn risk (nightly)."""
+    settings = config.clv
+    model_path = config.resolve_path(models_dir) / CHURN_MODEL_FILE
+    service_deps = core_deps(config, *CHURN_INPUTS)
+
+    def spec(table: str, description: str, kinds: set[str], deps: Sequence[dg.AssetKey], weekly: bool) -> dict:
+        return mart_spec(config, warehouse_kind, table, description, kinds, deps, weekly)
+
+    def validated(context, wh: Warehouse, table: str, frame: pd.DataFrame, suite: SuiteSpec) -> list:
+        return validate_mart(config, context, wh, table, frame, suite)
+
+    @dg.asset(
+        **spec(
+            CHURN_METRICS,
+            f"Weekly: trains the churn model (no purchase within "
+            f"{settings.churn_horizon_days} days), appends its holdout metrics and saves it for the "
+            "nightly churn_risk.",
+            {"scikitlearn"},
+            service_deps,
+            weekly=True,
+        )
+    )
+    def churn_model_metrics(
+        context: dg.AssetExecutionContext, warehouse: WarehouseResource, run_window: RunWindowResource
+    ) -> dg.MaterializeResult:
+        from crm_pipelines.analytics.churn import train_churn_model  # scikit-learn: imported when used
+
+        wh = warehouse.get_warehouse()
+        orders, cutoff = read_orders(wh), as_of_timestamp(run_window)
+        service = service_history(wh, orders, cutoff, settings)
+        try:
+            result = train_churn_model(
+                orders,
+                cutoff,
+                horizon_days=settings.churn_horizon_days,
+                extra_features=service,
+                purchase_statuses=settings.purchase_statuses,
+            )
+        except ValueError as e:
+            raise dg.Failure(f"{MARTS}.{CHURN_METRICS}: cannot train the churn model: {e}") from None
+        trained_at = pd.Timestamp.now(tz="UTC")
+        as_of = run_window.as_of_date()
+        frame = churn_metrics_frame(
+            result.metrics,
+            result.calibration,
+            result.feature_importance,
+            run_id=context.run.run_id,
+            trained_at=trained_at,
+            as_of=pd.Timestamp(as_of),
+            model_path=str(model_path),
+        )
+        suite = mart_suite(
+            f"{MARTS}.{CHURN_METRICS}",
+            columns=column_names(CHURN_METRICS_COLUMNS),
+            ranges={
+                "roc_auc": PROBABILITY,
+                "brier_score": PROBABILITY,
+                "churn_rate_train": RATE,
+                "churn_rate_holdout": RATE,
+            },
+            unique_keys=[["run_id"]],
+            not_null_columns=["as_of", "brier_score"],
+            min_rows=1,
+        )
+        checks = validated(context, wh, CHURN_METRICS, frame, suite)
+        if not blocking_failures(checks):
+            bundle = churn_model_bundle(
+                result,
+                settings,
+                service_features=service is not None,
+                run_id=context.run.run_id,
+                as_of=as_of,
+                trained_at=trained_at,
+            )
+            save_churn_model(model_path, bundle)
+        extra = {
+            "roc_auc": metadata_number(result.metrics["roc_auc"]),
+            "brier_score": metadata_number(result.metrics["brier_score"]),
+            "calibration": table_md(result.calibration, float_digits=3),
+            "feature_importance": table_md(result.feature_importance, max_rows=10, float_digits=4),
+            "model_path": dg.MetadataValue.path(str(model_path)),
+        }
+        return append_checked(context, wh, CHURN_METRICS, frame, checks, CHURN_METRICS_COLUMNS, extra)
+
+    @dg.asset(
+        **spec(
+            CHURN_RISK,
+            f"One row per customer with a purchase: probability of no purchase in the "
+            f"next {settings.churn_horizon_days} days, risk decile and the top three drivers, scored "
+            "with the weekly churn model.",
+            {"scikitlearn"},
+            [mart_key(CHURN_METRICS), *core_deps(config, "unified_customers", *CHURN_INPUTS)],
+            weekly=False,
+        )
+    )
+    def churn_risk(
+        context: dg.AssetExecutionContext, warehouse: WarehouseResource, run_window: RunWindowResource
+    ) -> dg.MaterializeResult:
+        from crm_pipelines.analytics.churn import score_churn, train_churn_model
+
+        wh = warehouse.get_warehouse()
+        as_of = as_of_timestamp(run_window)
+        orders = read_orders(wh)
+        scores, model_run_id, model_as_of = None, None, None
+        bundle = load_churn_model(model_path, settings, context.log)
+        if bundle is not None:
+            # Scored with the features the model was trained with, whatever the data hold today.
+            extra_features = all_service_features(wh) if bundle.get("service_features") else None
+            try:
+                scores = score_churn(
+                    bundle["model"],
+                    orders,
+                    as_of,
+                    bundle["reference"],
+                    bundle["driver_candidates"],
+                    extra_features=extra_features,
+                    purchase_statuses=settings.purchase_statuses,
+                )
+                model_run_id, model_as_of = bundle["run_id"], dt.date.fromisoformat(bundle["as_of"])
+            except ValueError as e:
+                context.log.warning(f"{model_path}: {e}")
+        if scores is None:
+            context.log.warning(
+                f"no usable churn model at {model_path}: training one inline for this run. "
+                "The weekly refit job trains and saves it from then on."
+            )
+            try:
+                result = train_churn_model(
+                    orders,
+                    as_of,
+                    horizon_days=settings.churn_horizon_days,
+                    extra_features=service_history(wh, orders, as_of, settings),
+                    purchase_statuses=settings.purchase_statuses,
+                )
+                scores, model_run_id, model_as_of = result.scores, context.run.run_id, run_window.as_of_date()
+            except ValueError as e:
+                context.log.warning(f"churn risk cannot be scored yet ({e}); buyers are listed without scores")
+                scores = unscored_buyers(orders, as_of, settings)
+        customers = read_core(wh, "unified_customers")
+        frame = churn_risk_frame(
+            scores,
+            customers["customer_id"],
+            settings.churn_horizon_days,
+            model_run_id,
+            model_as_of,
+            run_window.as_of_date(),
+        )
+        suite = mart_suite(
+            f"{MARTS}.{CHURN_RISK}",
+            columns=column_names(CHURN_RISK_COLUMNS),
+            allowed_values={"risk_decile": range(1, 11)},
+            ranges={
+                "churn_probability": PROBABILITY,
+                **{f"driver_{k}_effect": PROBABILITY for k in (1, 2, 3)},
+            },
+            unique_keys=[["customer_id"]],
+            not_null_columns=["customer_id"],
+        )
+        top_drivers = frame["driver_1"].value_counts().rename_axis("driver_1").reset_index(name="customers")
+        extra = {
+            "model_run_id": model_run_id or "",
+            "model_as_of": str(model_as_of or ""),
+            "mean_churn_probability": metadata_number(frame["churn_probability"].mean()),
+            "top_drivers": table_md(top_drivers, max_rows=10),
+        }
+        return publish_mart(context, config, wh, CHURN_RISK, frame, suite, CHURN_RISK_COLUMNS, extra)
+
+    return [churn_model_metrics, churn_risk]

@@ -1,0 +1,158 @@
+"""Shared by the predictive marts' assets: reading orders, the weekly models, publishing and metadata."""
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import dagster as dg
+import pandas as pd
+
+from crm_pipelines.analytics.activity import core_frame
+from crm_pipelines.analytics.clv.settings import ClvSettings
+from crm_pipelines.analytics.clv.summary import ORDER_COLUMNS
+from crm_pipelines.analytics.mart_columns import (
+    CLV_PARAMS,
+)
+from crm_pipelines.analytics.predictive_tables import (
+    CLV_PARAMS_HISTORY_COLUMNS,
+    latest_clv_fits,
+    service_features_cover_training,
+)
+from crm_pipelines.assets.marts import mart_key, read_core
+from crm_pipelines.assets.metadata import table_metadata
+from crm_pipelines.assets.publishing import blocking_failures, publish_checked
+from crm_pipelines.assets.validation import validate_table, validated_check_specs
+from crm_pipelines.automation import REFIT_TAG
+from crm_pipelines.checks import MART_CONTRACT, SuiteSpec
+from crm_pipelines.config import CrmConfig
+from crm_pipelines.schema import CORE, MARTS, Column
+from crm_pipelines.warehouse import Warehouse, col
+
+if TYPE_CHECKING:
+    from crm_pipelines.analytics.clv import GammaGammaFit
+    from crm_pipelines.analytics.clv.value import TransactionFit
+
+MODELS_DIR = "data/models"
+CHURN_INPUTS = ("orders", "support_tickets", "survey_responses")
+REFIT_TAGS = {REFIT_TAG[0]: REFIT_TAG[1]}
+
+
+# -- reading, publishing and metadata ----------------------------------------------------------------
+def read_orders(wh: Warehouse) -> pd.DataFrame:
+    """The columns of core.orders the models read, or an empty frame where no source delivers orders."""
+    if not wh.table_exists(CORE, "orders"):
+        return core_frame("orders")
+    return wh.read_table(CORE, "orders", columns=list(ORDER_COLUMNS))
+
+
+def latest_weekly_clv_fits(wh: Warehouse, settings: ClvSettings) -> "tuple[TransactionFit, GammaGammaFit, str] | None":
+    """The newest parameters the weekly refit appended to marts.clv_model_params for these settings
+    (see :func:`latest_clv_fits`); None before the first refit."""
+    if not wh.table_exists(MARTS, CLV_PARAMS):
+        return None
+    history = wh.read_table(MARTS, CLV_PARAMS, columns=list(CLV_PARAMS_HISTORY_COLUMNS))
+    return latest_clv_fits(history, settings)
+
+
+def all_service_features(wh: Warehouse) -> Callable[[pd.Timestamp], pd.DataFrame]:
+    """Point-in-time support and survey features of every customer (``churn.service_features``)."""
+    from crm_pipelines.analytics.churn import service_features
+
+    return service_features(read_core(wh, "support_tickets"), read_core(wh, "survey_responses"))
+
+
+def service_history(
+    wh: Warehouse, orders: pd.DataFrame, as_of: pd.Timestamp, settings: ClvSettings
+) -> Callable[[pd.Timestamp], pd.DataFrame] | None:
+    """The support and survey features for training the churn model, or None when some of them would
+    be empty for every buyer of the training window (:func:`service_features_cover_training`)."""
+    features = all_service_features(wh)
+    return features if service_features_cover_training(features, orders, as_of, settings) else None
+
+
+def publish_mart(
+    context: dg.AssetExecutionContext,
+    config: CrmConfig,
+    wh: Warehouse,
+    table: str,
+    frame: pd.DataFrame,
+    suite: SuiteSpec,
+    columns: Sequence[Column],
+    extra: Mapping[str, Any] | None = None,
+) -> dg.MaterializeResult:
+    """Validate ``frame`` and swap it in as marts.<table> (the nightly marts)."""
+    checks = validate_table(context, config, wh, mart_key(table), f"{MARTS}.{table}", frame, suite)
+    return publish_checked(context, wh, MARTS, table, frame, checks, columns=columns, extra_metadata=extra)
+
+
+def append_checked(
+    context: dg.AssetExecutionContext,
+    wh: Warehouse,
+    table: str,
+    frame: pd.DataFrame,
+    checks: Sequence[dg.AssetCheckResult],
+    columns: Sequence[Column],
+    extra: Mapping[str, Any] | None = None,
+) -> dg.MaterializeResult:
+    """Append one run's rows to the history table marts.<table> unless a blocking check failed.
+
+    Idempotent per run: the run's earlier rows are deleted first, so a retried step adds no duplicates.
+    Rows that fail their checks go to quarantine exactly as a rejected mart does; the history stays.
+    """
+    if blocking_failures(checks):
+        return publish_checked(context, wh, MARTS, table, frame, checks, columns=columns, extra_metadata=extra)
+    wh.delete(MARTS, table, col("run_id") == context.run.run_id)
+    wh.write_table(frame, MARTS, table, mode="append", column_types={c.name: c.dtype for c in columns})
+    metadata = table_metadata(wh, MARTS, table, frame, columns, extra)
+    metadata.update({"dagster/row_count": wh.row_count(MARTS, table), "rows_appended": len(frame), "published": True})
+    return dg.MaterializeResult(metadata=metadata, check_results=list(checks))
+
+
+def metadata_number(value: Any) -> float | None:
+    """A float for metadata, None for NaN (Dagster shows it as empty rather than as nan)."""
+    return None if value is None or pd.isna(value) else float(value)
+
+
+# reporting imports the segmentation code (scikit-learn) and draws with matplotlib: imported when a
+# run renders, not when the code location loads.
+def table_md(frame: pd.DataFrame, **options: Any) -> dg.MetadataValue:
+    from crm_pipelines.analytics.reporting import markdown_table
+
+    return dg.MetadataValue.md(markdown_table(frame, **options))
+
+
+def image_md(png: bytes, alt: str) -> dg.MetadataValue:
+    from crm_pipelines.analytics.reporting import png_markdown
+
+    return dg.MetadataValue.md(png_markdown(png, alt))
+
+
+def mart_spec(
+    config: CrmConfig,
+    warehouse_kind: str,
+    table: str,
+    description: str,
+    kinds: set[str],
+    deps: Sequence[dg.AssetKey],
+    weekly: bool,
+) -> dict:
+    """``@dg.asset`` arguments of a predictive mart; weekly refits carry the refit tag."""
+    return {
+        "key": mart_key(table),
+        "group_name": MARTS,
+        "kinds": {*kinds, warehouse_kind},
+        "deps": list(deps),
+        "description": description,
+        "tags": REFIT_TAGS if weekly else None,
+        "check_specs": validated_check_specs(mart_key(table), MART_CONTRACT),
+    }
+
+
+def validate_mart(
+    config: CrmConfig,
+    context: dg.AssetExecutionContext,
+    wh: Warehouse,
+    table: str,
+    frame: pd.DataFrame,
+    suite: SuiteSpec,
+) -> list[dg.AssetCheckResult]:
+    return validate_table(context, config, wh, mart_key(table), f"{MARTS}.{table}", frame, suite)
