@@ -15,7 +15,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from crm_pipelines.config import CrmConfig
-from crm_pipelines.schema import CORE, STAGING, core_entity_columns
+from crm_pipelines.schema import CORE, ENTITIES, STAGING, core_entity_columns
 from crm_pipelines.warehouse import Warehouse, col
 
 IDENTITY_MAP = "customer_identity_map"
@@ -60,19 +60,11 @@ def reference_expressions(config: CrmConfig, entity: str) -> tuple[sa.ColumnElem
 
 def attribute(warehouse: Warehouse, config: CrmConfig, entity: str) -> Attribution:
     columns = [c.name for c in core_entity_columns(entity)]
-    staged_columns = (
-        [c for c in columns if c not in ("customer_id", "ordered_at")]
-        if entity == "order_items"
-        else [c for c in columns if c != "customer_id"]
-    )
+    staged_columns = [c.name for c in ENTITIES[entity].staged_columns]
     staged = warehouse.table(STAGING, entity, staged_columns).alias("s")
     if entity == "order_items":
-        orders = warehouse.table(CORE, "orders", ["source", "order_id", "customer_id", "ordered_at"]).alias(
-            "o"
-        )
-        stmt = sa.select(
-            orders.c.customer_id, *(staged.c[c] for c in staged_columns), orders.c.ordered_at
-        ).select_from(
+        orders = warehouse.table(CORE, "orders", ["source", "order_id", "customer_id", "ordered_at"]).alias("o")
+        stmt = sa.select(orders.c.customer_id, *(staged.c[c] for c in staged_columns), orders.c.ordered_at).select_from(
             staged.outerjoin(
                 orders, sa.and_(orders.c.source == staged.c.source, orders.c.order_id == staged.c.order_id)
             )
@@ -80,9 +72,7 @@ def attribute(warehouse: Warehouse, config: CrmConfig, entity: str) -> Attributi
     else:
         ref_source, ref_id = reference_expressions(config, entity)
         refs = (
-            sa.select(
-                *(col(c) for c in staged_columns), ref_source.label("_ref_source"), ref_id.label("_ref_id")
-            )
+            sa.select(*(col(c) for c in staged_columns), ref_source.label("_ref_source"), ref_id.label("_ref_id"))
             .select_from(warehouse.table(STAGING, entity))
             .subquery("s")
         )
@@ -96,6 +86,4 @@ def attribute(warehouse: Warehouse, config: CrmConfig, entity: str) -> Attributi
     frame = warehouse.query(stmt)
     frame = frame[columns]
     orphan_mask = frame["customer_id"].isna()
-    return Attribution(
-        entity, frame[~orphan_mask].reset_index(drop=True), frame[orphan_mask].reset_index(drop=True)
-    )
+    return Attribution(entity, frame[~orphan_mask].reset_index(drop=True), frame[orphan_mask].reset_index(drop=True))

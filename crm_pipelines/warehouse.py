@@ -63,9 +63,7 @@ def dispose_engines() -> None:
     _ENGINES.clear()
 
 
-def arrow_table(
-    frame: pd.DataFrame | pa.Table, column_types: Mapping[str, ColumnType] | None = None
-) -> pa.Table:
+def arrow_table(frame: pd.DataFrame | pa.Table, column_types: Mapping[str, ColumnType] | None = None) -> pa.Table:
     """Arrow table with declared columns cast to their types and untyped all-null columns as strings."""
     table = frame if isinstance(frame, pa.Table) else pa.Table.from_pandas(frame, preserve_index=False)
     column_types = column_types or {}
@@ -113,20 +111,14 @@ class Warehouse:
     def connect(self) -> Iterator[Connection]:
         """A connection inside one transaction: committed on success, rolled back on error."""
         try:
-            conn_cm = self.engine.begin()
-            conn = conn_cm.__enter__()
+            connection = self.engine.connect()
         except sa.exc.OperationalError as e:
             raise WarehouseError(
                 f"cannot connect to the warehouse {self.display_url}: {e.orig or e}. "
                 "Check warehouse.url in crm.yaml or CRM_WAREHOUSE_URL."
             ) from e
-        try:
-            yield conn
-        except BaseException as exc:
-            conn_cm.__exit__(type(exc), exc, exc.__traceback__)
-            raise
-        else:
-            conn_cm.__exit__(None, None, None)
+        with connection, connection.begin():
+            yield connection
 
     def dispose(self) -> None:
         if self._engine is not None:
@@ -142,9 +134,7 @@ class Warehouse:
 
     def table(self, schema: str, table: str, columns: Sequence[str] = ()) -> sa.TableClause:
         """A lightweight table construct for building statements with SQLAlchemy (names always quoted)."""
-        return sa.table(
-            sa.quoted_name(table, True), *(col(c) for c in columns), schema=sa.quoted_name(schema, True)
-        )
+        return sa.table(sa.quoted_name(table, True), *(col(c) for c in columns), schema=sa.quoted_name(schema, True))
 
     # -- inspection ------------------------------------------------------------------------------
     def ensure_schemas(self, *schemas: str) -> None:
@@ -161,9 +151,7 @@ class Warehouse:
         if not self._information_schema():
             with self.connect() as conn:
                 return sa.inspect(conn).has_table(table, schema=schema)
-        tables = sa.table(
-            "tables", sa.column("table_schema"), sa.column("table_name"), schema="information_schema"
-        )
+        tables = sa.table("tables", sa.column("table_schema"), sa.column("table_name"), schema="information_schema")
         stmt = (
             sa.select(sa.func.count())
             .select_from(tables)
@@ -213,9 +201,7 @@ class Warehouse:
         """Run a SELECT and return a DataFrame (through Arrow where the engine offers it)."""
         return self.query_arrow(statement, params).to_pandas()
 
-    def query_arrow(
-        self, statement: str | sa.Executable, params: Mapping[str, Any] | None = None
-    ) -> pa.Table:
+    def query_arrow(self, statement: str | sa.Executable, params: Mapping[str, Any] | None = None) -> pa.Table:
         stmt = sa.text(statement) if isinstance(statement, str) else statement
         if self.dialect == "duckdb":
             sql = str(stmt.compile(dialect=self.engine.dialect, compile_kwargs={"literal_binds": True}))
@@ -300,10 +286,7 @@ class Warehouse:
             for f in missing:
                 sql_type = _sql_type_for(f.type).compile(dialect=self.engine.dialect)
                 conn.execute(
-                    sa.text(
-                        f"ALTER TABLE {self.qualified(schema, table)} "
-                        f"ADD COLUMN {self.quote(f.name)} {sql_type}"
-                    )
+                    sa.text(f"ALTER TABLE {self.qualified(schema, table)} ADD COLUMN {self.quote(f.name)} {sql_type}")
                 )
 
     def _duckdb_write(self, arrow: pa.Table, schema: str, table: str, mode: str) -> None:
@@ -373,10 +356,7 @@ class Warehouse:
                         conn.execute(sa.text("SET LOCAL lock_timeout = '10s'"))
                     conn.execute(sa.text(f"DROP TABLE IF EXISTS {self.qualified(schema, table)}"))
                     conn.execute(
-                        sa.text(
-                            f"ALTER TABLE {self.qualified(schema, staging_name)} "
-                            f"RENAME TO {self.quote(table)}"
-                        )
+                        sa.text(f"ALTER TABLE {self.qualified(schema, staging_name)} RENAME TO {self.quote(table)}")
                     )
                 return
             except sa.exc.OperationalError as e:
@@ -384,9 +364,7 @@ class Warehouse:
                     raise WarehouseError(
                         f"could not publish {schema}.{table}: the table stayed locked ({e.orig})"
                     ) from e
-                log.warning(
-                    "publishing %s.%s: table locked, retrying (%s/%s)", schema, table, attempt, attempts
-                )
+                log.warning("publishing %s.%s: table locked, retrying (%s/%s)", schema, table, attempt, attempts)
                 time.sleep(2 * attempt)
 
     def drop_table(self, schema: str, table: str) -> None:

@@ -25,7 +25,7 @@ from crm_pipelines.analytics.predictive_tables import (
     column_names,
     unscored_buyers,
 )
-from crm_pipelines.assets.marts import as_of_timestamp, core_deps, mart_key, read_core
+from crm_pipelines.assets.marts import as_of_timestamp, core_deps, mart_key, publish_mart, read_core, validate_mart
 from crm_pipelines.assets.modeling import (
     CHURN_INPUTS,
     MODELS_DIR,
@@ -33,11 +33,9 @@ from crm_pipelines.assets.modeling import (
     append_checked,
     mart_spec,
     metadata_number,
-    publish_mart,
     read_orders,
     service_history,
     table_md,
-    validate_mart,
 )
 from crm_pipelines.assets.publishing import blocking_failures
 from crm_pipelines.checks import SuiteSpec, mart_suite
@@ -60,7 +58,7 @@ def build_churn_assets(
         return mart_spec(config, warehouse_kind, table, description, kinds, deps, weekly)
 
     def validated(context, wh: Warehouse, table: str, frame: pd.DataFrame, suite: SuiteSpec) -> list:
-        return validate_mart(config, context, wh, table, frame, suite)
+        return validate_mart(context, config, wh, table, frame, suite)
 
     @dg.asset(
         **spec(

@@ -24,17 +24,15 @@ from crm_pipelines.analytics.predictive_tables import (
     lifetime_value_frame,
     params_frame,
 )
-from crm_pipelines.assets.marts import as_of_timestamp, core_deps, mart_key, read_core
+from crm_pipelines.assets.marts import as_of_timestamp, core_deps, mart_key, publish_mart, read_core, validate_mart
 from crm_pipelines.assets.modeling import (
     append_checked,
     image_md,
     latest_weekly_clv_fits,
     mart_spec,
     metadata_number,
-    publish_mart,
     read_orders,
     table_md,
-    validate_mart,
 )
 from crm_pipelines.checks import SuiteSpec, mart_suite
 from crm_pipelines.checks.suites import NON_NEGATIVE, PROBABILITY
@@ -58,7 +56,7 @@ def build_clv_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.AssetsDe
         return mart_spec(config, warehouse_kind, table, description, kinds, deps, weekly)
 
     def validated(context, wh: Warehouse, table: str, frame: pd.DataFrame, suite: SuiteSpec) -> list:
-        return validate_mart(config, context, wh, table, frame, suite)
+        return validate_mart(context, config, wh, table, frame, suite)
 
     @dg.asset(
         **spec(

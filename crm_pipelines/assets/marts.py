@@ -40,12 +40,18 @@ def as_of_timestamp(run_window: RunWindowResource) -> pd.Timestamp:
     return pd.Timestamp(run_window.cutoff())
 
 
-def _publish_mart(context, config, wh, table, frame, suite, extra=None) -> dg.MaterializeResult:
-    key = mart_key(table)
-    checks = validate_table(context, config, wh, key, f"{MARTS}.{table}", frame, suite)
-    return publish_checked(
-        context, wh, MARTS, table, frame, checks, columns=MART_COLUMNS.get(table, ()), extra_metadata=extra
-    )
+def validate_mart(context, config: CrmConfig, wh: Warehouse, table: str, frame: pd.DataFrame, suite) -> list:
+    """Contract and drift results for a new version of marts.<table>."""
+    return validate_table(context, config, wh, mart_key(table), f"{MARTS}.{table}", frame, suite)
+
+
+def publish_mart(
+    context, config: CrmConfig, wh: Warehouse, table: str, frame: pd.DataFrame, suite, columns=None, extra=None
+) -> dg.MaterializeResult:
+    """Validate ``frame`` and swap it in as marts.<table>; ``columns`` default to its documented ones."""
+    checks = validate_mart(context, config, wh, table, frame, suite)
+    columns = MART_COLUMNS.get(table, ()) if columns is None else columns
+    return publish_checked(context, wh, MARTS, table, frame, checks, columns=columns, extra_metadata=extra)
 
 
 def build_marts_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.AssetsDefinition]:
@@ -116,7 +122,7 @@ def build_marts_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.Assets
             "cluster_profiles": dg.MetadataValue.md(cluster_profiles_markdown(result.clusters.profiles)),
             "core_categories": ", ".join(result.core_categories),
         }
-        return _publish_mart(context, config, wh, "customer_segments", segments, suite, extra)
+        return publish_mart(context, config, wh, "customer_segments", segments, suite, extra=extra)
 
     @dg.asset(
         key=mart_key("crm_kpis"),
@@ -157,7 +163,7 @@ def build_marts_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.Assets
             "kpi_trend": dg.MetadataValue.md(kpi_trend_markdown(kpis)),
             "kpi_chart": dg.MetadataValue.md(png_markdown(kpi_chart_png(kpis), "CRM KPIs")),
         }
-        return _publish_mart(context, config, wh, "crm_kpis", kpis, suite, extra)
+        return publish_mart(context, config, wh, "crm_kpis", kpis, suite, extra=extra)
 
     @dg.asset(
         key=mart_key("cross_sell_recommendations"),
@@ -184,7 +190,7 @@ def build_marts_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.Assets
             not_null_columns=["customer_id", "recommendation"],
         )
         extra = {"customers_with_recommendations": int(recs["customer_id"].nunique()) if len(recs) else 0}
-        return _publish_mart(context, config, wh, "cross_sell_recommendations", recs, suite, extra)
+        return publish_mart(context, config, wh, "cross_sell_recommendations", recs, suite, extra=extra)
 
     @dg.asset(
         key=mart_key("marketing_audiences"),
@@ -221,7 +227,7 @@ def build_marts_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.Assets
             "consent_summary": dg.MetadataValue.md(consent_summary(consent).to_markdown(index=False)),
             "customers_exportable": int(audiences["customer_id"].nunique()) if len(audiences) else 0,
         }
-        return _publish_mart(context, config, wh, "marketing_audiences", audiences, suite, extra)
+        return publish_mart(context, config, wh, "marketing_audiences", audiences, suite, extra=extra)
 
     @dg.asset(
         key=mart_key("customer_360"),
@@ -268,7 +274,7 @@ def build_marts_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.Assets
             not_null_columns=["customer_id"],
             min_rows=len(customers),
         )
-        return _publish_mart(context, config, wh, "customer_360", view, suite)
+        return publish_mart(context, config, wh, "customer_360", view, suite)
 
     return [
         customer_segments_mart,

@@ -20,9 +20,9 @@ from crm_pipelines.analytics.predictive_tables import (
 from crm_pipelines.assets.marts import mart_key, read_core
 from crm_pipelines.assets.metadata import table_metadata
 from crm_pipelines.assets.publishing import blocking_failures, publish_checked
-from crm_pipelines.assets.validation import validate_table, validated_check_specs
+from crm_pipelines.assets.validation import validated_check_specs
 from crm_pipelines.automation import REFIT_TAG
-from crm_pipelines.checks import MART_CONTRACT, SuiteSpec
+from crm_pipelines.checks import MART_CONTRACT
 from crm_pipelines.config import CrmConfig
 from crm_pipelines.schema import CORE, MARTS, Column
 from crm_pipelines.warehouse import Warehouse, col
@@ -67,21 +67,6 @@ def service_history(
     be empty for every buyer of the training window (:func:`service_features_cover_training`)."""
     features = all_service_features(wh)
     return features if service_features_cover_training(features, orders, as_of, settings) else None
-
-
-def publish_mart(
-    context: dg.AssetExecutionContext,
-    config: CrmConfig,
-    wh: Warehouse,
-    table: str,
-    frame: pd.DataFrame,
-    suite: SuiteSpec,
-    columns: Sequence[Column],
-    extra: Mapping[str, Any] | None = None,
-) -> dg.MaterializeResult:
-    """Validate ``frame`` and swap it in as marts.<table> (the nightly marts)."""
-    checks = validate_table(context, config, wh, mart_key(table), f"{MARTS}.{table}", frame, suite)
-    return publish_checked(context, wh, MARTS, table, frame, checks, columns=columns, extra_metadata=extra)
 
 
 def append_checked(
@@ -145,14 +130,3 @@ def mart_spec(
         "tags": REFIT_TAGS if weekly else None,
         "check_specs": validated_check_specs(mart_key(table), MART_CONTRACT),
     }
-
-
-def validate_mart(
-    config: CrmConfig,
-    context: dg.AssetExecutionContext,
-    wh: Warehouse,
-    table: str,
-    frame: pd.DataFrame,
-    suite: SuiteSpec,
-) -> list[dg.AssetCheckResult]:
-    return validate_table(context, config, wh, mart_key(table), f"{MARTS}.{table}", frame, suite)

@@ -17,14 +17,12 @@ from crm_pipelines.analytics.predictive_tables import (
     month_dates,
 )
 from crm_pipelines.analytics.retention import retention_cohorts, retention_summary
-from crm_pipelines.assets.marts import as_of_timestamp, core_deps
+from crm_pipelines.assets.marts import as_of_timestamp, core_deps, publish_mart, validate_mart
 from crm_pipelines.assets.modeling import (
     image_md,
     mart_spec,
-    publish_mart,
     read_orders,
     table_md,
-    validate_mart,
 )
 from crm_pipelines.checks import SuiteSpec, mart_suite
 from crm_pipelines.checks.suites import NON_NEGATIVE, RATE
@@ -42,7 +40,7 @@ def build_retention_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.As
         return mart_spec(config, warehouse_kind, table, description, kinds, deps, weekly)
 
     def validated(context, wh: Warehouse, table: str, frame: pd.DataFrame, suite: SuiteSpec) -> list:
-        return validate_mart(config, context, wh, table, frame, suite)
+        return validate_mart(context, config, wh, table, frame, suite)
 
     @dg.asset(
         **spec(
