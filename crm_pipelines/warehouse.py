@@ -25,6 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from crm_pipelines.schema import Column, ColumnType
+from crm_pipelines.table_docs import TableDocs, document_postgres_table, has_primary_key
 
 log = logging.getLogger(__name__)
 
@@ -340,12 +341,38 @@ class Warehouse:
         schema: str,
         table: str,
         column_types: Mapping[str, ColumnType] | None = None,
+        docs: TableDocs | None = None,
     ) -> int:
-        """Write under a temporary name, then swap it in within one transaction."""
+        """Write under a temporary name, then swap it in within one transaction.
+
+        With ``docs``, on PostgreSQL the new table gets its key, indexes and comments before the swap."""
         staging_name = f"{table}__new"
         rows = self.write_table(data, schema, staging_name, mode="replace", column_types=column_types)
+        if docs is not None and self.dialect == "postgresql":
+            self._document(schema, staging_name, docs, keyed=True, label=f"{schema}.{table}")
         self.swap_in(schema, staging_name, table)
         return rows
+
+    def document(self, schema: str, table: str, docs: TableDocs) -> None:
+        """Comments, and the key and indexes if it has no key yet, on an existing table (PostgreSQL only):
+        for tables appended to rather than published."""
+        if self.dialect != "postgresql" or not self.table_exists(schema, table):
+            return
+        with self.connect() as conn:
+            keyed = not has_primary_key(conn, schema, table)
+        self._document(schema, table, docs, keyed=keyed, label=f"{schema}.{table}")
+
+    def _document(self, schema: str, table: str, docs: TableDocs, *, keyed: bool, label: str) -> None:
+        present = self.columns(schema, table)
+        try:
+            with self.connect() as conn:
+                document_postgres_table(conn, schema, table, present, docs, keyed=keyed)
+        except sa.exc.SQLAlchemyError as e:
+            reason = str(getattr(e, "orig", None) or e).strip().rstrip(".")
+            raise WarehouseError(
+                f"could not add the key {list(docs.key)}, indexes or comments to {label}: {reason}. "
+                f"The previous {label} stays in place; its rows must be unique on the key."
+            ) from e
 
     def swap_in(self, schema: str, staging_name: str, table: str, attempts: int = 3) -> None:
         """Replace ``table`` by ``staging_name`` atomically (readers wait, never see a gap)."""

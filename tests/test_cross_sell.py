@@ -11,6 +11,7 @@ import pytest
 from crm_pipelines.analytics import cross_sell
 from crm_pipelines.analytics.activity import core_frame
 from crm_pipelines.analytics.cross_sell import association_rules, cross_sell_recommendations
+from crm_pipelines.analytics.mart_boundary import to_mart_frame
 from crm_pipelines.analytics.mart_columns import CROSS_SELL_COLUMNS
 
 AS_OF = pd.Timestamp("2024-06-30 23:59:59.999999", tz="UTC")
@@ -65,7 +66,8 @@ def test_rules_match_the_hand_computed_support_confidence_and_lift() -> None:
 def test_recommendations_are_unbought_items_ranked_by_lift_then_confidence() -> None:
     items, orders = _frames(BASKETS)
     recs = cross_sell_recommendations(items, orders, min_support=0.0)
-    assert list(recs.columns) == [c.name for c in CROSS_SELL_COLUMNS]
+    mart = to_mart_frame("cross_sell_recommendations", recs, CROSS_SELL_COLUMNS)
+    assert list(mart.columns) == [c.name for c in CROSS_SELL_COLUMNS]
     got = {(r.customer_id, r.rank): (r.recommendation, r.based_on) for r in recs.itertuples()}
     assert got == {
         ("c3", 1): ("B", "A"),  # lift 7/6, confidence 1/2

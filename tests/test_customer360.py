@@ -9,6 +9,7 @@ import pytest
 
 from crm_pipelines.analytics.activity import core_frame
 from crm_pipelines.analytics.customer360 import age_band, age_in_years, customer_360
+from crm_pipelines.analytics.mart_boundary import to_mart_frame
 from crm_pipelines.analytics.mart_columns import (
     CUSTOMER_360_COLUMNS,
     MART_COLUMNS,
@@ -69,7 +70,9 @@ def _view(
 def test_one_row_per_customer_in_input_order_with_the_documented_columns() -> None:
     view = _view([{"customer_id": "b"}, {"customer_id": "a"}])
     assert view["customer_id"].tolist() == ["b", "a"]
-    assert list(view.columns) == [c.name for c in CUSTOMER_360_COLUMNS]
+    # As published: the model's names renamed and ordered at the mart boundary.
+    mart = to_mart_frame("customer_360", view, CUSTOMER_360_COLUMNS)
+    assert list(mart.columns) == [c.name for c in CUSTOMER_360_COLUMNS]
 
 
 def test_repeated_customer_ids_are_refused() -> None:
@@ -264,4 +267,4 @@ def test_docs_list_every_mart_column_as_rendered() -> None:
         assert f"marts.{table}" in docs
         for line in columns_markdown(table).splitlines():
             assert line in docs, f"docs/marts.md lacks: {line}"
-    assert column_types("crm_kpis")["date"] == "date"
+    assert column_types("crm_kpis")["kpi_date"] == "date"

@@ -8,6 +8,7 @@ import pytest
 
 from crm_pipelines.analytics.activity import core_frame
 from crm_pipelines.analytics.kpis import crm_kpis
+from crm_pipelines.analytics.mart_boundary import to_mart_frame
 from crm_pipelines.analytics.mart_columns import CRM_KPIS_COLUMNS
 from crm_pipelines.analytics.reporting import kpi_chart_png, kpi_trend_markdown
 
@@ -104,7 +105,7 @@ def _same(actual: list[float], expected: list[float]) -> bool:
 
 def test_one_row_per_day_with_the_documented_columns() -> None:
     kpis = _hand_made()
-    assert list(kpis.columns) == [c.name for c in CRM_KPIS_COLUMNS]
+    assert list(to_mart_frame("crm_kpis", kpis, CRM_KPIS_COLUMNS).columns) == [c.name for c in CRM_KPIS_COLUMNS]
     assert kpis["date"].dt.strftime("%m-%d").tolist() == [f"01-{d:02d}" for d in range(1, 11)]
     assert str(kpis["date"].dtype) == "datetime64[us]"
 

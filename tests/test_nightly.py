@@ -115,6 +115,35 @@ def test_nightly_job_end_to_end(demo_dir, warehouse_url):
     assert ids_after.sort_index().equals(ids_before.sort_index()), "customer ids changed between identical runs"
     after = {(s.name, t): wh.row_count(RAW, raw_table_name(s.name, t)) for s in config.sources for t in s.entities}
     assert before == after
+    assert_bi_safe_marts(wh)
+
+
+def assert_bi_safe_marts(wh: Warehouse) -> None:
+    """As a BI tool sees the published marts: one type per column name, created_at as the 360's time
+    axis, and on PostgreSQL a primary key and comments on every mart (after two publishes)."""
+    columns = wh.query(
+        "SELECT table_name, column_name, data_type FROM information_schema.columns "
+        f"WHERE table_schema = '{MARTS}' ORDER BY table_name, ordinal_position"
+    )
+    columns = columns[~columns["table_name"].str.endswith("__new")]
+    types = columns.groupby("column_name")["data_type"].nunique()
+    assert (types == 1).all(), columns[columns["column_name"].isin(types[types > 1].index)]
+    c360 = columns.loc[columns["table_name"] == "customer_360", ["column_name", "data_type"]]
+    temporal = c360.loc[c360["data_type"].str.lower().str.match("date|timestamp"), "column_name"]
+    assert temporal.iloc[0] == "created_at"
+    if wh.dialect != "postgresql":
+        return
+    keyed = wh.query(
+        "SELECT table_name FROM information_schema.table_constraints "
+        f"WHERE table_schema = '{MARTS}' AND constraint_type = 'PRIMARY KEY'"
+    )
+    assert set(columns["table_name"]) <= set(keyed["table_name"])
+    uncommented = wh.query(
+        "SELECT c.relname, a.attname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped "
+        f"WHERE n.nspname = '{MARTS}' AND c.relkind = 'r' AND col_description(c.oid, a.attnum) IS NULL"
+    )
+    assert uncommented.empty, uncommented
 
 
 def test_copy_of_demo_config_is_self_contained(demo_dir, tmp_path):

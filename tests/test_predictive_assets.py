@@ -220,8 +220,8 @@ def test_nightly_marts_predict_with_the_latest_weekly_models(project: Project) -
     assert set(clv["model_run_id"]) == {weekly.run_id} and set(clv["model"]) == {"bgnbd"}
     assert clv["probability_alive"].dropna().between(0, 1).all() and (clv["clv_12m"] >= 0).all()
     non_buyers = clv.loc[NON_BUYERS]
-    assert (non_buyers["frequency"] == 0).all() and (non_buyers["clv_12m"] == 0).all()
-    assert non_buyers["probability_alive"].isna().all() and non_buyers["T"].isna().all()
+    assert (non_buyers["repeat_purchases"] == 0).all() and (non_buyers["clv_12m"] == 0).all()
+    assert non_buyers["probability_alive"].isna().all() and non_buyers["customer_age_weeks"].isna().all()
     params = project.table(CLV_PARAMS)
     expected = _pure_scores(project, params)
     buyers = clv.drop(index=NON_BUYERS).loc[expected.index]

@@ -18,7 +18,13 @@ def _c(name: str, dtype: ColumnType, description: str) -> Column:
 _PROFILE = {c.name: c for c in UNIFIED_CUSTOMER_COLUMNS}
 
 CUSTOMER_360_COLUMNS: tuple[Column, ...] = (
-    *(_PROFILE[n] for n in ("customer_id", "first_name", "last_name", "email", "phone", "date_of_birth")),
+    # created_at leads the temporal columns: BI tools take the first one as the default time axis.
+    *(
+        _PROFILE[n]
+        for n in (
+            "customer_id", "created_at", "updated_at", "first_name", "last_name", "email", "phone", "date_of_birth"
+        )
+    ),  # fmt: skip
     _c(
         "age",
         "integer",
@@ -36,8 +42,6 @@ CUSTOMER_360_COLUMNS: tuple[Column, ...] = (
             "region",
             "country",
             "company",
-            "created_at",
-            "updated_at",
             "record_count",
             "sources",
         )
@@ -50,15 +54,15 @@ CUSTOMER_360_COLUMNS: tuple[Column, ...] = (
         "Days from the latest purchase to the as-of day; null without one.",
     ),
     _c(
-        "orders",
+        "purchases",
         "integer",
         "Purchases: completed orders that are not refunds (cancelled, refunded, pending excluded).",
     ),
     _c("cancelled_orders", "integer", "Orders with status cancelled."),
     _c("refunded_orders", "integer", "Refunds: orders with status refunded or a negative total."),
     _c("gross_revenue", "float", "Sum of purchases, reporting currency."),
-    _c("revenue", "float", "Net revenue: gross_revenue minus the amount of negative refund records."),
-    _c("average_order_value", "float", "gross_revenue / orders; null without purchases."),
+    _c("net_revenue", "float", "Net revenue: gross_revenue minus the amount of negative refund records."),
+    _c("average_order_value", "float", "gross_revenue / purchases; null without purchases."),
     _c("categories", "string", "Distinct categories of purchased lines, sorted, comma-separated."),
     _c("tickets_opened", "integer", "Support tickets opened up to the as-of day."),
     _c(
@@ -87,8 +91,8 @@ CUSTOMER_360_COLUMNS: tuple[Column, ...] = (
 CUSTOMER_SEGMENTS_COLUMNS: tuple[Column, ...] = (
     _PROFILE["customer_id"],
     _c("recency_days", "integer", "Days from the latest purchase to the as-of day; null without purchases."),
-    _c("frequency", "integer", "Purchases (as customer_360.orders)."),
-    _c("monetary", "float", "Net revenue (as customer_360.revenue)."),
+    _c("purchases", "integer", "Purchases, the RFM frequency (as customer_360.purchases)."),
+    _c("net_revenue", "float", "Net revenue, the RFM monetary value (as customer_360.net_revenue)."),
     _c("orders_recent", "integer", "Purchases in the last growth_window_days (180) up to the as-of day."),
     _c("orders_previous", "integer", "Purchases in the growth_window_days before those."),
     _c("r_score", "integer", "Recency quintile 1-5 among buyers, 5 = most recent; 1 without purchases."),
@@ -105,14 +109,14 @@ CUSTOMER_SEGMENTS_COLUMNS: tuple[Column, ...] = (
 )
 
 CRM_KPIS_COLUMNS: tuple[Column, ...] = (
-    _c("date", "date", "The day (UTC)."),
+    _c("kpi_date", "date", "The day (UTC)."),
     _c("customers_total", "integer", "Customers known by that day (created, or first purchase if earlier)."),
     _c("active_customers", "integer", "Customers with a purchase in the 30 days ending that day."),
     _c("purchasing_customers", "integer", "Customers with a purchase that day."),
     _c("new_customers", "integer", "Customers whose first purchase ever was that day."),
     _c("repeat_customers", "integer", "Customers purchasing that day who had purchased on an earlier day."),
-    _c("orders", "integer", "Purchases that day."),
-    _c("revenue", "float", "Net revenue that day: purchases minus negative refund records, by order date."),
+    _c("purchases", "integer", "Purchases that day."),
+    _c("net_revenue", "float", "Net revenue that day: purchases minus negative refund records, by order date."),
     _c("retention_rate", "float", "Of customers active in days d-179..d-90, the share active in d-89..d."),
     _c("churn_rate", "float", "1 - retention_rate."),
     _c("tickets_opened", "integer", "Support tickets opened that day."),
@@ -139,8 +143,8 @@ CRM_KPIS_COLUMNS: tuple[Column, ...] = (
 
 CROSS_SELL_COLUMNS: tuple[Column, ...] = (
     _PROFILE["customer_id"],
-    _c("rank", "integer", "1 = the strongest recommendation for the customer."),
-    _c("level", "string", "category or product."),
+    _c("recommendation_rank", "integer", "1 = the strongest recommendation for the customer."),
+    _c("recommendation_level", "string", "category or product."),
     _c("recommendation", "string", "The category (or product id) the customer has not bought yet."),
     _c("recommendation_name", "string", "Its name: the category, or the product name."),
     _c("based_on", "string", "The bought category (or product) whose rule recommends it."),
@@ -210,7 +214,7 @@ CLV_PARAMS_COLUMNS: tuple[Column, ...] = (
     _c(
         "time_unit",
         "string",
-        "Unit of recency, T and the scale parameters (week by default); none for spend.",
+        "Unit of the models' recency, T (customer age) and scale parameters (week by default); none for spend.",
     ),
     _c("time_unit_days", "float", "The same unit in days (clv.time_unit_days, 7); null for gamma_gamma."),
     _c("log_likelihood", "float", "Total log-likelihood of the model's fit over its customers."),
@@ -268,8 +272,8 @@ RETENTION_COHORTS_COLUMNS: tuple[Column, ...] = (
     _c("cohort_size", "integer", "Customers whose first purchase fell in the cohort month."),
     _c("customers_active", "integer", "Of those, customers with a purchase in the activity month."),
     _c("retention_rate", "float", "customers_active / cohort_size (1 in month 0)."),
-    _c("revenue", "float", "The cohort's purchase value in the activity month."),
-    _c("revenue_retention", "float", "revenue / the cohort's revenue in its first month."),
+    _c("gross_revenue", "float", "The cohort's purchase value in the activity month (refunds not subtracted)."),
+    _c("revenue_retention", "float", "gross_revenue / the cohort's gross_revenue in its first month."),
     _c("period_complete", "boolean", "The activity month ended on or before the as-of day."),
 )
 
@@ -306,6 +310,7 @@ CHURN_RISK_COLUMNS: tuple[Column, ...] = (
     _c("churn_probability", "float", "Probability of no purchase within horizon_days after the as-of day."),
     _c("risk_decile", "integer", "Decile of churn_probability among scored customers, 10 = riskiest."),
     *CHURN_DRIVER_COLUMNS,
+    _AS_OF,
     _c("horizon_days", "integer", "The churn horizon (clv.churn_horizon_days)."),
     _c(
         "model_run_id",
@@ -313,23 +318,33 @@ CHURN_RISK_COLUMNS: tuple[Column, ...] = (
         "The run that trained the model used (churn_model_metrics.run_id); this run when trained inline.",
     ),
     _c("model_as_of", "date", "The as-of day the model was trained on."),
-    _AS_OF,
 )
 
 
 def clv_columns(settings: ClvSettings) -> tuple[Column, ...]:
     """Columns of marts.customer_lifetime_value; the horizon and CLV columns follow the settings."""
-    unit = f"in {settings.time_unit_days:g}-day units"
     return (
         CUSTOMER_ID,
-        _c("frequency", "integer", "Repeat purchase days (after the first); 0 without purchases."),
-        _c("recency", "float", f"First to last purchase day, {unit}; null without purchases."),
         _c(
-            "T",
-            "float",
-            f"First purchase day to the as-of day (the customer's age), {unit}; null without purchases.",
+            "repeat_purchases",
+            "integer",
+            "Purchase days after the first (the models' frequency); 0 without purchases.",
         ),
-        _c("monetary_value", "float", "Mean value of the repeat purchase days; 0 without repeat purchases."),
+        _c(
+            "first_to_last_purchase_weeks",
+            "float",
+            "First to last purchase day in weeks (the models' recency); null without purchases.",
+        ),
+        _c(
+            "customer_age_weeks",
+            "float",
+            "First purchase day to the as-of day in weeks (the models' T); null without purchases.",
+        ),
+        _c(
+            "avg_repeat_purchase_value",
+            "float",
+            "Mean value of the repeat purchase days (the models' monetary value); 0 without repeat purchases.",
+        ),
         _c(
             "probability_alive",
             "float",

@@ -18,9 +18,11 @@ import pandas as pd
 
 from crm_pipelines.analytics.clv.settings import ClvSettings
 from crm_pipelines.analytics.clv.summary import day_number, purchase_days, summary_from_orders
+from crm_pipelines.analytics.mart_boundary import MART_RENAMES
 from crm_pipelines.analytics.mart_columns import (
     CHURN_METRICS_COLUMNS,
     CHURN_RISK_COLUMNS,
+    CLV,
     CLV_DIAGNOSTICS_COLUMNS,
     CLV_PARAMS_COLUMNS,
     clv_columns,
@@ -151,20 +153,23 @@ def lifetime_value_frame(
     """
     columns = column_names(clv_columns(settings))
     scored = scores if scores is not None else summary
+    # The models count time in settings.time_unit_days; the mart's names promise weeks.
+    to_weeks = settings.time_unit_days / 7
+    scored = scored.assign(recency=scored["recency"] * to_weeks, T=scored["T"] * to_weeks)
     frame = pd.DataFrame({"customer_id": customer_ids.astype("str").to_numpy()}).merge(
-        scored.astype({"customer_id": "str"}), on="customer_id", how="left"
+        scored.astype({"customer_id": "str"}).rename(columns=MART_RENAMES[CLV]), on="customer_id", how="left"
     )
     frame = frame.reindex(columns=columns)
-    buyer = frame["frequency"].notna()
+    buyer = frame["repeat_purchases"].notna()
     zero_without_purchases = [
-        "frequency",
-        "monetary_value",
+        "repeat_purchases",
+        "avg_repeat_purchase_value",
         f"clv_{settings.clv_months}m",
         *(f"expected_purchases_{h}d" for h in settings.horizon_days),
     ]
     for name in zero_without_purchases:
         frame[name] = frame[name].astype(float).where(buyer, 0.0)
-    frame["frequency"] = frame["frequency"].astype("int64")
+    frame["repeat_purchases"] = frame["repeat_purchases"].astype("int64")
     return frame.assign(model=settings.model, model_run_id=model_run_id, as_of=pd.Timestamp(as_of))
 
 

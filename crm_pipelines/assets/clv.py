@@ -225,11 +225,11 @@ def build_clv_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.AssetsDe
                 "probability_alive": PROBABILITY,
                 clv_col: NON_NEGATIVE,
                 "expected_order_value": NON_NEGATIVE,
-                "frequency": NON_NEGATIVE,
+                "repeat_purchases": NON_NEGATIVE,
                 **purchases,
             },
             unique_keys=[["customer_id"]],
-            not_null_columns=["customer_id", "frequency"],
+            not_null_columns=["customer_id", "repeat_purchases"],
             min_rows=len(customers),
         )
         extra = {

@@ -7,6 +7,7 @@ Each mart is validated against its contract before it is swapped in; its column 
 import dagster as dg
 import pandas as pd
 
+from crm_pipelines.analytics.mart_boundary import CUSTOMER_360_EXTRAS, MART_KEYS, customer_360_columns, to_mart_frame
 from crm_pipelines.analytics.mart_columns import MART_COLUMNS
 from crm_pipelines.assets.core import core_key
 from crm_pipelines.assets.publishing import publish_checked
@@ -48,10 +49,16 @@ def validate_mart(context, config: CrmConfig, wh: Warehouse, table: str, frame: 
 def publish_mart(
     context, config: CrmConfig, wh: Warehouse, table: str, frame: pd.DataFrame, suite, columns=None, extra=None
 ) -> dg.MaterializeResult:
-    """Validate ``frame`` and swap it in as marts.<table>; ``columns`` default to its documented ones."""
-    checks = validate_mart(context, config, wh, table, frame, suite)
+    """Validate ``frame`` and swap it in as marts.<table>; ``columns`` default to its documented ones.
+
+    The model code's column names become the mart's here (:func:`to_mart_frame`), so ``suite`` names
+    the mart's columns."""
     columns = MART_COLUMNS.get(table, ()) if columns is None else columns
-    return publish_checked(context, wh, MARTS, table, frame, checks, columns=columns, extra_metadata=extra)
+    frame = to_mart_frame(table, frame, columns)
+    checks = validate_mart(context, config, wh, table, frame, suite)
+    return publish_checked(
+        context, wh, MARTS, table, frame, checks, columns=columns, key=MART_KEYS.get(table, ()), extra_metadata=extra
+    )
 
 
 def build_marts_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.AssetsDefinition]:
@@ -155,8 +162,8 @@ def build_marts_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.Assets
             f"{MARTS}.crm_kpis",
             columns=[c.name for c in MART_COLUMNS["crm_kpis"]],
             ranges={**{c: RATE for c in rate_columns}, "nps": (-100, 100)},
-            unique_keys=[["date"]],
-            not_null_columns=["date"],
+            unique_keys=[list(MART_KEYS["crm_kpis"])],
+            not_null_columns=["kpi_date"],
             min_rows=1,
         )
         extra = {
@@ -185,8 +192,13 @@ def build_marts_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.Assets
         suite = mart_suite(
             f"{MARTS}.cross_sell_recommendations",
             columns=[c.name for c in MART_COLUMNS["cross_sell_recommendations"]],
-            ranges={"rank": (1, 3), "confidence": PROBABILITY, "support": PROBABILITY, "lift": (0, None)},
-            unique_keys=[["customer_id", "rank"]],
+            ranges={
+                "recommendation_rank": (1, 3),
+                "confidence": PROBABILITY,
+                "support": PROBABILITY,
+                "lift": (0, None),
+            },
+            unique_keys=[list(MART_KEYS["cross_sell_recommendations"])],
             not_null_columns=["customer_id", "recommendation"],
         )
         extra = {"customers_with_recommendations": int(recs["customer_id"].nunique()) if len(recs) else 0}
@@ -252,7 +264,7 @@ def build_marts_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.Assets
         wh = warehouse.get_warehouse()
         customers = read_core(wh, "unified_customers")
         extras = [
-            wh.read_table(MARTS, t).drop(columns=drop, errors="ignore")
+            wh.read_table(MARTS, t).drop(columns=list(drop), errors="ignore")
             for t, drop in CUSTOMER_360_EXTRAS
             if wh.table_exists(MARTS, t)
         ]
@@ -274,7 +286,8 @@ def build_marts_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.Assets
             not_null_columns=["customer_id"],
             min_rows=len(customers),
         )
-        return publish_mart(context, config, wh, "customer_360", view, suite)
+        # Declaring the joined columns keeps their own tables' types (an integer with nulls stays one).
+        return publish_mart(context, config, wh, "customer_360", view, suite, customer_360_columns(config.clv))
 
     return [
         customer_segments_mart,
@@ -283,41 +296,3 @@ def build_marts_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.Assets
         marketing_audiences_mart,
         customer_360_mart,
     ]
-
-
-# Marts whose per-customer columns join customer_360, and the columns not to repeat there.
-CUSTOMER_360_EXTRAS: tuple[tuple[str, list[str]], ...] = (
-    (
-        "customer_segments",
-        ["recency_days", "frequency", "monetary", "orders_recent", "orders_previous", "engagement"],
-    ),
-    (
-        "customer_lifetime_value",
-        [
-            "frequency",
-            "recency",
-            "T",
-            "monetary_value",
-            "expected_purchases_90d",
-            "expected_order_value",
-            "model",
-            "model_run_id",
-            "as_of",
-        ],
-    ),
-    (
-        "churn_risk",
-        [
-            "driver_1",
-            "driver_1_effect",
-            "driver_2",
-            "driver_2_effect",
-            "driver_3",
-            "driver_3_effect",
-            "horizon_days",
-            "model_run_id",
-            "model_as_of",
-            "as_of",
-        ],
-    ),
-)

@@ -9,6 +9,7 @@ import pandas as pd
 from crm_pipelines.analytics.activity import core_frame
 from crm_pipelines.analytics.clv.settings import ClvSettings
 from crm_pipelines.analytics.clv.summary import ORDER_COLUMNS
+from crm_pipelines.analytics.mart_boundary import MART_KEYS
 from crm_pipelines.analytics.mart_columns import (
     CLV_PARAMS,
 )
@@ -19,7 +20,7 @@ from crm_pipelines.analytics.predictive_tables import (
 )
 from crm_pipelines.assets.marts import mart_key, read_core
 from crm_pipelines.assets.metadata import table_metadata
-from crm_pipelines.assets.publishing import blocking_failures, publish_checked
+from crm_pipelines.assets.publishing import blocking_failures, publish_checked, table_docs
 from crm_pipelines.assets.validation import validated_check_specs
 from crm_pipelines.automation import REFIT_TAG
 from crm_pipelines.checks import MART_CONTRACT
@@ -87,6 +88,7 @@ def append_checked(
         return publish_checked(context, wh, MARTS, table, frame, checks, columns=columns, extra_metadata=extra)
     wh.delete(MARTS, table, col("run_id") == context.run.run_id)
     wh.write_table(frame, MARTS, table, mode="append", column_types={c.name: c.dtype for c in columns})
+    wh.document(MARTS, table, table_docs(table, columns, MART_KEYS.get(table, ())))
     metadata = table_metadata(wh, MARTS, table, frame, columns, extra)
     metadata.update({"dagster/row_count": wh.row_count(MARTS, table), "rows_appended": len(frame), "published": True})
     return dg.MaterializeResult(metadata=metadata, check_results=list(checks))

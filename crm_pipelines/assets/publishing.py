@@ -13,13 +13,22 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
+from crm_pipelines.analytics.mart_boundary import MART_GRAIN
 from crm_pipelines.assets.metadata import table_metadata
-from crm_pipelines.schema import QUARANTINE, Column
+from crm_pipelines.schema import MARTS, QUARANTINE, Column
+from crm_pipelines.table_docs import TableDocs
 from crm_pipelines.warehouse import Warehouse
 
 
 def rejected_table_name(schema: str, table: str) -> str:
     return f"{schema}__{table}__rejected"
+
+
+def table_docs(table: str, columns: Sequence[Column], key: Sequence[str] = ()) -> TableDocs:
+    """A table's docs for the warehouse: its grain (docs/marts.md's "One row per") and its columns."""
+    grain = MART_GRAIN.get(table)
+    description = f"One row per {grain}. See docs/marts.md." if grain else f"{table}: see docs/marts.md."
+    return TableDocs(description=description, columns=columns, key=key)
 
 
 def blocking_failures(check_results: Sequence[dg.AssetCheckResult]) -> list[dg.AssetCheckResult]:
@@ -35,10 +44,13 @@ def publish_checked(
     check_results: Sequence[dg.AssetCheckResult],
     *,
     columns: Sequence[Column] = (),
+    key: Sequence[str] = (),
     asset_key: dg.AssetKey | None = None,
     extra_metadata: Mapping[str, Any] | None = None,
 ) -> dg.MaterializeResult:
-    """Swap ``frame`` in as ``schema.table`` unless a blocking check failed; report either way."""
+    """Swap ``frame`` in as ``schema.table`` unless a blocking check failed; report either way.
+
+    ``columns`` and ``key`` become the table's comments and primary key on PostgreSQL."""
     column_types = {c.name: c.dtype for c in columns if c.name in frame.columns}
     failures = blocking_failures(check_results)
     metadata = table_metadata(warehouse, schema, table, frame, columns, extra_metadata)
@@ -52,6 +64,7 @@ def publish_checked(
         )
         metadata.update({"published": False, "rejected_table": f"{QUARANTINE}.{rejected}"})
     else:
-        warehouse.publish(frame, schema, table, column_types=column_types)
+        docs = table_docs(table, columns, key) if schema == MARTS else None
+        warehouse.publish(frame, schema, table, column_types=column_types, docs=docs)
         metadata["published"] = True
     return dg.MaterializeResult(asset_key=asset_key, metadata=metadata, check_results=list(check_results))
