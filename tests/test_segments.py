@@ -10,6 +10,7 @@ from sklearn.metrics import silhouette_score
 
 from crm_pipelines.analytics.activity import core_frame
 from crm_pipelines.analytics.clusters import behavioral_clusters, sampled_silhouettes
+from crm_pipelines.analytics.mart_boundary import to_mart_frame
 from crm_pipelines.analytics.mart_columns import CUSTOMER_SEGMENTS_COLUMNS
 from crm_pipelines.analytics.reporting import (
     cluster_profiles_markdown,
@@ -310,7 +311,8 @@ def test_customer_segments_has_one_row_per_customer_with_the_documented_columns(
     shop = _shop()
     result = customer_segments(**shop, as_of=AS_OF, settings=SegmentationSettings(k_min=2, k_max=4))
     segments = result.segments
-    assert list(segments.columns) == [c.name for c in CUSTOMER_SEGMENTS_COLUMNS]
+    mart = to_mart_frame("customer_segments", segments, CUSTOMER_SEGMENTS_COLUMNS)
+    assert list(mart.columns) == [c.name for c in CUSTOMER_SEGMENTS_COLUMNS]
     assert segments["customer_id"].tolist() == shop["customers"]["customer_id"].tolist()
     idle = segments.tail(5)
     assert set(idle["rfm_segment"]) == {NO_PURCHASES}
