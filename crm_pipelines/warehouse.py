@@ -349,7 +349,7 @@ class Warehouse:
         staging_name = f"{table}__new"
         rows = self.write_table(data, schema, staging_name, mode="replace", column_types=column_types)
         if docs is not None and self.dialect == "postgresql":
-            self._document(schema, staging_name, docs, keyed=True, label=f"{schema}.{table}")
+            self._document(schema, staging_name, docs, keyed=True, label=f"{schema}.{table}", staged=True)
         self.swap_in(schema, staging_name, table)
         return rows
 
@@ -360,9 +360,11 @@ class Warehouse:
             return
         with self.connect() as conn:
             keyed = not has_primary_key(conn, schema, table)
-        self._document(schema, table, docs, keyed=keyed, label=f"{schema}.{table}")
+        self._document(schema, table, docs, keyed=keyed, label=f"{schema}.{table}", staged=False)
 
-    def _document(self, schema: str, table: str, docs: TableDocs, *, keyed: bool, label: str) -> None:
+    def _document(
+        self, schema: str, table: str, docs: TableDocs, *, keyed: bool, label: str, staged: bool
+    ) -> None:
         present = self.columns(schema, table)
         try:
             with self.connect() as conn:
@@ -371,7 +373,8 @@ class Warehouse:
             reason = str(getattr(e, "orig", None) or e).strip().rstrip(".")
             raise WarehouseError(
                 f"could not add the key {list(docs.key)}, indexes or comments to {label}: {reason}. "
-                f"The previous {label} stays in place; its rows must be unique on the key."
+                + (f"The previous {label} stays in place; " if staged else "The rows are written; ")
+                + "they must be unique on the key."
             ) from e
 
     def swap_in(self, schema: str, staging_name: str, table: str, attempts: int = 3) -> None:
