@@ -15,7 +15,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -396,6 +396,54 @@ class Warehouse:
                     ) from e
                 log.warning("publishing %s.%s: table locked, retrying (%s/%s)", schema, table, attempt, attempts)
                 time.sleep(2 * attempt)
+
+    def publish_together(
+        self,
+        schema: str,
+        tables: Mapping[str, pd.DataFrame | pa.Table],
+        column_types: Mapping[str, Mapping[str, ColumnType]] | None = None,
+        *,
+        on_swapped: Callable[[str], None] | None = None,
+        attempts: int = 3,
+    ) -> dict[str, int]:
+        """Publish tables that belong together: all are swapped in within one transaction, or none.
+
+        Each is first written under a temporary name (the slow part, outside the transaction); then
+        one transaction drops the old tables and renames the new ones. A run killed while writing
+        leaves the old tables untouched; one killed during the swap is rolled back by the database
+        (DuckDB and PostgreSQL both run DDL inside transactions). ``on_swapped(table)`` is called
+        inside the transaction after each swap, for tests that kill the process right there.
+        """
+        rows = {
+            table: self.write_table(
+                data, schema, f"{table}__new", mode="replace", column_types=(column_types or {}).get(table)
+            )
+            for table, data in tables.items()
+        }
+        for attempt in range(1, attempts + 1):
+            try:
+                with self.connect() as conn:
+                    if self.dialect == "postgresql":
+                        conn.execute(sa.text("SET LOCAL lock_timeout = '10s'"))
+                    for table in tables:
+                        conn.execute(sa.text(f"DROP TABLE IF EXISTS {self.qualified(schema, table)}"))
+                        conn.execute(
+                            sa.text(
+                                f"ALTER TABLE {self.qualified(schema, f'{table}__new')} "
+                                f"RENAME TO {self.quote(table)}"
+                            )
+                        )
+                        if on_swapped is not None:
+                            on_swapped(table)
+                return rows
+            except sa.exc.OperationalError as e:
+                if attempt == attempts:
+                    raise WarehouseError(
+                        f"could not publish {schema}.{', '.join(tables)}: a table stayed locked ({e.orig})"
+                    ) from e
+                log.warning("publishing %s tables: locked, retrying (%s/%s)", schema, attempt, attempts)
+                time.sleep(2 * attempt)
+        return rows
 
     def drop_table(self, schema: str, table: str) -> None:
         self.execute(f"DROP TABLE IF EXISTS {self.qualified(schema, table)}")

@@ -12,6 +12,7 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
+from crm_pipelines.assets.identity_publishing import publish_identity_tables
 from crm_pipelines.assets.publishing import publish_checked
 from crm_pipelines.assets.staging import record_quarantine, record_reconciliation, staging_key
 from crm_pipelines.assets.validation import validate_table, validated_check_specs
@@ -265,18 +266,16 @@ def build_identity_asset(warehouse_kind: str, crm_config: CrmConfig) -> dg.Asset
                 "rejected_links_by_reason": dg.MetadataValue.json(run_summary.get("rejected_by_reason", {})),
             }
         }
-        for table in IDENTITY_TABLES:
-            yield publish_checked(
-                context,
-                wh,
-                CORE,
-                table,
-                tables[table],
-                checks.get(table, []),
-                columns=columns.get(table, ()),
-                asset_key=core_key(table),
-                extra_metadata=extra.get(table),
-            )
+        yield from publish_identity_tables(
+            context,
+            wh,
+            CORE,
+            tables,
+            {table: core_key(table) for table in IDENTITY_TABLES},
+            checks,
+            columns,
+            extra,
+        )
 
     return _identity
 

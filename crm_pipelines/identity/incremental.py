@@ -58,16 +58,24 @@ def _existing_state(
 
 
 def _records_of_keys(customers: pd.DataFrame, keys: pd.DataFrame) -> pd.DataFrame:
-    """The rows of ``customers`` whose (source, source_record_id) is in ``keys``, cheaply."""
+    """The rows of ``customers`` whose (source, source_record_id) is in ``keys``, cheaply.
+
+    The mask is a boolean array, never a list: indexing a frame with an empty list selects zero
+    columns, and a night whose new records touch no existing customer would lose every column.
+    """
     ids = set(keys["source_record_id"].astype(str))
     candidates = customers[customers["source_record_id"].astype("str").isin(ids)]
     wanted = set(zip(keys["source"].astype(str), keys["source_record_id"].astype(str), strict=True))
-    exact = [
-        k in wanted
-        for k in zip(
-            candidates["source"].astype(str), candidates["source_record_id"].astype(str), strict=True
-        )
-    ]
+    exact = np.fromiter(
+        (
+            k in wanted
+            for k in zip(
+                candidates["source"].astype(str), candidates["source_record_id"].astype(str), strict=True
+            )
+        ),
+        dtype=bool,
+        count=len(candidates),
+    )
     return candidates[exact]
 
 

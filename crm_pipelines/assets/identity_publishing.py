@@ -1,0 +1,65 @@
+"""Publish the identity tables together: all of them swap in within one transaction, or none do.
+
+The identity map, the links, the golden records, their lineage, the id history and the matching
+state describe one resolution. A reader (or the next nightly) that saw today's map with yesterday's
+golden records would find customer ids without a customer. So a blocking check failing on any of
+them keeps every one of yesterday's tables, and a run killed mid-publish leaves all as they were.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import dagster as dg
+import pandas as pd
+
+from crm_pipelines.assets.metadata import table_metadata
+from crm_pipelines.assets.publishing import blocking_failures, rejected_table_name
+from crm_pipelines.schema import QUARANTINE, Column
+from crm_pipelines.warehouse import Warehouse
+
+
+def publish_identity_tables(
+    context: dg.AssetExecutionContext,
+    warehouse: Warehouse,
+    schema: str,
+    tables: Mapping[str, pd.DataFrame],
+    asset_keys: Mapping[str, dg.AssetKey],
+    check_results: Mapping[str, Sequence[dg.AssetCheckResult]],
+    columns: Mapping[str, Sequence[Column]],
+    extra_metadata: Mapping[str, Mapping[str, Any]],
+) -> list[dg.MaterializeResult]:
+    """Swap all ``tables`` in at once unless a blocking check failed on one; report each either way."""
+    column_types = {
+        table: {c.name: c.dtype for c in columns.get(table, ()) if c.name in frame.columns}
+        for table, frame in tables.items()
+    }
+    failed = {table: blocking_failures(check_results.get(table, ())) for table in tables}
+    failed = {table: failures for table, failures in failed.items() if failures}
+    metadata = {
+        table: table_metadata(warehouse, schema, table, frame, columns.get(table, ()), extra_metadata.get(table))
+        for table, frame in tables.items()
+    }
+    if failed:
+        for table, failures in failed.items():
+            rejected = rejected_table_name(schema, table)
+            warehouse.write_table(
+                tables[table], QUARANTINE, rejected, mode="replace", column_types=column_types[table]
+            )
+            metadata[table]["rejected_table"] = f"{QUARANTINE}.{rejected}"
+            names = ", ".join(r.check_name or "?" for r in failures)
+            context.log.error(
+                f"{schema}.{table} failed blocking check(s) {names}: NONE of the identity tables is "
+                f"published; yesterday's stay in place. The rejected version is in {QUARANTINE}.{rejected}."
+            )
+    else:
+        warehouse.publish_together(schema, tables, column_types)
+    for table in tables:
+        metadata[table]["published"] = not failed
+    return [
+        dg.MaterializeResult(
+            asset_key=asset_keys[table], metadata=metadata[table], check_results=list(check_results.get(table, ()))
+        )
+        for table in tables
+    ]

@@ -1,0 +1,112 @@
+"""The identity asset as the nightly runs it, on edge-sized nights, on DuckDB and PostgreSQL.
+
+Staging is written straight into the warehouse, then ``identity_resolution`` is materialized night
+after night: first run, one new contact who matches nobody, a reference no source delivers, all
+records changed, nothing new. Every night must succeed and publish a consistent set of tables.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from crm_pipelines.assets.core import IDENTITY_TABLES, build_identity_asset
+from crm_pipelines.config import config_from_dict
+from crm_pipelines.resources import WarehouseResource
+from crm_pipelines.schema import CORE, ENTITIES, STAGING
+from crm_pipelines.warehouse import Warehouse
+
+BASE = [
+    ("crm", "1", "Anna", "Berg", "1980-01-01", "anna@mail.de"),
+    ("shop", "s1", "Anna", "Berg", "1980-01-01", "anna@mail.de"),
+    ("crm", "2", "Ben", "Adler", "1990-02-02", "ben@mail.de"),
+]
+
+
+def staged(rows) -> pd.DataFrame:
+    frame = pd.DataFrame(
+        rows, columns=["source", "source_record_id", "first_name", "last_name", "date_of_birth", "email"]
+    )
+    frame["date_of_birth"] = pd.to_datetime(frame["date_of_birth"]).dt.date
+    frame["record_kind"] = "record"
+    frame["created_at"] = pd.Timestamp("2024-01-01", tz="UTC")
+    frame["updated_at"] = pd.Timestamp("2024-01-01", tz="UTC")
+    # Staging publishes every canonical column, most of them empty here.
+    return frame.reindex(columns=[c.name for c in ENTITIES["customers"].staged_columns])
+
+
+def night(config, url: str, customers: pd.DataFrame) -> dg.ExecuteInProcessResult:
+    wh = Warehouse(url)
+    wh.write_table(customers, STAGING, "customers", mode="replace")
+    asset = build_identity_asset("duckdb", config)
+    return dg.materialize([asset], resources={"warehouse": WarehouseResource(url=url)}, raise_on_error=False)
+
+
+def consistent(wh: Warehouse, customers: pd.DataFrame) -> pd.DataFrame:
+    identity_map = wh.read_table(CORE, "customer_identity_map")
+    unified = wh.read_table(CORE, "unified_customers")
+    assert len(identity_map) == len(customers.drop_duplicates(["source", "source_record_id"]))
+    assert not identity_map.duplicated(["source", "source_record_id"]).any()
+    assert set(identity_map["customer_id"]) == set(unified["customer_id"])
+    return identity_map
+
+
+@pytest.fixture
+def config(tmp_path, warehouse_url):
+    return config_from_dict(
+        {
+            "warehouse": {"url": warehouse_url},
+            "checks": {"reports_dir": str(tmp_path / "runs")},
+            "identity": {"model_path": str(tmp_path / "model.json")},
+            "sources": [
+                {
+                    "name": "crm",
+                    "connector": {"type": "csv"},
+                    "entities": {"customers": {"path": "x.csv", "columns": {"source_record_id": "id"}}},
+                }
+            ],
+        },
+        tmp_path / "crm.yaml",
+    )
+
+
+def test_edge_sized_nights_never_fail(config, warehouse_url):
+    wh = Warehouse(warehouse_url)
+    nights = []
+    customers = staged(BASE)
+    nights.append(customers)
+    # One new contact who matches nobody (the night that used to fail every run from then on).
+    customers = pd.concat([customers, staged([("crm", "3", "Zora", "Quist", "1971-07-07", "zq@mail.de")])])
+    nights.append(customers)
+    # An order names a shop customer no source delivers: a reference stub of its own.
+    stub = staged([("shop", "s404", None, None, None, None)]).assign(record_kind="referenced")
+    stub["date_of_birth"] = None
+    customers = pd.concat([customers, stub], ignore_index=True)
+    nights.append(customers)
+    # Every record changed (a bulk re-export with new timestamps and a corrected surname).
+    customers = customers.assign(updated_at=pd.Timestamp("2024-02-01", tz="UTC"))
+    customers.loc[customers["last_name"] == "Adler", "last_name"] = "Adler-Kim"
+    nights.append(customers)
+    nights.append(customers)  # nothing new
+    maps = []
+    for number, frame in enumerate(nights, start=1):
+        result = night(config, warehouse_url, frame)
+        failures = [e.message for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+        assert result.success, (number, failures)
+        maps.append(consistent(wh, frame).set_index(["source", "source_record_id"])["customer_id"])
+    first, one_new = maps[0], maps[1]
+    assert one_new[first.index].equals(first), "the new contact moved existing customers"
+    assert one_new[("crm", "3")] not in set(first)
+    assert maps[2][("shop", "s404")] not in set(maps[1])
+    assert maps[1][("crm", "1")] == maps[1][("shop", "s1")]
+    assert maps[4].sort_index().equals(maps[3].sort_index())
+    for table in IDENTITY_TABLES:
+        assert wh.table_exists(CORE, table), table
+
+
+def test_first_night_with_a_single_record(config, warehouse_url):
+    result = night(config, warehouse_url, staged(BASE[:1]))
+    assert result.success
+    identity_map = consistent(Warehouse(warehouse_url), staged(BASE[:1]))
+    assert identity_map["match_method"].tolist() == ["singleton"]
