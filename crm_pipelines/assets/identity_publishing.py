@@ -44,9 +44,7 @@ def publish_identity_tables(
     if failed:
         for table, failures in failed.items():
             rejected = rejected_table_name(schema, table)
-            warehouse.write_table(
-                tables[table], QUARANTINE, rejected, mode="replace", column_types=column_types[table]
-            )
+            warehouse.write_table(tables[table], QUARANTINE, rejected, mode="replace", column_types=column_types[table])
             metadata[table]["rejected_table"] = f"{QUARANTINE}.{rejected}"
             names = ", ".join(r.check_name or "?" for r in failures)
             context.log.error(
