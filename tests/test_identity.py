@@ -110,7 +110,7 @@ def test_household_sharing_phone_and_address_is_not_merged(model):
     assert result.links.empty
     refused = result.rejected_links.iloc[0]
     assert refused["match_method"] == "phone"
-    assert refused["reason"] == "first_name_disagrees"
+    assert refused["reason"] == "given_name_and_birth_disagree"
 
 
 def test_siblings_with_similar_names_but_different_genders_are_not_merged(model):
@@ -351,11 +351,11 @@ def test_explain_customer_lists_records_links_and_evidence(model):
     assert {r["source_record_id"] for r in explanation["records"]} == {"1", "2"}
     (link,) = explanation["links"]
     assert link["match_method"] == "email" and link["evidence"]["first_name"]["level"] == "exact"
-    assert [r["reason"] for r in explanation["rejected_links"]] == ["first_name_disagrees"]
+    assert [r["reason"] for r in explanation["rejected_links"]] == ["given_name_and_birth_disagree"]
     assert explanation["golden_sources"]["email"] in {"crm/1", "shop/2"}
     markdown = explain_customer(anna, result, format="markdown")
     assert markdown.startswith(f"# Customer {anna}") and "crm/1 = shop/2" in markdown
-    assert "first_name_disagrees" in markdown
+    assert "given_name_and_birth_disagree" in markdown
     with pytest.raises(KeyError, match="not in this identity map"):
         explain_customer("Cnope", result)
 

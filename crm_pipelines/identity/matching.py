@@ -1,8 +1,9 @@
 """Score candidate pairs with the trained model and decide which become links.
 
 A candidate pair becomes a link when it shares a strong identifier (email, phone, declared
-identifier) or its match probability reaches the threshold, and the household guard does not veto
-it. Every link carries its evidence: per compared field, the level of agreement and its match weight.
+identifier) or its match probability reaches the threshold, and the household guard
+(:mod:`crm_pipelines.identity.guard`) does not keep it apart. Every link carries its evidence: per compared
+field, the level of agreement and its match weight.
 """
 
 from __future__ import annotations
@@ -16,9 +17,15 @@ import pandas as pd
 from splink import DuckDBAPI, Linker
 
 from crm_pipelines.identity.engine import fetch_frame, register_frame
+from crm_pipelines.identity.guard import (
+    OVERRIDE_FLAG,
+    alias_column,
+    conflict_reason_sql,
+    prediction_column,
+    register_nicknames,
+    shares_trusted_identifier_sql,
+)
 from crm_pipelines.identity.model import (
-    DOB_SWAPPED_SQL,
-    FIRST_NAME_SIMILAR_JW,
     IDENTIFIER_KEYS,
     RETAINED_COLUMNS,
     blocking_rules_for_run,
@@ -101,19 +108,26 @@ def _candidates_from_predictions(
 ) -> None:
     """Create ``candidates`` from a predictions table: pairs that may become links, with evidence.
 
-    ``conflict`` is the household guard on the pair: its first names or dates of birth fall in the
-    model's "disagree" level, or its first names differ while the recorded genders do too (Paul and
-    Paula, Elias and Elisa: siblings, not typos). A conflicting pair never links, whatever it shares.
+    ``conflict`` is the household guard's reason to keep the pair apart; a conflicting pair never
+    links, whatever it shares, unless it shares a trusted declared identifier: then it links and
+    ``guard_override`` records the conflict it overrode.
     """
+    trusted = shares_trusted_identifier_sql(prediction_column, settings.untrusted_identifiers)
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE flagged AS
         SELECT *,
                coalesce(list_has_any({IDENTIFIER_KEYS}_l, {IDENTIFIER_KEYS}_r), false) AS shares_identifier,
                coalesce(email_l = email_r, false) AS shares_email,
-               coalesce(phone_l = phone_r, false) AS shares_phone
+               coalesce(phone_l = phone_r, false) AS shares_phone,
+               {conflict_reason_sql(prediction_column)} AS guard_reason,
+               {trusted} AS shares_trusted_identifier
         FROM {predictions}
-        """
+        WHERE coalesce(list_has_any({IDENTIFIER_KEYS}_l, {IDENTIFIER_KEYS}_r), false)
+           OR coalesce(email_l = email_r, false) OR coalesce(phone_l = phone_r, false)
+           OR match_probability >= $threshold
+        """,
+        {"threshold": settings.match_threshold},
     )
     con.execute(
         f"""
@@ -122,15 +136,12 @@ def _candidates_from_predictions(
                match_weight, match_probability,
                CASE WHEN shares_identifier THEN 'identifier' WHEN shares_email THEN 'email'
                     WHEN shares_phone THEN 'phone' ELSE 'probabilistic' END AS method,
-               CASE WHEN gamma_first_name = 0 THEN 'first_name_disagrees'
-                    WHEN gamma_date_of_birth = 0 THEN 'date_of_birth_disagrees'
-                    WHEN gender_l <> gender_r AND first_name_l <> first_name_r THEN 'gender_disagrees'
-                    END AS conflict,
-               {_evidence_sql(model)} AS evidence
+               CASE WHEN NOT shares_trusted_identifier THEN guard_reason END AS conflict,
+               {_evidence_sql(model)} AS evidence,
+               CASE WHEN shares_trusted_identifier AND guard_reason IS NOT NULL
+                    THEN '{OVERRIDE_FLAG}' END AS guard_override
         FROM flagged
-        WHERE shares_identifier OR shares_email OR shares_phone OR match_probability >= $threshold
-        """,
-        {"threshold": settings.match_threshold},
+        """
     )
     con.execute("DROP TABLE flagged")
 
@@ -140,7 +151,7 @@ def _create_candidates_table(con: duckdb.DuckDBPyConnection) -> None:
         """
         CREATE OR REPLACE TABLE candidates (
             uid_l BIGINT, uid_r BIGINT, match_weight DOUBLE, match_probability DOUBLE,
-            method VARCHAR, conflict VARCHAR, evidence VARCHAR)
+            method VARCHAR, conflict VARCHAR, evidence VARCHAR, guard_override VARCHAR)
         """
     )
 
@@ -151,6 +162,7 @@ class Scorer:
     def __init__(self, con: duckdb.DuckDBPyConnection, model: dict[str, Any], settings: IdentitySettings):
         self.con, self.model, self.settings = con, model, settings
         self.db_api, self.linker = _linker(con, "match_records", model, settings)
+        register_nicknames(con)
         self.pairs_scored = 0
         self._term_frequencies_ready = False
         _create_candidates_table(con)
@@ -196,38 +208,25 @@ class Scorer:
         )
 
 
-def guard_conflict_sql(left: str, right: str) -> str:
-    """True when two match_records rows disagree on first name or date of birth (the guard).
-
-    First names disagree when dissimilar, or when similar but of different recorded genders.
-    """
-    fn_l, fn_r = f"{left}.first_name", f"{right}.first_name"
-    dob_l, dob_r = f"{left}.date_of_birth", f"{right}.date_of_birth"
-    swapped = DOB_SWAPPED_SQL.replace('"date_of_birth_l"', dob_l).replace('"date_of_birth_r"', dob_r)
-    return (
-        f"(({fn_l} IS NOT NULL AND {fn_r} IS NOT NULL AND {fn_l} <> {fn_r}"
-        f" AND ((jaro_winkler_similarity({fn_l}, {fn_r}) < {FIRST_NAME_SIMILAR_JW}"
-        f" AND damerau_levenshtein({fn_l}, {fn_r}) > 1) OR {left}.gender <> {right}.gender))"
-        f" OR ({dob_l} IS NOT NULL AND {dob_r} IS NOT NULL AND {dob_l} <> {dob_r}"
-        f" AND damerau_levenshtein({dob_l}, {dob_r}) > 1 AND NOT ({swapped})))"
-    )
-
-
-def conflict_pairs(con: duckdb.DuckDBPyConnection, component_of: pd.DataFrame) -> pd.DataFrame:
+def conflict_pairs(
+    con: duckdb.DuckDBPyConnection, component_of: pd.DataFrame, settings: IdentitySettings
+) -> pd.DataFrame:
     """Pairs of records in the same component (unique_id, component) that the guard keeps apart."""
     register_frame(con, "component_of", component_of)
+    column = alias_column("l", "r")
     pairs = fetch_frame(
         con,
         f"""
         WITH members AS (
-            SELECT c.component, m.unique_id, m.first_name, m.date_of_birth, m.gender
+            SELECT c.component, m.unique_id, m.first_name, m.last_name, m.date_of_birth, m.gender,
+                   m.identifier_keys
             FROM component_of AS c JOIN match_records AS m USING (unique_id)
-            WHERE m.first_name IS NOT NULL OR m.date_of_birth IS NOT NULL
         )
         SELECT l.unique_id AS uid_l, r.unique_id AS uid_r
         FROM members AS l JOIN members AS r
           ON l.component = r.component AND l.unique_id < r.unique_id
-        WHERE {guard_conflict_sql("l", "r")}
+        WHERE ({conflict_reason_sql(column)}) IS NOT NULL
+          AND NOT {shares_trusted_identifier_sql(column, settings.untrusted_identifiers)}
         ORDER BY uid_l, uid_r
         """,
     )

@@ -20,6 +20,7 @@ import pandas as pd
 from crm_pipelines.identity.clustering import ACCEPTED, cluster_records, components
 from crm_pipelines.identity.engine import duckdb_session, fetch_frame, register_frame
 from crm_pipelines.identity.golden import build_golden_records
+from crm_pipelines.identity.guard import OVERRIDE_FLAG
 from crm_pipelines.identity.ids import assign_ids
 from crm_pipelines.identity.matching import METHOD_RANK, Scorer, conflict_pairs
 from crm_pipelines.identity.prepare import (
@@ -104,7 +105,7 @@ def utc_now(recorded_at: dt.datetime | None) -> dt.datetime:
 def _candidates(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     frame = fetch_frame(
         con,
-        "SELECT uid_l, uid_r, match_weight, match_probability, method, conflict FROM candidates "
+        "SELECT uid_l, uid_r, match_weight, match_probability, method, conflict, guard_override FROM candidates "
         "ORDER BY uid_l, uid_r",
     )
     return frame.drop_duplicates(["uid_l", "uid_r"]).reset_index(drop=True)
@@ -121,7 +122,7 @@ def _clusters(
     component = components(n_nodes, edges["uid_l"].to_numpy(np.int64), edges["uid_r"].to_numpy(np.int64))
     sizes = np.bincount(component, minlength=n_nodes)
     large = scope[sizes[component[scope]] >= 3]
-    conflicts = conflict_pairs(con, pd.DataFrame({"unique_id": large, "component": component[large]}))
+    conflicts = conflict_pairs(con, pd.DataFrame({"unique_id": large, "component": component[large]}), settings)
     nameless = con.execute(
         "SELECT unique_id FROM match_records WHERE first_name IS NULL AND date_of_birth IS NULL"
     ).fetchnumpy()["unique_id"]
@@ -241,6 +242,10 @@ def resolve_scope(
     members["is_anchor"] = members["unique_id"] == members["anchor"]
     held = edges[edges["status"] == ACCEPTED]
     members = _join_methods(members, held)
+    # A trusted identifier joined records the guard would have kept apart: say so on the map.
+    overridden = held.loc[held["guard_override"].notna(), ["uid_l", "uid_r"]].to_numpy().ravel()
+    flag_override = members["unique_id"].isin(overridden) & members["cluster_flag"].isna()
+    members.loc[flag_override, "cluster_flag"] = OVERRIDE_FLAG
     identity_map = (
         members[list(MAP_COLUMNS)].sort_values(["source", "source_record_id"]).reset_index(drop=True)
     )

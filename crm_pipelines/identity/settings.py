@@ -126,6 +126,14 @@ class IdentitySettings(BaseModel):
         ("1900-01-01", "1901-01-01", "1899-12-31", "1800-01-01", "9999-12-31"),
         description="Dates of birth (ISO) that are placeholders.",
     )
+    untrusted_identifiers: tuple[str, ...] = Field(
+        (),
+        description="Declared identifier names (the keys under a source's identifiers:, e.g. "
+        "loyalty_card) that are only evidence: records sharing one link unless the household guard "
+        "keeps them apart. Every other declared identifier is trusted: records sharing it join, and a "
+        "disagreement with names or dates of birth is flagged (identifier_overrides_guard), not vetoed. "
+        "A value shared by more than shared_value_limit records links nobody either way.",
+    )
     field_priority: dict[str, list[str]] = Field(
         default_factory=dict,
         description="Golden record: per field, the sources in order of trust, e.g. "

@@ -1,0 +1,124 @@
+"""The household guard: which pairs of records are two people, whatever else they share.
+
+A family shares an address, a landline, often a surname and sometimes an email; so a link through
+any of those is only evidence. The guard weighs the two fields a household does not share:
+
+- given names are *compatible* when they are the same name under real-world noise: equal, a typo
+  apart (Damerau-Levenshtein 1 or Jaro-Winkler >= 0.8), nickname and full name (Bill/William,
+  Kathi/Katharina: a shipped table), an initial (J./Jana), swapped with the surname (a form filled
+  in the wrong order), or missing on one side;
+- dates of birth are *compatible* when equal, one digit apart, or day and month swapped.
+
+Two records are kept apart when their given names are incompatible and their dates of birth give
+no evidence for one person (incompatible, or missing on a side): that is a household, or two
+strangers. Given names incompatible while the dates of birth agree is left to the model's weights
+(a nickname the table lacks; twins, who also differ by gender most of the time, see below). Records
+of different recorded genders with different given names (Paul and Paula) are kept apart. A date of
+birth that disagrees while the given names agree is no veto either: the model weighs it.
+
+A trusted declared identifier shared by the pair (a national id, a customer number: see
+``identity.untrusted_identifiers``) overrides the guard: the pair links and carries the
+``identifier_overrides_guard`` flag, so a steward can look at the conflict.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from crm_pipelines.identity.engine import register_frame
+
+NICKNAMES_FILE = Path(__file__).with_name("nicknames.csv")
+GIVEN_SIMILAR_JW = 0.80
+OVERRIDE_FLAG = "identifier_overrides_guard"
+
+Column = Callable[[str, str], str]
+"""(field, side) -> a SQL reference to that field of the left ('l') or right ('r') record."""
+
+
+def register_nicknames(con: duckdb.DuckDBPyConnection) -> None:
+    """Create ``given_name_roots``: folded given name -> every full name it is short for (and itself).
+
+    A shipped table, not a library: the maintained nickname packages cover English names only,
+    and customers here are as often Kathi, Sepp or Hannes as Bill or Peggy.
+    """
+    roots: dict[str, set[str]] = defaultdict(set)
+    with NICKNAMES_FILE.open(encoding="utf-8") as file:
+        for row in csv.DictReader(file):
+            roots[row["name"]].add(row["root"])
+            roots[row["root"]].add(row["root"])
+    frame = pd.DataFrame({"name": list(roots), "roots": ["|".join(sorted(r)) for r in roots.values()]})
+    register_frame(con, "given_name_roots_input", frame)
+    # The shipped names are lower-case ASCII already, as fold_name leaves names.
+    con.execute(
+        "CREATE OR REPLACE TABLE given_name_roots AS "
+        "SELECT name, string_split(roots, '|') AS roots FROM given_name_roots_input"
+    )
+    con.execute("DROP TABLE given_name_roots_input")
+
+
+def _roots(column: Column, side: str) -> str:
+    name = column("first_name", side)
+    return f"coalesce((SELECT g.roots FROM given_name_roots AS g WHERE g.name = {name}), [{name}])"
+
+
+def given_names_compatible_sql(column: Column) -> str:
+    fl, fr = column("first_name", "l"), column("first_name", "r")
+    ll, lr = column("last_name", "l"), column("last_name", "r")
+    # Coalesced: a NULL surname in the swap test must not turn the whole answer into NULL.
+    return (
+        f"coalesce({fl} IS NULL OR {fr} IS NULL OR {fl} = {fr}"
+        f" OR jaro_winkler_similarity({fl}, {fr}) >= {GIVEN_SIMILAR_JW}"
+        f" OR damerau_levenshtein({fl}, {fr}) <= 1"
+        f" OR ((length({fl}) = 1 OR length({fr}) = 1) AND left({fl}, 1) = left({fr}, 1))"
+        f" OR {fl} = {lr} OR {fr} = {ll}"
+        f" OR list_has_any({_roots(column, 'l')}, {_roots(column, 'r')}), false)"
+    )
+
+
+def dates_of_birth_compatible_sql(column: Column) -> str:
+    """Both present and equal, one character apart, or day and month swapped."""
+    dl, dr = column("date_of_birth", "l"), column("date_of_birth", "r")
+    return (
+        f"coalesce({dl} = {dr} OR damerau_levenshtein({dl}, {dr}) <= 1"
+        f" OR (left({dl}, 4) = left({dr}, 4) AND substr({dl}, 6, 2) = substr({dr}, 9, 2)"
+        f" AND substr({dl}, 9, 2) = substr({dr}, 6, 2)), false)"
+    )
+
+
+def shares_trusted_identifier_sql(column: Column, untrusted: Sequence[str]) -> str:
+    """True when the pair shares a declared identifier whose type is not configured untrusted."""
+    kl, kr = column("identifier_keys", "l"), column("identifier_keys", "r")
+    excluded = ", ".join("'" + t.lower().replace("'", "''") + "'" for t in untrusted) or "NULL"
+    return (
+        f"coalesce((SELECT count(*) > 0 FROM (SELECT unnest(list_intersect({kl}, {kr})) AS k) "
+        f"WHERE split_part(k, ':', 1) NOT IN ({excluded})), false)"
+    )
+
+
+def conflict_reason_sql(column: Column) -> str:
+    """The guard's reason to keep a pair apart (NULL when it has none), before any override."""
+    fl, fr = column("first_name", "l"), column("first_name", "r")
+    gl, gr = column("gender", "l"), column("gender", "r")
+    given = given_names_compatible_sql(column)
+    return (
+        f"CASE WHEN NOT {given} AND NOT {dates_of_birth_compatible_sql(column)}"
+        f" THEN 'given_name_and_birth_disagree'"
+        f" WHEN {gl} <> {gr} AND {fl} <> {fr} AND NOT coalesce({fl} = {column('last_name', 'r')}"
+        f" OR {fr} = {column('last_name', 'l')}, false) THEN 'gender_disagrees' END"
+    )
+
+
+def prediction_column(field: str, side: str) -> str:
+    """Columns of a Splink predictions table: first_name_l, first_name_r, ..."""
+    return f'"{field}_{side}"'
+
+
+def alias_column(left: str, right: str) -> Column:
+    """Columns of two aliased rows of match_records."""
+    return lambda field, side: f"{left if side == 'l' else right}.{field}"
