@@ -32,9 +32,9 @@ import duckdb
 import pandas as pd
 
 from crm_pipelines.identity.engine import register_frame
+from crm_pipelines.identity.model import FIRST_NAME_SIMILAR_JW
 
 NICKNAMES_FILE = Path(__file__).with_name("nicknames.csv")
-GIVEN_SIMILAR_JW = 0.80
 OVERRIDE_FLAG = "identifier_overrides_guard"
 
 Column = Callable[[str, str], str]
@@ -73,7 +73,7 @@ def given_names_compatible_sql(column: Column) -> str:
     # Coalesced: a NULL surname in the swap test must not turn the whole answer into NULL.
     return (
         f"coalesce({fl} IS NULL OR {fr} IS NULL OR {fl} = {fr}"
-        f" OR jaro_winkler_similarity({fl}, {fr}) >= {GIVEN_SIMILAR_JW}"
+        f" OR jaro_winkler_similarity({fl}, {fr}) >= {FIRST_NAME_SIMILAR_JW}"
         f" OR damerau_levenshtein({fl}, {fr}) <= 1"
         f" OR ((length({fl}) = 1 OR length({fr}) = 1) AND left({fl}, 1) = left({fr}, 1))"
         f" OR {fl} = {lr} OR {fr} = {ll}"
@@ -94,10 +94,11 @@ def dates_of_birth_compatible_sql(column: Column) -> str:
 def shares_trusted_identifier_sql(column: Column, untrusted: Sequence[str]) -> str:
     """True when the pair shares a declared identifier whose type is not configured untrusted."""
     kl, kr = column("identifier_keys", "l"), column("identifier_keys", "r")
-    excluded = ", ".join("'" + t.lower().replace("'", "''") + "'" for t in untrusted) or "NULL"
+    excluded = ", ".join("'" + t.lower().replace("'", "''") + "'" for t in untrusted)
+    trusted_type = f"split_part(k, ':', 1) NOT IN ({excluded})" if excluded else "true"
     return (
         f"coalesce((SELECT count(*) > 0 FROM (SELECT unnest(list_intersect({kl}, {kr})) AS k) "
-        f"WHERE split_part(k, ':', 1) NOT IN ({excluded})), false)"
+        f"WHERE {trusted_type}), false)"
     )
 
 

@@ -3,9 +3,10 @@
 Evidence comes in two strengths.
 
 Strong identifiers (email, E.164 phone, declared identifiers such as a loyalty card) link records
-deterministically when they are equal, but only as evidence, never as proof: the household guard
-(:func:`crm_pipelines.identity.matching.guard_conflict_sql`) vetoes a link whose first names or dates
-of birth disagree, because a family email, a landline or an address is shared by several people.
+deterministically when they are equal, but email and phone only as evidence, never as proof: the
+household guard (:mod:`crm_pipelines.identity.guard`) keeps apart records whose given names and dates
+of birth both disagree, because a family email, a landline or an address is shared by several
+people. A trusted declared identifier overrides the guard, and the conflict is flagged.
 
 Everything else is weighed probabilistically. Each field has levels from strong agreement to
 disagreement; the model learns how often each level occurs among true matches (m, by expectation
@@ -31,6 +32,7 @@ import pandas as pd
 import splink.comparison_level_library as cll
 import splink.comparison_library as cl
 from splink import DuckDBAPI, Linker, SettingsCreator, block_on
+from splink.blocking_rule_library import CustomRule
 
 from crm_pipelines.identity.engine import duckdb_session
 from crm_pipelines.identity.prepare import build_match_records, clean_records, load_records
@@ -72,17 +74,20 @@ def _level(
     return level.configure(**options)
 
 
-def _name(column: str) -> cl.CustomComparison:
+def _name(column: str, other: str) -> cl.CustomComparison:
     # Names: exact agreement weighted by how rare the name is; then one typo (a swapped, dropped or
     # wrong letter: Katharina/Katarina, Jan/Jna), then names sharing most of their start
     # (Katharina/Katrin: often two people of one family, so the model learns a lower weight), then
-    # loosely similar ones (Alex/Alexander). Below Jaro-Winkler 0.8 the names disagree, which for
-    # first names is the guard.
+    # loosely similar ones (Alex/Alexander). Below Jaro-Winkler 0.8 the names disagree (for first
+    # names the household guard then asks the date of birth). A form filled in the wrong order puts
+    # the given name where the surname belongs: that is agreement too, learned as its own level.
+    swapped = f'"{column}_l" = "{other}_r" OR "{column}_r" = "{other}_l"'
     return cl.CustomComparison(
         output_column_name=column,
         comparison_levels=[
             cll.NullLevel(column),
             _level(cll.ExactMatchLevel(column, term_frequency_adjustments=True), "exact", 0.86),
+            _level(cll.CustomLevel(swapped), f"swapped_with_{other}", 0.01),
             _level(cll.DamerauLevenshteinLevel(column, 1), "damerau_levenshtein<=1", 0.07),
             _level(cll.JaroWinklerLevel(column, 0.92), "jaro_winkler>=0.92", 0.03),
             _level(
@@ -98,9 +103,9 @@ def _name(column: str) -> cl.CustomComparison:
 def comparisons() -> list[cl.CustomComparison]:
     """The fields the probabilistic model weighs, each with its levels of agreement."""
     return [
-        _name("first_name"),
+        _name("first_name", "last_name"),
         # A married name changes; a last-name disagreement lowers the weight but is no veto.
-        _name("last_name"),
+        _name("last_name", "first_name"),
         # Date of birth: exact, one mistyped digit, or day and month swapped (04/07 vs 07/04) still
         # agree; any other difference disagrees, which the guard treats as two people.
         cl.CustomComparison(
@@ -136,11 +141,15 @@ def comparisons() -> list[cl.CustomComparison]:
 
 
 def strong_identifier_rules() -> list[Any]:
-    """Pairs sharing a strong identifier are always candidates (and link unless the guard vetoes)."""
+    """Pairs sharing a strong identifier are always candidates (and link unless the guard vetoes).
+
+    So are records whose given name and surname are swapped: no column-equality rule finds them.
+    """
     return [
         block_on("email"),
         block_on("phone"),
         block_on(IDENTIFIER_KEYS, arrays_to_explode=[IDENTIFIER_KEYS]),
+        CustomRule("l.first_name = r.last_name AND l.last_name = r.first_name"),
     ]
 
 
