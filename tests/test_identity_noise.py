@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from test_identity import customer_of, customers, identifiers, row_of
 
-from crm_pipelines.identity import IdentitySettings, resolve, train_model
+from crm_pipelines.identity import IdentitySettings, explain_customer, resolve, train_model
 from crm_pipelines.identity.guard import OVERRIDE_FLAG
 from crm_pipelines.identity.synthetic import synthetic_customers
 
@@ -128,3 +128,19 @@ def test_a_trusted_identifier_joins_through_a_conflict_and_flags_it(model):
     }
     untrusted = resolve(frame, ids, SETTINGS.model_copy(update={"untrusted_identifiers": ("national_id",)}), model)
     assert customer_of(untrusted, "crm", "1") != customer_of(untrusted, "shop", "2")
+
+
+def test_explain_shows_the_probability_the_map_records(model):
+    frame = pair({**WILLIAM, "email": "w.okonkwo@mail.de"}, {"first_name": "William", "email": "w.okonkwo@mail.de"})
+    result = resolve(frame, None, SETTINGS, model)
+    customer = customer_of(result, "crm", "1")
+    (link,) = explain_customer(customer, result)["links"]
+    joined = (
+        row_of(result, "shop", "2")
+        if row_of(result, "crm", "1")["match_method"] == "seed"
+        else row_of(result, "crm", "1")
+    )
+    assert link["match_probability"] == joined["match_probability"] == 1.0
+    assert link["model_probability"] < SETTINGS.match_threshold
+    markdown = explain_customer(customer, result, format="markdown")
+    assert "probability 1.0000 (shared email" in markdown

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import pandas as pd
 
+from crm_pipelines.identity.settings import DETERMINISTIC_METHODS
+
 if TYPE_CHECKING:
     from crm_pipelines.identity.resolve import IdentityResult
 
@@ -30,12 +32,16 @@ def _plain(value: Any) -> Any:
 
 
 def _link(row: pd.Series) -> dict[str, Any]:
+    # A shared identifier makes the link certain, and the identity map says so (probability 1); the
+    # model's own probability from the other fields is shown beside it, not instead of it.
+    certain = row["match_method"] in DETERMINISTIC_METHODS
     out = {
         "left": f"{row['source_l']}/{row['source_record_id_l']}",
         "right": f"{row['source_r']}/{row['source_record_id_r']}",
         "match_method": row["match_method"],
         "match_weight": _plain(row["match_weight"]),
-        "match_probability": _plain(row["match_probability"]),
+        "match_probability": 1.0 if certain else _plain(row["match_probability"]),
+        "model_probability": _plain(row["match_probability"]),
         "evidence": json.loads(row["evidence"]) if isinstance(row["evidence"], str) else None,
     }
     if "reason" in row:
@@ -112,7 +118,12 @@ def to_markdown(explanation: dict[str, Any]) -> str:
             "",
             f"### {link['left']} = {link['right']}",
             f"{link['match_method']}, match weight {link['match_weight']:.2f}, "
-            f"probability {link['match_probability']:.4f}",
+            f"probability {link['match_probability']:.4f}"
+            + (
+                f" (shared {link['match_method']}; the other fields alone: {link['model_probability']:.4f})"
+                if link["match_method"] in DETERMINISTIC_METHODS
+                else ""
+            ),
         ]
         lines += _evidence_table(link["evidence"])
     if explanation["rejected_links"]:

@@ -29,7 +29,7 @@ from crm_pipelines.identity.prepare import (
     fetch_state,
     load_records,
 )
-from crm_pipelines.identity.settings import IdentitySettings
+from crm_pipelines.identity.settings import DETERMINISTIC_METHODS, IdentitySettings
 from crm_pipelines.schema import IDENTITY_MAP_COLUMNS
 
 MAP_COLUMNS = (*(c.name for c in IDENTITY_MAP_COLUMNS), "cluster_flag", "id_first_seen_at")
@@ -44,7 +44,6 @@ LINK_COLUMNS = (
     "evidence",
 )
 REJECTED_LINK_COLUMNS = (*LINK_COLUMNS, "reason")
-DETERMINISTIC = ("identifier", "email", "phone")
 
 
 @dataclass
@@ -142,7 +141,7 @@ def _join_methods(members: pd.DataFrame, held: pd.DataFrame) -> pd.DataFrame:
         ],
         ignore_index=True,
     )
-    both["map_probability"] = np.where(both["method"].isin(DETERMINISTIC), 1.0, both["match_probability"])
+    both["map_probability"] = np.where(both["method"].isin(DETERMINISTIC_METHODS), 1.0, both["match_probability"])
     both["rank"] = both["method"].map(METHOD_RANK)
     best = both.sort_values(["unique_id", "map_probability", "rank"], ascending=[True, False, True])
     best = best.drop_duplicates("unique_id").set_index("unique_id")

@@ -15,6 +15,8 @@ SOURCE_NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
 MATCHING_COLUMNS = ("first_name", "last_name", "date_of_birth", "address_line1", "postcode", "city")
 STRONG_IDENTIFIER_COLUMNS = ("email", "phone")
 BLOCKABLE_COLUMNS = MATCHING_COLUMNS + STRONG_IDENTIFIER_COLUMNS
+# Link methods whose shared value makes the link certain: the identity map records probability 1.
+DETERMINISTIC_METHODS = ("identifier", "email", "phone")
 
 # Fields of the golden record that survivorship chooses (see crm_pipelines.identity.golden).
 GOLDEN_FIELDS = (
