@@ -11,10 +11,12 @@ any of those is only evidence. The guard weighs the two fields a household does 
 
 Two records are kept apart when their given names are incompatible and their dates of birth give
 no evidence for one person (incompatible, or missing on a side): that is a household, or two
-strangers. Given names incompatible while the dates of birth agree is left to the model's weights
+strangers. So are two records whose dates of birth disagree while their given names are only
+similar (Maria and Marie, Alex for Alexander or Alexandra): siblings sharing a family email.
+Given names incompatible while the dates of birth agree is left to the model's weights
 (a nickname the table lacks; twins, who also differ by gender most of the time, see below). Records
 of different recorded genders with different given names (Paul and Paula) are kept apart. A date of
-birth that disagrees while the given names agree is no veto either: the model weighs it.
+birth that disagrees while the given names are equal is no veto either: the model weighs it.
 
 A trusted declared identifier shared by the pair (a national id, a customer number: see
 ``identity.untrusted_identifiers``) overrides the guard: the pair links and carries the
@@ -107,9 +109,15 @@ def conflict_reason_sql(column: Column) -> str:
     fl, fr = column("first_name", "l"), column("first_name", "r")
     gl, gr = column("gender", "l"), column("gender", "r")
     given = given_names_compatible_sql(column)
+    births = dates_of_birth_compatible_sql(column)
+    dl, dr = column("date_of_birth", "l"), column("date_of_birth", "r")
+    same_given = (
+        f"coalesce({fl} = {fr} OR {fl} = {column('last_name', 'r')} OR {fr} = {column('last_name', 'l')}, false)"
+    )
     return (
-        f"CASE WHEN NOT {given} AND NOT {dates_of_birth_compatible_sql(column)}"
-        f" THEN 'given_name_and_birth_disagree'"
+        f"CASE WHEN NOT {given} AND NOT {births} THEN 'given_name_and_birth_disagree'"
+        f" WHEN {dl} IS NOT NULL AND {dr} IS NOT NULL AND NOT {births} AND {fl} IS NOT NULL AND {fr} IS NOT NULL"
+        f" AND NOT {same_given} THEN 'similar_given_name_and_birth_disagrees'"
         f" WHEN {gl} <> {gr} AND {fl} <> {fr} AND NOT coalesce({fl} = {column('last_name', 'r')}"
         f" OR {fr} = {column('last_name', 'l')}, false) THEN 'gender_disagrees' END"
     )

@@ -153,8 +153,22 @@ def strong_identifier_rules() -> list[Any]:
     ]
 
 
+def noise_tolerant_rules() -> list[Any]:
+    """Rules that reach pairs a typo hides from every exact two-column rule: the start of the
+    surname with the birth year (a typo late in the surname, a wrong day), the start of the given
+    name with the birth day and month (a wrong year digit and a typo in the surname)."""
+    return [
+        block_on("substr(last_name, 1, 3)", "substr(date_of_birth, 1, 4)"),
+        block_on("substr(first_name, 1, 3)", "substr(date_of_birth, 6, 5)"),
+    ]
+
+
 def prediction_rules(settings: IdentitySettings) -> list[Any]:
-    return strong_identifier_rules() + [block_on(*rule) for rule in settings.blocking_rules]
+    return (
+        strong_identifier_rules()
+        + [block_on(*rule) for rule in settings.blocking_rules]
+        + noise_tolerant_rules()
+    )
 
 
 def splink_settings(settings: IdentitySettings) -> SettingsCreator:
