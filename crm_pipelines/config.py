@@ -192,6 +192,35 @@ class ChecksConfig(_Model):
     )
 
 
+class BiConfig(_Model):
+    """The marts as a separate DuckDB file for BI tools (docs/bi.md), replaced atomically after each run."""
+
+    marts_file: str = Field("data/bi.duckdb", description="Path of the BI file, relative to crm.yaml.")
+    export: Literal["auto", "always", "never"] = Field(
+        "auto", description="auto: written on a DuckDB warehouse only (BI reads a server warehouse directly)."
+    )
+
+    @field_validator("marts_file")
+    @classmethod
+    def _unambiguous_catalog(cls, v: str) -> str:
+        catalog = duckdb_catalog_name(v)
+        if catalog in RESERVED_DUCKDB_CATALOGS:
+            raise ValueError(
+                f"{v!r}: DuckDB names the file's database {catalog!r} after the file, which clashes with "
+                f"the schema or a built-in catalog of that name; choose another name, e.g. data/bi.duckdb"
+            )
+        return v
+
+
+# DuckDB names a file's database after its file name up to the first dot: a file called marts.duckdb
+# makes `marts.customer_360` ambiguous between that database and its marts schema.
+RESERVED_DUCKDB_CATALOGS = frozenset({"marts", "main", "system", "temp", "memory"})
+
+
+def duckdb_catalog_name(path: str | os.PathLike[str]) -> str:
+    return Path(path).name.lstrip(".").split(".", 1)[0]
+
+
 class CrmConfig(_Model):
     warehouse: WarehouseConfig = WarehouseConfig()
     nightly: NightlyConfig = NightlyConfig()
@@ -207,6 +236,7 @@ class CrmConfig(_Model):
     identity: IdentitySettings = IdentitySettings()
     segments: SegmentationSettings = SegmentationSettings()
     clv: ClvSettings = ClvSettings()
+    bi: BiConfig = BiConfig()
     base_dir: Path = Field(PROJECT_ROOT, exclude=True, description="Directory of the config file.")
     config_path: Path | None = Field(None, exclude=True)
 

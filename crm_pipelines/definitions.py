@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from crm_pipelines.assets.bi import build_bi_assets
 from crm_pipelines.assets.core import IDENTITY_MAP, build_core_assets, build_identity_training_job, core_key
 from crm_pipelines.assets.marts import build_marts_assets
 from crm_pipelines.assets.predictive import build_predictive_assets
@@ -29,13 +30,14 @@ def build_definitions(config: CrmConfig) -> dg.Definitions:
     kind = warehouse.kind
     nightly = build_nightly_job(kind)
     weekly_refit = build_weekly_refit_job(kind)
+    marts = [*build_marts_assets(config, kind), *build_predictive_assets(config, kind)]
     return dg.Definitions(
         assets=[
             *build_raw_assets(config, kind),
             *build_staging_assets(config, kind),
             *build_core_assets(config, kind),
-            *build_marts_assets(config, kind),
-            *build_predictive_assets(config, kind),
+            *marts,
+            *build_bi_assets(config, warehouse, [key for asset in marts for key in asset.keys]),
         ],
         jobs=[
             nightly,

@@ -34,6 +34,7 @@ from crm_pipelines.assets.modeling import (
     mart_spec,
     metadata_number,
     read_orders,
+    record_inline_fit,
     service_history,
     table_md,
 )
@@ -59,6 +60,53 @@ def build_churn_assets(
 
     def validated(context, wh: Warehouse, table: str, frame: pd.DataFrame, suite: SuiteSpec) -> list:
         return validate_mart(context, config, wh, table, frame, suite)
+
+    def store_trained_model(
+        context: dg.AssetExecutionContext, wh: Warehouse, result, service_features: bool, as_of: dt.date
+    ) -> dg.MaterializeResult:
+        """Append the model's holdout metrics to marts.churn_model_metrics and, if they pass, save it."""
+        trained_at = pd.Timestamp.now(tz="UTC")
+        frame = churn_metrics_frame(
+            result.metrics,
+            result.calibration,
+            result.feature_importance,
+            run_id=context.run.run_id,
+            trained_at=trained_at,
+            as_of=pd.Timestamp(as_of),
+            model_path=str(model_path),
+        )
+        suite = mart_suite(
+            f"{MARTS}.{CHURN_METRICS}",
+            columns=column_names(CHURN_METRICS_COLUMNS),
+            ranges={
+                "roc_auc": PROBABILITY,
+                "brier_score": PROBABILITY,
+                "churn_rate_train": RATE,
+                "churn_rate_holdout": RATE,
+            },
+            unique_keys=[["run_id"]],
+            not_null_columns=["as_of", "brier_score"],
+            min_rows=1,
+        )
+        checks = validated(context, wh, CHURN_METRICS, frame, suite)
+        if not blocking_failures(checks):
+            bundle = churn_model_bundle(
+                result,
+                settings,
+                service_features=service_features,
+                run_id=context.run.run_id,
+                as_of=as_of,
+                trained_at=trained_at,
+            )
+            save_churn_model(model_path, bundle)
+        extra = {
+            "roc_auc": metadata_number(result.metrics["roc_auc"]),
+            "brier_score": metadata_number(result.metrics["brier_score"]),
+            "calibration": table_md(result.calibration, float_digits=3),
+            "feature_importance": table_md(result.feature_importance, max_rows=10, float_digits=4),
+            "model_path": dg.MetadataValue.path(str(model_path)),
+        }
+        return append_checked(context, wh, CHURN_METRICS, frame, checks, CHURN_METRICS_COLUMNS, extra)
 
     @dg.asset(
         **spec(
@@ -89,49 +137,7 @@ def build_churn_assets(
             )
         except ValueError as e:
             raise dg.Failure(f"{MARTS}.{CHURN_METRICS}: cannot train the churn model: {e}") from None
-        trained_at = pd.Timestamp.now(tz="UTC")
-        as_of = run_window.as_of_date()
-        frame = churn_metrics_frame(
-            result.metrics,
-            result.calibration,
-            result.feature_importance,
-            run_id=context.run.run_id,
-            trained_at=trained_at,
-            as_of=pd.Timestamp(as_of),
-            model_path=str(model_path),
-        )
-        suite = mart_suite(
-            f"{MARTS}.{CHURN_METRICS}",
-            columns=column_names(CHURN_METRICS_COLUMNS),
-            ranges={
-                "roc_auc": PROBABILITY,
-                "brier_score": PROBABILITY,
-                "churn_rate_train": RATE,
-                "churn_rate_holdout": RATE,
-            },
-            unique_keys=[["run_id"]],
-            not_null_columns=["as_of", "brier_score"],
-            min_rows=1,
-        )
-        checks = validated(context, wh, CHURN_METRICS, frame, suite)
-        if not blocking_failures(checks):
-            bundle = churn_model_bundle(
-                result,
-                settings,
-                service_features=service is not None,
-                run_id=context.run.run_id,
-                as_of=as_of,
-                trained_at=trained_at,
-            )
-            save_churn_model(model_path, bundle)
-        extra = {
-            "roc_auc": metadata_number(result.metrics["roc_auc"]),
-            "brier_score": metadata_number(result.metrics["brier_score"]),
-            "calibration": table_md(result.calibration, float_digits=3),
-            "feature_importance": table_md(result.feature_importance, max_rows=10, float_digits=4),
-            "model_path": dg.MetadataValue.path(str(model_path)),
-        }
-        return append_checked(context, wh, CHURN_METRICS, frame, checks, CHURN_METRICS_COLUMNS, extra)
+        return store_trained_model(context, wh, result, service is not None, run_window.as_of_date())
 
     @dg.asset(
         **spec(
@@ -172,21 +178,26 @@ def build_churn_assets(
                 context.log.warning(f"{model_path}: {e}")
         if scores is None:
             context.log.warning(
-                f"no usable churn model at {model_path}: training one inline for this run. "
-                "The weekly refit job trains and saves it from then on."
+                f"no usable churn model at {model_path}: training one inline and saving it with its metrics. "
+                "The weekly refit job retrains it from then on."
             )
+            service = service_history(wh, orders, as_of, settings)
             try:
                 result = train_churn_model(
                     orders,
                     as_of,
                     horizon_days=settings.churn_horizon_days,
-                    extra_features=service_history(wh, orders, as_of, settings),
+                    extra_features=service,
                     purchase_statuses=settings.purchase_statuses,
                 )
                 scores, model_run_id, model_as_of = result.scores, context.run.run_id, run_window.as_of_date()
             except ValueError as e:
                 context.log.warning(f"churn risk cannot be scored yet ({e}); buyers are listed without scores")
                 scores = unscored_buyers(orders, as_of, settings)
+            else:
+                # Stored as the weekly job would, so the first run leaves no model table unmaterialized.
+                stored = store_trained_model(context, wh, result, service is not None, run_window.as_of_date())
+                record_inline_fit(context, CHURN_METRICS, stored)
         customers = read_core(wh, "unified_customers")
         frame = churn_risk_frame(
             scores,

@@ -32,6 +32,7 @@ from crm_pipelines.assets.modeling import (
     mart_spec,
     metadata_number,
     read_orders,
+    record_inline_fit,
     table_md,
 )
 from crm_pipelines.checks import SuiteSpec, mart_suite
@@ -58,33 +59,10 @@ def build_clv_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.AssetsDe
     def validated(context, wh: Warehouse, table: str, frame: pd.DataFrame, suite: SuiteSpec) -> list:
         return validate_mart(context, config, wh, table, frame, suite)
 
-    @dg.asset(
-        **spec(
-            CLV_PARAMS,
-            "Weekly: the CLV models (BG/NBD or Pareto/NBD, and Gamma-Gamma) fitted on "
-            "core.orders; one row per parameter per run, appended.",
-            {"scipy"},
-            core_deps(config, "orders"),
-            weekly=True,
-        )
-    )
-    def clv_model_params(
-        context: dg.AssetExecutionContext, warehouse: WarehouseResource, run_window: RunWindowResource
+    def store_params(
+        context: dg.AssetExecutionContext, wh: Warehouse, fits, customers: int, run_window: RunWindowResource
     ) -> dg.MaterializeResult:
-        wh = warehouse.get_warehouse()
-        summary = clv_summary(read_orders(wh), as_of_timestamp(run_window), settings)
-        if summary.empty:
-            raise dg.Failure(
-                f"{MARTS}.{CLV_PARAMS}: core.orders has no purchases up to "
-                f"{run_window.as_of_date()}; nothing to fit the CLV models on"
-            )
-        try:
-            fits = fit_clv_models(summary, settings)
-        except ValueError as e:  # GammaGammaAssumptionError among them: its message says what to do
-            raise dg.Failure(f"{MARTS}.{CLV_PARAMS}: {e}") from None
-        for fit in fits:
-            if not fit.converged:
-                context.log.warning(f"{fit.model} did not converge: {fit.message}")
+        """Append the fitted parameters to marts.clv_model_params (one row per parameter)."""
         frame = params_frame(fits, context.run.run_id, pd.Timestamp.now(tz="UTC"), run_window.as_of_date())
         suite = mart_suite(
             f"{MARTS}.{CLV_PARAMS}",
@@ -96,7 +74,7 @@ def build_clv_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.AssetsDe
         )
         extra = {
             "model": settings.model,
-            "customers": len(summary),
+            "customers": customers,
             "parameters": table_md(frame[["model", "parameter", "value", "std_error"]], float_digits=4),
             "purchase_model_log_likelihood": metadata_number(fits[0].log_likelihood),
         }
@@ -110,23 +88,13 @@ def build_clv_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.AssetsDe
             extra,
         )
 
-    @dg.asset(
-        **spec(
-            CLV_DIAGNOSTICS,
-            "Weekly: the purchase model refitted without the last calibration_holdout_days, and its "
-            "forecast of those days against what customers bought; appended.",
-            {"scipy"},
-            core_deps(config, "orders"),
-            weekly=True,
-        )
-    )
-    def clv_model_diagnostics(
-        context: dg.AssetExecutionContext, warehouse: WarehouseResource, run_window: RunWindowResource
+    def store_diagnostics(
+        context: dg.AssetExecutionContext, wh: Warehouse, run_window: RunWindowResource
     ) -> dg.MaterializeResult:
+        """Refit the purchase model without the holdout days and append how it forecast them."""
         from crm_pipelines.analytics.clv import calibration_holdout_diagnostics, fit_transaction_model
         from crm_pipelines.analytics.reporting import calibration_chart_png
 
-        wh = warehouse.get_warehouse()
         as_of = as_of_timestamp(run_window)
         calibration_end = calibration_end_for(as_of, settings)
         calibration = clv_summary(read_orders(wh), as_of, settings, calibration_end=calibration_end)
@@ -177,6 +145,50 @@ def build_clv_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.AssetsDe
 
     @dg.asset(
         **spec(
+            CLV_PARAMS,
+            "Weekly: the CLV models (BG/NBD or Pareto/NBD, and Gamma-Gamma) fitted on "
+            "core.orders; one row per parameter per run, appended.",
+            {"scipy"},
+            core_deps(config, "orders"),
+            weekly=True,
+        )
+    )
+    def clv_model_params(
+        context: dg.AssetExecutionContext, warehouse: WarehouseResource, run_window: RunWindowResource
+    ) -> dg.MaterializeResult:
+        wh = warehouse.get_warehouse()
+        summary = clv_summary(read_orders(wh), as_of_timestamp(run_window), settings)
+        if summary.empty:
+            raise dg.Failure(
+                f"{MARTS}.{CLV_PARAMS}: core.orders has no purchases up to "
+                f"{run_window.as_of_date()}; nothing to fit the CLV models on"
+            )
+        try:
+            fits = fit_clv_models(summary, settings)
+        except ValueError as e:  # GammaGammaAssumptionError among them: its message says what to do
+            raise dg.Failure(f"{MARTS}.{CLV_PARAMS}: {e}") from None
+        for fit in fits:
+            if not fit.converged:
+                context.log.warning(f"{fit.model} did not converge: {fit.message}")
+        return store_params(context, wh, fits, len(summary), run_window)
+
+    @dg.asset(
+        **spec(
+            CLV_DIAGNOSTICS,
+            "Weekly: the purchase model refitted without the last calibration_holdout_days, and its "
+            "forecast of those days against what customers bought; appended.",
+            {"scipy"},
+            core_deps(config, "orders"),
+            weekly=True,
+        )
+    )
+    def clv_model_diagnostics(
+        context: dg.AssetExecutionContext, warehouse: WarehouseResource, run_window: RunWindowResource
+    ) -> dg.MaterializeResult:
+        return store_diagnostics(context, warehouse.get_warehouse(), run_window)
+
+    @dg.asset(
+        **spec(
             CLV,
             "One row per customer: P(alive), expected purchases, expected order value and "
             f"{settings.clv_months}-month CLV, predicted with the latest weekly model parameters.",
@@ -206,13 +218,20 @@ def build_clv_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.AssetsDe
             model_run_id, source = context.run.run_id, "fitted inline (no weekly parameters yet)"
             context.log.warning(
                 f"{MARTS}.{CLV_PARAMS} has no {settings.model} parameters in "
-                f"{settings.time_unit_days:g}-day units yet: fitting inline for this run. "
-                "The weekly refit job fits them from then on."
+                f"{settings.time_unit_days:g}-day units yet: fitting them inline and storing them with "
+                f"their holdout diagnostics. The weekly refit job refits them from then on."
             )
             try:
                 fits = fit_clv_models(summary, settings) if len(summary) else None
             except ValueError as e:
                 context.log.warning(f"CLV models cannot be fitted ({e}); predictions stay empty")
+            if fits:
+                # Stored as the weekly job would, so the first run leaves no model table unmaterialized.
+                record_inline_fit(context, CLV_PARAMS, store_params(context, wh, fits, len(summary), run_window))
+                try:
+                    record_inline_fit(context, CLV_DIAGNOSTICS, store_diagnostics(context, wh, run_window))
+                except dg.Failure as e:
+                    context.log.warning(f"no CLV holdout diagnostics this run: {e.description}")
         scores = score_customers(summary, *fits, settings) if fits and len(summary) else None
         frame = lifetime_value_frame(
             customers["customer_id"], summary, scores, settings, model_run_id, run_window.as_of_date()

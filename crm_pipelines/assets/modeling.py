@@ -94,6 +94,27 @@ def append_checked(
     return dg.MaterializeResult(metadata=metadata, check_results=list(checks))
 
 
+def record_inline_fit(context: dg.AssetExecutionContext, table: str, stored: dg.MaterializeResult) -> None:
+    """Record a model table that a nightly asset stored for a model it fitted inline (no weekly fit yet)
+    as a materialization of the weekly asset, with its check results, so the asset graph shows the
+    model's table materialized from the first run on, as the warehouse holds it."""
+    key = mart_key(table)
+    metadata = {**(stored.metadata or {}), "fitted_by": f"{context.asset_key.to_user_string()} (inline, first run)"}
+    context.log_event(dg.AssetMaterialization(asset_key=key, metadata=metadata))
+    for check in stored.check_results or []:
+        context.log_event(
+            dg.AssetCheckEvaluation(
+                asset_key=key,
+                check_name=check.check_name or "",
+                passed=check.passed,
+                metadata=check.metadata,
+                severity=check.severity,
+                description=check.description,
+                blocking=check.severity == dg.AssetCheckSeverity.ERROR,
+            )
+        )
+
+
 def metadata_number(value: Any) -> float | None:
     """A float for metadata, None for NaN (Dagster shows it as empty rather than as nan)."""
     return None if value is None or pd.isna(value) else float(value)

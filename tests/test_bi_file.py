@@ -1,0 +1,231 @@
+"""The BI file: the marts copied to a separate DuckDB file and swapped in atomically.
+
+The lock tests use real processes and real DuckDB files: a reader in another process holds the file
+(read-only, as a BI tool does) while the file is replaced, and while a whole nightly run writes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pytest
+import yaml
+
+from crm_pipelines.bi_file import BiFileError, export_enabled, export_marts_file, mart_tables
+from crm_pipelines.config import PROJECT_ROOT, ConfigError, config_from_dict
+from crm_pipelines.demo import generate
+from crm_pipelines.schema import MARTS
+from crm_pipelines.warehouse import Warehouse
+
+
+def publish_kpis(wh: Warehouse, days: int) -> None:
+    frame = pd.DataFrame(
+        {
+            "kpi_date": pd.date_range("2026-01-01", periods=days, freq="D").date,
+            "revenue": [float(i) for i in range(days)],
+            "computed_at": pd.Timestamp("2026-01-02 03:04:05", tz="UTC"),
+        }
+    )
+    wh.publish(frame, MARTS, "crm_kpis", column_types={"kpi_date": "date", "computed_at": "timestamp"})
+
+
+def read(path: Path, sql: str):
+    with duckdb.connect(str(path), read_only=True) as conn:
+        return conn.execute(sql).fetchall()
+
+
+def test_marts_are_copied_with_their_types_and_reachable_without_schema(warehouse, tmp_path):
+    publish_kpis(warehouse, 3)
+    warehouse.publish(pd.DataFrame({"customer_id": ["C1", "C2"]}), MARTS, "customer_segments")
+    # A half-published table (a killed run's staging name) and other schemas stay out of the file.
+    warehouse.write_table(pd.DataFrame({"x": [1]}), MARTS, "customer_segments__new")
+    warehouse.write_table(pd.DataFrame({"x": [1]}), "core", "unified_customers")
+    target = tmp_path / "bi" / "bi.duckdb"
+
+    export = export_marts_file(warehouse, target)
+
+    assert export.rows == {"crm_kpis": 3, "customer_segments": 2}
+    assert export.path == target.resolve() and export.size_bytes == target.stat().st_size
+    assert read(target, "SELECT count(*) FROM marts.crm_kpis") == [(3,)]
+    assert read(target, "SELECT count(*) FROM crm_kpis") == [(3,)]  # main.crm_kpis, for schema-blind tools
+    assert read(target, "SELECT customer_id FROM customer_segments ORDER BY 1") == [("C1",), ("C2",)]
+    types = dict(read(target, "SELECT column_name, data_type FROM information_schema.columns "
+                              "WHERE table_schema = 'marts' AND table_name = 'crm_kpis'"))
+    assert types["kpi_date"] == "DATE" and types["computed_at"] == "TIMESTAMP WITH TIME ZONE"
+    assert types["revenue"] == "DOUBLE"
+    tables = read(target, "SELECT table_schema, table_name, table_type FROM information_schema.tables ORDER BY 1, 2")
+    assert tables == [
+        ("main", "crm_kpis", "VIEW"),
+        ("main", "customer_segments", "VIEW"),
+        ("marts", "crm_kpis", "BASE TABLE"),
+        ("marts", "customer_segments", "BASE TABLE"),
+    ]
+    assert sorted(p.name for p in target.parent.iterdir()) == ["bi.duckdb"]  # no temporary left behind
+    # The warehouse is untouched and still writable by the run that exported it.
+    publish_kpis(warehouse, 4)
+    assert mart_tables(warehouse) == ["crm_kpis", "customer_segments"]
+
+
+def test_a_reader_holding_the_file_keeps_the_old_data_and_the_next_connection_sees_the_new(duckdb_url, tmp_path):
+    wh = Warehouse(duckdb_url)
+    target = tmp_path / "bi.duckdb"
+    publish_kpis(wh, 3)
+    export_marts_file(wh, target)
+    reader = subprocess.Popen(
+        [sys.executable, "-c", HOLDING_READER, str(target)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert reader.stdout.readline().strip() == "3"  # opened read-only, and holds the connection
+        publish_kpis(wh, 5)
+        export_marts_file(wh, target)  # the writer neither waits for nor fails on the reader
+        # Another process's fresh connection sees the new file while the old one is still held.
+        assert read(target, "SELECT count(*) FROM crm_kpis") == [(5,)]
+        reader.stdin.write("next\n")
+        reader.stdin.flush()
+        assert reader.stdout.readline().strip() == "3", "the held connection must keep reading the old file"
+        assert reader.stdout.readline().strip() == "5", "its next connection must see the new file"
+    finally:
+        reader.stdin.close()
+        reader.wait(timeout=30)
+    assert reader.returncode == 0
+
+
+HOLDING_READER = """
+import sys, duckdb
+path = sys.argv[1]
+held = duckdb.connect(path, read_only=True)
+print(held.execute("SELECT count(*) FROM crm_kpis").fetchone()[0], flush=True)
+sys.stdin.readline()
+print(held.execute("SELECT count(*) FROM crm_kpis").fetchone()[0], flush=True)
+# DuckDB shares one open database per path within a process: the old file is let go when its last
+# connection closes, so the process's next connection opens the new one.
+held.close()
+fresh = duckdb.connect(path, read_only=True)
+print(fresh.execute("SELECT count(*) FROM crm_kpis").fetchone()[0], flush=True)
+"""
+
+
+def test_temporaries_of_killed_runs_are_removed_but_not_those_of_live_ones(duckdb_url, tmp_path):
+    wh = Warehouse(duckdb_url)
+    publish_kpis(wh, 1)
+    target = tmp_path / "bi.duckdb"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    abandoned = tmp_path / f".bi.duckdb.{dead.stdout.strip()}-0123abcd.tmp"
+    live = tmp_path / f".bi.duckdb.{os.getpid()}-4567abcd.tmp"
+    other = tmp_path / ".other.duckdb.1-89abcdef.tmp"
+    for path in (abandoned, live, other):
+        path.write_bytes(b"partial")
+    export_marts_file(wh, target)
+    assert not abandoned.exists() and live.exists() and other.exists()
+
+
+def test_refuses_to_overwrite_the_warehouse_or_to_write_an_empty_file(duckdb_url, tmp_path):
+    wh = Warehouse(duckdb_url)
+    with pytest.raises(BiFileError, match="no tables yet"):
+        export_marts_file(wh, tmp_path / "bi.duckdb")
+    assert not (tmp_path / "bi.duckdb").exists()
+    publish_kpis(wh, 1)
+    with pytest.raises(BiFileError, match="is the warehouse file itself"):
+        export_marts_file(wh, duckdb_url.removeprefix("duckdb:///"))
+
+
+def test_export_is_on_by_default_for_duckdb_only():
+    assert export_enabled("auto", "duckdb") and not export_enabled("auto", "postgres")
+    assert export_enabled("always", "postgres") and not export_enabled("never", "duckdb")
+
+
+# -- a BI tool reading the file during a whole nightly run ----------------------------------------
+# Two dashboards: one keeps its connection all night, one opens a connection per query. They run in
+# separate processes, because within one process DuckDB shares a single open database per path.
+READER = """
+import json, os, sys, time, duckdb
+path, stop, mode = sys.argv[1:4]
+held = duckdb.connect(path, read_only=True) if mode == "hold" else None
+reads, errors, versions = 0, [], set()
+while not os.path.exists(stop):
+    try:
+        conn = held or duckdb.connect(path, read_only=True)
+        names = [r[0] for r in conn.execute("SELECT table_name FROM information_schema.tables "
+                                             "WHERE table_schema = 'main' ORDER BY 1").fetchall()]
+        for name in names:
+            conn.execute(f'SELECT count(*) FROM "{name}"').fetchone()
+        versions.add(tuple(names))
+        if held is None:
+            conn.close()
+        reads += 1
+    except Exception as e:
+        errors.append(f"{type(e).__name__}: {e}")
+    time.sleep(0.05)
+print(json.dumps({"reads": reads, "errors": errors[:5], "versions": sorted(versions)}))
+"""
+
+DEMO_END = dt.date(2026, 6, 30)
+
+
+@pytest.mark.slow
+def test_bi_reads_never_fail_while_the_nightly_runs_and_the_nightly_succeeds(tmp_path):
+    generate(tmp_path / "data" / "demo", people=200, seed=11, end_date=DEMO_END)
+    config = yaml.safe_load((PROJECT_ROOT / "crm.yaml").read_text())
+    config["as_of"] = DEMO_END.isoformat()
+    (tmp_path / "crm.yaml").write_text(yaml.safe_dump(config))
+    target = tmp_path / "data" / "bi.duckdb"
+    # Yesterday's BI file, which dashboards hold when the run starts.
+    seed = Warehouse(f"duckdb:///{tmp_path / 'yesterday.duckdb'}")
+    seed.publish(pd.DataFrame({"marker": [1]}), MARTS, "seed_marker")
+    export_marts_file(seed, target)
+    seed.dispose()
+
+    env = {k: v for k, v in os.environ.items() if k != "CRM_WAREHOUSE_URL"}
+    env.update(CRM_CONFIG=str(tmp_path / "crm.yaml"), DAGSTER_HOME=str(tmp_path / "dagster_home"))
+    (tmp_path / "dagster_home").mkdir()
+    stop = tmp_path / "stop"
+    readers = {
+        mode: subprocess.Popen([sys.executable, "-c", READER, str(target), str(stop), mode], stdout=subprocess.PIPE)
+        for mode in ("hold", "poll")
+    }
+    try:
+        started = time.monotonic()
+        nightly = subprocess.run(
+            [sys.executable, "-m", "dagster", "job", "execute", "-m", "crm_pipelines.definitions", "-j", "crm_nightly"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        seconds = time.monotonic() - started
+    finally:
+        stop.touch()
+        results = {mode: json.loads(reader.communicate(timeout=60)[0]) for mode, reader in readers.items()}
+    assert nightly.returncode == 0, nightly.stdout[-3000:] + nightly.stderr[-3000:]
+    for mode, result in results.items():
+        assert result["errors"] == [], (mode, result)
+        assert result["reads"] > 10, (mode, result, seconds)
+    # The dashboard holding its connection read yesterday's file throughout; the other one moved on.
+    assert results["hold"]["versions"] == [["seed_marker"]], results["hold"]
+    assert ["seed_marker"] in results["poll"]["versions"], results["poll"]
+    new = {name for version in results["poll"]["versions"] for name in version if version != ["seed_marker"]}
+    assert {"customer_360", "crm_kpis", "clv_model_params", "churn_model_metrics"} <= new, results["poll"]
+    assert read(target, "SELECT count(*) FROM marts.customer_360")[0][0] > 0
+
+
+def test_a_file_named_like_the_marts_schema_is_refused(duckdb_url, tmp_path):
+    # DuckDB would name the file's database "marts", and `marts.customer_360` would become ambiguous.
+    data = yaml.safe_load((PROJECT_ROOT / "crm.yaml").read_text())
+    with pytest.raises(ConfigError, match=r"bi\.marts_file: 'data/marts\.duckdb'.*choose another name"):
+        config_from_dict({**data, "bi": {"marts_file": "data/marts.duckdb"}}, tmp_path / "crm.yaml")
+    wh = Warehouse(duckdb_url)
+    publish_kpis(wh, 1)
+    with pytest.raises(BiFileError, match="ambiguous"):
+        export_marts_file(wh, tmp_path / "marts.duckdb")
