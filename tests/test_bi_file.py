@@ -175,7 +175,7 @@ DEMO_END = dt.date(2026, 6, 30)
 
 @pytest.mark.slow
 def test_bi_reads_never_fail_while_the_nightly_runs_and_the_nightly_succeeds(tmp_path):
-    generate(tmp_path / "data" / "demo", people=200, seed=11, end_date=DEMO_END)
+    generate(tmp_path / "data" / "demo", people=400, seed=7, end_date=DEMO_END)
     config = yaml.safe_load((PROJECT_ROOT / "crm.yaml").read_text())
     config["as_of"] = DEMO_END.isoformat()
     (tmp_path / "crm.yaml").write_text(yaml.safe_dump(config))

@@ -4,8 +4,6 @@ It depends on every mart, so every job that republishes marts (``crm_nightly``, 
 "Materialize all") rewrites it last, and a run whose marts failed their checks leaves yesterday's file.
 """
 
-from __future__ import annotations
-
 import time
 from collections.abc import Sequence
 
