@@ -131,7 +131,10 @@ def project(tmp_path, duckdb_url, simulated_orders) -> Project:
 
 
 def metadata(result: dg.ExecuteInProcessResult, table: str) -> dict:
-    [materialization] = result.asset_materializations_for_node(f"{MARTS}__{table}")
+    # A nightly step that fitted models inline also records the model tables it stored.
+    [materialization] = [
+        m for m in result.asset_materializations_for_node(f"{MARTS}__{table}") if m.asset_key == mart_key(table)
+    ]
     return materialization.metadata
 
 
@@ -268,9 +271,33 @@ def test_first_nightly_run_fits_inline_without_weekly_models(project: Project) -
     assert set(clv["model_run_id"]) == {result.run_id} and clv["probability_alive"].notna().sum() == 3000
     assert metadata(result, CLV)["parameters"].value.startswith("fitted inline")
     assert set(risk["model_run_id"]) == {result.run_id} and risk["churn_probability"].between(0, 1).all()
-    # The weekly job's outputs are its own: the nightly run writes neither parameters nor the model.
-    assert not project.warehouse.table_exists(MARTS, CLV_PARAMS)
-    assert project.model_path.read_bytes() == b"not a model"
+    # What it fitted is stored as the weekly job would store it, and recorded as the weekly assets'
+    # materializations (with their checks), so no model table is left unmaterialized after a first run.
+    assert set(project.table(CLV_PARAMS)["run_id"]) == {result.run_id}
+    assert set(project.table(CLV_DIAGNOSTICS)["run_id"]) == {result.run_id}
+    assert project.table(CHURN_METRICS)["run_id"].tolist() == [result.run_id]
+    assert joblib.load(project.model_path)["run_id"] == result.run_id
+    recorded = {e.asset_key.path[-1] for e in result.get_asset_materialization_events()}
+    assert recorded == {CLV, CHURN_RISK, CLV_PARAMS, CLV_DIAGNOSTICS, CHURN_METRICS}
+    checked = {(e.asset_key.path[-1], e.check_name, e.passed) for e in result.get_asset_check_evaluations()}
+    assert {(CLV_PARAMS, "mart_contract", True), (CHURN_METRICS, "mart_contract", True)} <= checked
+
+    # The next night predicts with the stored models instead of fitting again.
+    second = project.run(CLV, CHURN_RISK)
+    assert metadata(second, CLV)["parameters"].value == f"parameters fitted by run {result.run_id}"
+    assert set(project.table(CHURN_RISK)["model_run_id"]) == {result.run_id}
+    assert set(project.table(CLV_PARAMS)["run_id"]) == {result.run_id}
+
+
+def test_a_saved_churn_model_of_another_warehouse_is_not_used(project: Project) -> None:
+    # The model file lives beside crm.yaml, not in the warehouse: one trained while crm.yaml named
+    # another warehouse has no metrics here, so this warehouse trains and stores its own.
+    project.run(CHURN_METRICS)
+    other = project.table(CHURN_METRICS)["run_id"].iloc[0]
+    project.warehouse.drop_table(MARTS, CHURN_METRICS)
+    result = project.run(CHURN_RISK)
+    assert set(project.table(CHURN_RISK)["model_run_id"]) == {result.run_id} != {other}
+    assert project.table(CHURN_METRICS)["run_id"].tolist() == [result.run_id]
 
 
 def test_clv_refit_fails_clearly_when_spend_follows_frequency(tmp_path, duckdb_url) -> None:

@@ -31,6 +31,7 @@ from crm_pipelines.assets.modeling import (
     MODELS_DIR,
     all_service_features,
     append_checked,
+    churn_metrics_stored,
     mart_spec,
     metadata_number,
     read_orders,
@@ -160,6 +161,12 @@ def build_churn_assets(
         orders = read_orders(wh)
         scores, model_run_id, model_as_of = None, None, None
         bundle = load_churn_model(model_path, settings, context.log)
+        if bundle is not None and not churn_metrics_stored(wh, bundle.get("run_id")):
+            context.log.warning(
+                f"{model_path} was trained by run {bundle.get('run_id')}, which stored no metrics in this "
+                f"warehouse's {MARTS}.{CHURN_METRICS} (another warehouse's model?): not used"
+            )
+            bundle = None
         if bundle is not None:
             # Scored with the features the model was trained with, whatever the data hold today.
             extra_features = all_service_features(wh) if bundle.get("service_features") else None

@@ -11,6 +11,7 @@ from crm_pipelines.analytics.clv.settings import ClvSettings
 from crm_pipelines.analytics.clv.summary import ORDER_COLUMNS
 from crm_pipelines.analytics.mart_boundary import MART_KEYS
 from crm_pipelines.analytics.mart_columns import (
+    CHURN_METRICS,
     CLV_PARAMS,
 )
 from crm_pipelines.analytics.predictive_tables import (
@@ -52,6 +53,14 @@ def latest_weekly_clv_fits(wh: Warehouse, settings: ClvSettings) -> "tuple[Trans
         return None
     history = wh.read_table(MARTS, CLV_PARAMS, columns=list(CLV_PARAMS_HISTORY_COLUMNS))
     return latest_clv_fits(history, settings)
+
+
+def churn_metrics_stored(wh: Warehouse, run_id: str | None) -> bool:
+    """Whether the run that trained a saved churn model stored its metrics in this warehouse; the model
+    file lives outside the warehouse, so one trained against another warehouse must not be used."""
+    return bool(run_id) and wh.table_exists(MARTS, CHURN_METRICS) and bool(
+        wh.row_count(MARTS, CHURN_METRICS, col("run_id") == run_id)
+    )
 
 
 def all_service_features(wh: Warehouse) -> Callable[[pd.Timestamp], pd.DataFrame]:
