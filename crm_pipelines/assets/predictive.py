@@ -3,7 +3,8 @@
 Models are refitted weekly and used nightly. The weekly job (``crm_weekly_refit``: the assets tagged
 ``crm/refit: weekly``) fits the CLV models and appends their parameters and holdout diagnostics to
 history tables, and trains the churn model, appending its metrics and saving it with joblib. The
-nightly job predicts with the latest of those; before the first weekly run it fits inline and logs so.
+nightly job predicts with the latest of those; when there are none yet it fits inline, logs so, and
+stores what it fitted as the weekly job would, so the first run leaves no model table unmaterialized.
 
 The assets are thin: the tables' columns are in :mod:`crm_pipelines.analytics.mart_columns` (the docs,
 ``docs/marts.md`` "Predictive marts", are rendered from :func:`predictive_columns`), the frames in
