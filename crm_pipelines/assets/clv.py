@@ -219,7 +219,7 @@ def build_clv_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.AssetsDe
             context.log.warning(
                 f"{MARTS}.{CLV_PARAMS} has no {settings.model} parameters in "
                 f"{settings.time_unit_days:g}-day units yet: fitting them inline and storing them with "
-                f"their holdout diagnostics. The weekly refit job refits them from then on."
+                "their holdout diagnostics. The weekly refit job refits them from then on."
             )
             try:
                 fits = fit_clv_models(summary, settings) if len(summary) else None
