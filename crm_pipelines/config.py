@@ -78,6 +78,9 @@ class EntitySourceConfig(_Model):
     timestamp_format: str | None = Field(
         None, description="strftime format of the source's timestamps; ISO 8601 when unset."
     )
+    optional: bool = Field(
+        False, description="An empty delivery is accepted; otherwise it fails the source's volume contract."
+    )
     timezone: str = Field("UTC", description="Timezone of naive timestamps in this source.")
 
     @field_validator("identifiers")
@@ -190,6 +193,16 @@ class ChecksConfig(_Model):
     reports_dir: str = Field(
         "data/runs", description="Per-run folders with the validation report, relative to crm.yaml."
     )
+    max_row_drop_pct: float = Field(
+        50.0, ge=0, le=100,
+        description="A full or daily delivery with this many percent fewer rows than the one it replaces, "
+        "or more, fails the source's volume contract.",
+    )
+    on_source_failure: Literal["stop", "skip_source"] = Field(
+        "stop",
+        description="stop: a failed volume contract fails the run; skip_source: keep the source's last good "
+        "data and go on with the others.",
+    )
 
 
 class CrmConfig(_Model):
@@ -208,6 +221,9 @@ class CrmConfig(_Model):
     segments: SegmentationSettings = SegmentationSettings()
     clv: ClvSettings = ClvSettings()
     base_dir: Path = Field(PROJECT_ROOT, exclude=True, description="Directory of the config file.")
+    warehouse_url_reference: str | None = Field(
+        None, exclude=True, description="warehouse.url before ${ENV} expansion: what Dagster may store."
+    )
     config_path: Path | None = Field(None, exclude=True)
 
     @model_validator(mode="after")
@@ -225,6 +241,9 @@ class CrmConfig(_Model):
                         f"source {s.name!r} entities.{entity_name}.customer_source: no source named "
                         f"{e.customer_source!r} (known: {names})"
                     )
+        bad_rates = {c: r for c, r in self.fx_rates.items() if not r > 0}
+        if bad_rates:
+            raise ValueError(f"fx_rates: rates must be positive numbers, got {bad_rates}")
         if self.reporting_currency not in self.fx_rates:
             raise ValueError(f"fx_rates: has no rate for the reporting currency {self.reporting_currency}")
         return self
@@ -243,6 +262,11 @@ class CrmConfig(_Model):
     def warehouse_url(self) -> str:
         """The warehouse URL with a relative DuckDB path resolved against the config's directory."""
         return resolve_file_url(self.warehouse.url, self.base_dir)
+
+    @property
+    def warehouse_url_unexpanded(self) -> str:
+        """The warehouse URL with its ``${ENV}`` references left in, for resource config Dagster stores."""
+        return resolve_file_url(self.warehouse_url_reference or self.warehouse.url, self.base_dir)
 
     def source_url(self, source: SourceConfig) -> str | None:
         """The source connector's URL with a relative SQLite or DuckDB path resolved like file paths."""
@@ -282,6 +306,11 @@ def _expand_env(value: Any, where: str, file: Path) -> Any:
     if isinstance(value, list):
         return [_expand_env(v, f"{where}[{i}]", file) for i, v in enumerate(value)]
     return value
+
+
+def expand_env(text: str, where: str) -> str:
+    """``text`` with its ``${ENV}`` / ``${ENV:-default}`` references replaced from the environment."""
+    return _expand_env(text, where, Path(os.environ.get(CONFIG_ENV, "crm.yaml")))
 
 
 def _describe_location(loc: tuple[Any, ...], data: dict[str, Any]) -> str:
@@ -328,12 +357,21 @@ def load_config(path: str | os.PathLike[str] | None = None) -> CrmConfig:
 
 def config_from_dict(data: dict[str, Any], file: Path | None = None) -> CrmConfig:
     file = file or Path("<config>")
+    warehouse_reference = (data.get("warehouse") or {}).get("url")
     data = _expand_env(data, "", file)
     if os.environ.get(WAREHOUSE_URL_ENV):
         data = {**data, "warehouse": {**(data.get("warehouse") or {}), "url": os.environ[WAREHOUSE_URL_ENV]}}
+        warehouse_reference = "${" + WAREHOUSE_URL_ENV + "}"
     base_dir = file.resolve().parent if file.name != "<config>" else PROJECT_ROOT
     try:
-        return CrmConfig.model_validate({**data, "base_dir": base_dir, "config_path": file})
+        return CrmConfig.model_validate(
+            {
+                **data,
+                "base_dir": base_dir,
+                "config_path": file,
+                "warehouse_url_reference": warehouse_reference if isinstance(warehouse_reference, str) else None,
+            }
+        )
     except ValidationError as e:
         problems = []
         for err in e.errors():

@@ -25,7 +25,8 @@ from crm_pipelines.resources import RunWindowResource, WarehouseResource
 
 
 def build_definitions(config: CrmConfig) -> dg.Definitions:
-    warehouse = WarehouseResource(url=config.warehouse_url)
+    # The URL as written, ${ENV} references unexpanded: Dagster stores resource config in its run storage.
+    warehouse = WarehouseResource(url=config.warehouse_url_unexpanded)
     kind = warehouse.kind
     nightly = build_nightly_job(kind)
     weekly_refit = build_weekly_refit_job(kind)

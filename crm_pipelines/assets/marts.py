@@ -10,6 +10,7 @@ import pandas as pd
 from crm_pipelines.analytics.mart_boundary import CUSTOMER_360_EXTRAS, MART_KEYS, customer_360_columns, to_mart_frame
 from crm_pipelines.analytics.mart_columns import MART_COLUMNS
 from crm_pipelines.assets.core import core_key
+from crm_pipelines.assets.privacy import address_suppression
 from crm_pipelines.assets.publishing import publish_checked
 from crm_pipelines.assets.validation import validate_table, validated_check_specs
 from crm_pipelines.checks import MART_CONTRACT, mart_suite
@@ -227,7 +228,10 @@ def build_marts_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.Assets
         segments = wh.read_table(MARTS, "customer_segments")
         subscriptions, events = read_core(wh, "subscriptions"), read_core(wh, "campaign_events")
         customers = read_core(wh, "unified_customers")
-        audiences = marketing_audiences(segments, subscriptions, events, as_of, customers=customers)
+        suppressed = address_suppression(config, wh, subscriptions, events, as_of)
+        audiences = marketing_audiences(
+            segments, subscriptions, events, as_of, customers=customers, suppressed=suppressed
+        )
         consent = marketing_consent(segments, subscriptions, events, as_of)
         suite = mart_suite(
             f"{MARTS}.marketing_audiences",
@@ -238,6 +242,7 @@ def build_marts_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.Assets
         extra = {
             "consent_summary": dg.MetadataValue.md(consent_summary(consent).to_markdown(index=False)),
             "customers_exportable": int(audiences["customer_id"].nunique()) if len(audiences) else 0,
+            "addresses_suppressed": len(suppressed),
         }
         return publish_mart(context, config, wh, "marketing_audiences", audiences, suite, extra=extra)
 
