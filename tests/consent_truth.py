@@ -73,7 +73,11 @@ def withdrawn_people(demo: Path, as_of: dt.date) -> tuple[set[str], pd.DataFrame
 
 
 def exported_withdrawn_people(audiences: pd.DataFrame, demo: Path, as_of: dt.date) -> pd.DataFrame:
-    """Rows of ``audiences`` whose address belongs to a person whose latest signal is a withdrawal."""
+    """Rows of ``audiences`` whose address belongs only to people whose latest signal is a withdrawal.
+
+    A family address both partners' records carry stays exportable when one partner opted in after
+    the other withdrew: that later opt-in by the same address lifts the suppression.
+    """
     withdrawn, by_email = withdrawn_people(demo, as_of)
-    owners = by_email[by_email["person_id"].isin(withdrawn)]
-    return audiences[_email(audiences["email"]).isin(set(owners["email"]))]
+    all_withdrawn = by_email.assign(withdrawn=by_email["person_id"].isin(withdrawn)).groupby("email")["withdrawn"].all()
+    return audiences[_email(audiences["email"]).isin(set(all_withdrawn[all_withdrawn].index))]
