@@ -67,7 +67,8 @@ def _half(path: Path) -> None:
 def test_judge_volume():
     assert not judge_volume(0, None, optional=False, max_drop_pct=50).passed
     assert judge_volume(0, None, optional=True, max_drop_pct=50).passed
-    assert judge_volume(0, 0, optional=True, max_drop_pct=50).passed
+    assert judge_volume(0, 10, optional=True, max_drop_pct=50).passed
+    assert not judge_volume(1, 10, optional=True, max_drop_pct=50).passed
     assert judge_volume(51, 100, optional=False, max_drop_pct=50).passed
     half = judge_volume(50, 100, optional=False, max_drop_pct=50)
     assert not half.passed and "50 rows" in half.problem and "100" in half.problem

@@ -55,8 +55,13 @@ class VolumeVerdict:
 def judge_volume(
     rows_delivered: int, rows_replaced: int | None, *, optional: bool, max_drop_pct: float
 ) -> VolumeVerdict:
-    """The contract itself: pure arithmetic, so it is tested without a warehouse."""
-    if rows_delivered == 0 and not optional:
+    """The contract itself: pure arithmetic, so it is tested without a warehouse.
+
+    An optional entity may deliver nothing at all; when it delivers rows, the drop rule applies to it too.
+    """
+    if rows_delivered == 0 and optional:
+        return VolumeVerdict(rows_delivered, rows_replaced)
+    if rows_delivered == 0:
         before = f" where the last good delivery had {rows_replaced}" if rows_replaced else ""
         return VolumeVerdict(
             rows_delivered, rows_replaced,
