@@ -115,11 +115,8 @@ def test_damaged_exports_leave_marts_as_they_were(demo_data, tmp_path, warehouse
             assert any("source 'crm'" in m and file in m and str(raw_before) in m for m in failures), failures
         else:
             assert result.success, failures
-            checks = [
-                e.event_specific_data.asset_check_evaluation
-                for e in result.all_events
-                if e.event_type_value == "ASSET_CHECK_EVALUATION"
-            ]
+            evaluations = [e for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
+            checks = [e.event_specific_data for e in evaluations]
             assert any(c.check_name == "raw_contract" and not c.passed for c in checks)
         assert wh.row_count(RAW, raw_table) == raw_before, file
         for table, before in marts_before.items():
