@@ -11,7 +11,7 @@ export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet -e ".[dev,production]"
 	touch $(STAMP)
 
 install: $(STAMP)

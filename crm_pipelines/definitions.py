@@ -19,6 +19,7 @@ from crm_pipelines.automation import (
     build_nightly_schedule,
     build_weekly_refit_job,
     build_weekly_refit_schedule,
+    run_executor,
 )
 from crm_pipelines.config import CrmConfig, load_config
 from crm_pipelines.resources import RunWindowResource, WarehouseResource
@@ -48,6 +49,8 @@ def build_definitions(config: CrmConfig) -> dg.Definitions:
             build_nightly_schedule(config, nightly),
             build_weekly_refit_schedule(config, weekly_refit),
         ],
+        # The UI's "Materialize all" and single-asset launches use this, not a job's executor.
+        executor=run_executor(kind),
         resources={
             "warehouse": warehouse,
             "run_window": RunWindowResource(
