@@ -74,6 +74,11 @@ class EntitySourceConfig(_Model):
         description="The source whose customer record ids source_customer_id refers to (default: this one), "
         "e.g. a support desk that stores shop account ids.",
     )
+    defaults: dict[str, str] = Field(
+        default_factory=dict,
+        description="Canonical column -> value for every row, for a column the source does not have "
+        "(e.g. status: completed for an export of completed orders only).",
+    )
     incremental: IncrementalConfig = IncrementalConfig()
     timestamp_format: str | None = Field(
         None, description="strftime format of the source's timestamps; ISO 8601 when unset."
@@ -155,9 +160,28 @@ class SourceConfig(_Model):
             missing = [c for c in entity.required_columns if c not in e.columns and c != "item_id"]
             if missing:
                 raise ValueError(f"{where}.columns: required column(s) {missing} are not mapped")
+            _check_defaults(where, entity_name, e)
             if e.identifiers and entity_name != "customers":
                 raise ValueError(f"{where}.identifiers: only customers declare identifiers")
         return self
+
+
+def _check_defaults(where: str, entity_name: str, e: EntitySourceConfig) -> None:
+    entity = ENTITIES[entity_name]
+    unknown = sorted(set(e.defaults) - set(entity.column_names))
+    if unknown:
+        raise ValueError(f"{where}.defaults: {unknown} are not columns of {entity_name}")
+    both = sorted(set(e.defaults) & set(e.columns))
+    if both:
+        raise ValueError(f"{where}: {both} are both mapped (columns) and given a default (defaults); keep one")
+    # Only completed orders are purchases: without a status every order would silently count as none,
+    # leaving every customer with CLV 0 and no purchase history.
+    if entity_name == "orders" and "status" not in e.columns and "status" not in e.defaults:
+        raise ValueError(
+            f"{where}.columns: 'status' is not mapped, and only orders with status 'completed' count as "
+            "purchases; map the source's status column, or declare `defaults: {status: completed}` "
+            "if every order this source delivers is a completed purchase"
+        )
 
 
 class WarehouseConfig(_Model):

@@ -6,7 +6,7 @@ run coordinator as a schedule tick would, and the UI in a real browser (Debian's
 from __future__ import annotations
 
 import os
-import shutil
+import re
 import subprocess
 from pathlib import Path
 
@@ -98,6 +98,10 @@ def test_webserver_serves_the_asset_graph_and_running_schedules(deployment):
     assert schedules == {"crm_nightly_schedule": "RUNNING", "crm_weekly_refit_schedule": "RUNNING"}
 
 
+def _boxes(locator) -> list[dict[str, float]]:
+    return [box for box in (element.bounding_box() for element in locator.all()) if box]
+
+
 @pytest.mark.browser
 def test_ui_in_a_browser_shows_the_layers_and_runs_the_marts(deployment, nightly_run_id, tmp_path):
     if not CHROMIUM.exists():
@@ -110,24 +114,30 @@ def test_ui_in_a_browser_shows_the_layers_and_runs_the_marts(deployment, nightly
     # The marts' upstream tables must exist, so the UI launches without asking about missing inputs.
     assert deployment.wait_for_run(nightly_run_id) == "SUCCESS", deployment.log_tail()
     before = {r["runId"] for r in deployment.runs("__ASSET_JOB")}
+    shots = Path(os.environ.get("CRM_TEST_SCREENSHOTS") or tmp_path)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1600, "height": 1000})
             page.set_default_timeout(60_000)
+            # A fresh browser gets the "Join the Dagster community" dialog over whatever page it opens.
+            page.add_locator_handler(
+                page.get_by_text("Join the Dagster community"), lambda: page.get_by_role("button", name="Skip").click()
+            )
             page.goto(f"{deployment.url}/asset-groups")
-            for layer in LAYERS:
-                expect(page.get_by_text(layer, exact=True).first).to_be_visible()
-            page.screenshot(path=tmp_path / "lineage.png")
-            keep = os.environ.get("CRM_TEST_SCREENSHOTS")
-            if keep:
-                shutil.copy(tmp_path / "lineage.png", Path(keep) / "lineage.png")
+            expect(page.get_by_text(re.compile(r"^\d+ assets")).first).to_be_visible(timeout=60_000)
+            # The global lineage draws one box per layer, left to right in data-flow order.
+            lefts = [max(box["x"] for box in _boxes(page.get_by_text(layer, exact=True))) for layer in LAYERS]
+            assert lefts == sorted(lefts) and len(set(lefts)) == len(LAYERS), dict(zip(LAYERS, lefts, strict=True))
+            page.screenshot(path=shots / "lineage.png")
 
             page.goto(f"{deployment.url}/locations/crm_pipelines/asset-groups/marts")
             page.get_by_role("button", name="Materialize all").click()
-            expect(page.get_by_text("Launched run", exact=False)).to_be_visible()
-            if keep:
-                page.screenshot(path=Path(keep) / "launched.png")
+            expect(page.get_by_text(re.compile("Launched run"))).to_be_visible(timeout=60_000)
+            page.get_by_role("link", name="View", exact=True).click()
+            page.wait_for_url(re.compile("/runs/"))
+            expect(page.get_by_text("Success", exact=True).first).to_be_visible(timeout=600_000)
+            page.screenshot(path=shots / "marts_run.png")
         finally:
             browser.close()
 

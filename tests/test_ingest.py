@@ -267,6 +267,7 @@ def test_sqlite_source_with_an_integer_cursor(warehouse, tmp_path):
             "ordered_at": "placed",
             "total_amount": "total",
         },
+        "defaults": {"status": "completed"},
         "incremental": {"mode": "cursor", "column": "id", "cursor_type": "integer"},
     }
     data = {

@@ -342,6 +342,16 @@ def test_order_status_currency_and_refunds(config: CrmConfig) -> None:
     assert result.summary["defaults_applied"] == {"currency": 1}
 
 
+def test_declared_status_default_makes_every_order_a_purchase(config: CrmConfig) -> None:
+    data = yaml.safe_load(CONFIG)
+    shop_orders = data["sources"][1]["entities"]["orders"]
+    del shop_orders["columns"]["status"]
+    shop_orders["defaults"] = {"status": "completed"}
+    result = stage(config_from_dict(data), "orders", "shop", [order(id="o1"), order(id="o2", status=None)])
+    assert result.staged["status"].tolist() == ["completed", "completed"]
+    assert len(result.quarantined) == 0
+
+
 def test_order_items_derive_item_id_and_line_amount(config: CrmConfig) -> None:
     rows = [item(sku="p1", qty="3", price="2.50"), item(sku="p2", qty="2.0"), item(sku="p3", qty=None)]
     staged = stage(config, "order_items", "shop", rows).staged

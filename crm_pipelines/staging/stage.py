@@ -244,10 +244,14 @@ def _canonical_text(
     """Cleaned text under canonical names; unmapped columns are null. Also the mapped source columns
     the raw table does not have (they are null too, and named in the summary)."""
     mapping = source.entities[entity.name].columns
+    defaults = source.entities[entity.name].defaults
     columns: dict[str, pd.Series] = {}
     absent: list[str] = []
     for name in entity.column_names:
         source_column = mapping.get(name)
+        if name in defaults:
+            columns[name], _ = clean_text(pd.Series(defaults[name], index=raw.index, dtype="str"))
+            continue
         if source_column is None or source_column not in raw.columns:
             if source_column is not None:
                 absent.append(source_column)
