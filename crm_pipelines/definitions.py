@@ -12,6 +12,7 @@ from crm_pipelines.assets.core import IDENTITY_MAP, build_core_assets, build_ide
 from crm_pipelines.assets.marts import build_marts_assets
 from crm_pipelines.assets.predictive import build_predictive_assets
 from crm_pipelines.assets.raw import build_raw_assets
+from crm_pipelines.assets.run_summary import build_run_summary_asset
 from crm_pipelines.assets.staging import build_staging_assets
 from crm_pipelines.automation import (
     build_full_reresolution_job,
@@ -31,13 +32,14 @@ def build_definitions(config: CrmConfig) -> dg.Definitions:
     kind = warehouse.kind
     nightly = build_nightly_job(kind)
     weekly_refit = build_weekly_refit_job(kind)
+    marts = [*build_marts_assets(config, kind), *build_predictive_assets(config, kind)]
     return dg.Definitions(
         assets=[
             *build_raw_assets(config, kind),
             *build_staging_assets(config, kind),
             *build_core_assets(config, kind),
-            *build_marts_assets(config, kind),
-            *build_predictive_assets(config, kind),
+            *marts,
+            build_run_summary_asset(config, kind, [key for asset in marts for key in asset.keys]),
         ],
         jobs=[
             nightly,
