@@ -16,7 +16,7 @@ from crm_pipelines.checks.report import write_run_index
 from crm_pipelines.checks.summary import RunSummary
 from crm_pipelines.config import CrmConfig
 from crm_pipelines.resources import WarehouseResource
-from crm_pipelines.schema import AUDIT, QUARANTINE
+from crm_pipelines.schema import AUDIT, MARTS, QUARANTINE
 
 RUN_SUMMARY_KEY = dg.AssetKey([AUDIT, "run_summary"])
 
@@ -59,7 +59,8 @@ def build_run_summary_asset(
     @dg.asset(
         key=RUN_SUMMARY_KEY,
         deps=list(upstream),
-        group_name=AUDIT,
+        # Shown with the marts it sums up, so the lineage stays the four layers raw -> marts.
+        group_name=MARTS,
         kinds={warehouse_kind},
         description="The run's ending: tables published with row counts, rows quarantined, checks that "
         "warned, and the path of the run's validation report index. Writes no table.",
