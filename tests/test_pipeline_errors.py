@@ -180,6 +180,7 @@ def test_unreachable_database_fails_with_a_clear_message(tmp_path, duckdb_url):
                         "ordered_at": "created_at",
                         "total_amount": "total",
                     },
+                    "defaults": {"status": "completed"},
                 }
             },
         }

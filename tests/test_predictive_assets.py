@@ -68,6 +68,7 @@ SOURCES = [
                     "ordered_at": "at",
                     "total_amount": "total",
                 },
+                "defaults": {"status": "completed"},
             },
         },
     }
