@@ -18,9 +18,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
-import pandas as pd
-
 from crm_pipelines.analytics.audiences import marketing_audiences
 from crm_pipelines.analytics.cross_sell import cross_sell_recommendations
 from crm_pipelines.analytics.customer360 import customer_360
@@ -34,6 +31,7 @@ from crm_pipelines.analytics.reporting import (
 )
 from crm_pipelines.analytics.segments import customer_segments
 from crm_pipelines.facts.synthetic import AS_OF, HISTORY_DAYS, synthetic_core
+
 
 def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pandas as pd
 import sqlalchemy as sa
 
-from crm_pipelines.facts.orders import CUSTOMER_ORDER_FACTS, day_summary_cte, purchase_days_cte
+from crm_pipelines.facts.orders import CUSTOMER_ORDER_FACTS, PURCHASES, day_summary_cte, purchase_days_cte
 from crm_pipelines.facts.sql import as_bigint, as_float
 from crm_pipelines.schema import CORE
 from crm_pipelines.warehouse import Warehouse
@@ -30,14 +30,29 @@ def _summary_columns(days: sa.ColumnElement, first: sa.ColumnElement, last: sa.C
     ]  # fmt: skip
 
 
+def _without_purchases(wh: Warehouse) -> bool:
+    # Before the first nightly run there is no core.purchases: nobody has bought anything yet.
+    return not wh.table_exists(CORE, PURCHASES)
+
+
+def _empty(*extra: str) -> pd.DataFrame:
+    return pd.DataFrame(
+        {c: pd.Series(dtype="str" if c == "customer_id" else "float64") for c in (*SUMMARY_COLUMNS, *extra)}
+    )
+
+
 def _sorted(frame: pd.DataFrame) -> pd.DataFrame:
     # Sorted in Python: the warehouse's collation need not be code-point order.
+    if frame.empty:  # an empty result carries no types
+        frame = frame.astype({"recency": "float64", "T": "float64", "monetary_value": "float64"})
     frame = frame.astype({"customer_id": "str", "frequency": "int64"})
     return frame.sort_values("customer_id", kind="stable").reset_index(drop=True)
 
 
 def clv_summary_from_facts(wh: Warehouse, as_of_day: int, time_unit_days: float) -> pd.DataFrame:
     """The summary as of ``as_of_day`` from core.customer_order_facts (built for that day)."""
+    if not wh.table_exists(CORE, CUSTOMER_ORDER_FACTS):
+        return _empty()
     f = wh.table(
         CORE, CUSTOMER_ORDER_FACTS, ["customer_id", "purchase_days", "first_purchase_day", "last_purchase_day",
                                      "repeat_value"],
@@ -52,6 +67,22 @@ def clv_summary_from_facts(wh: Warehouse, as_of_day: int, time_unit_days: float)
     return _sorted(wh.query(stmt))
 
 
+def clv_summary_from_purchases(wh: Warehouse, as_of_day: int, time_unit_days: float) -> pd.DataFrame:
+    """The summary as of ``as_of_day`` aggregated from core.purchases by one query with the day as its
+    parameter (for the weekly refit, which runs before the night's facts are rebuilt)."""
+    if _without_purchases(wh):
+        return _empty()
+    summary = day_summary_cte(purchase_days_cte(wh, as_of_day))
+    stmt = sa.select(
+        summary.c.customer_id,
+        *_summary_columns(
+            summary.c.purchase_days, summary.c.first_purchase_day, summary.c.last_purchase_day,
+            summary.c.repeat_value, as_of_day, time_unit_days,
+        ),
+    )  # fmt: skip
+    return _sorted(wh.query(stmt))
+
+
 def clv_calibration_summary(
     wh: Warehouse, as_of_day: int, calibration_day: int, time_unit_days: float
 ) -> pd.DataFrame:
@@ -60,6 +91,8 @@ def clv_calibration_summary(
     ``duration_holdout``; computed from core.purchases with the cutoff as a parameter."""
     if calibration_day >= as_of_day:
         raise ValueError(f"the calibration end (day {calibration_day}) must be before the as-of day ({as_of_day})")
+    if _without_purchases(wh):
+        return _empty("frequency_holdout", "monetary_value_holdout", "duration_holdout")
     days = purchase_days_cte(wh, as_of_day)
     calibration = sa.select(days).where(days.c.day <= calibration_day).cte("calibration_days")
     summary = day_summary_cte(calibration, "calibration_summary")

@@ -4,10 +4,10 @@ Conventions (those of Fader, Hardie & Lee and of the lifetimes package):
 
 - A **purchase** is an order whose status (trimmed, lower case) is in ``purchase_statuses`` (default:
   ``completed`` only) and that is not a refund (the one definition,
-  :func:`crm_pipelines.analytics.activity.purchase_mask`). Cancelled and refunded orders never count. ``pending`` orders are left
-  out by default: they may still be cancelled, and counting them would inflate recent activity (the
-  very signal the models weigh most); pass ``purchase_statuses=("completed", "pending")`` where
-  pending means paid-and-shipping.
+  :func:`crm_pipelines.analytics.activity.purchase_mask`). Cancelled and refunded orders never
+  count. ``pending`` orders are left out by default: they may still be cancelled, and counting
+  them would inflate recent activity (the very signal the models weigh most); pass
+  ``purchase_statuses=("completed", "pending")`` where pending means paid-and-shipping.
 - Time is counted in whole UTC calendar days; several purchases on one day are one purchase day
   (a basket split into orders is one visit) whose value is their sum.
 - ``as_of`` names a day: everything up to the end of that UTC day counts.
