@@ -7,9 +7,17 @@ after the cutoff, an order without an amount.
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import pytest
+from facts_support import (
+    AS_OF,
+    WINDOW_DAYS,
+    assert_same,
+    by_customer,
+    core_frames_with_edges,
+    load_and_build,
+    load_core,
+)
 
 from crm_pipelines.analytics.activity import bounded_orders, customer_index, engagement_summary, order_summary
 from crm_pipelines.analytics.clv.summary import summary_from_orders
@@ -18,85 +26,18 @@ from crm_pipelines.analytics.segments import rfm_scores
 from crm_pipelines.facts.build import build_all, utc_day
 from crm_pipelines.facts.clv import clv_calibration_summary, clv_summary_from_facts
 from crm_pipelines.facts.marts import read_retention_cohorts, read_retention_summary
-from crm_pipelines.facts.synthetic import synthetic_core
 from crm_pipelines.schema import CORE, core_entity_columns
 from crm_pipelines.warehouse import Warehouse
-
-AS_OF = pd.Timestamp("2025-06-30 23:59:59.999999", tz="UTC")
-WINDOW_DAYS = 180
-CORE_NAMES = {"tickets": "support_tickets", "events": "campaign_events", "surveys": "survey_responses"}
-
-
-def _edge_orders(customers: pd.DataFrame) -> pd.DataFrame:
-    who = customers["customer_id"].iloc[:5].tolist()
-    rows = [
-        (who[0], "e-1", "2025-03-01 10:00", " Completed ", 50.0, False),
-        (who[0], "e-2", "2025-03-05 10:00", "refunded", -20.0, True),
-        (who[1], "e-3", "2025-06-30 23:30", "pending", 30.0, False),
-        (who[2], "e-4", "2025-07-01 00:00", "completed", 99.0, False),  # after the cutoff
-        (who[3], "e-5", "2025-05-01 12:00", "COMPLETED", None, False),
-        (who[4], "e-6", "2025-05-01 12:00", "cancelled", 15.0, False),
-    ]
-    frame = pd.DataFrame(rows, columns=["customer_id", "order_id", "ordered_at", "status", "total", "is_refund"])
-    return pd.DataFrame(
-        {
-            "customer_id": frame["customer_id"],
-            "source": "edge",
-            "order_id": frame["order_id"],
-            "ordered_at": pd.to_datetime(frame["ordered_at"], utc=True).astype("datetime64[us, UTC]"),
-            "status": frame["status"],
-            "currency": "EUR",
-            "total_amount": frame["total"],
-            "total_amount_reporting": frame["total"],
-            "is_refund": frame["is_refund"],
-        }
-    )
 
 
 @pytest.fixture(scope="module")
 def core_frames() -> dict[str, pd.DataFrame]:
-    frames = synthetic_core(600, seed=3)
-    frames["orders"] = pd.concat([frames["orders"], _edge_orders(frames["customers"])], ignore_index=True)
-    return frames
-
-
-def load_core(wh: Warehouse, frames: dict[str, pd.DataFrame]) -> None:
-    wh.write_table(frames["customers"], CORE, "unified_customers")
-    for name, frame in frames.items():
-        if name == "customers":
-            continue
-        table = CORE_NAMES.get(name, name)
-        types = {c.name: c.dtype for c in core_entity_columns(table)}
-        wh.write_table(frame, CORE, table, column_types=types)
+    return core_frames_with_edges()
 
 
 @pytest.fixture
 def loaded(warehouse, core_frames) -> Warehouse:
-    load_core(warehouse, core_frames)
-    build_all(warehouse, AS_OF, ("completed",), WINDOW_DAYS)
-    return warehouse
-
-
-def _by_customer(frame: pd.DataFrame) -> pd.DataFrame:
-    return frame.astype({"customer_id": "str"}).set_index("customer_id").sort_index()
-
-
-def assert_same(actual: pd.DataFrame, expected: pd.DataFrame) -> None:
-    """Equal values column by column: counts exactly, amounts to float rounding, times to the microsecond."""
-    for name in expected.columns:
-        a, e = actual[name], expected[name]
-        if str(e.dtype).startswith("datetime64"):
-            a = pd.to_datetime(a, utc=True).astype("datetime64[us, UTC]")
-            e = pd.to_datetime(e, utc=True).astype("datetime64[us, UTC]")
-            pd.testing.assert_series_equal(a, e, check_names=False, obj=name)
-        elif e.dtype.kind == "f" or a.dtype.kind == "f":
-            np.testing.assert_allclose(
-                a.astype("float64").to_numpy(), e.astype("float64").to_numpy(), rtol=1e-9, atol=1e-9, err_msg=name
-            )
-        else:
-            assert a.astype("object").where(a.notna(), None).tolist() == e.astype("object").where(
-                e.notna(), None
-            ).tolist(), name
+    return load_and_build(warehouse, core_frames)
 
 
 def test_customer_order_facts_equal_the_reference(loaded, core_frames):
@@ -109,11 +50,11 @@ def test_customer_order_facts_equal_the_reference(loaded, core_frames):
     expected["orders_previous"] = rfm["orders_previous"].to_numpy()
     facts = loaded.read_table(CORE, "customer_order_facts")
     assert len(facts) == len(customers)
-    assert_same(_by_customer(facts), _by_customer(expected))
+    assert_same(by_customer(facts), by_customer(expected))
     # The edge rows: odd-case "completed" counts, a missing amount counts 0, the negative refund is netted,
     # pending is not a purchase by default, and the order after the cutoff does not exist yet.
-    edge = _by_customer(facts).loc[customers["customer_id"].iloc[:5].tolist()]
-    reference = _by_customer(expected).loc[edge.index]
+    edge = by_customer(facts).loc[customers["customer_id"].iloc[:5].tolist()]
+    reference = by_customer(expected).loc[edge.index]
     assert (edge["orders"] == reference["orders"]).all()
 
 
@@ -131,7 +72,7 @@ def test_engagement_facts_equal_the_reference(loaded, core_frames):
     expected = engagement_summary(c["tickets"], c["events"], c["surveys"], index, AS_OF)
     expected["customer_id"] = index.to_numpy()
     facts = loaded.read_table(CORE, "customer_engagement_facts")
-    assert_same(_by_customer(facts), _by_customer(expected))
+    assert_same(by_customer(facts), by_customer(expected))
 
 
 def test_clv_summaries_equal_the_reference(loaded, core_frames):
@@ -177,12 +118,12 @@ def test_configured_purchase_statuses_reach_every_fact(loaded, core_frames):
     expected = order_summary(bounded_orders(orders, index, AS_OF, statuses), len(index))
     facts = loaded.read_table(CORE, "customer_order_facts", columns=["customer_id", "orders"])
     assert_same(
-        _by_customer(facts), _by_customer(expected[["orders"]].assign(customer_id=index.to_numpy()))
+        by_customer(facts), by_customer(expected[["orders"]].assign(customer_id=index.to_numpy()))
     )
     clv = clv_summary_from_facts(loaded, utc_day(AS_OF), 7)
     assert_same(clv, summary_from_orders(orders, AS_OF, 7, purchase_statuses=statuses))
     # customer_360's orders and the CLV frequency now count the same purchases.
-    per_customer = _by_customer(loaded.read_table(CORE, "customer_order_facts")).loc[clv["customer_id"]]
+    per_customer = by_customer(loaded.read_table(CORE, "customer_order_facts")).loc[clv["customer_id"]]
     assert (per_customer["purchase_days"].to_numpy() - 1 == clv["frequency"].to_numpy()).all()
 
 

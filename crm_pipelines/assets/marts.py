@@ -249,47 +249,37 @@ def build_marts_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.Assets
     @dg.asset(
         key=mart_key("customer_360"),
         group_name=MARTS,
-        kinds=kinds,
+        kinds={"sql", warehouse_kind},
         deps=[
             mart_key("customer_segments"),
             mart_key("customer_lifetime_value"),
             mart_key("churn_risk"),
-            *core_deps(config, *CORE_INPUTS),
+            core_key("customer_order_facts"),
+            core_key("customer_engagement_facts"),
+            core_key("purchases"),
+            *core_deps(config, "unified_customers", "order_items", "subscriptions", "campaign_events"),
         ],
         description="One row per customer: golden profile, orders and revenue, categories, service, "
         "NPS, consent, "
-        "and the segment, value tier, CLV and churn-risk columns.",
+        "and the segment, value tier, CLV and churn-risk columns; computed in the warehouse from the facts.",
         check_specs=validated_check_specs(mart_key("customer_360"), MART_CONTRACT),
     )
     def customer_360_mart(
         context: dg.AssetExecutionContext, warehouse: WarehouseResource, run_window: RunWindowResource
     ) -> dg.MaterializeResult:
-        from crm_pipelines.analytics.customer360 import customer_360
+        from crm_pipelines.facts.build import ensure_core_inputs
+        from crm_pipelines.facts.customer360 import customer_360_select
 
         wh = warehouse.get_warehouse()
-        customers = read_core(wh, "unified_customers")
-        extras = [
-            wh.read_table(MARTS, t).drop(columns=list(drop), errors="ignore")
-            for t, drop in CUSTOMER_360_EXTRAS
-            if wh.table_exists(MARTS, t)
-        ]
-        view = customer_360(
-            customers,
-            read_core(wh, "orders"),
-            read_core(wh, "order_items"),
-            read_core(wh, "support_tickets"),
-            read_core(wh, "subscriptions"),
-            read_core(wh, "campaign_events"),
-            read_core(wh, "survey_responses"),
-            as_of_timestamp(run_window),
-            extra=extras,
-        )
+        ensure_core_inputs(wh, "order_items", "subscriptions", "campaign_events")
+        extras = [(t, drop) for t, drop in CUSTOMER_360_EXTRAS if wh.table_exists(MARTS, t)]
+        view = wh.query(customer_360_select(wh, run_window.cutoff(), extras))
         suite = mart_suite(
             f"{MARTS}.customer_360",
             columns=[c.name for c in MART_COLUMNS["customer_360"]],
             unique_keys=[["customer_id"]],
             not_null_columns=["customer_id"],
-            min_rows=len(customers),
+            min_rows=wh.row_count(CORE, "unified_customers"),
         )
         # Declaring the joined columns keeps their own tables' types (an integer with nulls stays one).
         return publish_mart(context, config, wh, "customer_360", view, suite, customer_360_columns(config.clv))
