@@ -7,8 +7,10 @@ import pytest
 from facts_support import AS_OF, assert_same, by_customer, core_frames_with_edges, load_and_build
 
 from crm_pipelines.analytics.customer360 import customer_360
+from crm_pipelines.analytics.kpis import crm_kpis
 from crm_pipelines.assets.marts import CUSTOMER_360_EXTRAS
 from crm_pipelines.facts.customer360 import customer_360_select
+from crm_pipelines.facts.marts import read_crm_kpis
 from crm_pipelines.schema import CORE, MARTS
 
 
@@ -57,3 +59,13 @@ def test_customer_360_without_birth_dates_or_extras(warehouse, core_frames):
     assert list(actual.columns[:3]) == ["customer_id", "age", "age_band"]
     assert actual["age"].isna().all() and (actual["age_band"] == "unknown").all()
     assert len(actual) == wh.row_count(CORE, "unified_customers")
+
+
+def test_crm_kpis_equal_the_reference(warehouse, core_frames):
+    wh = load_and_build(warehouse, core_frames)
+    c = core_frames
+    expected = crm_kpis(c["customers"], c["orders"], c["tickets"], c["events"], c["surveys"], AS_OF)
+    actual = read_crm_kpis(wh, AS_OF)
+    assert list(actual.columns) == list(expected.columns)
+    assert len(actual) == len(expected) == 365
+    assert_same(actual, expected)

@@ -135,27 +135,26 @@ def build_marts_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.Assets
     @dg.asset(
         key=mart_key("crm_kpis"),
         group_name=MARTS,
-        kinds=kinds,
-        deps=core_deps(config, "unified_customers", "orders", "support_tickets", "campaign_events", "survey_responses"),
+        kinds={"sql", warehouse_kind},
+        deps=[
+            core_key("purchases"),
+            *core_deps(config, "unified_customers", "orders", "support_tickets", "campaign_events", "survey_responses"),
+        ],
         description="One row per day: active, new and repeat customers, retention and churn rate, revenue, "
-        "satisfaction, NPS, service response time, resolved inquiries, email-to-purchase conversion.",
+        "satisfaction, NPS, service response time, resolved inquiries, email-to-purchase conversion; "
+        "computed in the warehouse.",
         check_specs=validated_check_specs(mart_key("crm_kpis"), MART_CONTRACT),
     )
     def crm_kpis_mart(
         context: dg.AssetExecutionContext, warehouse: WarehouseResource, run_window: RunWindowResource
     ) -> dg.MaterializeResult:
-        from crm_pipelines.analytics.kpis import crm_kpis
         from crm_pipelines.analytics.reporting import kpi_chart_png, kpi_trend_markdown, png_markdown
+        from crm_pipelines.facts.build import ensure_core_inputs
+        from crm_pipelines.facts.marts import read_crm_kpis
 
         wh = warehouse.get_warehouse()
-        kpis = crm_kpis(
-            read_core(wh, "unified_customers"),
-            read_core(wh, "orders"),
-            read_core(wh, "support_tickets"),
-            read_core(wh, "campaign_events"),
-            read_core(wh, "survey_responses"),
-            as_of_timestamp(run_window),
-        )
+        ensure_core_inputs(wh, "orders", "support_tickets", "campaign_events", "survey_responses")
+        kpis = read_crm_kpis(wh, run_window.cutoff(), config.clv.purchase_statuses)
         rate_columns = [
             c for c in ("retention_rate", "churn_rate", "resolved_share", "email_conversion_rate") if c in kpis.columns
         ]

@@ -54,3 +54,13 @@ def read_retention_summary(wh: Warehouse, as_of: dt.datetime | pd.Timestamp) -> 
     if first is None:
         return empty_table(SUMMARY_COLUMNS)
     return _utc_months(wh.query(retention_summary_select(wh, end_day, first, as_of_month, complete)), "period_month")
+
+
+def read_crm_kpis(
+    wh: Warehouse, cutoff: dt.datetime | pd.Timestamp, purchase_statuses: tuple[str, ...] = ("completed",)
+) -> pd.DataFrame:
+    """marts.crm_kpis computed in the warehouse (see :mod:`crm_pipelines.facts.kpis`)."""
+    from crm_pipelines.facts.kpis import crm_kpis_select
+
+    frame = wh.query(crm_kpis_select(wh, cutoff, utc_day(cutoff), purchase_statuses))
+    return frame.assign(date=pd.to_datetime(frame["date"]).astype("datetime64[us]"))
