@@ -20,10 +20,12 @@ from facts_support import (
 )
 
 from crm_pipelines.analytics.activity import bounded_orders, customer_index, engagement_summary, order_summary
+from crm_pipelines.analytics.churn import FrameOrderHistory, churn_features
 from crm_pipelines.analytics.clv.summary import summary_from_orders
 from crm_pipelines.analytics.retention import retention_cohorts, retention_summary
 from crm_pipelines.analytics.segments import rfm_scores
 from crm_pipelines.facts.build import build_all, utc_day
+from crm_pipelines.facts.churn import WarehouseOrderHistory
 from crm_pipelines.facts.clv import clv_calibration_summary, clv_summary_from_facts
 from crm_pipelines.facts.marts import read_retention_cohorts, read_retention_summary
 from crm_pipelines.schema import CORE, core_entity_columns
@@ -145,3 +147,14 @@ def test_missing_engagement_sources_give_zeros(warehouse, core_frames):
     facts = wh.read_table(CORE, "customer_engagement_facts")
     assert len(facts) == len(core_frames["customers"])
     assert (facts["tickets_opened"] == 0).all() and facts["latest_nps"].isna().all()
+
+
+@pytest.mark.parametrize("cutoff", ["2025-06-30", "2024-12-31"])
+def test_churn_features_equal_the_reference(loaded, core_frames, cutoff):
+    day = utc_day(pd.Timestamp(cutoff, tz="UTC"))
+    expected = churn_features(core_frames["orders"], cutoff)
+    actual = WarehouseOrderHistory(loaded).features(day)
+    assert list(actual.index) == list(expected.index) and list(actual.columns) == list(expected.columns)
+    assert_same(actual.reset_index(), expected.reset_index())
+    reference = FrameOrderHistory(core_frames["orders"])
+    assert sorted(WarehouseOrderHistory(loaded).buyers(day - 90, day)) == sorted(reference.buyers(day - 90, day))

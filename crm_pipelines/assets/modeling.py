@@ -5,10 +5,10 @@ from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 import pandas as pd
+import sqlalchemy as sa
 
 from crm_pipelines.analytics.activity import core_frame
 from crm_pipelines.analytics.clv.settings import ClvSettings
-from crm_pipelines.analytics.clv.summary import ORDER_COLUMNS
 from crm_pipelines.analytics.mart_boundary import MART_KEYS
 from crm_pipelines.analytics.mart_columns import (
     CLV_PARAMS,
@@ -38,11 +38,18 @@ REFIT_TAGS = {REFIT_TAG[0]: REFIT_TAG[1]}
 
 
 # -- reading, publishing and metadata ----------------------------------------------------------------
-def read_orders(wh: Warehouse) -> pd.DataFrame:
-    """The columns of core.orders the models read, or an empty frame where no source delivers orders."""
-    if not wh.table_exists(CORE, "orders"):
-        return core_frame("orders")
-    return wh.read_table(CORE, "orders", columns=list(ORDER_COLUMNS))
+def purchase_customers(wh: Warehouse, through_day: int | None = None) -> pd.DataFrame:
+    """One row per customer with a purchase in core.purchases (up to ``through_day``): ``customer_id``
+    and the last ``ordered_at``; for the functions that only ask who bought, without reading orders."""
+    from crm_pipelines.facts.orders import PURCHASES
+
+    if not wh.table_exists(CORE, PURCHASES):
+        return core_frame("orders")[["customer_id", "ordered_at"]]
+    p = wh.table(CORE, PURCHASES, ["customer_id", "ordered_at", "purchase_day", "amount"])
+    stmt = sa.select(p.c.customer_id, sa.func.max(p.c.ordered_at).label("ordered_at"))
+    if through_day is not None:
+        stmt = stmt.where(p.c.purchase_day <= through_day)
+    return wh.query(stmt.group_by(p.c.customer_id)).astype({"customer_id": "str"})
 
 
 def latest_weekly_clv_fits(wh: Warehouse, settings: ClvSettings) -> "tuple[TransactionFit, GammaGammaFit, str] | None":
