@@ -37,8 +37,14 @@ def core_frames() -> dict[str, pd.DataFrame]:
     return core_frames_with_edges()
 
 
+@pytest.fixture(scope="module")
+def loaded(module_warehouse, core_frames) -> Warehouse:
+    """Read-only tests share one load per warehouse; tests that rebuild the facts use ``reloaded``."""
+    return load_and_build(module_warehouse, core_frames)
+
+
 @pytest.fixture
-def loaded(warehouse, core_frames) -> Warehouse:
+def reloaded(warehouse, core_frames) -> Warehouse:
     return load_and_build(warehouse, core_frames)
 
 
@@ -104,7 +110,8 @@ def test_retention_tables_equal_the_reference(loaded, core_frames):
     assert_same(actual, expected)
 
 
-def test_mid_month_as_of_flags_the_incomplete_month(loaded, core_frames):
+def test_mid_month_as_of_flags_the_incomplete_month(reloaded, core_frames):
+    loaded = reloaded
     as_of = pd.Timestamp("2025-06-15 23:59:59.999999", tz="UTC")
     build_all(loaded, as_of, ("completed",), WINDOW_DAYS)
     summary = read_retention_summary(loaded, as_of)
@@ -112,7 +119,8 @@ def test_mid_month_as_of_flags_the_incomplete_month(loaded, core_frames):
     assert_same(summary, retention_summary(core_frames["orders"], as_of))
 
 
-def test_configured_purchase_statuses_reach_every_fact(loaded, core_frames):
+def test_configured_purchase_statuses_reach_every_fact(reloaded, core_frames):
+    loaded = reloaded
     statuses = ("completed", "pending")
     build_all(loaded, AS_OF, statuses, WINDOW_DAYS)
     orders, customers = core_frames["orders"], core_frames["customers"]

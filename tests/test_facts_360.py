@@ -32,8 +32,13 @@ def _extras(customers: pd.DataFrame) -> dict[str, pd.DataFrame]:
     }
 
 
-def test_customer_360_equals_the_reference(warehouse, core_frames):
-    wh = load_and_build(warehouse, core_frames)
+@pytest.fixture(scope="module")
+def loaded(module_warehouse, core_frames):
+    return load_and_build(module_warehouse, core_frames)
+
+
+def test_customer_360_equals_the_reference(loaded, core_frames):
+    wh = loaded
     c = core_frames
     extras = _extras(c["customers"])
     for table, frame in extras.items():
@@ -61,8 +66,8 @@ def test_customer_360_without_birth_dates_or_extras(warehouse, core_frames):
     assert len(actual) == wh.row_count(CORE, "unified_customers")
 
 
-def test_crm_kpis_equal_the_reference(warehouse, core_frames):
-    wh = load_and_build(warehouse, core_frames)
+def test_crm_kpis_equal_the_reference(loaded, core_frames):
+    wh = loaded
     c = core_frames
     expected = crm_kpis(c["customers"], c["orders"], c["tickets"], c["events"], c["surveys"], AS_OF)
     actual = read_crm_kpis(wh, AS_OF)
