@@ -1,4 +1,5 @@
-"""marts.customer_360 built in the warehouse equals the pandas reference, on DuckDB and PostgreSQL."""
+"""The customer 360, the KPIs and the segments built from the warehouse facts equal the pandas reference,
+on DuckDB and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from facts_support import AS_OF, assert_same, by_customer, core_frames_with_edge
 
 from crm_pipelines.analytics.customer360 import customer_360
 from crm_pipelines.analytics.kpis import crm_kpis
+from crm_pipelines.analytics.segments import customer_segments, segments_from_facts
 from crm_pipelines.assets.marts import CUSTOMER_360_EXTRAS
 from crm_pipelines.facts.customer360 import customer_360_select
 from crm_pipelines.facts.marts import read_crm_kpis
@@ -74,3 +76,19 @@ def test_crm_kpis_equal_the_reference(loaded, core_frames):
     assert list(actual.columns) == list(expected.columns)
     assert len(actual) == len(expected) == 365
     assert_same(actual, expected)
+
+
+def test_segments_from_facts_equal_the_reference(loaded, core_frames):
+    c = core_frames
+    customers = c["customers"].sort_values("customer_id", ignore_index=True)
+    expected = customer_segments(customers, c["orders"], c["order_items"], c["tickets"], c["events"], c["surveys"],
+                                 AS_OF)  # fmt: skip
+    actual = segments_from_facts(
+        loaded.read_table(CORE, "customer_order_facts"),
+        loaded.read_table(CORE, "customer_engagement_facts"),
+        loaded.read_table(CORE, "customer_category_facts"),
+    )
+    assert actual.core_categories == expected.core_categories
+    assert actual.clusters.k == expected.clusters.k
+    assert list(actual.segments.columns) == list(expected.segments.columns)
+    assert_same(actual.segments, expected.segments)

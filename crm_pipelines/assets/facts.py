@@ -14,7 +14,7 @@ from crm_pipelines.assets.metadata import table_metadata
 from crm_pipelines.config import CrmConfig
 from crm_pipelines.facts import build
 from crm_pipelines.facts.engagement import CUSTOMER_ENGAGEMENT_FACTS, ENGAGEMENT_INPUTS
-from crm_pipelines.facts.orders import CUSTOMER_ORDER_FACTS, PURCHASES
+from crm_pipelines.facts.orders import CUSTOMER_CATEGORY_FACTS, CUSTOMER_ORDER_FACTS, PURCHASES
 from crm_pipelines.resources import RunWindowResource, WarehouseResource
 from crm_pipelines.schema import CORE
 from crm_pipelines.warehouse import Warehouse
@@ -59,6 +59,17 @@ def build_facts_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.Assets
         return facts_result(wh, CUSTOMER_ORDER_FACTS, rows, window_days=window_days)
 
     @dg.asset(
+        key=core_key(CUSTOMER_CATEGORY_FACTS),
+        group_name=CORE,
+        kinds=kinds,
+        deps=[core_key(PURCHASES), *core_deps(config, "order_items")],
+        description="One row per customer and category bought: purchased order lines of that category.",
+    )
+    def customer_category_facts(warehouse: WarehouseResource) -> dg.MaterializeResult:
+        wh = warehouse.get_warehouse()
+        return facts_result(wh, CUSTOMER_CATEGORY_FACTS, build.build_customer_category_facts(wh))
+
+    @dg.asset(
         key=core_key(CUSTOMER_ENGAGEMENT_FACTS),
         group_name=CORE,
         kinds=kinds,
@@ -73,7 +84,7 @@ def build_facts_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.Assets
         rows = build.build_customer_engagement_facts(wh, run_window.cutoff())
         return facts_result(wh, CUSTOMER_ENGAGEMENT_FACTS, rows)
 
-    return [purchases, customer_order_facts, customer_engagement_facts]
+    return [purchases, customer_order_facts, customer_category_facts, customer_engagement_facts]
 
 
 FACT_KEYS = {name: core_key(name) for name in build.FACT_TABLES}

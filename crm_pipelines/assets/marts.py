@@ -70,9 +70,9 @@ def build_marts_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.Assets
         key=mart_key("customer_segments"),
         group_name=MARTS,
         kinds={"scikitlearn", warehouse_kind},
-        deps=core_deps(config, *CORE_INPUTS[:3], "support_tickets", "campaign_events", "survey_responses"),
+        deps=[core_key(t) for t in ("customer_order_facts", "customer_engagement_facts", "customer_category_facts")],
         description="One row per customer: RFM scores and segment, value tier, relationship type and "
-        "behavioral cluster (k-means, k by silhouette).",
+        "behavioral cluster (k-means, k by silhouette), from the customer facts built in the warehouse.",
         check_specs=validated_check_specs(mart_key("customer_segments"), MART_CONTRACT),
     )
     def customer_segments_mart(
@@ -89,19 +89,16 @@ def build_marts_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.Assets
             RELATIONSHIP_TYPES,
             RFM_SEGMENTS,
             VALUE_TIERS,
-            customer_segments,
+            segments_from_facts,
         )
 
         wh = warehouse.get_warehouse()
-        customers = read_core(wh, "unified_customers")
-        result = customer_segments(
-            customers,
-            read_core(wh, "orders"),
-            read_core(wh, "order_items"),
-            read_core(wh, "support_tickets"),
-            read_core(wh, "campaign_events"),
-            read_core(wh, "survey_responses"),
-            as_of_timestamp(run_window),
+        # One row per customer (or customer and category), never the order lines.
+        order_facts = wh.read_table(CORE, "customer_order_facts")
+        result = segments_from_facts(
+            order_facts,
+            wh.read_table(CORE, "customer_engagement_facts"),
+            wh.read_table(CORE, "customer_category_facts"),
             settings,
         )
         segments = result.segments
@@ -118,7 +115,7 @@ def build_marts_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.Assets
             },
             unique_keys=[["customer_id"]],
             not_null_columns=["customer_id", "rfm_segment", "value_tier", "relationship_type"],
-            min_rows=len(customers),
+            min_rows=len(order_facts),
         )
         extra = {
             "segment_sizes": dg.MetadataValue.md(segment_sizes_markdown(segments)),

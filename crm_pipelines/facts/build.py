@@ -18,8 +18,10 @@ from crm_pipelines.facts.engagement import (
     customer_engagement_facts_select,
 )
 from crm_pipelines.facts.orders import (
+    CUSTOMER_CATEGORY_FACTS,
     CUSTOMER_ORDER_FACTS,
     PURCHASES,
+    customer_category_facts_select,
     customer_order_facts_select,
     purchases_select,
 )
@@ -27,7 +29,7 @@ from crm_pipelines.facts.sql import publish_select
 from crm_pipelines.schema import CORE, core_entity_columns
 from crm_pipelines.warehouse import Warehouse
 
-FACT_TABLES = (PURCHASES, CUSTOMER_ORDER_FACTS, CUSTOMER_ENGAGEMENT_FACTS)
+FACT_TABLES = (PURCHASES, CUSTOMER_ORDER_FACTS, CUSTOMER_CATEGORY_FACTS, CUSTOMER_ENGAGEMENT_FACTS)
 
 
 def utc_day(cutoff: dt.datetime | pd.Timestamp) -> int:
@@ -58,6 +60,12 @@ def build_customer_order_facts(wh: Warehouse, cutoff: dt.datetime | pd.Timestamp
     return publish_query(wh, statement, CUSTOMER_ORDER_FACTS)
 
 
+def build_customer_category_facts(wh: Warehouse) -> int:
+    """Needs core.purchases."""
+    ensure_core_inputs(wh, "order_items")
+    return publish_query(wh, customer_category_facts_select(wh), CUSTOMER_CATEGORY_FACTS)
+
+
 def build_customer_engagement_facts(wh: Warehouse, cutoff: dt.datetime | pd.Timestamp) -> int:
     ensure_core_inputs(wh, *ENGAGEMENT_INPUTS)
     return publish_query(wh, customer_engagement_facts_select(wh, cutoff), CUSTOMER_ENGAGEMENT_FACTS)
@@ -70,5 +78,6 @@ def build_all(
     return {
         PURCHASES: build_purchases(wh, cutoff, purchase_statuses),
         CUSTOMER_ORDER_FACTS: build_customer_order_facts(wh, cutoff, window_days),
+        CUSTOMER_CATEGORY_FACTS: build_customer_category_facts(wh),
         CUSTOMER_ENGAGEMENT_FACTS: build_customer_engagement_facts(wh, cutoff),
     }

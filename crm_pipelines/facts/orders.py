@@ -31,6 +31,7 @@ from crm_pipelines.warehouse import Warehouse
 
 PURCHASES = "purchases"
 CUSTOMER_ORDER_FACTS = "customer_order_facts"
+CUSTOMER_CATEGORY_FACTS = "customer_category_facts"
 ORDER_COLUMNS = ("customer_id", "source", "order_id", "ordered_at", "status", "total_amount_reporting", "is_refund")
 PURCHASE_COLUMNS = ("customer_id", "source", "order_id", "ordered_at", "purchase_day", "purchase_month", "amount")
 
@@ -186,4 +187,21 @@ def customer_order_facts_select(
             .outerjoin(order_counts, order_counts.c.customer_id == customers.c.customer_id)
             .outerjoin(days, days.c.customer_id == customers.c.customer_id)
         )
+    )
+
+
+def customer_category_facts_select(wh: Warehouse) -> sa.Select:
+    """One row per customer and category bought: ``lines``, the purchased order lines of that category.
+
+    A line belongs to the purchase its (source, order_id) names (order ids are unique per source only);
+    lines without a category are left out. Segments read the shop's core categories and add-on buyers
+    from it, one row per customer and category instead of every order line.
+    """
+    items = wh.table(CORE, "order_items", ["source", "order_id", "category"])
+    p = wh.table(CORE, PURCHASES, ["customer_id", "source", "order_id"])
+    return (
+        sa.select(p.c.customer_id, items.c.category, as_bigint(sa.func.count()).label("lines"))
+        .select_from(p.join(items, sa.and_(items.c.source == p.c.source, items.c.order_id == p.c.order_id)))
+        .where(items.c.category.is_not(None), items.c.category != "")
+        .group_by(p.c.customer_id, items.c.category)
     )
