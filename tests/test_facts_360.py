@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 from facts_support import AS_OF, assert_same, by_customer, core_frames_with_edges, load_and_build
 
+from crm_pipelines.analytics.cross_sell import cross_sell_recommendations, recommendations_from_facts
 from crm_pipelines.analytics.customer360 import customer_360
 from crm_pipelines.analytics.kpis import crm_kpis
 from crm_pipelines.analytics.segments import customer_segments, segments_from_facts
@@ -92,3 +93,10 @@ def test_segments_from_facts_equal_the_reference(loaded, core_frames):
     assert actual.clusters.k == expected.clusters.k
     assert list(actual.segments.columns) == list(expected.segments.columns)
     assert_same(actual.segments, expected.segments)
+
+
+def test_cross_sell_from_facts_equals_the_reference(loaded, core_frames):
+    expected = cross_sell_recommendations(core_frames["order_items"], core_frames["orders"], as_of=AS_OF)
+    actual = recommendations_from_facts(loaded.read_table(CORE, "customer_category_facts"))
+    assert len(actual) == len(expected) > 0
+    assert_same(actual, expected)

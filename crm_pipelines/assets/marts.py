@@ -173,19 +173,18 @@ def build_marts_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.Assets
         key=mart_key("cross_sell_recommendations"),
         group_name=MARTS,
         kinds=kinds,
-        deps=core_deps(config, "orders", "order_items"),
-        description="Per customer, the top 3 complementary categories not yet bought, ranked by co-purchase lift.",
+        deps=[core_key("customer_category_facts")],
+        description="Per customer, the top 3 complementary categories not yet bought, ranked by co-purchase lift; "
+        "read from the customer-by-category facts built in the warehouse.",
         check_specs=validated_check_specs(mart_key("cross_sell_recommendations"), MART_CONTRACT),
     )
     def cross_sell_mart(
         context: dg.AssetExecutionContext, warehouse: WarehouseResource, run_window: RunWindowResource
     ) -> dg.MaterializeResult:
-        from crm_pipelines.analytics.cross_sell import cross_sell_recommendations
+        from crm_pipelines.analytics.cross_sell import recommendations_from_facts
 
         wh = warehouse.get_warehouse()
-        recs = cross_sell_recommendations(
-            read_core(wh, "order_items"), read_core(wh, "orders"), as_of=as_of_timestamp(run_window)
-        )
+        recs = recommendations_from_facts(wh.read_table(CORE, "customer_category_facts"))
         suite = mart_suite(
             f"{MARTS}.cross_sell_recommendations",
             columns=[c.name for c in MART_COLUMNS["cross_sell_recommendations"]],
