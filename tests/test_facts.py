@@ -20,12 +20,12 @@ from facts_support import (
 )
 
 from crm_pipelines.analytics.activity import bounded_orders, customer_index, engagement_summary, order_summary
-from crm_pipelines.analytics.churn import FrameOrderHistory, churn_features
+from crm_pipelines.analytics.churn import FrameOrderHistory, churn_features, service_features
 from crm_pipelines.analytics.clv.summary import summary_from_orders
 from crm_pipelines.analytics.retention import retention_cohorts, retention_summary
 from crm_pipelines.analytics.segments import rfm_scores
 from crm_pipelines.facts.build import build_all, utc_day
-from crm_pipelines.facts.churn import WarehouseOrderHistory
+from crm_pipelines.facts.churn import WarehouseOrderHistory, service_features_from_warehouse
 from crm_pipelines.facts.clv import clv_calibration_summary, clv_summary_from_facts
 from crm_pipelines.facts.marts import read_retention_cohorts, read_retention_summary
 from crm_pipelines.schema import CORE, core_entity_columns
@@ -166,3 +166,14 @@ def test_churn_features_equal_the_reference(loaded, core_frames, cutoff):
     assert_same(actual.reset_index(), expected.reset_index())
     reference = FrameOrderHistory(core_frames["orders"])
     assert sorted(WarehouseOrderHistory(loaded).buyers(day - 90, day)) == sorted(reference.buyers(day - 90, day))
+
+
+def test_service_features_equal_the_reference(loaded, core_frames):
+    reference = service_features(core_frames["tickets"], core_frames["surveys"])
+    warehouse = service_features_from_warehouse(loaded)
+    for cutoff in ("2025-06-30", "2024-12-31"):
+        day = pd.Timestamp(cutoff, tz="UTC")
+        expected = reference(day).dropna(how="all", subset=reference(day).columns[1:])
+        actual = warehouse(day)
+        actual = actual.dropna(how="all", subset=actual.columns[1:])
+        assert_same(by_customer(actual).reset_index(), by_customer(expected).reset_index())

@@ -18,7 +18,7 @@ from crm_pipelines.analytics.predictive_tables import (
     latest_clv_fits,
     service_features_cover_training,
 )
-from crm_pipelines.assets.marts import mart_key, read_core
+from crm_pipelines.assets.marts import mart_key
 from crm_pipelines.assets.metadata import table_metadata
 from crm_pipelines.assets.publishing import blocking_failures, publish_checked, table_docs
 from crm_pipelines.assets.validation import validated_check_specs
@@ -62,10 +62,13 @@ def latest_weekly_clv_fits(wh: Warehouse, settings: ClvSettings) -> "tuple[Trans
 
 
 def all_service_features(wh: Warehouse) -> Callable[[pd.Timestamp], pd.DataFrame]:
-    """Point-in-time support and survey features of every customer (``churn.service_features``)."""
-    from crm_pipelines.analytics.churn import service_features
+    """Point-in-time support and survey features of every customer (``churn.service_features``), one
+    warehouse query per cutoff."""
+    from crm_pipelines.facts.build import ensure_core_inputs
+    from crm_pipelines.facts.churn import service_features_from_warehouse
 
-    return service_features(read_core(wh, "support_tickets"), read_core(wh, "survey_responses"))
+    ensure_core_inputs(wh, "support_tickets", "survey_responses")
+    return service_features_from_warehouse(wh)
 
 
 def service_history(

@@ -126,3 +126,68 @@ class WarehouseOrderHistory:
             .where(p.c.purchase_day > after_day, p.c.purchase_day <= through_day)
         )
         return pd.Index(self.wh.query(stmt)["customer_id"].astype("str"))
+
+
+def service_features_select(wh: Warehouse, cutoff_day: int, window_days: int = 90) -> sa.Select:
+    """Support and survey features as of the end of ``cutoff_day`` (``churn.service_features``)."""
+    t = wh.table(CORE, "support_tickets", ["customer_id", "opened_at", "resolved_at", "satisfaction_score"])
+    s = wh.table(CORE, "survey_responses", ["customer_id", "responded_at", "nps_score", "response_id"])
+    opened = day_of(t.c.opened_at)
+    rated_day = day_of(sa.func.coalesce(t.c.resolved_at, t.c.opened_at))
+
+    def count_if(condition: sa.ColumnElement[bool]) -> sa.ColumnElement:
+        # NULL rather than 0 where nothing counts: the reference leaves such customers out (NaN).
+        return sa.func.nullif(as_float(sa.func.sum(sa.case((condition, 1), else_=0))), 0.0)
+
+    tickets = (
+        sa.select(
+            t.c.customer_id,
+            count_if(opened <= cutoff_day).label("tickets_total"),
+            count_if(sa.and_(opened <= cutoff_day, opened > cutoff_day - window_days)).label("recent"),
+            as_float(sa.func.avg(sa.case((rated_day <= cutoff_day, t.c.satisfaction_score)))).label(
+                "satisfaction_mean"
+            ),
+        )
+        .where(t.c.customer_id.is_not(None), t.c.opened_at.is_not(None))
+        .group_by(t.c.customer_id)
+        .cte("service_tickets")
+    )
+    ranked = (
+        sa.select(
+            s.c.customer_id,
+            s.c.nps_score,
+            sa.func.row_number()
+            .over(partition_by=s.c.customer_id, order_by=(s.c.responded_at.desc(), s.c.response_id.desc()))
+            .label("newest"),
+        )
+        .where(
+            s.c.customer_id.is_not(None), s.c.nps_score.is_not(None), s.c.responded_at.is_not(None),
+            day_of(s.c.responded_at) <= cutoff_day,
+        )
+        .subquery("service_answers")
+    )  # fmt: skip
+    answers = (
+        sa.select(ranked.c.customer_id, as_float(ranked.c.nps_score).label("nps_latest"))
+        .where(ranked.c.newest == 1)
+        .cte("service_nps")
+    )
+    return sa.select(
+        sa.func.coalesce(tickets.c.customer_id, answers.c.customer_id).label("customer_id"),
+        tickets.c.tickets_total,
+        tickets.c.recent.label(f"tickets_last_{window_days}d"),
+        tickets.c.satisfaction_mean,
+        answers.c.nps_latest,
+    ).select_from(tickets.outerjoin(answers, answers.c.customer_id == tickets.c.customer_id, full=True))
+
+
+def service_features_from_warehouse(wh: Warehouse, window_days: int = 90):
+    """``churn.service_features`` answered by the warehouse: a function of the cutoff (a timestamp naming
+    a day) returning one row per customer with a ticket or an answer."""
+
+    def as_of(cutoff: pd.Timestamp) -> pd.DataFrame:
+        day = int(pd.Timestamp(cutoff).value // 86_400_000_000_000)
+        frame = wh.query(service_features_select(wh, day, window_days)).astype({"customer_id": "str"})
+        columns = ["tickets_total", f"tickets_last_{window_days}d", "satisfaction_mean", "nps_latest"]
+        return frame.astype({c: "float64" for c in columns})
+
+    return as_of
