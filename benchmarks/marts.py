@@ -53,7 +53,7 @@ def _timed(name: str, timings: dict[str, tuple[float, float]], fn: Callable[[], 
     result = fn()
     timings[name] = (time.perf_counter() - wall, time.process_time() - cpu)
     print(
-        f"  {name:<28} {timings[name][0]:7.2f} s wall {timings[name][1]:7.2f} s CPU"
+        f"  {name:<32} {timings[name][0]:7.2f} s wall {timings[name][1]:7.2f} s CPU"
         f"   peak RSS {_peak_rss_mb():7.0f} MB",
         flush=True,
     )
@@ -79,12 +79,14 @@ def _load(url: str, customers: int, seed: int) -> None:
 
 
 def warehouse_marts(url: str) -> None:
-    from crm_pipelines.analytics.mart_columns import MART_COLUMNS  # noqa: F401 - loaded as the asset would
-    from crm_pipelines.assets.marts import CUSTOMER_360_EXTRAS  # noqa: F401 - the asset's import cost
+    from crm_pipelines.analytics.cross_sell import recommendations_from_facts
+    from crm_pipelines.analytics.segments import segments_from_facts
     from crm_pipelines.facts import build
+    from crm_pipelines.facts.churn import WarehouseOrderHistory
     from crm_pipelines.facts.clv import clv_summary_from_facts
     from crm_pipelines.facts.customer360 import customer_360_select
     from crm_pipelines.facts.marts import read_crm_kpis, read_retention_cohorts, read_retention_summary
+    from crm_pipelines.schema import CORE
     from crm_pipelines.warehouse import Warehouse
 
     wh = Warehouse(url)
@@ -95,6 +97,9 @@ def warehouse_marts(url: str) -> None:
         "core.purchases": _timed("core.purchases", timings, lambda: build.build_purchases(wh, AS_OF, statuses)),
         "core.customer_order_facts": _timed(
             "customer_order_facts", timings, lambda: build.build_customer_order_facts(wh, AS_OF, 180)
+        ),
+        "core.customer_category_facts": _timed(
+            "customer_category_facts", timings, lambda: build.build_customer_category_facts(wh)
         ),
         "core.customer_engagement_facts": _timed(
             "customer_engagement_facts", timings, lambda: build.build_customer_engagement_facts(wh, AS_OF)
@@ -108,12 +113,31 @@ def warehouse_marts(url: str) -> None:
         "clv summary": _timed(
             "clv summary (from facts)", timings, lambda: clv_summary_from_facts(wh, build.utc_day(AS_OF), 7)
         ),
+        "churn features": _timed(
+            "churn features (1 cutoff)", timings, lambda: WarehouseOrderHistory(wh).features(build.utc_day(AS_OF))
+        ),
     }
+    # The Python models, on the per-customer rows the warehouse returns.
+    segmentation = _timed(
+        "segments (read facts + k-means)",
+        timings,
+        lambda: segments_from_facts(
+            wh.read_table(CORE, "customer_order_facts"),
+            wh.read_table(CORE, "customer_engagement_facts"),
+            wh.read_table(CORE, "customer_category_facts"),
+        ),
+    )
+    frames["customer_segments"] = segmentation.segments
+    frames["cross_sell"] = _timed(
+        "cross_sell (read facts)",
+        timings,
+        lambda: recommendations_from_facts(wh.read_table(CORE, "customer_category_facts")),
+    )
     wall = sum(w for w, _ in timings.values())
     cpu = sum(c for _, c in timings.values())
     print("rows: " + ", ".join(f"{k} {v:,}" for k, v in rows.items()))
     print("read back: " + ", ".join(f"{k} {len(v):,} x {v.shape[1]}" for k, v in frames.items()))
-    print(f"TOTAL facts and warehouse marts ({wh.dialect}): {wall:.2f} s wall, {cpu:.2f} s CPU in this process")
+    print(f"TOTAL facts, warehouse marts and models ({wh.dialect}): {wall:.2f} s wall, {cpu:.2f} s CPU")
     print(f"peak RSS: {_peak_rss_mb():.0f} MB (no inputs held; the warehouse's memory included when in-process)")
 
 
