@@ -11,7 +11,7 @@ export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet -e ".[dev,production]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -22,15 +22,18 @@ ifeq ($(CRM_CONFIG),)
 	$(BIN)/python -m crm_pipelines.demo --out data/demo --people $(DEMO_PEOPLE) --if-missing
 endif
 
-run: demo
+# A local instance (runs in .dagster_home) with telemetry off; deploy/dagster.yaml is the production one.
+$(DAGSTER_HOME)/dagster.yaml:
 	mkdir -p "$(DAGSTER_HOME)"
-	$(BIN)/dagster job execute -m crm_pipelines.definitions -j crm_nightly
+	printf 'telemetry:\n  enabled: false\n' > "$@"
+
+run: demo $(DAGSTER_HOME)/dagster.yaml
+	VIRTUAL_ENV="$(CURDIR)/$(VENV)" $(BIN)/dg launch --job crm_nightly
 
 test: $(STAMP)
 	$(BIN)/pytest
 
-ui: demo
-	mkdir -p "$(DAGSTER_HOME)"
+ui: demo $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -w workspace.yaml
 
 bench: $(STAMP)

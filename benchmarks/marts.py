@@ -1,25 +1,32 @@
-"""Speed and memory of the marts' analytics on synthetic core frames.
+"""Speed and memory of the marts on synthetic core tables: in the warehouse (default), or the pandas reference.
 
-Builds core-shaped frames for 100,000 customers (about 1M orders, 2.5M order lines, 300k tickets, 2M
-campaign events, 50k survey answers), then times every mart: customer segments, customer 360 (with
-the segments joined in), three years of daily KPIs, cross-sell recommendations, consented audiences and
-the metadata charts. Prints wall time per step and the process's peak resident memory.
+Builds core-shaped tables for 100,000 customers (about 1M orders, 2.5M order lines, 300k tickets, 2M
+campaign events, 50k survey answers).
 
-    .venv/bin/python benchmarks/marts.py [--customers 100000] [--seed 0]
+Warehouse mode (default): a child process writes them to the warehouse (a fresh DuckDB file, or
+``--warehouse URL``), then this process, holding no inputs, builds the facts (core.purchases, customer
+order and engagement facts) and computes customer_360, crm_kpis, the retention tables and the CLV
+summary in the warehouse, reading back only the results. Prints wall and CPU time per step and this
+process's peak resident memory (DuckDB's included: it runs in-process).
 
-Targets: all marts within 30 s wall and 2 GB peak RSS (inputs included).
+``--reference``: the pandas implementations on the frames in memory, as before (segments, customer 360,
+three years of daily KPIs, cross-sell, audiences, charts).
+
+    .venv/bin/python benchmarks/marts.py [--customers 100000] [--seed 0] [--warehouse URL] [--reference]
+
+Targets: all marts within 30 s wall and 2 GB peak RSS at 100,000 customers.
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import resource
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
-
-import numpy as np
-import pandas as pd
 
 from crm_pipelines.analytics.audiences import marketing_audiences
 from crm_pipelines.analytics.cross_sell import cross_sell_recommendations
@@ -33,176 +40,7 @@ from crm_pipelines.analytics.reporting import (
     segment_sizes_markdown,
 )
 from crm_pipelines.analytics.segments import customer_segments
-
-AS_OF = pd.Timestamp("2025-06-30 23:59:59.999999", tz="UTC")
-HISTORY_DAYS = 3 * 365
-CATEGORIES = np.array(
-    ["Shoes", "Bags", "Jackets", "Shirts", "Trousers", "Socks", "Belts", "Hats", "Scarves", "Gloves",
-     "Watches", "Jewellery", "Sunglasses", "Wallets", "Umbrellas", "Luggage", "Sportswear", "Swimwear",
-     "Knitwear", "Care products"], dtype=object,
-)  # fmt: skip
-PERSONAS = 6
-
-
-def _ids(prefix: str, n: int) -> pd.Series:
-    return prefix + pd.Series(np.arange(n)).astype("str").str.zfill(7)
-
-
-def _timestamps(micros: np.ndarray) -> pd.Series:
-    return pd.Series(pd.DatetimeIndex(micros.astype("int64").view("datetime64[us]")).tz_localize("UTC"))
-
-
-def synthetic_core(n_customers: int = 100_000, seed: int = 0) -> dict[str, pd.DataFrame]:
-    """Core-layer frames with realistic skew: heavy and light buyers, personas with favourite categories."""
-    rng = np.random.default_rng(seed)
-    end = AS_OF.as_unit("us").asm8.view("int64")
-    day = 86_400_000_000
-    start = end - HISTORY_DAYS * day
-    customer_id = _ids("cust-", n_customers)
-    created = rng.integers(start, end - 30 * day, n_customers)
-    born = rng.integers(-50 * 365, 7 * 365, n_customers).astype("datetime64[D]").astype("datetime64[us]")
-    customers = pd.DataFrame(
-        {
-            "customer_id": customer_id,
-            "first_name": "Name",
-            "email": "c" + customer_id + "@example.com",
-            "date_of_birth": pd.Series(born).where(rng.random(n_customers) < 0.9),
-            "country": rng.choice(np.array(["DE", "FR", "NL", "AT", "US", "GB"], dtype=object), n_customers),
-            "created_at": _timestamps(created),
-            "record_count": 1,
-            "sources": "shop,crm",
-        }
-    )
-
-    # Orders: gamma-Poisson counts (mean about 10) spread between signup and a dropout time.
-    rate = rng.gamma(1.2, 10 / 1.2, n_customers)
-    counts = rng.poisson(rate)
-    owner = np.repeat(np.arange(n_customers), counts)
-    dropout = np.minimum(created + rng.exponential(2.0 * 365 * day, n_customers).astype("int64"), end)
-    ordered = created[owner] + (rng.random(len(owner)) * (dropout[owner] - created[owner])).astype("int64")
-    status = rng.choice(
-        np.array(["completed", "cancelled", "refunded", "pending", "other"], dtype=object),
-        len(owner),
-        p=[0.88, 0.05, 0.04, 0.02, 0.01],
-    )
-    amount = np.round(rng.lognormal(4.0, 0.6, len(owner)), 2)
-    order_id = _ids("o-", len(owner))
-    orders = pd.DataFrame(
-        {
-            "customer_id": customer_id.to_numpy()[owner],
-            "source": "shop",
-            "order_id": order_id,
-            "ordered_at": _timestamps(ordered),
-            "status": status,
-            "currency": "EUR",
-            "total_amount": amount,
-            "total_amount_reporting": amount,
-            "is_refund": status == "refunded",
-        }
-    ).astype({"customer_id": "str", "status": "str"})
-
-    # Order lines: 1 + Poisson(1.5) per order, category drawn from the customer's persona.
-    lines = 1 + rng.poisson(1.5, len(owner))
-    line_order = np.repeat(np.arange(len(owner)), lines)
-    persona = rng.integers(0, PERSONAS, n_customers)
-    taste = rng.dirichlet(np.full(len(CATEGORIES), 0.3), PERSONAS).cumsum(axis=1)
-    line_persona = persona[owner[line_order]]
-    category = np.minimum((rng.random(len(line_order))[:, None] > taste[line_persona]).sum(axis=1), 19)
-    product = category * 100 + rng.integers(0, 100, len(line_order))
-    product_id = "p-" + pd.Series(product).astype("str").str.zfill(4)
-    order_items = pd.DataFrame(
-        {
-            "customer_id": orders["customer_id"].to_numpy()[line_order],
-            "source": "shop",
-            "item_id": _ids("i-", len(line_order)),
-            "order_id": order_id.to_numpy()[line_order],
-            "product_id": product_id,
-            "product_name": "Product " + product_id,
-            "category": CATEGORIES[category],
-            "quantity": 1,
-            "unit_price": 20.0,
-            "ordered_at": orders["ordered_at"].to_numpy()[line_order],
-        }
-    ).astype({"customer_id": "str", "order_id": "str", "category": "str"})
-
-    n_tickets = 3 * n_customers
-    who = rng.integers(0, n_customers, n_tickets)
-    opened = rng.integers(start, end, n_tickets)
-    responded = opened + rng.exponential(6 * 3_600_000_000, n_tickets).astype("int64")
-    resolved = responded + rng.exponential(48 * 3_600_000_000, n_tickets).astype("int64")
-    tickets = pd.DataFrame(
-        {
-            "customer_id": customer_id.to_numpy()[who],
-            "source": "desk",
-            "ticket_id": _ids("t-", n_tickets),
-            "opened_at": _timestamps(opened),
-            "first_response_at": _timestamps(responded).where(rng.random(n_tickets) < 0.9),
-            "resolved_at": _timestamps(resolved).where(rng.random(n_tickets) < 0.85),
-            "status": "resolved",
-            "satisfaction_score": pd.Series(rng.integers(1, 6, n_tickets).astype(float)).where(
-                rng.random(n_tickets) < 0.4
-            ),
-        }
-    ).astype({"customer_id": "str"})
-
-    n_events = 20 * n_customers
-    who = rng.integers(0, n_customers, n_events)
-    kind = rng.choice(
-        np.array(["sent", "open", "click", "unsubscribe", "bounce"], dtype=object),
-        n_events,
-        p=[0.6, 0.25, 0.14, 0.005, 0.005],
-    )
-    events = pd.DataFrame(
-        {
-            "customer_id": customer_id.to_numpy()[who],
-            "source": "mail",
-            "event_id": _ids("e-", n_events),
-            "email": customers["email"].to_numpy()[who],
-            "campaign_id": "camp-" + pd.Series(rng.integers(0, 150, n_events)).astype("str"),
-            "event_type": kind,
-            "occurred_at": _timestamps(rng.integers(start, end, n_events)),
-        }
-    ).astype({"customer_id": "str", "event_type": "str", "email": "str"})
-
-    subscribed = np.flatnonzero(rng.random(n_customers) < 0.7)
-    subscriptions = pd.DataFrame(
-        {
-            "customer_id": customer_id.to_numpy()[subscribed],
-            "source": "mail",
-            "subscription_id": _ids("s-", len(subscribed)),
-            "email": customers["email"].to_numpy()[subscribed],
-            "list_name": "newsletter",
-            "consent_status": rng.choice(
-                np.array(["subscribed", "unsubscribed", "pending"], dtype=object),
-                len(subscribed),
-                p=[0.8, 0.15, 0.05],
-            ),
-            "consent_at": _timestamps(created[subscribed] + day),
-        }
-    ).astype({"customer_id": "str", "consent_status": "str", "email": "str"})
-
-    n_answers = n_customers // 2
-    who = rng.integers(0, n_customers, n_answers)
-    surveys = pd.DataFrame(
-        {
-            "customer_id": customer_id.to_numpy()[who],
-            "source": "survey",
-            "response_id": _ids("r-", n_answers),
-            "nps_score": rng.choice(
-                np.arange(11), n_answers, p=np.r_[np.full(7, 0.04), [0.1, 0.12, 0.25, 0.25]]
-            ),
-            "responded_at": _timestamps(rng.integers(start, end, n_answers)),
-        }
-    ).astype({"customer_id": "str"})
-    return {
-        "customers": customers,
-        "orders": orders,
-        "order_items": order_items,
-        "tickets": tickets,
-        "subscriptions": subscriptions,
-        "events": events,
-        "surveys": surveys,
-    }
+from crm_pipelines.facts.synthetic import AS_OF, HISTORY_DAYS, synthetic_core
 
 
 def _peak_rss_mb() -> float:
@@ -215,11 +53,92 @@ def _timed(name: str, timings: dict[str, tuple[float, float]], fn: Callable[[], 
     result = fn()
     timings[name] = (time.perf_counter() - wall, time.process_time() - cpu)
     print(
-        f"  {name:<28} {timings[name][0]:7.2f} s wall {timings[name][1]:7.2f} s CPU"
+        f"  {name:<32} {timings[name][0]:7.2f} s wall {timings[name][1]:7.2f} s CPU"
         f"   peak RSS {_peak_rss_mb():7.0f} MB",
         flush=True,
     )
     return result
+
+
+def _load(url: str, customers: int, seed: int) -> None:
+    """Child process: write the synthetic core tables to the warehouse."""
+    from crm_pipelines.schema import CORE, core_entity_columns
+    from crm_pipelines.warehouse import Warehouse
+
+    started = time.perf_counter()
+    wh = Warehouse(url)
+    for name, frame in synthetic_core(customers, seed).items():
+        table = {"customers": "unified_customers", "tickets": "support_tickets", "events": "campaign_events",
+                 "surveys": "survey_responses"}.get(name, name)  # fmt: skip
+        types = {} if table == "unified_customers" else {c.name: c.dtype for c in core_entity_columns(table)}
+        wh.write_table(frame, CORE, table, column_types=types)
+        print(f"  loaded core.{table:<20} {len(frame):>12,} rows", flush=True)
+    wh.dispose()
+    print(f"synthetic core tables written in {time.perf_counter() - started:.1f} s "
+          f"(loader peak RSS {_peak_rss_mb():.0f} MB)")  # fmt: skip
+
+
+def warehouse_marts(url: str) -> None:
+    from crm_pipelines.analytics.cross_sell import recommendations_from_facts
+    from crm_pipelines.analytics.segments import segments_from_facts
+    from crm_pipelines.facts import build
+    from crm_pipelines.facts.churn import WarehouseOrderHistory
+    from crm_pipelines.facts.clv import clv_summary_from_facts
+    from crm_pipelines.facts.customer360 import customer_360_select
+    from crm_pipelines.facts.marts import read_crm_kpis, read_retention_cohorts, read_retention_summary
+    from crm_pipelines.schema import CORE
+    from crm_pipelines.warehouse import Warehouse
+
+    wh = Warehouse(url)
+    statuses = ("completed",)
+    timings: dict[str, tuple[float, float]] = {}
+    print(f"peak RSS before the marts: {_peak_rss_mb():.0f} MB")
+    rows = {
+        "core.purchases": _timed("core.purchases", timings, lambda: build.build_purchases(wh, AS_OF, statuses)),
+        "core.customer_order_facts": _timed(
+            "customer_order_facts", timings, lambda: build.build_customer_order_facts(wh, AS_OF, 180)
+        ),
+        "core.customer_category_facts": _timed(
+            "customer_category_facts", timings, lambda: build.build_customer_category_facts(wh)
+        ),
+        "core.customer_engagement_facts": _timed(
+            "customer_engagement_facts", timings, lambda: build.build_customer_engagement_facts(wh, AS_OF)
+        ),
+    }
+    frames = {
+        "customer_360": _timed("customer_360", timings, lambda: wh.query(customer_360_select(wh, AS_OF))),
+        "crm_kpis": _timed("crm_kpis (365 days)", timings, lambda: read_crm_kpis(wh, AS_OF, statuses)),
+        "retention_cohorts": _timed("retention_cohorts", timings, lambda: read_retention_cohorts(wh, AS_OF)),
+        "retention_summary": _timed("retention_summary", timings, lambda: read_retention_summary(wh, AS_OF)),
+        "clv summary": _timed(
+            "clv summary (from facts)", timings, lambda: clv_summary_from_facts(wh, build.utc_day(AS_OF), 7)
+        ),
+        "churn features": _timed(
+            "churn features (1 cutoff)", timings, lambda: WarehouseOrderHistory(wh).features(build.utc_day(AS_OF))
+        ),
+    }
+    # The Python models, on the per-customer rows the warehouse returns.
+    segmentation = _timed(
+        "segments (read facts + k-means)",
+        timings,
+        lambda: segments_from_facts(
+            wh.read_table(CORE, "customer_order_facts"),
+            wh.read_table(CORE, "customer_engagement_facts"),
+            wh.read_table(CORE, "customer_category_facts"),
+        ),
+    )
+    frames["customer_segments"] = segmentation.segments
+    frames["cross_sell"] = _timed(
+        "cross_sell (read facts)",
+        timings,
+        lambda: recommendations_from_facts(wh.read_table(CORE, "customer_category_facts")),
+    )
+    wall = sum(w for w, _ in timings.values())
+    cpu = sum(c for _, c in timings.values())
+    print("rows: " + ", ".join(f"{k} {v:,}" for k, v in rows.items()))
+    print("read back: " + ", ".join(f"{k} {len(v):,} x {v.shape[1]}" for k, v in frames.items()))
+    print(f"TOTAL facts, warehouse marts and models ({wh.dialect}): {wall:.2f} s wall, {cpu:.2f} s CPU")
+    print(f"peak RSS: {_peak_rss_mb():.0f} MB (no inputs held; the warehouse's memory included when in-process)")
 
 
 def main() -> None:
@@ -228,7 +147,22 @@ def main() -> None:
     )
     parser.add_argument("--customers", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--warehouse", help="SQLAlchemy URL of an empty warehouse (default: a temporary DuckDB file)")
+    parser.add_argument("--reference", action="store_true", help="time the pandas reference instead")
     args = parser.parse_args()
+    if not args.reference:
+        with tempfile.TemporaryDirectory() as folder:
+            url = args.warehouse or f"duckdb:///{Path(folder) / 'marts.duckdb'}"
+            # Loaded by a child process, so this process's peak memory is the marts' alone.
+            loader = multiprocessing.get_context("spawn").Process(
+                target=_load, args=(url, args.customers, args.seed)
+            )
+            loader.start()
+            loader.join()
+            if loader.exitcode:
+                raise SystemExit("loading the synthetic core tables failed")
+            warehouse_marts(url)
+        return
 
     started = time.perf_counter()
     core = synthetic_core(args.customers, args.seed)

@@ -4,7 +4,8 @@ Generates demo sources for N people (100,000 by default), runs ``crm_nightly`` i
 fresh DuckDB warehouse (or ``--warehouse-url``), and prints seconds per step, the total, the seconds
 Great Expectations validation took inside it (summed from the checks' ``validation_seconds``), the
 share validation adds to the run (target: at most 15%), and how long loading the Dagster definitions
-took (target: at most 3 s).
+took (target: at most 3 s). With ``--warehouse-url`` it also runs the same sources on a fresh DuckDB
+file and prints the ratio of the two runs' times (target for PostgreSQL: at most 1.5).
 
     .venv/bin/python benchmarks/nightly.py [--people 100000] [--warehouse-url URL]
 """
@@ -18,10 +19,12 @@ import tempfile
 import time
 from pathlib import Path
 
+import yaml
 from _harness import ROOT, prepare_demo, print_steps, run_job
 
 TARGET_VALIDATION_SHARE = 0.15
 TARGET_DEFINITIONS_SECONDS = 3.0
+TARGET_SERVER_RATIO = 1.5
 
 
 def definitions_load_seconds(repeats: int = 3) -> float:
@@ -34,6 +37,15 @@ def definitions_load_seconds(repeats: int = 3) -> float:
     return best
 
 
+def with_duckdb_warehouse(config_path: Path) -> Path:
+    """A copy of the benchmark's crm.yaml that writes to a fresh DuckDB file beside it."""
+    data = yaml.safe_load(config_path.read_text())
+    data["warehouse"] = {"url": f"duckdb:///{config_path.parent / 'ratio_warehouse.duckdb'}"}
+    copy = config_path.with_name("crm_duckdb.yaml")
+    copy.write_text(yaml.safe_dump(data, sort_keys=False))
+    return copy
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -44,6 +56,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="crm_bench_nightly_") as tmp:
         config_path = prepare_demo(Path(tmp), args.people, args.warehouse_url)
         figures, wall, peak_gb = run_job(config_path, None)
+        duckdb_total = None
+        if args.warehouse_url:
+            duckdb_total = run_job(with_duckdb_warehouse(config_path), None)[0]["total_seconds"]
     print_steps(figures["steps"])
     print("\nvalidation (seconds, largest first):")
     for check, seconds in sorted(figures["validation_by_check"].items(), key=lambda kv: -kv[1])[:10]:
@@ -63,6 +78,13 @@ def main() -> None:
         f"(target <= {TARGET_DEFINITIONS_SECONDS:.0f} s)"
     )
     ok = share <= TARGET_VALIDATION_SHARE and load <= TARGET_DEFINITIONS_SECONDS
+    if duckdb_total is not None:
+        ratio = total / duckdb_total
+        print(
+            f"{args.warehouse_url.split(':')[0]} / DuckDB: {total:.1f} s / {duckdb_total:.1f} s = {ratio:.2f}x "
+            f"(same sources; target <= {TARGET_SERVER_RATIO}x)"
+        )
+        ok = ok and ratio <= TARGET_SERVER_RATIO
     print("within targets" if ok else "OUTSIDE TARGETS")
 
 

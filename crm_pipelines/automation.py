@@ -13,12 +13,18 @@ REFIT_TAG = ("crm/refit", "weekly")
 REFIT_SELECTION = dg.AssetSelection.tag(*REFIT_TAG)
 
 
-def _executor(warehouse_kind: str) -> dg.ExecutorDefinition:
-    # DuckDB allows one writing process per file, so its runs execute in one process; a server
-    # warehouse can take steps in parallel processes.
-    if warehouse_kind == "duckdb":
-        return dg.in_process_executor
-    return dg.multiprocess_executor.configured({"max_concurrent": 2})
+def run_executor(warehouse_kind: str) -> dg.ExecutorDefinition:
+    """The executor of every job and of ad-hoc launches ("Materialize all", a selection, one asset).
+
+    In one process on every warehouse kind. DuckDB allows one writing process per file, so parallel
+    step processes fail on its lock. On PostgreSQL a step's heavy work is SQL inside the server or
+    single-threaded pandas, while the multiprocess executor starts a process per step that first
+    re-imports Dagster, Great Expectations and Splink (about 6 s a step): crm_nightly took 5-7 min
+    on PostgreSQL against 72 s on DuckDB at demo scale. The graph is mostly one chain, so parallel
+    steps would gain little on the reference machine's 2 cores, one of which the server needs.
+    ``benchmarks/nightly.py --warehouse-url`` measures the PostgreSQL/DuckDB ratio.
+    """
+    return dg.in_process_executor
 
 
 def build_nightly_job(warehouse_kind: str) -> dg.UnresolvedAssetJobDefinition:
@@ -26,7 +32,7 @@ def build_nightly_job(warehouse_kind: str) -> dg.UnresolvedAssetJobDefinition:
         NIGHTLY_JOB,
         selection=dg.AssetSelection.all() - REFIT_SELECTION,
         description="Ingest every source, stage, resolve identities and publish the marts.",
-        executor_def=_executor(warehouse_kind),
+        executor_def=run_executor(warehouse_kind),
     )
 
 
@@ -46,7 +52,7 @@ def build_weekly_refit_job(warehouse_kind: str) -> dg.UnresolvedAssetJobDefiniti
         WEEKLY_REFIT_JOB,
         selection=REFIT_SELECTION,
         description="Refit the predictive models (CLV, churn) the nightly job predicts with.",
-        executor_def=_executor(warehouse_kind),
+        executor_def=run_executor(warehouse_kind),
     )
 
 
@@ -79,5 +85,5 @@ def build_full_reresolution_job(
         selection=dg.AssetSelection.assets(identity_key).downstream() - REFIT_SELECTION,
         description="Re-resolve all customer records (ids stay stable) and rebuild core and marts.",
         config={"ops": {"identity_resolution": {"config": {"full_resolution": True}}}},
-        executor_def=_executor(warehouse_kind),
+        executor_def=run_executor(warehouse_kind),
     )

@@ -74,9 +74,17 @@ class EntitySourceConfig(_Model):
         description="The source whose customer record ids source_customer_id refers to (default: this one), "
         "e.g. a support desk that stores shop account ids.",
     )
+    defaults: dict[str, str] = Field(
+        default_factory=dict,
+        description="Canonical column -> value for every row, for a column the source does not have "
+        "(e.g. status: completed for an export of completed orders only).",
+    )
     incremental: IncrementalConfig = IncrementalConfig()
     timestamp_format: str | None = Field(
         None, description="strftime format of the source's timestamps; ISO 8601 when unset."
+    )
+    optional: bool = Field(
+        False, description="An empty delivery is accepted; otherwise it fails the source's volume contract."
     )
     timezone: str = Field("UTC", description="Timezone of naive timestamps in this source.")
 
@@ -152,9 +160,28 @@ class SourceConfig(_Model):
             missing = [c for c in entity.required_columns if c not in e.columns and c != "item_id"]
             if missing:
                 raise ValueError(f"{where}.columns: required column(s) {missing} are not mapped")
+            _check_defaults(where, entity_name, e)
             if e.identifiers and entity_name != "customers":
                 raise ValueError(f"{where}.identifiers: only customers declare identifiers")
         return self
+
+
+def _check_defaults(where: str, entity_name: str, e: EntitySourceConfig) -> None:
+    entity = ENTITIES[entity_name]
+    unknown = sorted(set(e.defaults) - set(entity.column_names))
+    if unknown:
+        raise ValueError(f"{where}.defaults: {unknown} are not columns of {entity_name}")
+    both = sorted(set(e.defaults) & set(e.columns))
+    if both:
+        raise ValueError(f"{where}: {both} are both mapped (columns) and given a default (defaults); keep one")
+    # Only completed orders are purchases: without a status every order would silently count as none,
+    # leaving every customer with CLV 0 and no purchase history.
+    if entity_name == "orders" and "status" not in e.columns and "status" not in e.defaults:
+        raise ValueError(
+            f"{where}.columns: 'status' is not mapped, and only orders with status 'completed' count as "
+            "purchases; map the source's status column, or declare `defaults: {status: completed}` "
+            "if every order this source delivers is a completed purchase"
+        )
 
 
 class WarehouseConfig(_Model):
@@ -189,6 +216,16 @@ class ChecksConfig(_Model):
     )
     reports_dir: str = Field(
         "data/runs", description="Per-run folders with the validation report, relative to crm.yaml."
+    )
+    max_row_drop_pct: float = Field(
+        50.0, ge=0, le=100,
+        description="A full or daily delivery with this many percent fewer rows than the one it replaces, "
+        "or more, fails the source's volume contract.",
+    )
+    on_source_failure: Literal["stop", "skip_source"] = Field(
+        "stop",
+        description="stop: a failed volume contract fails the run; skip_source: keep the source's last good "
+        "data and go on with the others.",
     )
 
 
@@ -238,6 +275,9 @@ class CrmConfig(_Model):
     clv: ClvSettings = ClvSettings()
     bi: BiConfig = BiConfig()
     base_dir: Path = Field(PROJECT_ROOT, exclude=True, description="Directory of the config file.")
+    warehouse_url_reference: str | None = Field(
+        None, exclude=True, description="warehouse.url before ${ENV} expansion: what Dagster may store."
+    )
     config_path: Path | None = Field(None, exclude=True)
 
     @model_validator(mode="after")
@@ -255,6 +295,9 @@ class CrmConfig(_Model):
                         f"source {s.name!r} entities.{entity_name}.customer_source: no source named "
                         f"{e.customer_source!r} (known: {names})"
                     )
+        bad_rates = {c: r for c, r in self.fx_rates.items() if not r > 0}
+        if bad_rates:
+            raise ValueError(f"fx_rates: rates must be positive numbers, got {bad_rates}")
         if self.reporting_currency not in self.fx_rates:
             raise ValueError(f"fx_rates: has no rate for the reporting currency {self.reporting_currency}")
         return self
@@ -273,6 +316,11 @@ class CrmConfig(_Model):
     def warehouse_url(self) -> str:
         """The warehouse URL with a relative DuckDB path resolved against the config's directory."""
         return resolve_file_url(self.warehouse.url, self.base_dir)
+
+    @property
+    def warehouse_url_unexpanded(self) -> str:
+        """The warehouse URL with its ``${ENV}`` references left in, for resource config Dagster stores."""
+        return resolve_file_url(self.warehouse_url_reference or self.warehouse.url, self.base_dir)
 
     def source_url(self, source: SourceConfig) -> str | None:
         """The source connector's URL with a relative SQLite or DuckDB path resolved like file paths."""
@@ -312,6 +360,11 @@ def _expand_env(value: Any, where: str, file: Path) -> Any:
     if isinstance(value, list):
         return [_expand_env(v, f"{where}[{i}]", file) for i, v in enumerate(value)]
     return value
+
+
+def expand_env(text: str, where: str) -> str:
+    """``text`` with its ``${ENV}`` / ``${ENV:-default}`` references replaced from the environment."""
+    return _expand_env(text, where, Path(os.environ.get(CONFIG_ENV, "crm.yaml")))
 
 
 def _describe_location(loc: tuple[Any, ...], data: dict[str, Any]) -> str:
@@ -358,12 +411,21 @@ def load_config(path: str | os.PathLike[str] | None = None) -> CrmConfig:
 
 def config_from_dict(data: dict[str, Any], file: Path | None = None) -> CrmConfig:
     file = file or Path("<config>")
+    warehouse_reference = (data.get("warehouse") or {}).get("url")
     data = _expand_env(data, "", file)
     if os.environ.get(WAREHOUSE_URL_ENV):
         data = {**data, "warehouse": {**(data.get("warehouse") or {}), "url": os.environ[WAREHOUSE_URL_ENV]}}
+        warehouse_reference = "${" + WAREHOUSE_URL_ENV + "}"
     base_dir = file.resolve().parent if file.name != "<config>" else PROJECT_ROOT
     try:
-        return CrmConfig.model_validate({**data, "base_dir": base_dir, "config_path": file})
+        return CrmConfig.model_validate(
+            {
+                **data,
+                "base_dir": base_dir,
+                "config_path": file,
+                "warehouse_url_reference": warehouse_reference if isinstance(warehouse_reference, str) else None,
+            }
+        )
     except ValidationError as e:
         problems = []
         for err in e.errors():

@@ -10,9 +10,11 @@ import dagster as dg
 
 from crm_pipelines.assets.bi import build_bi_assets
 from crm_pipelines.assets.core import IDENTITY_MAP, build_core_assets, build_identity_training_job, core_key
+from crm_pipelines.assets.facts import build_facts_assets
 from crm_pipelines.assets.marts import build_marts_assets
 from crm_pipelines.assets.predictive import build_predictive_assets
 from crm_pipelines.assets.raw import build_raw_assets
+from crm_pipelines.assets.run_summary import build_run_summary_asset
 from crm_pipelines.assets.staging import build_staging_assets
 from crm_pipelines.automation import (
     build_full_reresolution_job,
@@ -20,13 +22,15 @@ from crm_pipelines.automation import (
     build_nightly_schedule,
     build_weekly_refit_job,
     build_weekly_refit_schedule,
+    run_executor,
 )
 from crm_pipelines.config import CrmConfig, load_config
 from crm_pipelines.resources import RunWindowResource, WarehouseResource
 
 
 def build_definitions(config: CrmConfig) -> dg.Definitions:
-    warehouse = WarehouseResource(url=config.warehouse_url)
+    # The URL as written, ${ENV} references unexpanded: Dagster stores resource config in its run storage.
+    warehouse = WarehouseResource(url=config.warehouse_url_unexpanded)
     kind = warehouse.kind
     nightly = build_nightly_job(kind)
     weekly_refit = build_weekly_refit_job(kind)
@@ -36,8 +40,10 @@ def build_definitions(config: CrmConfig) -> dg.Definitions:
             *build_raw_assets(config, kind),
             *build_staging_assets(config, kind),
             *build_core_assets(config, kind),
+            *build_facts_assets(config, kind),
             *marts,
             *build_bi_assets(config, warehouse, [key for asset in marts for key in asset.keys]),
+            build_run_summary_asset(config, kind, [key for asset in marts for key in asset.keys]),
         ],
         jobs=[
             nightly,
@@ -49,6 +55,8 @@ def build_definitions(config: CrmConfig) -> dg.Definitions:
             build_nightly_schedule(config, nightly),
             build_weekly_refit_schedule(config, weekly_refit),
         ],
+        # The UI's "Materialize all" and single-asset launches use this, not a job's executor.
+        executor=run_executor(kind),
         resources={
             "warehouse": warehouse,
             "run_window": RunWindowResource(

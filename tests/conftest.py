@@ -94,3 +94,19 @@ def warehouse_url(request) -> str:
 @pytest.fixture
 def warehouse(warehouse_url) -> Warehouse:
     return Warehouse(warehouse_url)
+
+
+@pytest.fixture(scope="module", params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])
+def module_warehouse(request, tmp_path_factory) -> Iterator[Warehouse]:
+    """A warehouse shared by one module's tests (DuckDB, then PostgreSQL): for read-only tests on data
+    that is expensive to load."""
+    if request.param == "duckdb":
+        yield Warehouse(f"duckdb:///{tmp_path_factory.mktemp('module_wh') / 'warehouse.duckdb'}")
+        dispose_engines()
+        return
+    admin_url = os.environ.get(POSTGRES_URL_ENV, DEFAULT_POSTGRES_URL)
+    _server_or_skip(admin_url, "PostgreSQL")
+    url, admin = _fresh_database(admin_url, "postgresql")
+    yield Warehouse(url)
+    dispose_engines()
+    _drop_database(admin, url)

@@ -61,9 +61,10 @@ def outcomes():
 def test_check_specs_declare_blocking_checks() -> None:
     specs = check_specs(["staging", "orders"], [STAGING_CONTRACT, DRIFT_CHECK])
     assert [s.name for s in specs] == [STAGING_CONTRACT, DRIFT_CHECK]
-    assert all(s.asset_key == KEY and s.blocking for s in specs)
-    assert "E.164" in specs[0].description
-    assert not check_specs(KEY, [DRIFT_CHECK], blocking=False)[0].blocking
+    assert all(s.asset_key == KEY for s in specs)
+    assert specs[0].blocking and "E.164" in specs[0].description
+    assert not specs[1].blocking, "drift only warns: the UI must not label it blocking"
+    assert not check_specs(KEY, [STAGING_CONTRACT], blocking=False)[0].blocking
 
 
 def test_contract_break_is_an_error_with_actionable_metadata(outcomes, tmp_path) -> None:

@@ -22,7 +22,8 @@ sources:
     entities:
       orders:
         table: orders
-        columns: {order_id: id, source_customer_id: customer_id, ordered_at: created_at, total_amount: total}
+        columns: {order_id: id, source_customer_id: customer_id, ordered_at: created_at, status: state,
+                  total_amount: total}
         incremental: {mode: cursor, column: updated_at}
   - name: crm
     connector: {type: csv}
@@ -96,3 +97,22 @@ def test_missing_and_malformed_files(tmp_path):
         load_config(tmp_path / "absent.yaml")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(write(tmp_path, "sources: [\n"))
+
+
+def test_orders_without_status_are_refused_unless_a_default_is_declared(tmp_path):
+    without_status = MINIMAL.replace(" status: state,", "")
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, without_status))
+    message = str(info.value)
+    assert re.search(r"source 'shop'.*entities.orders.columns: 'status' is not mapped", message, flags=re.S), message
+    assert "defaults: {status: completed}" in message
+
+    declared = without_status.replace("        incremental: {mode: cursor", "        defaults: {status: completed}\n"
+                                      "        incremental: {mode: cursor")
+    config = load_config(write(tmp_path, declared))
+    assert config.source("shop").entities["orders"].defaults == {"status": "completed"}
+
+    both = MINIMAL.replace("        incremental: {mode: cursor", "        defaults: {status: completed}\n"
+                           "        incremental: {mode: cursor")
+    with pytest.raises(ConfigError, match=r"\['status'\] are both mapped"):
+        load_config(write(tmp_path, both))

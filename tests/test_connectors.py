@@ -246,7 +246,7 @@ ORDER_COLUMNS = {
 
 
 def orders_config(tmp_path: Path, url: str, entity: dict[str, Any]) -> CrmConfig:
-    entity = {"columns": ORDER_COLUMNS, **entity}
+    entity = {"columns": ORDER_COLUMNS, "defaults": {"status": "completed"}, **entity}
     data = {
         "sources": [
             {"name": "shop", "connector": {"type": "sql", "url": url}, "entities": {"orders": entity}}

@@ -19,6 +19,7 @@ from crm_pipelines.ingest import (
     read_ingest_state,
     reset_ingest_state,
 )
+from crm_pipelines.ingest.contracts import SourceContractError
 from crm_pipelines.schema import RAW_METADATA_COLUMNS
 from crm_pipelines.warehouse import Warehouse
 
@@ -152,12 +153,38 @@ def test_full_mode_replaces_the_table(warehouse, tmp_path):
     config = csv_config(tmp_path, mode="full")
     write_customers(tmp_path / "customers.csv", [customer(i, hours=i) for i in range(1, 6)])
     assert ingest(warehouse, config, day_end(9), "b1").raw_rows_total == 5
-    write_customers(tmp_path / "customers.csv", [customer(i, hours=i, tier="gold") for i in (2, 3)])
+    write_customers(tmp_path / "customers.csv", [customer(i, hours=i, tier="gold") for i in (2, 3, 4)])
     result = ingest(warehouse, config, day_end(9), "b2")
-    assert (result.rows_loaded, result.raw_rows_total) == (2, 2)
+    assert (result.rows_loaded, result.raw_rows_total) == (3, 3)
     table = raw(warehouse, "crm__customers")
-    assert sorted(table["id"]) == ["C002", "C003"] and set(table["tier"]) == {"gold"}
+    assert sorted(table["id"]) == ["C002", "C003", "C004"] and set(table["tier"]) == {"gold"}
     assert set(table["_batch_id"]) == {"b2"}
+
+
+def test_volume_contract_refuses_a_shrunken_or_empty_delivery(warehouse, tmp_path):
+    config = csv_config(tmp_path, mode="full")
+    write_customers(tmp_path / "customers.csv", [customer(i, hours=i) for i in range(1, 7)])
+    ingest(warehouse, config, day_end(9), "b1")
+    state = read_ingest_state(warehouse, "crm", "customers")
+    header_only = "id,email,updated\n"
+    for rows, refused in (([customer(i, hours=i) for i in (1, 2, 3)], 3), (None, 0)):
+        if rows is None:
+            (tmp_path / "customers.csv").write_text(header_only)
+        else:
+            write_customers(tmp_path / "customers.csv", rows)
+        with pytest.raises(SourceContractError, match=r"source 'crm'.*customers\.csv.*6"):
+            ingest(warehouse, config, day_end(9), "b2")
+        kept = raw(warehouse, "crm__customers")
+        assert len(kept) == 6 and set(kept["_batch_id"]) == {"b1"}
+        assert read_ingest_state(warehouse, "crm", "customers") == state
+        assert warehouse.row_count("quarantine", "crm__customers__delivery") == refused
+    log = warehouse.read_table("quarantine", "rejected_deliveries")
+    assert log["rows_delivered"].tolist() == [3, 0] and (log["rows_replaced"] == 6).all()
+    # An entity declared optional may deliver nothing.
+    data = config.model_dump(mode="json")
+    data["sources"][0]["entities"]["customers"]["optional"] = True
+    optional = config_from_dict(data, tmp_path / "crm.yaml")
+    assert ingest(warehouse, optional, day_end(9), "b3").raw_rows_total == 0
 
 
 # -- daily mode ----------------------------------------------------------------------------------------
@@ -240,6 +267,7 @@ def test_sqlite_source_with_an_integer_cursor(warehouse, tmp_path):
             "ordered_at": "placed",
             "total_amount": "total",
         },
+        "defaults": {"status": "completed"},
         "incremental": {"mode": "cursor", "column": "id", "cursor_type": "integer"},
     }
     data = {

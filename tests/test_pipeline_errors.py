@@ -4,6 +4,7 @@ and counts that add up."""
 from __future__ import annotations
 
 import dagster as dg
+import pandas as pd
 import pytest
 
 from crm_pipelines.config import config_from_dict
@@ -135,13 +136,17 @@ def test_bad_rows_are_quarantined_with_reasons_and_counts_reconcile(tmp_path, du
     # raw = staged + quarantined for every source and entity.
     recon = wh.read_table(AUDIT, "reconciliation")
     staged_recon = recon[recon["layer"] == STAGING].set_index("table_name")
-    # C1 came twice: the later version is staged, the earlier one superseded.
+    # C1 came twice: the later version is staged, the earlier one superseded. C2, C3, C4 and C6 only had a
+    # malformed optional field: it is nulled (and quarantined as a field), the record is staged.
     assert staged_recon.loc["customers", ["rows_in", "rows_out", "rows_quarantined", "rows_superseded"]].tolist() == [
         8,
-        1,
-        6,
+        5,
+        2,
         1,
     ]
+    fields_nulled = customers.set_index("source_record_id")
+    assert fields_nulled.loc["C2", "email"] is None or pd.isna(fields_nulled.loc["C2", "email"])
+    assert pd.isna(fields_nulled.loc["C6", "country"]) and fields_nulled.loc["C6", "first_name"]
     assert staged_recon.loc["orders", ["rows_in", "rows_out", "rows_quarantined"]].tolist() == [5, 2, 3]
     assert recon["reconciles"].all()
     assert wh.row_count(RAW, "crm__customers") == 8
@@ -175,6 +180,7 @@ def test_unreachable_database_fails_with_a_clear_message(tmp_path, duckdb_url):
                         "ordered_at": "created_at",
                         "total_amount": "total",
                     },
+                    "defaults": {"status": "completed"},
                 }
             },
         }

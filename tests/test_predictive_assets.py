@@ -44,6 +44,7 @@ from crm_pipelines.assets.predictive import (
 from crm_pipelines.automation import NIGHTLY_JOB, WEEKLY_REFIT_JOB
 from crm_pipelines.config import WAREHOUSE_URL_ENV, CrmConfig, config_from_dict
 from crm_pipelines.definitions import build_definitions
+from crm_pipelines.facts.build import build_all, build_purchases
 from crm_pipelines.resources import RunWindowResource, WarehouseResource
 from crm_pipelines.schema import CORE, MARTS
 from crm_pipelines.warehouse import Warehouse
@@ -68,6 +69,7 @@ SOURCES = [
                     "ordered_at": "at",
                     "total_amount": "total",
                 },
+                "defaults": {"status": "completed"},
             },
         },
     }
@@ -120,13 +122,17 @@ class Project:
 def project(tmp_path, duckdb_url, simulated_orders) -> Project:
     config = tiny_config(tmp_path, duckdb_url)
     wh = Warehouse(duckdb_url)
-    wh.write_table(simulated_orders, CORE, "orders")
+    orders = simulated_orders.assign(source="shop", order_id=[f"o{i}" for i in range(len(simulated_orders))])
+    wh.write_table(orders, CORE, "orders")
     ids = [*sorted(simulated_orders["customer_id"].unique()), *NON_BUYERS]
     wh.write_table(
         core_frame("unified_customers", [{"customer_id": i} for i in ids]), CORE, "unified_customers"
     )
     assets = {a.key.path[-1]: a for a in build_predictive_assets(config, "duckdb")}
-    resources = {"warehouse": WarehouseResource(url=duckdb_url), "run_window": RunWindowResource(as_of=AS_OF)}
+    run_window = RunWindowResource(as_of=AS_OF)
+    # The facts the predictive marts read, as the nightly job builds them before the marts.
+    build_all(wh, run_window.cutoff(), config.clv.purchase_statuses, config.segments.growth_window_days)
+    resources = {"warehouse": WarehouseResource(url=duckdb_url), "run_window": run_window}
     return Project(config, wh, simulated_orders, assets, resources)
 
 
@@ -313,8 +319,10 @@ def test_clv_refit_fails_clearly_when_spend_follows_frequency(tmp_path, duckdb_u
         for c in range(300)
         for k in range(1 + c % 6)
     ]
-    Warehouse(duckdb_url).write_table(core_frame("orders", rows), CORE, "orders")
+    wh = Warehouse(duckdb_url)
+    wh.write_table(core_frame("orders", rows), CORE, "orders")
     config = tiny_config(tmp_path, duckdb_url)
+    build_purchases(wh, RunWindowResource(as_of=AS_OF).cutoff(), config.clv.purchase_statuses)
     [asset] = [a for a in build_predictive_assets(config, "duckdb") if a.key == mart_key(CLV_PARAMS)]
     result = dg.materialize(
         [asset],

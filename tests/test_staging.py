@@ -28,6 +28,8 @@ from crm_pipelines.staging import (
 )
 from crm_pipelines.staging.contacts import EmailNormalizer
 from crm_pipelines.staging.phones import phone_keys, phone_verdict
+from crm_pipelines.staging.rejections import FIELD_NULLED
+from crm_pipelines.staging.rules import FIELD_LEVEL_COLUMNS
 
 AS_OF_END = dt.datetime(2024, 6, 30, 23, 59, 59, tzinfo=dt.UTC)
 NOW = dt.datetime(2024, 7, 1, 2, 0, tzinfo=dt.UTC)
@@ -158,7 +160,8 @@ def assert_reconciles(result: StagingResult) -> None:
     counted = recon["rows_out"] + recon["rows_quarantined"] + recon["rows_superseded"]
     assert (recon["rows_in"] == counted).all()
     assert recon["rows_out"].sum() == len(result.staged)
-    assert recon["rows_quarantined"].sum() == len(result.quarantined)
+    rows_quarantined = ~result.quarantined["reason"].str.endswith(FIELD_NULLED)
+    assert recon["rows_quarantined"].sum() == rows_quarantined.sum()
 
 
 # -- normalization --------------------------------------------------------------------------------
@@ -339,6 +342,16 @@ def test_order_status_currency_and_refunds(config: CrmConfig) -> None:
     assert result.summary["defaults_applied"] == {"currency": 1}
 
 
+def test_declared_status_default_makes_every_order_a_purchase(config: CrmConfig) -> None:
+    data = yaml.safe_load(CONFIG)
+    shop_orders = data["sources"][1]["entities"]["orders"]
+    del shop_orders["columns"]["status"]
+    shop_orders["defaults"] = {"status": "completed"}
+    result = stage(config_from_dict(data), "orders", "shop", [order(id="o1"), order(id="o2", status=None)])
+    assert result.staged["status"].tolist() == ["completed", "completed"]
+    assert len(result.quarantined) == 0
+
+
 def test_order_items_derive_item_id_and_line_amount(config: CrmConfig) -> None:
     rows = [item(sku="p1", qty="3", price="2.50"), item(sku="p2", qty="2.0"), item(sku="p3", qty=None)]
     staged = stage(config, "order_items", "shop", rows).staged
@@ -509,7 +522,11 @@ def test_quarantine_rule(
     config: CrmConfig, entity: str, source: str, row: dict[str, Any], rule: str, column: str, reason: str
 ) -> None:
     result = stage(config, entity, source, [row])
-    assert result.staged.empty
+    field_level = column in FIELD_LEVEL_COLUMNS.get(entity, ())
+    if field_level:  # a malformed optional field is nulled; the record is staged
+        assert len(result.staged) == 1 and pd.isna(result.staged[column].iloc[0])
+    else:
+        assert result.staged.empty
     assert len(result.quarantined) == 1
     rejected = result.quarantined.iloc[0]
     assert (rejected["rule"], rejected["column_name"]) == (rule, column)
@@ -518,20 +535,45 @@ def test_quarantine_rule(
     assert lineage == ["run-1", "staging", entity, source]
     assert rejected["rejected_at"] == pd.Timestamp(NOW)
     assert json.loads(rejected["raw_values"]) == row
-    assert result.summary["quarantined_by_rule"] == {rule: 1}
+    counted = "fields_nulled_by_rule" if field_level else "quarantined_by_rule"
+    assert result.summary[counted] == {rule: 1}
+    assert rejected["reason"].endswith(FIELD_NULLED) == field_level
     assert_reconciles(result)
 
 
 def test_a_row_fails_on_its_first_failing_rule_only(config: CrmConfig) -> None:
     rows = [
+        order(id="o1", at="never", total="lots"),
+        order(id="o2", total="lots", cur="EURO"),
+    ]
+    result = stage(config, "orders", "shop", rows)
+    assert result.quarantined["rule"].tolist() == ["invalid_timestamp", "invalid_number"]
+    assert result.quarantined["record_id"].tolist() == ["o1", "o2"]
+
+
+def test_malformed_optional_customer_fields_are_nulled_and_quarantined_by_field(config: CrmConfig) -> None:
+    rows = [
         customer(Created="never", Born="1850-01-01", Mail="bad@", Tel="12", Land="Atlantis"),
         customer(Id="c2", Born="1850-01-01", Mail="bad@", Tel="12", Land="Atlantis"),
-        customer(Id="c3", Mail="bad@", Tel="12", Land="Atlantis"),
+        customer(Id="c3", Born="31/02/1980", Mail="ok@example.com", Land="Atlantis"),
     ]
     result = stage(config, "customers", "crm", rows)
-    rules = ["invalid_timestamp", "implausible_birth_date", "invalid_email"]
-    assert result.quarantined["rule"].tolist() == rules
-    assert result.quarantined["record_id"].tolist() == ["c1", "c2", "c3"]
+    # A bad required value (created_at is typed for every record) still rejects c1, and only as a row.
+    quarantined = result.quarantined
+    assert quarantined.loc[quarantined["record_id"] == "c1", "rule"].tolist() == ["invalid_timestamp"]
+    staged = result.staged.set_index("source_record_id")
+    assert staged.index.tolist() == ["c2", "c3"]
+    assert staged.loc["c2", ["email", "phone", "date_of_birth", "country"]].isna().all()
+    assert staged.loc["c3", "email"] == "ok@example.com" and pd.isna(staged.loc["c3", "date_of_birth"])
+    fields = quarantined[quarantined["reason"].str.endswith(FIELD_NULLED)]
+    assert sorted(zip(fields["record_id"], fields["column_name"], strict=True)) == [
+        ("c2", "country"), ("c2", "date_of_birth"), ("c2", "email"), ("c2", "phone"),
+        ("c3", "country"), ("c3", "date_of_birth"),
+    ]
+    assert result.summary["fields_nulled_by_rule"] == {
+        "implausible_birth_date": 1, "invalid_date": 1, "invalid_email": 1, "invalid_phone": 1, "unknown_country": 2,
+    }
+    assert_reconciles(result)
 
 
 def test_raw_values_keep_source_names_and_drop_lineage(config: CrmConfig) -> None:
@@ -581,12 +623,13 @@ def test_reconciliation_has_one_row_per_source(config: CrmConfig) -> None:
     result = stage_entity(config, "customers", raw_frames, run_id="r", as_of_end=AS_OF_END, now=NOW)
     recon = result.reconciliation.set_index("source")
     assert list(result.reconciliation.columns) == [c.name for c in RECONCILIATION_COLUMNS]
-    assert recon.loc["crm", COUNTS].tolist() == [4, 1, 2, 1]
+    # c2's bad email is nulled (a field-level quarantine entry, not a row): c2 is staged.
+    assert recon.loc["crm", COUNTS].tolist() == [4, 2, 1, 1]
     assert recon.loc["shop", COUNTS].tolist() == [2, 2, 0, 0]
     assert (recon["layer"] == "staging").all() and (recon["table_name"] == "customers").all()
     assert (recon["recorded_at"] == pd.Timestamp(NOW)).all()
     assert_reconciles(result)
-    assert result.summary["rows_in"] == 6 and result.summary["rows_staged"] == 3
+    assert result.summary["rows_in"] == 6 and result.summary["rows_staged"] == 4
 
 
 # -- types and time zones ---------------------------------------------------------------------------
@@ -655,7 +698,7 @@ def test_dates_are_date_objects(config: CrmConfig) -> None:
 
 
 def test_identifiers_come_from_staged_customers_only(config: CrmConfig) -> None:
-    quarantined = customer(Id="c3", Mail="@", Card="x")
+    quarantined = customer(Id="c3", Created="never", Card="x")
     rows = [customer(Id="c1", Card=" ab-12 "), customer(Id="c2", Card=""), quarantined]
     identifiers = stage(config, "customers", "crm", rows).identifiers
     assert identifiers.values.tolist() == [["crm", "c1", "loyalty_card", "AB-12"]]
@@ -670,7 +713,8 @@ def test_a_mapped_column_missing_from_raw_is_null_and_reported(config: CrmConfig
 
 # -- referenced customers -----------------------------------------------------------------------------
 def test_referenced_customers_and_customer_reference(config: CrmConfig) -> None:
-    shop_rows = [{"id": "s1", "email": "s1@example.com"}, {"id": "s9", "email": "bad@"}]  # s9: quarantined
+    # s9's bad email is nulled; s9 itself is staged, so orders naming it need no stub.
+    shop_rows = [{"id": "s1", "email": "s1@example.com"}, {"id": "s9", "email": "bad@"}]
     shop_customers = stage(config, "customers", "shop", shop_rows).staged
     orders = stage(
         config,
@@ -724,7 +768,7 @@ def test_referenced_customers_and_customer_reference(config: CrmConfig) -> None:
     by_key = stubs.set_index(["source", "source_record_id"])
     kim = ("desk", "email:kim@example.com")
     mail_kim = ("mail", "email:kim@example.com")  # same person, other source: identity matching joins them
-    assert by_key.index.tolist() == [kim, mail_kim, ("shop", "s2"), ("shop", "s3"), ("shop", "s9")]
+    assert by_key.index.tolist() == [kim, mail_kim, ("shop", "s2"), ("shop", "s3")]
     assert by_key.loc[mail_kim, "created_at"] == pd.Timestamp("2024-02-01", tz="UTC")
     assert by_key.loc[("shop", "s2"), "created_at"] == pd.Timestamp("2024-03-02 10:00", tz="UTC")
     assert by_key.loc[kim, "email"] == "kim@example.com"

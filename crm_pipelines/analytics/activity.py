@@ -2,8 +2,10 @@
 
 Definitions used by every mart (and written down in docs/marts.md):
 
-- A **purchase** is an order with status ``completed`` that is not a refund. Cancelled, refunded, pending
-  and other orders are not purchases.
+- A **purchase** is an order whose trimmed, lower-case status is one of the configured purchase statuses
+  (``clv.purchase_statuses``, default ``completed``) and that is not a refund. Cancelled and refunded
+  orders never are. The warehouse builds ``core.purchases`` with the same rule
+  (:mod:`crm_pipelines.facts.orders`); this module is the reference the tests hold it to.
 - **Revenue** is net of refunds: the reporting-currency total of purchases, minus the absolute amount of
   refund records carrying a negative total. An order whose status is ``refunded`` with a positive total
   contributes nothing (its money went back), and is not subtracted a second time.
@@ -31,6 +33,7 @@ from crm_pipelines.schema import (
 )
 
 MICROS_PER_DAY = 86_400_000_000
+DEFAULT_PURCHASE_STATUSES = ("completed",)
 MICROS_PER_HOUR = 3_600_000_000
 
 
@@ -144,13 +147,21 @@ def is_value(normalized: pd.Series, *accepted: str) -> np.ndarray:
     return normalized.isin(accepted).to_numpy(dtype=bool)
 
 
-def purchase_mask(orders: pd.DataFrame) -> np.ndarray:
-    """Orders that are purchases: completed and not a refund."""
-    is_refund = orders["is_refund"].fillna(False).astype(bool).to_numpy()
-    return is_value(normalized_text(orders["status"]), "completed") & ~is_refund
+def purchase_mask(
+    orders: pd.DataFrame, purchase_statuses: Iterable[str] = DEFAULT_PURCHASE_STATUSES
+) -> np.ndarray:
+    """Orders that are purchases: a purchase status (trimmed, lower case) and not a refund."""
+    is_refund = orders["is_refund"].astype("boolean").fillna(False).to_numpy(dtype=bool)
+    statuses = {s.strip().lower() for s in purchase_statuses}
+    return is_value(normalized_text(orders["status"]), *statuses) & ~is_refund
 
 
-def bounded_orders(orders: pd.DataFrame, index: pd.Index, as_of: pd.Timestamp) -> pd.DataFrame:
+def bounded_orders(
+    orders: pd.DataFrame,
+    index: pd.Index,
+    as_of: pd.Timestamp,
+    purchase_statuses: Iterable[str] = DEFAULT_PURCHASE_STATUSES,
+) -> pd.DataFrame:
     """Orders of known customers placed up to ``as_of``, with integer columns the marts compute on.
 
     Columns: ``code`` (customer position), ``micros`` (ordered_at), ``day``, ``is_purchase``,
@@ -163,7 +174,7 @@ def bounded_orders(orders: pd.DataFrame, index: pd.Index, as_of: pd.Timestamp) -
     keep = (codes >= 0) & present & (micros <= as_of_micros(as_of))
     kept = orders.loc[keep]
     amount = pd.to_numeric(kept["total_amount_reporting"], errors="coerce").fillna(0.0).to_numpy(float)
-    is_purchase = purchase_mask(kept)
+    is_purchase = purchase_mask(kept, purchase_statuses)
     is_refund = kept["is_refund"].fillna(False).astype(bool).to_numpy()
     revenue_effect = np.where(is_purchase, amount, 0.0) - np.where(is_refund & (amount < 0), -amount, 0.0)
     return pd.DataFrame(

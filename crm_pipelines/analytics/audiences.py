@@ -13,6 +13,8 @@ Consent rule (docs/marts.md, "Consent and audiences"):
   is not exported (a bounce without an email blocks the customer's address). A re-subscription after
   the bounce confirms the address again.
 - A customer who withdrew consent is never exported, whatever their segment.
+- An address on the suppression list (:mod:`.suppression`) is never exported, whichever customer the
+  withdrawal behind it resolved to.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from crm_pipelines.analytics.activity import (
     normalized_text,
     utc_micros,
 )
+from crm_pipelines.analytics.suppression import without_suppressed
 
 NONE = np.iinfo("int64").min
 UNDATED_OPT_IN = NONE + 1
@@ -158,13 +161,15 @@ def marketing_audiences(
     as_of: pd.Timestamp,
     customers: pd.DataFrame | None = None,
     audience_columns: tuple[str, ...] | Mapping[str, str] = AUDIENCE_COLUMNS,
+    suppressed: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Consented audience lists: one row per exportable customer and audience they belong to.
 
     ``segments`` is one row per customer (marts.customer_segments); each of ``audience_columns`` present
     in it becomes an audience group whose audiences are its values. ``customers`` (customer_id, email)
     supplies golden emails for opt-ins recorded without an address; without it, ``segments.email`` is
-    used when present. Only customers :func:`marketing_consent` marks exportable appear.
+    used when present. Only customers :func:`marketing_consent` marks exportable appear, and none whose
+    address is in ``suppressed`` (:func:`~crm_pipelines.analytics.suppression.suppression_list`).
     Columns: customer_id, audience_group, audience, email, consent_at.
     """
     people = customers if customers is not None else segments
@@ -172,6 +177,8 @@ def marketing_audiences(
         people[[c for c in ("customer_id", "email") if c in people]], subscriptions, events, as_of
     )
     allowed = consent.loc[consent["exportable"], ["customer_id", "email", "consent_at"]]
+    if suppressed is not None:
+        allowed = without_suppressed(allowed, suppressed)
     members = segments.merge(allowed, on="customer_id", how="inner", suffixes=("_segment", ""))
     groups = (
         dict(audience_columns)

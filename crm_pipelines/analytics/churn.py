@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -98,7 +99,7 @@ def _order_events(orders: pd.DataFrame, end_day: int) -> pd.DataFrame:
     ordered_at = pd.to_datetime(orders["ordered_at"], utc=True)
     present = ordered_at.notna().to_numpy() & orders["customer_id"].notna().to_numpy()
     micros = ordered_at[present].dt.tz_localize(None).to_numpy(dtype="datetime64[us]").view("int64")
-    status = orders.loc[present, "status"].astype("str").str.lower().to_numpy()
+    status = orders.loc[present, "status"].astype("str").str.strip().str.lower().to_numpy()
     events = pd.DataFrame(
         {
             "customer_id": orders.loc[present, "customer_id"].astype("str").to_numpy(),
@@ -276,8 +277,38 @@ def _drivers(
     return pd.DataFrame(out, index=features.index)
 
 
+class OrderHistory(Protocol):
+    """What the churn model reads about purchases: features at a cutoff day, and who bought in a window.
+
+    :class:`FrameOrderHistory` answers from a core.orders frame; the warehouse answers with one query
+    per cutoff (``crm_pipelines.facts.churn.WarehouseOrderHistory``)."""
+
+    def features(self, cutoff_day: int) -> pd.DataFrame: ...
+
+    def buyers(self, after_day: int, through_day: int) -> pd.Index: ...
+
+
+class FrameOrderHistory:
+    """:class:`OrderHistory` of a core.orders frame (the reference implementation)."""
+
+    def __init__(self, orders: pd.DataFrame, purchase_statuses: Iterable[str] = DEFAULT_PURCHASE_STATUSES):
+        self.orders = orders
+        self.days = purchase_days(orders, purchase_statuses=purchase_statuses)
+
+    def features(self, cutoff_day: int) -> pd.DataFrame:
+        return churn_features(self.orders, pd.Timestamp(cutoff_day, unit="D"), _days=self.days)
+
+    def buyers(self, after_day: int, through_day: int) -> pd.Index:
+        window = self.days[(self.days["day"] > after_day) & (self.days["day"] <= through_day)]
+        return pd.Index(window["customer_id"].unique())
+
+
+def _history(orders: pd.DataFrame | OrderHistory, purchase_statuses: Iterable[str]) -> OrderHistory:
+    return FrameOrderHistory(orders, purchase_statuses) if isinstance(orders, pd.DataFrame) else orders
+
+
 def train_churn_model(
-    orders: pd.DataFrame,
+    orders: pd.DataFrame | OrderHistory,
     as_of: DateLike,
     *,
     horizon_days: int = 90,
@@ -297,14 +328,15 @@ def train_churn_model(
         raise ValueError(f"horizon_days must be positive, got {horizon_days}")
     end_day = day_number(as_of)
     train_cutoff, holdout_cutoff = end_day - 2 * horizon_days, end_day - horizon_days
-    days = purchase_days(orders, purchase_statuses=purchase_statuses)
-    days = days[days["day"] <= end_day]
+    history = _history(orders, purchase_statuses)
+
+    def features_at(cutoff_day: int) -> pd.DataFrame:
+        return _with_extra_features(history.features(cutoff_day), extra_features, cutoff_day)
 
     def window(cutoff_day: int) -> tuple[pd.DataFrame, np.ndarray]:
-        features = churn_features(
-            orders, pd.Timestamp(cutoff_day, unit="D"), extra_features=extra_features, _days=days
-        )
-        return features, churn_labels(days, features.index, cutoff_day, horizon_days)
+        features = features_at(cutoff_day)
+        returning = history.buyers(cutoff_day, min(cutoff_day + horizon_days, end_day))
+        return features, ~features.index.isin(returning)
 
     train_x, train_y = window(train_cutoff)
     if len(train_x) < 50 or train_y.all() or not train_y.any():
@@ -314,7 +346,7 @@ def train_churn_model(
             f"churned and returning ones; found {len(train_x)} customers, {int(train_y.sum())} churned"
         )
     holdout_x, holdout_y = window(holdout_cutoff)
-    current = churn_features(orders, as_of, extra_features=extra_features, _days=days)
+    current = features_at(end_day)
     with threadpool_limits(limits=threads, user_api="openmp"):
         return _fit_check_and_score(
             train_x,
@@ -411,7 +443,7 @@ def _scores(
 
 def score_churn(
     model: HistGradientBoostingClassifier,
-    orders: pd.DataFrame,
+    orders: pd.DataFrame | OrderHistory,
     as_of: DateLike,
     reference: pd.Series,
     driver_candidates: Iterable[str],
@@ -427,9 +459,8 @@ def score_churn(
     Returns the columns of :attr:`ChurnResult.scores` (``threads`` as in :func:`train_churn_model`).
     Raises ValueError when the features differ from the model's (other extra features).
     """
-    features = churn_features(
-        orders, as_of, purchase_statuses=purchase_statuses, extra_features=extra_features
-    )
+    end_day = day_number(as_of)
+    features = _with_extra_features(_history(orders, purchase_statuses).features(end_day), extra_features, end_day)
     expected = list(getattr(model, "feature_names_in_", features.columns))
     if list(features.columns) != expected:
         raise ValueError(

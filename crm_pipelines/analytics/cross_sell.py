@@ -44,13 +44,7 @@ class _Baskets:
         bound = as_of_timestamp(as_of) if as_of is not None else pd.Timestamp.max.tz_localize("UTC")
         items = purchased_items(order_items, orders, self.customers, bound)
         column = "category" if level == "category" else "product_id"
-        items = items.loc[items[column].notna() & (items[column] != "")]
-        item_code, names = pd.factorize(items[column], sort=True)
-        self.names = np.asarray(names, dtype=object)
-        self.width = max(len(self.names), 1)
-        self.keys = sorted_unique(items["code"].to_numpy() * self.width + item_code)
-        self.code, self.item = self.keys // self.width, self.keys % self.width
-        self.display = self.names
+        self._pair(items["code"].to_numpy(), items[column])
         if level == "product":
             named = items.loc[items["product_name"].notna(), ["product_id", "product_name"]]
             first_name = named.sort_values(["product_id", "product_name"]).drop_duplicates("product_id")
@@ -58,6 +52,26 @@ class _Baskets:
             self.display = np.asarray(
                 lookup.reindex(self.names).fillna(pd.Series(self.names, index=self.names))
             )
+
+
+    def _pair(self, code: np.ndarray, values: pd.Series) -> None:
+        """Distinct (customer code, item) pairs of the non-empty ``values``."""
+        present = (values.notna() & (values != "")).to_numpy()
+        item_code, names = pd.factorize(values[present], sort=True)
+        self.names = np.asarray(names, dtype=object)
+        self.width = max(len(self.names), 1)
+        self.keys = sorted_unique(code[present] * self.width + item_code)
+        self.code, self.item = self.keys // self.width, self.keys % self.width
+        self.display = self.names
+
+    @classmethod
+    def from_category_facts(cls, category_facts: pd.DataFrame) -> _Baskets:
+        """Baskets from core.customer_category_facts: one row per customer and category bought."""
+        baskets = cls.__new__(cls)
+        ids = category_facts["customer_id"].astype("str")
+        baskets.customers = pd.Index(pd.unique(ids), dtype="str", name="customer_id").sort_values()
+        baskets._pair(baskets.customers.get_indexer(ids), category_facts["category"].astype("str"))
+        return baskets
 
 
 def _rules(baskets: _Baskets, min_support: float, min_lift: float) -> pd.DataFrame:
@@ -126,9 +140,20 @@ def cross_sell_recommendations(
     Columns: customer_id, rank (1 = best), level, recommendation, recommendation_name (the product name
     at product level), based_on (the bought item whose rule scored it), lift, confidence, support.
     """
+    return _recommend(_Baskets(order_items, orders, level, as_of), level, top_n, min_support, min_lift)
+
+
+def recommendations_from_facts(
+    category_facts: pd.DataFrame, top_n: int = 3, min_support: float = 0.01, min_lift: float = 1.0
+) -> pd.DataFrame:
+    """:func:`cross_sell_recommendations` at category level from core.customer_category_facts (one row
+    per customer and category bought, built in the warehouse), never the order lines."""
+    return _recommend(_Baskets.from_category_facts(category_facts), "category", top_n, min_support, min_lift)
+
+
+def _recommend(baskets: _Baskets, level: Level, top_n: int, min_support: float, min_lift: float) -> pd.DataFrame:
     if top_n < 1:
         raise ValueError(f"top_n must be at least 1, got {top_n}")
-    baskets = _Baskets(order_items, orders, level, as_of)
     rules = _rules(baskets, min_support, min_lift)
     # Rules are in global strength order, so a rule's row number is its rank: lower is stronger.
     rule_by_slot = np.argsort(rules["antecedent_code"].to_numpy(), kind="stable")

@@ -219,7 +219,7 @@ CLV_PARAMS_COLUMNS: tuple[Column, ...] = (
     _c("time_unit_days", "float", "The same unit in days (clv.time_unit_days, 7); null for gamma_gamma."),
     _c("log_likelihood", "float", "Total log-likelihood of the model's fit over its customers."),
     _c("customers_used", "integer", "Customers fitted on (repeat buyers only for gamma_gamma)."),
-    _c("converged", "boolean", "The optimizer reported convergence."),
+    _c("converged", "boolean", "The fit converged: the optimizer said so, or the log-likelihood's gradient is flat."),
 )
 
 CLV_DIAGNOSTICS_COLUMNS: tuple[Column, ...] = (

@@ -224,7 +224,11 @@ def churn_risk_frame(
 def unscored_buyers(orders: pd.DataFrame, as_of: pd.Timestamp, settings: ClvSettings) -> pd.DataFrame:
     """Every customer with a purchase, with no churn score: when no model can be trained yet."""
     days = purchase_days(orders, purchase_statuses=settings.purchase_statuses)
-    ids = days.loc[days["day"] <= day_number(as_of), "customer_id"].unique()
+    return unscored_customers(days.loc[days["day"] <= day_number(as_of), "customer_id"].unique())
+
+
+def unscored_customers(ids: Sequence[str] | np.ndarray) -> pd.DataFrame:
+    """The given customers with no churn score."""
     return pd.DataFrame(
         {
             "customer_id": pd.array(ids, dtype="str"),

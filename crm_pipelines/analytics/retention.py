@@ -100,7 +100,7 @@ def retention_cohorts(
     """
     _, monthly, as_of_month, as_of_month_complete = _monthly_purchases(orders, as_of, purchase_statuses)
     if monthly.empty:
-        return _empty(COHORT_COLUMNS)
+        return empty_table(COHORT_COLUMNS)
     first_month = monthly.groupby("code")["month"].min()
     monthly["cohort"] = first_month.reindex(monthly["code"]).to_numpy()
     monthly["offset"] = monthly["month"] - monthly["cohort"]
@@ -165,7 +165,7 @@ def retention_summary(
     """
     days, monthly, as_of_month, as_of_month_complete = _monthly_purchases(orders, as_of, purchase_statuses)
     if monthly.empty:
-        return _empty(SUMMARY_COLUMNS)
+        return empty_table(SUMMARY_COLUMNS)
     first_month_of_code = monthly.groupby("code")["month"].min()
     # A customer becomes a repeat customer in the month of her second purchase day (days are sorted).
     second_month = _month_index(days.groupby("customer_id", sort=False)["day"].nth(1).to_numpy())
@@ -207,5 +207,6 @@ def retention_summary(
     return frame.reset_index(drop=True)
 
 
-def _empty(columns: tuple[str, ...]) -> pd.DataFrame:
+def empty_table(columns: tuple[str, ...]) -> pd.DataFrame:
+    """The shape of a table without purchases: no rows."""
     return pd.DataFrame({c: pd.Series(dtype="float64") for c in columns})

@@ -114,8 +114,20 @@ def rfm_scores(
         newest = pd.Series(age_days).groupby(code).min()
         recency[newest.index.to_numpy()] = newest.to_numpy()
 
-    frequency = summary["orders"].to_numpy()
-    monetary = summary["revenue"].to_numpy()
+    return _scored(customers, recency, summary["orders"].to_numpy(), summary["revenue"].to_numpy(), recent, previous)
+
+
+def _scored(
+    customers: pd.DataFrame,
+    recency: np.ndarray,
+    frequency: np.ndarray,
+    monetary: np.ndarray,
+    recent: np.ndarray,
+    previous: np.ndarray,
+) -> pd.DataFrame:
+    """The rfm_scores frame from per-customer recency (-1 without purchases), frequency and monetary."""
+    index = customer_index(customers)
+    n = len(index)
     buyer = frequency > 0
     id_rank = pd.factorize(index, sort=True)[0]  # ids are unique: their sorted codes are their ranks
     r_score = np.ones(n, dtype="int64")
@@ -282,17 +294,74 @@ def customer_segments(
     n = len(index)
 
     rfm = rfm_scores(orders, customers, as_of, settings.growth_window_days)
-    buyer = rfm["frequency"].to_numpy() > 0
-    segment = rfm_segment(rfm["r_score"], rfm["f_score"], rfm["m_score"])
-    segment = np.where(buyer, segment, NO_PURCHASES)
-
     items = purchased_items(order_items, orders, index, as_of)
     core = core_categories(items, settings.core_category_share)
     engagement = engagement_summary(tickets, events, surveys, index, as_of)
+    return _segmentation(rfm, engagement, core, add_on_buyers(items, core, n), settings, predicted_value)
+
+
+def segments_from_facts(
+    order_facts: pd.DataFrame,
+    engagement_facts: pd.DataFrame,
+    category_lines: pd.DataFrame,
+    settings: SegmentationSettings | None = None,
+    predicted_value: pd.Series | None = None,
+) -> SegmentationResult:
+    """:func:`customer_segments` from the warehouse facts, one row per customer (or customer and category).
+
+    ``order_facts`` (core.customer_order_facts, built with ``settings.growth_window_days``) gives
+    recency, frequency, net revenue and the purchases by window; ``engagement_facts``
+    (core.customer_engagement_facts) the service, survey and email activity; ``category_lines``
+    (core.customer_category_facts) the purchased lines per customer and category. Rows are taken in
+    customer_id order, so the clustering does not depend on the warehouse's row order.
+    """
+    settings = settings or SegmentationSettings()
+    facts = order_facts.astype({"customer_id": "str"}).sort_values("customer_id", ignore_index=True)
+    customers = facts[["customer_id"]]
+    frequency = facts["orders"].to_numpy(dtype="int64")
+    recency = pd.to_numeric(facts["days_since_last_order"]).to_numpy(dtype="float64", na_value=np.nan)
+    rfm = _scored(
+        customers,
+        np.where(np.isnan(recency), -1, recency).astype("int64"),
+        frequency,
+        facts["revenue"].to_numpy(dtype="float64"),
+        facts["orders_recent"].to_numpy(dtype="int64"),
+        facts["orders_previous"].to_numpy(dtype="int64"),
+    )
+    engagement = (
+        engagement_facts.astype({"customer_id": "str"}).set_index("customer_id").reindex(facts["customer_id"])
+    )
+    engagement = engagement.reset_index(drop=True).astype(
+        {c: "int64" for c in ("tickets_opened", "tickets_resolved", "survey_responses", "campaign_opens",
+                              "campaign_clicks")}
+    )  # fmt: skip
+    engagement["latest_nps"] = pd.to_numeric(engagement["latest_nps"]).astype("Int64")
+    lines = category_lines.astype({"customer_id": "str", "category": "str"})
+    per_category = lines.groupby("category")["lines"].sum()
+    core = core_categories(pd.DataFrame({"category": per_category.index.repeat(per_category.to_numpy())}),
+                           settings.core_category_share)  # fmt: skip
+    code = pd.Index(facts["customer_id"]).get_indexer(lines["customer_id"])
+    known = code >= 0
+    bought = pd.DataFrame({"code": code[known], "category": lines["category"].to_numpy()[known]})
+    return _segmentation(rfm, engagement, core, add_on_buyers(bought, core, len(facts)), settings, predicted_value)
+
+
+def _segmentation(
+    rfm: pd.DataFrame,
+    engagement: pd.DataFrame,
+    core: tuple[str, ...],
+    bought_add_on: np.ndarray,
+    settings: SegmentationSettings,
+    predicted_value: pd.Series | None,
+) -> SegmentationResult:
+    n = len(rfm)
+    buyer = rfm["frequency"].to_numpy() > 0
+    segment = rfm_segment(rfm["r_score"], rfm["f_score"], rfm["m_score"])
+    segment = np.where(buyer, segment, NO_PURCHASES)
     engagement_actions = (
         engagement["tickets_opened"] + engagement["survey_responses"] + engagement["campaign_clicks"]
     ).to_numpy()
-    features = pd.concat([rfm, engagement], axis=1).assign(bought_add_on=add_on_buyers(items, core, n))
+    features = pd.concat([rfm, engagement], axis=1).assign(bought_add_on=bought_add_on)
 
     cluster_features = pd.DataFrame(
         {

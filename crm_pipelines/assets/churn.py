@@ -23,8 +23,9 @@ from crm_pipelines.analytics.predictive_tables import (
     churn_metrics_frame,
     churn_risk_frame,
     column_names,
-    unscored_buyers,
+    unscored_customers,
 )
+from crm_pipelines.assets.core import core_key
 from crm_pipelines.assets.marts import as_of_timestamp, core_deps, mart_key, publish_mart, read_core, validate_mart
 from crm_pipelines.assets.modeling import (
     CHURN_INPUTS,
@@ -34,7 +35,7 @@ from crm_pipelines.assets.modeling import (
     churn_metrics_stored,
     mart_spec,
     metadata_number,
-    read_orders,
+    purchase_customers,
     record_inline_fit,
     service_history,
     table_md,
@@ -43,6 +44,9 @@ from crm_pipelines.assets.publishing import blocking_failures
 from crm_pipelines.checks import SuiteSpec, mart_suite
 from crm_pipelines.checks.suites import PROBABILITY, RATE
 from crm_pipelines.config import CrmConfig
+from crm_pipelines.facts.build import utc_day
+from crm_pipelines.facts.churn import WarehouseOrderHistory
+from crm_pipelines.facts.orders import PURCHASES
 from crm_pipelines.resources import RunWindowResource, WarehouseResource
 from crm_pipelines.schema import MARTS
 from crm_pipelines.warehouse import Warehouse
@@ -54,7 +58,7 @@ def build_churn_assets(
     """The churn model and its metrics (weekly), and per-customer churn risk (nightly)."""
     settings = config.clv
     model_path = config.resolve_path(models_dir) / CHURN_MODEL_FILE
-    service_deps = core_deps(config, *CHURN_INPUTS)
+    service_deps = [core_key(PURCHASES), *core_deps(config, *CHURN_INPUTS)]
 
     def spec(table: str, description: str, kinds: set[str], deps: Sequence[dg.AssetKey], weekly: bool) -> dict:
         return mart_spec(config, warehouse_kind, table, description, kinds, deps, weekly)
@@ -126,11 +130,11 @@ def build_churn_assets(
         from crm_pipelines.analytics.churn import train_churn_model  # scikit-learn: imported when used
 
         wh = warehouse.get_warehouse()
-        orders, cutoff = read_orders(wh), as_of_timestamp(run_window)
-        service = service_history(wh, orders, cutoff, settings)
+        cutoff = as_of_timestamp(run_window)
+        service = service_history(wh, purchase_customers(wh), cutoff, settings)
         try:
             result = train_churn_model(
-                orders,
+                WarehouseOrderHistory(wh),
                 cutoff,
                 horizon_days=settings.churn_horizon_days,
                 extra_features=service,
@@ -147,7 +151,7 @@ def build_churn_assets(
             f"next {settings.churn_horizon_days} days, risk decile and the top three drivers, scored "
             "with the weekly churn model.",
             {"scikitlearn"},
-            [mart_key(CHURN_METRICS), *core_deps(config, "unified_customers", *CHURN_INPUTS)],
+            [mart_key(CHURN_METRICS), core_key(PURCHASES), *core_deps(config, "unified_customers", *CHURN_INPUTS)],
             weekly=False,
         )
     )
@@ -158,7 +162,7 @@ def build_churn_assets(
 
         wh = warehouse.get_warehouse()
         as_of = as_of_timestamp(run_window)
-        orders = read_orders(wh)
+        history = WarehouseOrderHistory(wh)
         scores, model_run_id, model_as_of = None, None, None
         bundle = load_churn_model(model_path, settings, context.log)
         if bundle is not None and not churn_metrics_stored(wh, bundle.get("run_id")):
@@ -173,7 +177,7 @@ def build_churn_assets(
             try:
                 scores = score_churn(
                     bundle["model"],
-                    orders,
+                    history,
                     as_of,
                     bundle["reference"],
                     bundle["driver_candidates"],
@@ -188,10 +192,10 @@ def build_churn_assets(
                 f"no usable churn model at {model_path}: training one inline and saving it with its metrics. "
                 "The weekly refit job retrains it from then on."
             )
-            service = service_history(wh, orders, as_of, settings)
+            service = service_history(wh, purchase_customers(wh), as_of, settings)
             try:
                 result = train_churn_model(
-                    orders,
+                    history,
                     as_of,
                     horizon_days=settings.churn_horizon_days,
                     extra_features=service,
@@ -200,7 +204,7 @@ def build_churn_assets(
                 scores, model_run_id, model_as_of = result.scores, context.run.run_id, run_window.as_of_date()
             except ValueError as e:
                 context.log.warning(f"churn risk cannot be scored yet ({e}); buyers are listed without scores")
-                scores = unscored_buyers(orders, as_of, settings)
+                scores = unscored_customers(purchase_customers(wh, utc_day(as_of))["customer_id"].to_numpy())
             else:
                 # Stored as the weekly job would, so the first run leaves no model table unmaterialized.
                 stored = store_trained_model(context, wh, result, service is not None, run_window.as_of_date())

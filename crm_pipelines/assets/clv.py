@@ -16,7 +16,6 @@ from crm_pipelines.analytics.mart_columns import (
 )
 from crm_pipelines.analytics.predictive_tables import (
     calibration_end_for,
-    clv_summary,
     column_names,
     diagnostics_frame,
     empty_frame,
@@ -24,22 +23,25 @@ from crm_pipelines.analytics.predictive_tables import (
     lifetime_value_frame,
     params_frame,
 )
-from crm_pipelines.assets.marts import as_of_timestamp, core_deps, mart_key, publish_mart, read_core, validate_mart
+from crm_pipelines.assets.core import core_key
+from crm_pipelines.assets.marts import as_of_timestamp, mart_key, publish_mart, validate_mart
 from crm_pipelines.assets.modeling import (
     append_checked,
     image_md,
     latest_weekly_clv_fits,
     mart_spec,
     metadata_number,
-    read_orders,
     record_inline_fit,
     table_md,
 )
 from crm_pipelines.checks import SuiteSpec, mart_suite
 from crm_pipelines.checks.suites import NON_NEGATIVE, PROBABILITY
 from crm_pipelines.config import CrmConfig
+from crm_pipelines.facts.build import utc_day
+from crm_pipelines.facts.clv import clv_calibration_summary, clv_summary_from_facts, clv_summary_from_purchases
+from crm_pipelines.facts.orders import CUSTOMER_ORDER_FACTS, PURCHASES
 from crm_pipelines.resources import RunWindowResource, WarehouseResource
-from crm_pipelines.schema import MARTS
+from crm_pipelines.schema import CORE, MARTS
 from crm_pipelines.warehouse import Warehouse
 
 if TYPE_CHECKING:
@@ -97,7 +99,9 @@ def build_clv_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.AssetsDe
 
         as_of = as_of_timestamp(run_window)
         calibration_end = calibration_end_for(as_of, settings)
-        calibration = clv_summary(read_orders(wh), as_of, settings, calibration_end=calibration_end)
+        calibration = clv_calibration_summary(
+            wh, utc_day(as_of), utc_day(calibration_end), settings.time_unit_days
+        )
         extra: dict[str, Any] = {"calibration_end": str(calibration_end.date())}
         if not (calibration["frequency"] > 0).any():
             context.log.warning(
@@ -147,9 +151,9 @@ def build_clv_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.AssetsDe
         **spec(
             CLV_PARAMS,
             "Weekly: the CLV models (BG/NBD or Pareto/NBD, and Gamma-Gamma) fitted on "
-            "core.orders; one row per parameter per run, appended.",
+            "core.purchases; one row per parameter per run, appended.",
             {"scipy"},
-            core_deps(config, "orders"),
+            [core_key(PURCHASES)],
             weekly=True,
         )
     )
@@ -157,7 +161,7 @@ def build_clv_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.AssetsDe
         context: dg.AssetExecutionContext, warehouse: WarehouseResource, run_window: RunWindowResource
     ) -> dg.MaterializeResult:
         wh = warehouse.get_warehouse()
-        summary = clv_summary(read_orders(wh), as_of_timestamp(run_window), settings)
+        summary = clv_summary_from_purchases(wh, utc_day(run_window.cutoff()), settings.time_unit_days)
         if summary.empty:
             raise dg.Failure(
                 f"{MARTS}.{CLV_PARAMS}: core.orders has no purchases up to "
@@ -178,7 +182,7 @@ def build_clv_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.AssetsDe
             "Weekly: the purchase model refitted without the last calibration_holdout_days, and its "
             "forecast of those days against what customers bought; appended.",
             {"scipy"},
-            core_deps(config, "orders"),
+            [core_key(PURCHASES)],
             weekly=True,
         )
     )
@@ -193,7 +197,7 @@ def build_clv_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.AssetsDe
             "One row per customer: P(alive), expected purchases, expected order value and "
             f"{settings.clv_months}-month CLV, predicted with the latest weekly model parameters.",
             {"scipy"},
-            [mart_key(CLV_PARAMS), *core_deps(config, "unified_customers", "orders")],
+            [mart_key(CLV_PARAMS), core_key(CUSTOMER_ORDER_FACTS)],
             weekly=False,
         )
     )
@@ -203,8 +207,8 @@ def build_clv_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.AssetsDe
         from crm_pipelines.analytics.clv import score_customers
 
         wh = warehouse.get_warehouse()
-        customers = read_core(wh, "unified_customers")
-        summary = clv_summary(read_orders(wh), as_of_timestamp(run_window), settings)
+        customers = wh.read_table(CORE, CUSTOMER_ORDER_FACTS, columns=["customer_id"])
+        summary = clv_summary_from_facts(wh, utc_day(run_window.cutoff()), settings.time_unit_days)
         try:
             latest = latest_weekly_clv_fits(wh, settings)
         except ValueError as e:  # parameters edited into something no model accepts

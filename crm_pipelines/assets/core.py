@@ -87,12 +87,14 @@ def identity_model(context, config: CrmConfig, customers: pd.DataFrame, identifi
     Where there are too few records to train on (a new installation's first trickle of data), the
     model shipped with the package, trained on the demo data, is used until there are enough.
     """
+    from splink.internals.exceptions import EMTrainingException
+
     from crm_pipelines.identity import ensure_model, load_model
 
     path = config.resolve_path(config.identity.model_path)
     try:
         return ensure_model(path, customers, identifiers, config.identity)
-    except ValueError as e:
+    except (ValueError, EMTrainingException) as e:  # a handful of records gives EM no pairs to learn from
         context.log.warning(f"cannot train an identity model on this data ({e}): using the bundled model")
         return load_model(DEFAULT_MODEL)
 

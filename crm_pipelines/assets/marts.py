@@ -10,6 +10,7 @@ import pandas as pd
 from crm_pipelines.analytics.mart_boundary import CUSTOMER_360_EXTRAS, MART_KEYS, customer_360_columns, to_mart_frame
 from crm_pipelines.analytics.mart_columns import MART_COLUMNS
 from crm_pipelines.assets.core import core_key
+from crm_pipelines.assets.privacy import address_suppression
 from crm_pipelines.assets.publishing import publish_checked
 from crm_pipelines.assets.validation import validate_table, validated_check_specs
 from crm_pipelines.checks import MART_CONTRACT, mart_suite
@@ -69,9 +70,9 @@ def build_marts_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.Assets
         key=mart_key("customer_segments"),
         group_name=MARTS,
         kinds={"scikitlearn", warehouse_kind},
-        deps=core_deps(config, *CORE_INPUTS[:3], "support_tickets", "campaign_events", "survey_responses"),
+        deps=[core_key(t) for t in ("customer_order_facts", "customer_engagement_facts", "customer_category_facts")],
         description="One row per customer: RFM scores and segment, value tier, relationship type and "
-        "behavioral cluster (k-means, k by silhouette).",
+        "behavioral cluster (k-means, k by silhouette), from the customer facts built in the warehouse.",
         check_specs=validated_check_specs(mart_key("customer_segments"), MART_CONTRACT),
     )
     def customer_segments_mart(
@@ -88,19 +89,16 @@ def build_marts_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.Assets
             RELATIONSHIP_TYPES,
             RFM_SEGMENTS,
             VALUE_TIERS,
-            customer_segments,
+            segments_from_facts,
         )
 
         wh = warehouse.get_warehouse()
-        customers = read_core(wh, "unified_customers")
-        result = customer_segments(
-            customers,
-            read_core(wh, "orders"),
-            read_core(wh, "order_items"),
-            read_core(wh, "support_tickets"),
-            read_core(wh, "campaign_events"),
-            read_core(wh, "survey_responses"),
-            as_of_timestamp(run_window),
+        # One row per customer (or customer and category), never the order lines.
+        order_facts = wh.read_table(CORE, "customer_order_facts")
+        result = segments_from_facts(
+            order_facts,
+            wh.read_table(CORE, "customer_engagement_facts"),
+            wh.read_table(CORE, "customer_category_facts"),
             settings,
         )
         segments = result.segments
@@ -117,7 +115,7 @@ def build_marts_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.Assets
             },
             unique_keys=[["customer_id"]],
             not_null_columns=["customer_id", "rfm_segment", "value_tier", "relationship_type"],
-            min_rows=len(customers),
+            min_rows=len(order_facts),
         )
         extra = {
             "segment_sizes": dg.MetadataValue.md(segment_sizes_markdown(segments)),
@@ -134,27 +132,26 @@ def build_marts_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.Assets
     @dg.asset(
         key=mart_key("crm_kpis"),
         group_name=MARTS,
-        kinds=kinds,
-        deps=core_deps(config, "unified_customers", "orders", "support_tickets", "campaign_events", "survey_responses"),
+        kinds={"sql", warehouse_kind},
+        deps=[
+            core_key("purchases"),
+            *core_deps(config, "unified_customers", "orders", "support_tickets", "campaign_events", "survey_responses"),
+        ],
         description="One row per day: active, new and repeat customers, retention and churn rate, revenue, "
-        "satisfaction, NPS, service response time, resolved inquiries, email-to-purchase conversion.",
+        "satisfaction, NPS, service response time, resolved inquiries, email-to-purchase conversion; "
+        "computed in the warehouse.",
         check_specs=validated_check_specs(mart_key("crm_kpis"), MART_CONTRACT),
     )
     def crm_kpis_mart(
         context: dg.AssetExecutionContext, warehouse: WarehouseResource, run_window: RunWindowResource
     ) -> dg.MaterializeResult:
-        from crm_pipelines.analytics.kpis import crm_kpis
         from crm_pipelines.analytics.reporting import kpi_chart_png, kpi_trend_markdown, png_markdown
+        from crm_pipelines.facts.build import ensure_core_inputs
+        from crm_pipelines.facts.marts import read_crm_kpis
 
         wh = warehouse.get_warehouse()
-        kpis = crm_kpis(
-            read_core(wh, "unified_customers"),
-            read_core(wh, "orders"),
-            read_core(wh, "support_tickets"),
-            read_core(wh, "campaign_events"),
-            read_core(wh, "survey_responses"),
-            as_of_timestamp(run_window),
-        )
+        ensure_core_inputs(wh, "orders", "support_tickets", "campaign_events", "survey_responses")
+        kpis = read_crm_kpis(wh, run_window.cutoff(), config.clv.purchase_statuses)
         rate_columns = [
             c for c in ("retention_rate", "churn_rate", "resolved_share", "email_conversion_rate") if c in kpis.columns
         ]
@@ -176,19 +173,18 @@ def build_marts_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.Assets
         key=mart_key("cross_sell_recommendations"),
         group_name=MARTS,
         kinds=kinds,
-        deps=core_deps(config, "orders", "order_items"),
-        description="Per customer, the top 3 complementary categories not yet bought, ranked by co-purchase lift.",
+        deps=[core_key("customer_category_facts")],
+        description="Per customer, the top 3 complementary categories not yet bought, ranked by co-purchase lift; "
+        "read from the customer-by-category facts built in the warehouse.",
         check_specs=validated_check_specs(mart_key("cross_sell_recommendations"), MART_CONTRACT),
     )
     def cross_sell_mart(
         context: dg.AssetExecutionContext, warehouse: WarehouseResource, run_window: RunWindowResource
     ) -> dg.MaterializeResult:
-        from crm_pipelines.analytics.cross_sell import cross_sell_recommendations
+        from crm_pipelines.analytics.cross_sell import recommendations_from_facts
 
         wh = warehouse.get_warehouse()
-        recs = cross_sell_recommendations(
-            read_core(wh, "order_items"), read_core(wh, "orders"), as_of=as_of_timestamp(run_window)
-        )
+        recs = recommendations_from_facts(wh.read_table(CORE, "customer_category_facts"))
         suite = mart_suite(
             f"{MARTS}.cross_sell_recommendations",
             columns=[c.name for c in MART_COLUMNS["cross_sell_recommendations"]],
@@ -227,7 +223,10 @@ def build_marts_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.Assets
         segments = wh.read_table(MARTS, "customer_segments")
         subscriptions, events = read_core(wh, "subscriptions"), read_core(wh, "campaign_events")
         customers = read_core(wh, "unified_customers")
-        audiences = marketing_audiences(segments, subscriptions, events, as_of, customers=customers)
+        suppressed = address_suppression(config, wh, subscriptions, events, as_of)
+        audiences = marketing_audiences(
+            segments, subscriptions, events, as_of, customers=customers, suppressed=suppressed
+        )
         consent = marketing_consent(segments, subscriptions, events, as_of)
         suite = mart_suite(
             f"{MARTS}.marketing_audiences",
@@ -238,53 +237,44 @@ def build_marts_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.Assets
         extra = {
             "consent_summary": dg.MetadataValue.md(consent_summary(consent).to_markdown(index=False)),
             "customers_exportable": int(audiences["customer_id"].nunique()) if len(audiences) else 0,
+            "addresses_suppressed": len(suppressed),
         }
         return publish_mart(context, config, wh, "marketing_audiences", audiences, suite, extra=extra)
 
     @dg.asset(
         key=mart_key("customer_360"),
         group_name=MARTS,
-        kinds=kinds,
+        kinds={"sql", warehouse_kind},
         deps=[
             mart_key("customer_segments"),
             mart_key("customer_lifetime_value"),
             mart_key("churn_risk"),
-            *core_deps(config, *CORE_INPUTS),
+            core_key("customer_order_facts"),
+            core_key("customer_engagement_facts"),
+            core_key("purchases"),
+            *core_deps(config, "unified_customers", "order_items", "subscriptions", "campaign_events"),
         ],
         description="One row per customer: golden profile, orders and revenue, categories, service, "
         "NPS, consent, "
-        "and the segment, value tier, CLV and churn-risk columns.",
+        "and the segment, value tier, CLV and churn-risk columns; computed in the warehouse from the facts.",
         check_specs=validated_check_specs(mart_key("customer_360"), MART_CONTRACT),
     )
     def customer_360_mart(
         context: dg.AssetExecutionContext, warehouse: WarehouseResource, run_window: RunWindowResource
     ) -> dg.MaterializeResult:
-        from crm_pipelines.analytics.customer360 import customer_360
+        from crm_pipelines.facts.build import ensure_core_inputs
+        from crm_pipelines.facts.customer360 import customer_360_select
 
         wh = warehouse.get_warehouse()
-        customers = read_core(wh, "unified_customers")
-        extras = [
-            wh.read_table(MARTS, t).drop(columns=list(drop), errors="ignore")
-            for t, drop in CUSTOMER_360_EXTRAS
-            if wh.table_exists(MARTS, t)
-        ]
-        view = customer_360(
-            customers,
-            read_core(wh, "orders"),
-            read_core(wh, "order_items"),
-            read_core(wh, "support_tickets"),
-            read_core(wh, "subscriptions"),
-            read_core(wh, "campaign_events"),
-            read_core(wh, "survey_responses"),
-            as_of_timestamp(run_window),
-            extra=extras,
-        )
+        ensure_core_inputs(wh, "order_items", "subscriptions", "campaign_events")
+        extras = [(t, drop) for t, drop in CUSTOMER_360_EXTRAS if wh.table_exists(MARTS, t)]
+        view = wh.query(customer_360_select(wh, run_window.cutoff(), extras))
         suite = mart_suite(
             f"{MARTS}.customer_360",
             columns=[c.name for c in MART_COLUMNS["customer_360"]],
             unique_keys=[["customer_id"]],
             not_null_columns=["customer_id"],
-            min_rows=len(customers),
+            min_rows=wh.row_count(CORE, "unified_customers"),
         )
         # Declaring the joined columns keeps their own tables' types (an integer with nulls stays one).
         return publish_mart(context, config, wh, "customer_360", view, suite, customer_360_columns(config.clv))

@@ -5,10 +5,10 @@ from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 import pandas as pd
+import sqlalchemy as sa
 
 from crm_pipelines.analytics.activity import core_frame
 from crm_pipelines.analytics.clv.settings import ClvSettings
-from crm_pipelines.analytics.clv.summary import ORDER_COLUMNS
 from crm_pipelines.analytics.mart_boundary import MART_KEYS
 from crm_pipelines.analytics.mart_columns import (
     CHURN_METRICS,
@@ -19,7 +19,7 @@ from crm_pipelines.analytics.predictive_tables import (
     latest_clv_fits,
     service_features_cover_training,
 )
-from crm_pipelines.assets.marts import mart_key, read_core
+from crm_pipelines.assets.marts import mart_key
 from crm_pipelines.assets.metadata import table_metadata
 from crm_pipelines.assets.publishing import blocking_failures, publish_checked, table_docs
 from crm_pipelines.assets.validation import validated_check_specs
@@ -39,11 +39,18 @@ REFIT_TAGS = {REFIT_TAG[0]: REFIT_TAG[1]}
 
 
 # -- reading, publishing and metadata ----------------------------------------------------------------
-def read_orders(wh: Warehouse) -> pd.DataFrame:
-    """The columns of core.orders the models read, or an empty frame where no source delivers orders."""
-    if not wh.table_exists(CORE, "orders"):
-        return core_frame("orders")
-    return wh.read_table(CORE, "orders", columns=list(ORDER_COLUMNS))
+def purchase_customers(wh: Warehouse, through_day: int | None = None) -> pd.DataFrame:
+    """One row per customer with a purchase in core.purchases (up to ``through_day``): ``customer_id``
+    and the last ``ordered_at``; for the functions that only ask who bought, without reading orders."""
+    from crm_pipelines.facts.orders import PURCHASES
+
+    if not wh.table_exists(CORE, PURCHASES):
+        return core_frame("orders")[["customer_id", "ordered_at"]]
+    p = wh.table(CORE, PURCHASES, ["customer_id", "ordered_at", "purchase_day", "amount"])
+    stmt = sa.select(p.c.customer_id, sa.func.max(p.c.ordered_at).label("ordered_at"))
+    if through_day is not None:
+        stmt = stmt.where(p.c.purchase_day <= through_day)
+    return wh.query(stmt.group_by(p.c.customer_id)).astype({"customer_id": "str"})
 
 
 def latest_weekly_clv_fits(wh: Warehouse, settings: ClvSettings) -> "tuple[TransactionFit, GammaGammaFit, str] | None":
@@ -64,10 +71,13 @@ def churn_metrics_stored(wh: Warehouse, run_id: str | None) -> bool:
 
 
 def all_service_features(wh: Warehouse) -> Callable[[pd.Timestamp], pd.DataFrame]:
-    """Point-in-time support and survey features of every customer (``churn.service_features``)."""
-    from crm_pipelines.analytics.churn import service_features
+    """Point-in-time support and survey features of every customer (``churn.service_features``), one
+    warehouse query per cutoff."""
+    from crm_pipelines.facts.build import ensure_core_inputs
+    from crm_pipelines.facts.churn import service_features_from_warehouse
 
-    return service_features(read_core(wh, "support_tickets"), read_core(wh, "survey_responses"))
+    ensure_core_inputs(wh, "support_tickets", "survey_responses")
+    return service_features_from_warehouse(wh)
 
 
 def service_history(

@@ -3,8 +3,10 @@
 import dagster as dg
 
 from crm_pipelines.checks import prepare_in_background
+from crm_pipelines.checks.suites import RAW_CONTRACT
 from crm_pipelines.config import CrmConfig, SourceConfig
 from crm_pipelines.ingest import SourceError, ingest_entity
+from crm_pipelines.ingest.contracts import SourceContractError
 from crm_pipelines.resources import RunWindowResource, WarehouseResource
 from crm_pipelines.schema import RAW, raw_table_name
 
@@ -31,6 +33,15 @@ def build_raw_asset(config: CrmConfig, source: SourceConfig, entity: str, wareho
             "with _source, _ingested_at and _batch_id lineage columns."
         ),
         tags={"source": source.name, "entity": entity},
+        check_specs=[
+            dg.AssetCheckSpec(
+                RAW_CONTRACT,
+                asset=raw_asset_key(source.name, entity),
+                blocking=True,
+                description="Volume contract, judged before the delivery replaces anything: not empty unless "
+                "optional, and no more than checks.max_row_drop_pct fewer rows than the last good delivery.",
+            )
+        ],
     )
     def _raw(
         context: dg.AssetExecutionContext, warehouse: WarehouseResource, run_window: RunWindowResource
@@ -45,6 +56,20 @@ def build_raw_asset(config: CrmConfig, source: SourceConfig, entity: str, wareho
                 entity,
                 until=run_window.cutoff(),
                 batch_id=context.run.run_id,
+            )
+        except SourceContractError as e:
+            if config.checks.on_source_failure == "stop":
+                raise dg.Failure(description=str(e), allow_retries=False) from None
+            # skip_source: the last good delivery stays in raw and the run goes on with it.
+            context.log.warning(f"{e} Going on with the other sources (checks.on_source_failure: skip_source).")
+            return dg.MaterializeResult(
+                metadata={"contract": "failed: source skipped", "problem": str(e)},
+                check_results=[
+                    dg.AssetCheckResult(
+                        check_name=RAW_CONTRACT, passed=False, severity=dg.AssetCheckSeverity.WARN,
+                        metadata={"problem": str(e)},
+                    )
+                ],
             )
         except SourceError as e:
             raise dg.Failure(description=str(e), allow_retries=False) from None
@@ -64,7 +89,8 @@ def build_raw_asset(config: CrmConfig, source: SourceConfig, entity: str, wareho
                 "window": str(result.window) if result.window else "",
                 "source_columns": ", ".join(result.columns),
                 "seconds": round(result.seconds, 3),
-            }
+            },
+            check_results=[dg.AssetCheckResult(check_name=RAW_CONTRACT, passed=True)],
         )
 
     return _raw

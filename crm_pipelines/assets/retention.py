@@ -16,17 +16,18 @@ from crm_pipelines.analytics.predictive_tables import (
     empty_frame,
     month_dates,
 )
-from crm_pipelines.analytics.retention import retention_cohorts, retention_summary
-from crm_pipelines.assets.marts import as_of_timestamp, core_deps, publish_mart, validate_mart
+from crm_pipelines.assets.core import core_key
+from crm_pipelines.assets.marts import publish_mart, validate_mart
 from crm_pipelines.assets.modeling import (
     image_md,
     mart_spec,
-    read_orders,
     table_md,
 )
 from crm_pipelines.checks import SuiteSpec, mart_suite
 from crm_pipelines.checks.suites import NON_NEGATIVE, RATE
 from crm_pipelines.config import CrmConfig
+from crm_pipelines.facts.marts import read_retention_cohorts, read_retention_summary
+from crm_pipelines.facts.orders import PURCHASES
 from crm_pipelines.resources import RunWindowResource, WarehouseResource
 from crm_pipelines.schema import MARTS
 from crm_pipelines.warehouse import Warehouse
@@ -34,7 +35,6 @@ from crm_pipelines.warehouse import Warehouse
 
 def build_retention_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.AssetsDefinition]:
     """Cohort retention and the monthly retention summary (nightly)."""
-    settings = config.clv
 
     def spec(table: str, description: str, kinds: set[str], deps: Sequence[dg.AssetKey], weekly: bool) -> dict:
         return mart_spec(config, warehouse_kind, table, description, kinds, deps, weekly)
@@ -45,9 +45,10 @@ def build_retention_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.As
     @dg.asset(
         **spec(
             RETENTION_COHORTS,
-            "Monthly acquisition cohorts: share of each cohort buying in each later month, and its revenue.",
-            {"pandas"},
-            core_deps(config, "orders"),
+            "Monthly acquisition cohorts: share of each cohort buying in each later month, and its revenue; "
+            "computed in the warehouse from core.purchases.",
+            {"sql"},
+            [core_key(PURCHASES)],
             weekly=False,
         )
     )
@@ -55,9 +56,7 @@ def build_retention_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.As
         context: dg.AssetExecutionContext, warehouse: WarehouseResource, run_window: RunWindowResource
     ) -> dg.MaterializeResult:
         wh = warehouse.get_warehouse()
-        cohorts = retention_cohorts(
-            read_orders(wh), as_of_timestamp(run_window), purchase_statuses=settings.purchase_statuses
-        )
+        cohorts = read_retention_cohorts(wh, run_window.cutoff())
         frame = (
             month_dates(cohorts, "cohort_month", "activity_month")
             if len(cohorts)
@@ -80,9 +79,10 @@ def build_retention_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.As
         **spec(
             RETENTION_SUMMARY,
             "One row per month: active, new and returning customers, "
-            "month-to-month retention and churn, repeat-purchase rate.",
-            {"pandas"},
-            core_deps(config, "orders"),
+            "month-to-month retention and churn, repeat-purchase rate; computed in the warehouse from "
+            "core.purchases. The month holding the as-of day is flagged period_complete = false.",
+            {"sql"},
+            [core_key(PURCHASES)],
             weekly=False,
         )
     )
@@ -90,9 +90,7 @@ def build_retention_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.As
         context: dg.AssetExecutionContext, warehouse: WarehouseResource, run_window: RunWindowResource
     ) -> dg.MaterializeResult:
         wh = warehouse.get_warehouse()
-        summary = retention_summary(
-            read_orders(wh), as_of_timestamp(run_window), purchase_statuses=settings.purchase_statuses
-        )
+        summary = read_retention_summary(wh, run_window.cutoff())
         frame = month_dates(summary, "period_month") if len(summary) else empty_frame(RETENTION_SUMMARY_COLUMNS)
         suite = mart_suite(
             f"{MARTS}.{RETENTION_SUMMARY}",

@@ -9,8 +9,10 @@ or attached as it is.
 from __future__ import annotations
 
 import datetime as dt
+import html as html_lib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -24,6 +26,7 @@ if TYPE_CHECKING:
 
 _TEMPLATE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
+<meta name="crm-status" content="{{ status }}">
 <title>{{ title }}</title>
 <style>
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2rem;color:#1f2328;max-width:1200px}
@@ -94,24 +97,93 @@ def render_html_report(
     ``drift`` maps a table name to its findings; tables without findings can be left out.
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    _make_readable_dirs(target.parent)
+    blocked = sum(bool(o.blocking_failures) for o in outcomes)
+    warned = sum(not o.success and not o.blocking_failures for o in outcomes)
+    findings = {table: list(f) for table, f in (drift or {}).items() if f}
     html = _ENV.from_string(_TEMPLATE).render(
+        status="FAILED" if blocked else "WARNINGS" if warned or findings else "PASSED",
         title=title,
         run_id=run_id,
         generated=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
         outcomes=list(outcomes),
         passed=sum(o.success for o in outcomes),
-        blocked=sum(bool(o.blocking_failures) for o in outcomes),
-        warned=sum(not o.success and not o.blocking_failures for o in outcomes),
-        drift={table: list(f) for table, f in (drift or {}).items() if f},
+        blocked=blocked,
+        warned=warned,
+        drift=findings,
     )
-    # Written beside the target and renamed, so a reader never opens a half-written page.
+    _write_readable(target, html)
+    if target.name != INDEX_NAME:
+        write_run_index(target.parent)
+    return target
+
+
+INDEX_NAME = "index.html"
+_STATUS = re.compile(r'<meta name="crm-status" content="([A-Z]+)">')
+_TITLE = re.compile(r"<title>(.*?)</title>", re.S)
+
+_INDEX_TEMPLATE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Validation reports of {{ folder }}</title>
+<style>
+body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2rem;color:#1f2328;max-width:1000px}
+table{border-collapse:collapse;width:100%;font-size:.95rem} th,td{border:1px solid #d0d7de;padding:.35rem .5rem}
+th{background:#f6f8fa;text-align:left} .PASSED{color:#1a7f37} .FAILED{color:#cf222e} .WARNINGS{color:#9a6700}
+</style></head><body>
+<h1>Validation reports of run <code>{{ folder }}</code></h1>
+<p>{{ pages|length }} tables: {{ counts.FAILED }} failed, {{ counts.WARNINGS }} with warnings,
+ {{ counts.PASSED }} passed.</p>
+<table><tr><th>Report</th><th>Status</th></tr>
+{% for p in pages %}<tr><td><a href="{{ p.file }}">{{ p.title }}</a></td>
+<td class="{{ p.status }}">{{ p.status }}</td></tr>
+{% endfor %}</table></body></html>
+"""
+
+
+def write_run_index(folder: str | os.PathLike[str]) -> Path:
+    """(Re)write ``index.html`` in a run's report folder: every report page, failures first."""
+    folder = Path(folder)
+    pages = []
+    for page in sorted(folder.glob("*.html")):
+        if page.name == INDEX_NAME:
+            continue
+        head = page.read_text(encoding="utf-8", errors="replace")[:2000]
+        status, title = _STATUS.search(head), _TITLE.search(head)
+        pages.append({
+            "file": page.name,
+            "title": html_lib.unescape(title.group(1)) if title else page.stem,
+            "status": status.group(1) if status else "PASSED",
+        })
+    order = {"FAILED": 0, "WARNINGS": 1, "PASSED": 2}
+    pages.sort(key=lambda p: (order.get(p["status"], 3), p["file"]))
+    counts = {s: sum(p["status"] == s for p in pages) for s in order}
+    html = _ENV.from_string(_INDEX_TEMPLATE).render(folder=folder.name, pages=pages, counts=counts)
+    target = folder / INDEX_NAME
+    _write_readable(target, html)
+    return target
+
+
+def _make_readable_dirs(folder: Path) -> None:
+    # The reports are for people (and a web server) other than the service user: 0755 whatever
+    # the process umask, which services often set to 077.
+    missing = []
+    for parent in (folder, *folder.parents):
+        if parent.exists():
+            break
+        missing.append(parent)
+    folder.mkdir(parents=True, exist_ok=True)
+    for created in missing:
+        os.chmod(created, 0o755)
+
+
+def _write_readable(target: Path, text: str) -> None:
+    # Written beside the target and renamed, so a reader never opens a half-written page; mkstemp
+    # creates the file 0600, so it is opened up to 0644 before the rename.
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(html)
+            handle.write(text)
+        os.chmod(tmp, 0o644)
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return target

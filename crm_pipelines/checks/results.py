@@ -52,12 +52,14 @@ def check_specs(
 ) -> list[dg.AssetCheckSpec]:
     """Specs for the checks an asset runs in its body (``@asset(check_specs=...)``).
 
-    ``blocking`` stops downstream assets when a check fails with ERROR severity; drift results are
-    WARN, so a blocking drift check still never stops anything.
+    ``blocking`` stops downstream assets when a check fails with ERROR severity. Drift only warns,
+    so its spec is never blocking (the UI would otherwise label it so).
     """
     key = dg.AssetKey.from_coercible(asset_key)
     return [
-        dg.AssetCheckSpec(name, asset=key, blocking=blocking, description=CHECK_DESCRIPTIONS.get(name))
+        dg.AssetCheckSpec(
+            name, asset=key, blocking=blocking and name != DRIFT_CHECK, description=CHECK_DESCRIPTIONS.get(name)
+        )
         for name in names
     ]
 

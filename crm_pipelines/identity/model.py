@@ -37,6 +37,7 @@ from splink.blocking_rule_library import CustomRule
 from crm_pipelines.identity.engine import duckdb_session
 from crm_pipelines.identity.prepare import build_match_records, clean_records, load_records
 from crm_pipelines.identity.settings import IdentitySettings
+from crm_pipelines.identity.splink_log import unobserved_levels_summarised
 
 MODEL_FORMAT = "crm_pipelines.identity.model/1"
 IDENTIFIER_KEYS = "identifier_keys"
@@ -252,10 +253,11 @@ def train_model(
         linker.training.estimate_u_using_random_sampling(
             max_pairs=settings.u_sample_pairs, seed=settings.random_seed
         )
-        for rule in settings.training_blocking_rules:
-            linker.training.estimate_parameters_using_expectation_maximisation(
-                block_on(*rule), estimate_without_term_frequencies=True
-            )
+        with unobserved_levels_summarised(logging.getLogger(__name__)):
+            for rule in settings.training_blocking_rules:
+                linker.training.estimate_parameters_using_expectation_maximisation(
+                    block_on(*rule), estimate_without_term_frequencies=True
+                )
         trained = linker.misc.save_model_to_json()
     trained["linker_uid"] = "identity"
     return {

@@ -21,6 +21,7 @@ from sqlalchemy.engine import Connection
 
 from crm_pipelines.config import CrmConfig, SourceConfig
 from crm_pipelines.ingest.connectors import SourceRead, max_cursor, read_entity
+from crm_pipelines.ingest.contracts import SourceContractError, judge_volume, quarantine_delivery
 from crm_pipelines.schema import (
     AUDIT,
     RAW,
@@ -142,6 +143,7 @@ def ingest_entity(
         "updated_at": now,
     }
     rows = with_lineage(read.table, source.name, now, batch_id, partition_days)
+    _enforce_volume_contract(warehouse, config, source, entity, table_name, rows, plan, batch_id, now)
     _write(warehouse, table_name, rows, plan, new_state)
     if read.rows_without_value:
         log.warning(
@@ -196,6 +198,49 @@ def _plan_and_read(
     start = dt.datetime.combine(first_day, dt.time(), tzinfo=dt.UTC)
     read = read_entity(config, source, entity, until=until, not_before=start)
     return _Plan(rebuild=False, until_day=until_day, window=(first_day, until_day)), read
+
+
+def _enforce_volume_contract(
+    warehouse: Warehouse,
+    config: CrmConfig,
+    source: SourceConfig,
+    entity: str,
+    table_name: str,
+    rows: pa.Table,
+    plan: _Plan,
+    batch_id: str,
+    now: dt.datetime,
+) -> None:
+    """Refuse a delivery that would wipe or shrink the raw table: quarantine it and raise."""
+    settings = source.entities[entity]
+    if not plan.rebuild and plan.window is None:
+        return  # cursor appends replace nothing
+    exists = warehouse.table_exists(RAW, table_name)
+    rows_replaced: int | None = None
+    if exists and plan.rebuild:
+        rows_replaced = warehouse.row_count(RAW, table_name)
+    elif exists and plan.window is not None:
+        first, last = plan.window
+        rows_replaced = warehouse.row_count(RAW, table_name, sa.column(RAW_PARTITION_DATE).between(first, last))
+    verdict = judge_volume(
+        rows.num_rows, rows_replaced, optional=settings.optional, max_drop_pct=config.checks.max_row_drop_pct
+    )
+    if verdict.passed:
+        return
+    location = str(config.resolve_path(settings.path)) if settings.path else (
+        settings.table or settings.endpoint or "query"
+    )
+    quarantined = quarantine_delivery(
+        warehouse, table_name, rows, source=source.name, entity=entity, location=location,
+        batch_id=batch_id, verdict=verdict, now=now,
+    )
+    raise SourceContractError(
+        f"source {source.name!r}, entity {entity!r} ({location}): {verdict.problem}. "
+        f"Nothing was loaded: raw.{table_name} keeps the last good delivery; the refused rows are in "
+        f"quarantine.{quarantined}. Fix the export and rerun, or raise checks.max_row_drop_pct if the "
+        "drop is real.",
+        source=source.name, entity=entity, location=location,
+    )
 
 
 def daily_window_start(loaded_through: dt.date, until_day: dt.date, lookback_days: int) -> dt.date:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dagster as dg
 from pydantic import Field
 
+from crm_pipelines.config import expand_env
 from crm_pipelines.warehouse import Warehouse
 
 
@@ -12,14 +13,17 @@ class WarehouseResource(dg.ConfigurableResource):
     """The SQLAlchemy warehouse every asset writes through (DuckDB by default, PostgreSQL in production).
 
     Secrets stay out of crm.yaml: put ``${WAREHOUSE_PASSWORD}`` in the URL, or set ``CRM_WAREHOUSE_URL``.
+    Dagster stores resource config in its run storage, so ``url`` keeps those references unexpanded and
+    the resource expands them from the environment only when it connects.
     """
 
     url: str = Field(
-        description="SQLAlchemy URL, e.g. duckdb:///data/warehouse.duckdb or postgresql+psycopg://..."
+        description="SQLAlchemy URL, e.g. duckdb:///data/warehouse.duckdb or postgresql+psycopg://...; "
+        "${ENV_VAR} references are expanded at run time and never stored."
     )
 
     def get_warehouse(self) -> Warehouse:
-        return Warehouse(self.url)
+        return Warehouse(expand_env(self.url, "warehouse.url"))
 
     @property
     def kind(self) -> str:

@@ -18,7 +18,7 @@ from crm_pipelines.staging.contacts import (
     normalize_names,
 )
 from crm_pipelines.staging.phones import normalize_phones
-from crm_pipelines.staging.rules import EntityRows
+from crm_pipelines.staging.rules import EntityRows, reject_or_null
 from crm_pipelines.staging.values import collapse_whitespace, date_bound, map_unique
 from crm_pipelines.staging.vocabularies import (
     CONSENT_STATUSES,
@@ -38,7 +38,7 @@ def normalize_email_column(rows: EntityRows, column: str) -> None:
     text = rows.text[column]
     result = normalize_emails(text)
     rows.note_junk(column, result.junk)
-    rows.checks.reject_values(result.invalid, "invalid_email", column, text, result.problems)
+    reject_or_null(rows, result.invalid, "invalid_email", column, text, result.problems)
     rows.set_normalized(column, result.values)
 
 
@@ -91,8 +91,8 @@ def customers(rows: EntityRows) -> None:
 
     birth = typed["date_of_birth"]
     implausible = birth.lt(EARLIEST_BIRTH_DATE) | birth.gt(date_bound(rows.as_of_end.date()))
-    rows.checks.reject_values(
-        implausible, "implausible_birth_date", "date_of_birth", text["date_of_birth"],
+    reject_or_null(
+        rows, implausible, "implausible_birth_date", "date_of_birth", text["date_of_birth"],
         f"is before {EARLIEST_BIRTH_DATE.date()} or after the as-of date {rows.as_of_end.date()}",
     )
     normalize_email_column(rows, "email")
@@ -100,12 +100,10 @@ def customers(rows: EntityRows) -> None:
     default_region = (rows.source.default_country or rows.config.default_country).upper()
     phones = normalize_phones(text["phone"], countries.values.fillna(default_region))
     rows.note_junk("phone", phones.junk)
-    rows.checks.reject_values(phones.invalid, "invalid_phone", "phone", text["phone"], phones.problems)
+    reject_or_null(rows, phones.invalid, "invalid_phone", "phone", text["phone"], phones.problems)
     rows.set_normalized("phone", phones.values)
 
-    rows.checks.reject_values(
-        countries.invalid, "unknown_country", "country", text["country"], countries.problems
-    )
+    reject_or_null(rows, countries.invalid, "unknown_country", "country", text["country"], countries.problems)
 
 
 def orders(rows: EntityRows) -> None:

@@ -13,6 +13,8 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
+FIELD_NULLED = "the field was nulled and the record staged"
+"""Ends the reason of a quarantined field (as opposed to a quarantined row)."""
 ReasonBuilder = Callable[[pd.Index], list[str]]
 """Builds the reasons for the newly rejected rows (by index label); only rejected rows pay for it."""
 
@@ -28,6 +30,7 @@ class Rejections:
         self._column = np.full(length, None, dtype=object)
         self._reason = np.full(length, None, dtype=object)
         self.by_rule: Counter[str] = Counter()
+        self._field_problems: list[pd.DataFrame] = []
 
     @property
     def rejected(self) -> pd.Series:
@@ -63,6 +66,35 @@ class Rejections:
             return [f"{column} {_show(v)} {p}" for v, p in zip(shown, problems, strict=True)]
 
         return self.reject(failing, rule, column, reasons)
+
+    def null_field(
+        self, failing: pd.Series, rule: str, column: str, values: pd.Series, problem: str | pd.Series
+    ) -> pd.Series:
+        """Quarantine one field, not its row: the caller nulls it and the record is still staged.
+
+        Returns the mask of fields to null. Entries of rows that a rule rejects later are dropped, as the
+        whole row is quarantined then.
+        """
+        mask = failing.reindex(self.index, fill_value=False).fillna(False).to_numpy(dtype=bool) & ~self._rejected
+        labels = self.index[mask]
+        if len(labels):
+            shown = values.reindex(labels)
+            problems = problem.reindex(labels) if isinstance(problem, pd.Series) else [problem] * len(labels)
+            reasons = [
+                f"{column} {_show(v)} {p}; {FIELD_NULLED}"
+                for v, p in zip(shown, problems, strict=True)
+            ]
+            self._field_problems.append(
+                pd.DataFrame({"rule": rule, "column_name": column, "reason": reasons}, index=labels)
+            )
+        return pd.Series(mask, index=self.index)
+
+    def field_frame(self) -> pd.DataFrame:
+        """The quarantined fields of rows that were staged: index label, rule, column_name, reason."""
+        if not self._field_problems:
+            return pd.DataFrame({"rule": [], "column_name": [], "reason": []}, dtype=object)
+        fields = pd.concat(self._field_problems)
+        return fields[~pd.Series(self._rejected, index=self.index).reindex(fields.index).to_numpy()]
 
     def frame(self) -> pd.DataFrame:
         """The rejected rows: index label, rule, column_name, reason."""

@@ -40,8 +40,11 @@ class StagingStats:
     values_normalized: Counter[str] = field(default_factory=Counter)
     junk_nulled: Counter[str] = field(default_factory=Counter)
     defaults_applied: Counter[str] = field(default_factory=Counter)
+    fields_nulled: Counter[str] = field(default_factory=Counter)
+    """Malformed optional fields nulled (and quarantined as fields), by rule."""
 
     def add(self, other: StagingStats) -> None:
+        self.fields_nulled.update(other.fields_nulled)
         self.values_normalized.update(other.values_normalized)
         self.junk_nulled.update(other.junk_nulled)
         self.defaults_applied.update(other.defaults_applied)
@@ -79,6 +82,23 @@ class EntityRows:
         count = int(junk.sum())
         if count:
             self.stats.junk_nulled[column] += count
+
+
+# Optional customer fields whose malformed value is nulled (and quarantined as a field), not the record:
+# losing a whole person for a bad phone number changes identities and drops their other fields.
+FIELD_LEVEL_COLUMNS = {"customers": frozenset({"email", "phone", "date_of_birth", "country"})}
+
+
+def reject_or_null(
+    rows: EntityRows, failing: pd.Series, rule: str, column: str, values: pd.Series, problem: str | pd.Series
+) -> None:
+    """Reject the rows where ``failing``, or, for a field-level column, null the field and keep the row."""
+    if column not in FIELD_LEVEL_COLUMNS.get(rows.entity.name, ()):
+        rows.checks.reject_values(failing, rule, column, values, problem)
+        return
+    nulled = rows.checks.null_field(failing, rule, column, values, problem)
+    if column in rows.typed and nulled.any():
+        rows.typed[column] = rows.typed[column].mask(nulled)
 
 
 def check_required(rows: EntityRows) -> None:
@@ -135,7 +155,7 @@ def type_columns(rows: EntityRows) -> None:
 
 def _reject_unparsed(rows: EntityRows, column: str, typed: pd.Series, rule: str, problem: str) -> None:
     text = rows.text[column]
-    rows.checks.reject_values(typed.isna() & text.notna(), rule, column, text, problem)
+    reject_or_null(rows, typed.isna() & text.notna(), rule, column, text, problem)
 
 
 def check_future_timestamps(rows: EntityRows) -> None:

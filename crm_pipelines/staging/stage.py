@@ -76,6 +76,8 @@ class _SourceOutcome:
     by_rule: Counter[str]
     stats: StagingStats
     unmapped: list[str] = field(default_factory=list)
+    nulled_fields: pd.DataFrame | None = None
+    """Like ``rejected``, for malformed optional fields nulled in staged records (not counted as rows)."""
 
 
 def stage_entity(
@@ -115,7 +117,8 @@ def stage_entity(
 def _quarantine_frame(
     outcomes: list[_SourceOutcome], run_id: str, entity: str, stamp: pd.Timestamp
 ) -> pd.DataFrame:
-    rejected = pd.concat([o.rejected for o in outcomes], ignore_index=True) if outcomes else pd.DataFrame()
+    frames = [f for o in outcomes for f in (o.rejected, o.nulled_fields) if f is not None]
+    rejected = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     data: dict[str, Any] = {"run_id": run_id, "layer": STAGING, "entity": entity, "rejected_at": stamp}
     for name in ("source", "record_id", "rule", "column_name", "reason", "raw_values"):
         data[name] = rejected.get(name)
@@ -192,6 +195,11 @@ def _stage_source(
     rejected.insert(0, "record_id", record_ids.reindex(rejected.index))
     rejected.insert(0, "source", source.name)
     rejected["raw_values"] = _raw_json(raw, rejected.index)
+    nulled = rows.checks.field_frame()
+    stats.fields_nulled.update(Counter(nulled["rule"]))
+    nulled.insert(0, "record_id", record_ids.reindex(nulled.index))
+    nulled.insert(0, "source", source.name)
+    nulled["raw_values"] = _raw_json(raw, nulled.index)
     by_rule = Counter(rows.checks.by_rule)
     if len(missing):
         by_rule[MISSING_RECORD_ID] += len(missing)
@@ -209,6 +217,7 @@ def _stage_source(
         by_rule=by_rule,
         stats=stats,
         unmapped=unmapped,
+        nulled_fields=nulled.reset_index(drop=True),
     )
 
 
@@ -235,10 +244,14 @@ def _canonical_text(
     """Cleaned text under canonical names; unmapped columns are null. Also the mapped source columns
     the raw table does not have (they are null too, and named in the summary)."""
     mapping = source.entities[entity.name].columns
+    defaults = source.entities[entity.name].defaults
     columns: dict[str, pd.Series] = {}
     absent: list[str] = []
     for name in entity.column_names:
         source_column = mapping.get(name)
+        if name in defaults:
+            columns[name], _ = clean_text(pd.Series(defaults[name], index=raw.index, dtype="str"))
+            continue
         if source_column is None or source_column not in raw.columns:
             if source_column is not None:
                 absent.append(source_column)
@@ -322,6 +335,7 @@ def _summary(outcomes: list[_SourceOutcome]) -> dict[str, Any]:
         "rows_quarantined": sum(len(o.rejected) for o in outcomes),
         "rows_superseded": sum(o.rows_superseded for o in outcomes),
         "quarantined_by_rule": dict(sorted(by_rule.items())),
+        "fields_nulled_by_rule": dict(sorted(stats.fields_nulled.items())),
         "values_normalized": dict(sorted(stats.values_normalized.items())),
         "junk_nulled": dict(sorted(stats.junk_nulled.items())),
     }

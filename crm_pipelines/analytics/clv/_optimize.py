@@ -19,6 +19,11 @@ LogLikelihood = Callable[[np.ndarray], tuple[float, np.ndarray]]
 # Log-parameters stay in [-LOG_BOUND, LOG_BOUND]: exp(±25) covers every sensible time unit and
 # keeps the special functions finite while the optimiser explores.
 LOG_BOUND = 25.0
+# Converged when the largest gradient of the per-customer log-likelihood (w.r.t. log-parameters) is
+# this small, whatever L-BFGS-B says: at an optimum reached to machine precision its line search can
+# find no further decrease and stops with "ABNORMAL", which says nothing about the fit (Gamma-Gamma on
+# CDNOW-like data stopped so with a gradient of 2e-9 per customer and the published estimates).
+GRADIENT_TOLERANCE = 1e-6
 
 
 @dataclass(frozen=True)
@@ -55,10 +60,10 @@ def maximize(log_likelihood: LogLikelihood, start: np.ndarray, total_weight: flo
     # L-BFGS-B calls BLAS on tiny matrices; OpenBLAS worker threads then spin against each other and
     # against other processes (measured 6 ms instead of 0.05 ms per iteration on two busy cores).
     with threadpool_limits(limits=1, user_api="blas"):
-        return _maximize(objective, log_likelihood, theta0)
+        return _maximize(objective, log_likelihood, theta0, scale)
 
 
-def _maximize(objective, log_likelihood: LogLikelihood, theta0: np.ndarray) -> Optimum:
+def _maximize(objective, log_likelihood: LogLikelihood, theta0: np.ndarray, scale: float) -> Optimum:
     result = minimize(
         objective,
         theta0,
@@ -71,15 +76,22 @@ def _maximize(objective, log_likelihood: LogLikelihood, theta0: np.ndarray) -> O
     value, gradient = log_likelihood(params)
     hessian_log = _hessian_of_negative_ll(log_likelihood, result.x)
     std_errors = _delta_method_std_errors(hessian_log, params)
+    gradient_norm = float(np.max(np.abs(gradient * params)))
+    per_customer = gradient_norm * scale
+    flat = bool(np.isfinite(per_customer) and per_customer <= GRADIENT_TOLERANCE)
+    converged = bool(result.success) or flat
+    message = str(result.message)
+    if flat and not result.success:
+        message = f"converged: gradient {per_customer:.1e} per customer <= {GRADIENT_TOLERANCE:g} (L-BFGS-B: {message})"
     return Optimum(
         params=params,
         std_errors=std_errors,
         log_likelihood=float(value),
-        converged=bool(result.success),
-        message=str(result.message),
+        converged=converged,
+        message=message,
         iterations=int(result.nit),
         function_evaluations=int(result.nfev),
-        gradient_norm=float(np.max(np.abs(gradient * params))),
+        gradient_norm=gradient_norm,
     )
 
 

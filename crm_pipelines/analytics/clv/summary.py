@@ -2,11 +2,12 @@
 
 Conventions (those of Fader, Hardie & Lee and of the lifetimes package):
 
-- A **purchase** is an order whose status is in ``purchase_statuses`` (default: ``completed`` only)
-  and that is not a refund. Cancelled and refunded orders never count. ``pending`` orders are left
-  out by default: they may still be cancelled, and counting them would inflate recent activity (the
-  very signal the models weigh most); pass ``purchase_statuses=("completed", "pending")`` where
-  pending means paid-and-shipping.
+- A **purchase** is an order whose status (trimmed, lower case) is in ``purchase_statuses`` (default:
+  ``completed`` only) and that is not a refund (the one definition,
+  :func:`crm_pipelines.analytics.activity.purchase_mask`). Cancelled and refunded orders never
+  count. ``pending`` orders are left out by default: they may still be cancelled, and counting
+  them would inflate recent activity (the very signal the models weigh most); pass
+  ``purchase_statuses=("completed", "pending")`` where pending means paid-and-shipping.
 - Time is counted in whole UTC calendar days; several purchases on one day are one purchase day
   (a basket split into orders is one visit) whose value is their sum.
 - ``as_of`` names a day: everything up to the end of that UTC day counts.
@@ -24,10 +25,11 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
+from crm_pipelines.analytics.activity import DEFAULT_PURCHASE_STATUSES, purchase_mask
+
 ORDER_COLUMNS = ("customer_id", "ordered_at", "status", "total_amount_reporting", "is_refund")
 SUMMARY_COLUMNS = ("customer_id", "frequency", "recency", "T", "monetary_value")
 HOLDOUT_COLUMNS = ("frequency_holdout", "monetary_value_holdout", "duration_holdout")
-DEFAULT_PURCHASE_STATUSES = ("completed",)
 
 _MICROS_PER_DAY = 86_400_000_000
 _NANOS_PER_DAY = 86_400_000_000_000
@@ -58,11 +60,9 @@ def purchase_days(
     Orders without a customer or an order time are ignored; a missing amount counts as 0.
     """
     _check_columns(orders)
-    statuses = {s.lower() for s in purchase_statuses}
-    status = orders["status"].astype("str").str.lower()
-    is_refund = orders["is_refund"].astype("boolean").fillna(False).to_numpy(dtype=bool)
     ordered_at = pd.to_datetime(orders["ordered_at"], utc=True)
-    keep = status.isin(statuses).to_numpy() & ~is_refund & ordered_at.notna().to_numpy()
+    # One definition of a purchase for every mart (crm_pipelines.analytics.activity.purchase_mask).
+    keep = purchase_mask(orders, purchase_statuses) & ordered_at.notna().to_numpy()
     keep &= orders["customer_id"].notna().to_numpy()
     micros = ordered_at[keep].dt.tz_localize(None).to_numpy(dtype="datetime64[us]").view("int64")
     frame = pd.DataFrame(

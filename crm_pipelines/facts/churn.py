@@ -1,0 +1,193 @@
+"""Churn's point-in-time features as one warehouse query with the cutoff day as its parameter.
+
+The features and their definitions are :func:`crm_pipelines.analytics.churn.churn_features` (the
+pandas reference the tests hold this query equal to). :class:`WarehouseOrderHistory` gives the churn
+model what it reads, features and who bought in a window, so training and scoring never pull the
+orders into Python.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+
+from crm_pipelines.facts.orders import PURCHASES, core_orders, purchase_days_cte
+from crm_pipelines.facts.sql import as_bigint, as_float, day_of, text_value, truthy
+from crm_pipelines.schema import CORE
+from crm_pipelines.warehouse import Warehouse
+
+RECENT_DAYS = 90
+
+
+def churn_features_select(wh: Warehouse, cutoff_day: int) -> sa.Select:
+    """One row per customer with a purchase day up to ``cutoff_day``: the raw aggregates of the features."""
+    days = purchase_days_cte(wh, cutoff_day, "churn_days")
+    gaps = sa.select(
+        days,
+        as_float(days.c.day - sa.func.lag(days.c.day).over(partition_by=days.c.customer_id, order_by=days.c.day))
+        .label("gap"),
+    ).subquery("churn_gaps")  # fmt: skip
+    age = cutoff_day - gaps.c.day
+    recent = age < RECENT_DAYS
+    purchases = (
+        sa.select(
+            gaps.c.customer_id,
+            as_float(sa.func.count()).label("purchase_days"),
+            as_bigint(sa.func.min(gaps.c.day)).label("first_day"),
+            as_bigint(sa.func.max(gaps.c.day)).label("last_day"),
+            as_float(sa.func.sum(gaps.c.value)).label("revenue_total"),
+            as_float(sa.func.count(gaps.c.gap)).label("n_gaps"),
+            as_float(sa.func.avg(gaps.c.gap)).label("gap_mean"),
+            as_float(sa.func.avg(gaps.c.gap * gaps.c.gap)).label("gap_square"),
+            as_float(sa.func.sum(sa.case((recent, 1), else_=0))).label("last_90"),
+            as_float(sa.func.sum(sa.case((sa.and_(~recent, age < 2 * RECENT_DAYS), 1), else_=0))).label("prior_90"),
+            as_float(sa.func.sum(sa.case((recent, gaps.c.value), else_=0.0))).label("revenue_last_90d"),
+        )
+        .group_by(gaps.c.customer_id)
+        .cte("churn_purchases")
+    )
+    o = core_orders(wh)
+    status = text_value(o.c.status)
+    orders = (
+        sa.select(
+            o.c.customer_id,
+            as_float(sa.func.count()).label("orders"),
+            as_float(sa.func.sum(sa.case((sa.or_(truthy(o.c.is_refund), status == "refunded"), 1), else_=0))).label(
+                "refunds"
+            ),
+            as_float(sa.func.sum(sa.case((status == "cancelled", 1), else_=0))).label("cancelled"),
+        )
+        .where(o.c.customer_id.is_not(None), o.c.ordered_at.is_not(None), day_of(o.c.ordered_at) <= cutoff_day)
+        .group_by(o.c.customer_id)
+        .cte("churn_orders")
+    )
+    return sa.select(
+        purchases,
+        sa.func.coalesce(orders.c.orders, 0.0).label("orders"),
+        sa.func.coalesce(orders.c.refunds, 0.0).label("refunds"),
+        sa.func.coalesce(orders.c.cancelled, 0.0).label("cancelled"),
+    ).select_from(purchases.outerjoin(orders, orders.c.customer_id == purchases.c.customer_id))
+
+
+def churn_features_from_warehouse(wh: Warehouse, cutoff_day: int) -> pd.DataFrame:
+    """The churn features as of the end of ``cutoff_day`` (index: customer_id, sorted), as the reference."""
+    from crm_pipelines.analytics.churn import BASE_FEATURES
+
+    raw = wh.query(churn_features_select(wh, cutoff_day))
+    raw = raw.astype({"customer_id": "str"}).sort_values("customer_id", kind="stable")
+    if raw.empty:
+        return pd.DataFrame(columns=list(BASE_FEATURES), index=pd.Index([], name="customer_id", dtype="str"))
+    count, n_gaps, gap_mean = raw["purchase_days"].to_numpy(), raw["n_gaps"].to_numpy(), raw["gap_mean"].to_numpy()
+    recency = (cutoff_day - raw["last_day"].to_numpy()).astype(float)
+    last_90, prior_90 = raw["last_90"].to_numpy(), raw["prior_90"].to_numpy()
+    revenue, refunds = raw["revenue_total"].to_numpy(), raw["refunds"].to_numpy()
+    # Same arithmetic as the reference, so the features agree to the last bit where the sums do.
+    with np.errstate(invalid="ignore", divide="ignore"):
+        gap_std = np.where(n_gaps >= 2, np.sqrt(np.maximum(raw["gap_square"].to_numpy() - gap_mean**2, 0.0)), np.nan)
+        features = pd.DataFrame(
+            {
+                "recency_days": recency,
+                "tenure_days": (cutoff_day - raw["first_day"].to_numpy()).astype(float),
+                "purchase_days": count,
+                "revenue_total": revenue,
+                "order_value_mean": revenue / count,
+                "interval_mean_days": gap_mean,
+                "interval_std_days": gap_std,
+                "recency_to_interval": recency / gap_mean,
+                "purchases_last_90d": last_90,
+                "purchases_prior_90d": prior_90,
+                "purchase_trend_90d": last_90 - prior_90,
+                "purchases_last_180d": last_90 + prior_90,
+                "revenue_last_90d": raw["revenue_last_90d"].to_numpy(),
+                "refund_share": refunds / (count + refunds),
+                "cancelled_share": raw["cancelled"].to_numpy() / np.maximum(raw["orders"].to_numpy(), 1.0),
+            },
+            index=pd.Index(raw["customer_id"].to_numpy(), name="customer_id", dtype="str"),
+        )
+    return features.astype(float)
+
+
+class WarehouseOrderHistory:
+    """What the churn model reads about purchases, answered by the warehouse (core.purchases, core.orders)."""
+
+    def __init__(self, wh: Warehouse):
+        self.wh = wh
+
+    def features(self, cutoff_day: int) -> pd.DataFrame:
+        return churn_features_from_warehouse(self.wh, cutoff_day)
+
+    def buyers(self, after_day: int, through_day: int) -> pd.Index:
+        """Customers with a purchase day in (after_day, through_day]."""
+        p = self.wh.table(CORE, PURCHASES, ["customer_id", "purchase_day"])
+        stmt = (
+            sa.select(p.c.customer_id)
+            .distinct()
+            .where(p.c.purchase_day > after_day, p.c.purchase_day <= through_day)
+        )
+        return pd.Index(self.wh.query(stmt)["customer_id"].astype("str"))
+
+
+def service_features_select(wh: Warehouse, cutoff_day: int, window_days: int = 90) -> sa.Select:
+    """Support and survey features as of the end of ``cutoff_day`` (``churn.service_features``)."""
+    t = wh.table(CORE, "support_tickets", ["customer_id", "opened_at", "resolved_at", "satisfaction_score"])
+    s = wh.table(CORE, "survey_responses", ["customer_id", "responded_at", "nps_score", "response_id"])
+    opened = day_of(t.c.opened_at)
+    rated_day = day_of(sa.func.coalesce(t.c.resolved_at, t.c.opened_at))
+
+    def count_if(condition: sa.ColumnElement[bool]) -> sa.ColumnElement:
+        # NULL rather than 0 where nothing counts: the reference leaves such customers out (NaN).
+        return sa.func.nullif(as_float(sa.func.sum(sa.case((condition, 1), else_=0))), 0.0)
+
+    tickets = (
+        sa.select(
+            t.c.customer_id,
+            count_if(opened <= cutoff_day).label("tickets_total"),
+            count_if(sa.and_(opened <= cutoff_day, opened > cutoff_day - window_days)).label("recent"),
+            as_float(sa.func.avg(sa.case((rated_day <= cutoff_day, t.c.satisfaction_score)))).label(
+                "satisfaction_mean"
+            ),
+        )
+        .where(t.c.customer_id.is_not(None), t.c.opened_at.is_not(None))
+        .group_by(t.c.customer_id)
+        .cte("service_tickets")
+    )
+    ranked = (
+        sa.select(
+            s.c.customer_id,
+            s.c.nps_score,
+            sa.func.row_number()
+            .over(partition_by=s.c.customer_id, order_by=(s.c.responded_at.desc(), s.c.response_id.desc()))
+            .label("newest"),
+        )
+        .where(
+            s.c.customer_id.is_not(None), s.c.nps_score.is_not(None), s.c.responded_at.is_not(None),
+            day_of(s.c.responded_at) <= cutoff_day,
+        )
+        .subquery("service_answers")
+    )  # fmt: skip
+    answers = (
+        sa.select(ranked.c.customer_id, as_float(ranked.c.nps_score).label("nps_latest"))
+        .where(ranked.c.newest == 1)
+        .cte("service_nps")
+    )
+    return sa.select(
+        sa.func.coalesce(tickets.c.customer_id, answers.c.customer_id).label("customer_id"),
+        tickets.c.tickets_total,
+        tickets.c.recent.label(f"tickets_last_{window_days}d"),
+        tickets.c.satisfaction_mean,
+        answers.c.nps_latest,
+    ).select_from(tickets.outerjoin(answers, answers.c.customer_id == tickets.c.customer_id, full=True))
+
+
+def service_features_from_warehouse(wh: Warehouse, window_days: int = 90):
+    """``churn.service_features`` answered by the warehouse: a function of the cutoff (a timestamp naming
+    a day) returning one row per customer with a ticket or an answer."""
+
+    def as_of(cutoff: pd.Timestamp) -> pd.DataFrame:
+        day = int(pd.Timestamp(cutoff).value // 86_400_000_000_000)
+        frame = wh.query(service_features_select(wh, day, window_days)).astype({"customer_id": "str"})
+        columns = ["tickets_total", f"tickets_last_{window_days}d", "satisfaction_mean", "nps_latest"]
+        return frame.astype({c: "float64" for c in columns})
+
+    return as_of

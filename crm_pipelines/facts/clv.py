@@ -1,0 +1,119 @@
+"""The per-customer (frequency, recency, T, monetary value) summary the BTYD models fit on, read from
+the warehouse: one row per customer with a purchase, never the orders themselves.
+
+Same conventions as :func:`crm_pipelines.analytics.clv.summary.summary_from_orders` (the reference the
+tests hold these queries equal to): purchase days, not orders; monetary value is the mean value of the
+repeat purchase days; times in ``time_unit_days``.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import sqlalchemy as sa
+
+from crm_pipelines.facts.orders import CUSTOMER_ORDER_FACTS, PURCHASES, day_summary_cte, purchase_days_cte
+from crm_pipelines.facts.sql import as_bigint, as_float
+from crm_pipelines.schema import CORE
+from crm_pipelines.warehouse import Warehouse
+
+SUMMARY_COLUMNS = ("customer_id", "frequency", "recency", "T", "monetary_value")
+
+
+def _summary_columns(days: sa.ColumnElement, first: sa.ColumnElement, last: sa.ColumnElement,
+                     repeat_value: sa.ColumnElement, end_day: int, time_unit_days: float) -> list:
+    repeats = days - 1
+    return [
+        as_bigint(repeats).label("frequency"),
+        (as_float(last - first) / time_unit_days).label("recency"),
+        (as_float(end_day - first) / time_unit_days).label("T"),
+        sa.case((repeats > 0, as_float(repeat_value) / as_float(repeats)), else_=0.0).label("monetary_value"),
+    ]  # fmt: skip
+
+
+def _without_purchases(wh: Warehouse) -> bool:
+    # Before the first nightly run there is no core.purchases: nobody has bought anything yet.
+    return not wh.table_exists(CORE, PURCHASES)
+
+
+def _empty(*extra: str) -> pd.DataFrame:
+    return pd.DataFrame(
+        {c: pd.Series(dtype="str" if c == "customer_id" else "float64") for c in (*SUMMARY_COLUMNS, *extra)}
+    )
+
+
+def _sorted(frame: pd.DataFrame) -> pd.DataFrame:
+    # Sorted in Python: the warehouse's collation need not be code-point order.
+    if frame.empty:  # an empty result carries no types
+        frame = frame.astype({"recency": "float64", "T": "float64", "monetary_value": "float64"})
+    frame = frame.astype({"customer_id": "str", "frequency": "int64"})
+    return frame.sort_values("customer_id", kind="stable").reset_index(drop=True)
+
+
+def clv_summary_from_facts(wh: Warehouse, as_of_day: int, time_unit_days: float) -> pd.DataFrame:
+    """The summary as of ``as_of_day`` from core.customer_order_facts (built for that day)."""
+    if not wh.table_exists(CORE, CUSTOMER_ORDER_FACTS):
+        return _empty()
+    f = wh.table(
+        CORE, CUSTOMER_ORDER_FACTS, ["customer_id", "purchase_days", "first_purchase_day", "last_purchase_day",
+                                     "repeat_value"],
+    )  # fmt: skip
+    stmt = sa.select(
+        f.c.customer_id,
+        *_summary_columns(
+            f.c.purchase_days, f.c.first_purchase_day, f.c.last_purchase_day, f.c.repeat_value, as_of_day,
+            time_unit_days,
+        ),
+    ).where(f.c.purchase_days > 0)  # fmt: skip
+    return _sorted(wh.query(stmt))
+
+
+def clv_summary_from_purchases(wh: Warehouse, as_of_day: int, time_unit_days: float) -> pd.DataFrame:
+    """The summary as of ``as_of_day`` aggregated from core.purchases by one query with the day as its
+    parameter (for the weekly refit, which runs before the night's facts are rebuilt)."""
+    if _without_purchases(wh):
+        return _empty()
+    summary = day_summary_cte(purchase_days_cte(wh, as_of_day))
+    stmt = sa.select(
+        summary.c.customer_id,
+        *_summary_columns(
+            summary.c.purchase_days, summary.c.first_purchase_day, summary.c.last_purchase_day,
+            summary.c.repeat_value, as_of_day, time_unit_days,
+        ),
+    )  # fmt: skip
+    return _sorted(wh.query(stmt))
+
+
+def clv_calibration_summary(
+    wh: Warehouse, as_of_day: int, calibration_day: int, time_unit_days: float
+) -> pd.DataFrame:
+    """The summary of the calibration period (purchase days up to ``calibration_day``) with the holdout
+    columns for (calibration_day, as_of_day]: ``frequency_holdout``, ``monetary_value_holdout``,
+    ``duration_holdout``; computed from core.purchases with the cutoff as a parameter."""
+    if calibration_day >= as_of_day:
+        raise ValueError(f"the calibration end (day {calibration_day}) must be before the as-of day ({as_of_day})")
+    if _without_purchases(wh):
+        return _empty("frequency_holdout", "monetary_value_holdout", "duration_holdout")
+    days = purchase_days_cte(wh, as_of_day)
+    calibration = sa.select(days).where(days.c.day <= calibration_day).cte("calibration_days")
+    summary = day_summary_cte(calibration, "calibration_summary")
+    holdout = (
+        sa.select(
+            days.c.customer_id,
+            sa.func.count().label("n"),
+            sa.func.avg(days.c.value).label("mean_value"),
+        )
+        .where(days.c.day > calibration_day)
+        .group_by(days.c.customer_id)
+        .cte("holdout")
+    )
+    stmt = sa.select(
+        summary.c.customer_id,
+        *_summary_columns(
+            summary.c.purchase_days, summary.c.first_purchase_day, summary.c.last_purchase_day,
+            summary.c.repeat_value, calibration_day, time_unit_days,
+        ),
+        as_bigint(sa.func.coalesce(holdout.c.n, 0)).label("frequency_holdout"),
+        as_float(sa.func.coalesce(holdout.c.mean_value, 0.0)).label("monetary_value_holdout"),
+        sa.literal(float(as_of_day - calibration_day) / time_unit_days).label("duration_holdout"),
+    ).select_from(summary.outerjoin(holdout, holdout.c.customer_id == summary.c.customer_id))  # fmt: skip
+    return _sorted(wh.query(stmt)).astype({"frequency_holdout": "int64"})

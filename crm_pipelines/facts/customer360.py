@@ -1,0 +1,175 @@
+"""``marts.customer_360`` as one warehouse query: the golden profile, the order and engagement facts,
+the categories bought, marketing consent, and the per-customer marts (segments, CLV, churn risk).
+
+Definitions are those of :func:`crm_pipelines.analytics.customer360.customer_360` (the pandas
+reference the tests hold this query equal to); consent follows
+:func:`crm_pipelines.analytics.audiences.marketing_consent` for ``consent_status`` and ``consent_at``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+import pandas as pd
+import sqlalchemy as sa
+
+from crm_pipelines.facts.engagement import CUSTOMER_ENGAGEMENT_FACTS
+from crm_pipelines.facts.orders import CUSTOMER_ORDER_FACTS, PURCHASES
+from crm_pipelines.facts.sql import as_bigint, instant, text_value
+from crm_pipelines.schema import CORE, MARTS, UNIFIED_CUSTOMER_COLUMNS
+from crm_pipelines.warehouse import Warehouse
+
+ORDER_COLUMNS_360 = (
+    "first_order_at", "last_order_at", "days_since_last_order", "orders", "cancelled_orders", "refunded_orders",
+    "gross_revenue", "revenue", "average_order_value",
+)  # fmt: skip
+ENGAGEMENT_COLUMNS_360 = (
+    "tickets_opened", "tickets_resolved", "avg_satisfaction", "survey_responses", "latest_nps", "campaign_opens",
+    "campaign_clicks",
+)  # fmt: skip
+AGE_BANDS = ((24, "<25"), (34, "25-34"), (44, "35-44"), (54, "45-54"), (64, "55-64"))
+MAX_PLAUSIBLE_AGE = 120
+
+
+def age_expression(born: sa.ColumnElement, as_of: pd.Timestamp) -> sa.ColumnElement[int]:
+    """Completed years at the as-of day; NULL when unknown, in the future or implausibly old."""
+    month, day = sa.extract("month", born), sa.extract("day", born)
+    before_birthday = sa.case((sa.or_(month > as_of.month, sa.and_(month == as_of.month, day > as_of.day)), 1), else_=0)
+    age = as_bigint(as_of.year - sa.extract("year", born) - before_birthday)
+    return sa.case((sa.and_(age >= 0, age <= MAX_PLAUSIBLE_AGE), age), else_=sa.null())
+
+
+def age_band_expression(age: sa.ColumnElement[int]) -> sa.ColumnElement[str]:
+    return sa.case(
+        (age.is_(None), "unknown"), *((age <= upper, band) for upper, band in AGE_BANDS), else_="65+"
+    )
+
+
+def categories_cte(wh: Warehouse) -> sa.CTE:
+    """Per customer: the distinct categories of purchased lines, sorted by code point, joined by ", "."""
+    items = wh.table(CORE, "order_items", ["source", "order_id", "category"])
+    p = wh.table(CORE, PURCHASES, ["customer_id", "source", "order_id"])
+    # A line belongs to the purchase its (source, order_id) names: order ids are unique per source only.
+    bought = (
+        sa.select(p.c.customer_id, items.c.category)
+        .distinct()
+        .select_from(p.join(items, sa.and_(items.c.source == p.c.source, items.c.order_id == p.c.order_id)))
+        .where(items.c.category.is_not(None), items.c.category != "")
+        .subquery("bought")
+    )
+    joined = sa.aggregate_order_by(
+        sa.func.string_agg(bought.c.category, sa.literal(", ")), sa.collate(bought.c.category, "C")
+    )
+    return sa.select(bought.c.customer_id, joined.label("categories")).group_by(bought.c.customer_id).cte("categories")
+
+
+def consent_cte(wh: Warehouse, cutoff: sa.ColumnElement) -> sa.CTE:
+    """Per customer: consent_status and consent_at (see crm_pipelines.analytics.audiences)."""
+    s = wh.table(CORE, "subscriptions", ["customer_id", "consent_status", "consent_at"])
+    e = wh.table(CORE, "campaign_events", ["customer_id", "event_type", "occurred_at"])
+    status = text_value(s.c.consent_status)
+    dated = s.c.consent_at.is_not(None)
+    signals = sa.union_all(
+        sa.select(
+            s.c.customer_id,
+            sa.case((status == "subscribed", "in"), (status == "unsubscribed", "out"), else_="pending").label("kind"),
+            s.c.consent_at.label("at"),
+        ).where(status.in_(["subscribed", "unsubscribed", "pending"]), sa.or_(~dated, s.c.consent_at <= cutoff)),
+        sa.select(e.c.customer_id, sa.literal("out").label("kind"), e.c.occurred_at.label("at")).where(
+            text_value(e.c.event_type) == "unsubscribe", e.c.occurred_at.is_not(None), e.c.occurred_at <= cutoff
+        ),
+    ).subquery("consent_signals")
+
+    def latest(kind: str) -> sa.ColumnElement:
+        return sa.func.max(sa.case((signals.c.kind == kind, signals.c.at)))
+
+    def any_of(kind: str, undated: bool = False) -> sa.ColumnElement:
+        condition = signals.c.kind == kind
+        if undated:
+            condition = sa.and_(condition, signals.c.at.is_(None))
+        return sa.func.max(sa.case((condition, 1), else_=0)) == 1
+
+    per_customer = (
+        sa.select(
+            signals.c.customer_id,
+            any_of("in").label("has_in"),
+            latest("in").label("last_in"),
+            any_of("out").label("has_out"),
+            any_of("out", undated=True).label("undated_out"),
+            latest("out").label("last_out"),
+            any_of("pending").label("has_pending"),
+            latest("pending").label("last_pending"),
+        )
+        .group_by(signals.c.customer_id)
+        .subquery("consent_per_customer")
+    )
+    c = per_customer.c
+    # An undated withdrawal wins over every opt-in; an undated opt-in counts only without any withdrawal.
+    subscribed = sa.and_(
+        c.has_in,
+        sa.or_(~c.has_out, sa.and_(~c.undated_out, c.last_in.is_not(None), c.last_out < c.last_in)),
+    )
+    withdrawn = sa.and_(c.has_out, ~subscribed)
+    return sa.select(
+        c.customer_id,
+        sa.case((subscribed, "subscribed"), (withdrawn, "unsubscribed"), (c.has_pending, "pending"), else_="unknown")
+        .label("consent_status"),
+        sa.case(
+            (subscribed, c.last_in),
+            (withdrawn, sa.case((c.undated_out, sa.null()), else_=c.last_out)),
+            else_=c.last_pending,
+        ).label("consent_at"),
+    ).cte("consent")  # fmt: skip
+
+
+def customer_360_select(
+    wh: Warehouse,
+    cutoff: dt.datetime | pd.Timestamp,
+    extras: Sequence[tuple[str, Sequence[str]]] = (),
+) -> sa.Select:
+    """One row per core.unified_customers row. ``extras``: (marts table, columns to leave out) joined on
+    customer_id, in order; a column the 360 already has is not repeated."""
+    as_of = pd.Timestamp(cutoff)
+    as_of = as_of.tz_localize("UTC") if as_of.tzinfo is None else as_of.tz_convert("UTC")
+    present = wh.columns(CORE, "unified_customers")
+    profile_names = [c.name for c in UNIFIED_CUSTOMER_COLUMNS if c.name in present]
+    customers = wh.table(CORE, "unified_customers", profile_names)
+    orders = wh.table(CORE, CUSTOMER_ORDER_FACTS, ["customer_id", *ORDER_COLUMNS_360])
+    engagement = wh.table(CORE, CUSTOMER_ENGAGEMENT_FACTS, ["customer_id", *ENGAGEMENT_COLUMNS_360])
+    categories = categories_cte(wh)
+    consent = consent_cte(wh, instant(cutoff))
+
+    columns: list[sa.ColumnElement] = []
+    age = age_expression(customers.c.date_of_birth, as_of) if "date_of_birth" in profile_names else None
+    for name in profile_names:
+        columns.append(customers.c[name])
+        if name == "date_of_birth":
+            columns += [age.label("age"), age_band_expression(age).label("age_band")]
+    if age is None:
+        missing = sa.cast(sa.null(), sa.BigInteger)
+        columns[1:1] = [missing.label("age"), sa.literal("unknown").label("age_band")]
+    columns += [orders.c[n] for n in ORDER_COLUMNS_360]
+    columns += [categories.c.categories]
+    columns += [engagement.c[n] for n in ENGAGEMENT_COLUMNS_360]
+    columns += [
+        sa.func.coalesce(consent.c.consent_status, "unknown").label("marketing_consent"),
+        consent.c.consent_at,
+    ]
+    joined = (
+        customers.join(orders, orders.c.customer_id == customers.c.customer_id)
+        .join(engagement, engagement.c.customer_id == customers.c.customer_id)
+        .outerjoin(categories, categories.c.customer_id == customers.c.customer_id)
+        .outerjoin(consent, consent.c.customer_id == customers.c.customer_id)
+    )
+    taken = {c.key for c in columns} | {"customer_id"}
+    for table, leave_out in extras:
+        names = [n for n in wh.columns(MARTS, table) if n not in taken and n not in leave_out]
+        extra = wh.table(MARTS, table, ["customer_id", *names]).alias(f"extra_{table}")
+        joined = joined.outerjoin(extra, extra.c.customer_id == customers.c.customer_id)
+        columns += [extra.c[n] for n in names]
+        taken |= set(names)
+    return sa.select(*columns).select_from(joined)
+
+
+

@@ -1,0 +1,307 @@
+"""``marts.crm_kpis`` as one warehouse query: one row per day, the definitions of
+:func:`crm_pipelines.analytics.kpis.crm_kpis` (the pandas reference the tests hold this query equal to).
+
+"Distinct customers active in a trailing window" uses the reference's trick in SQL: each purchase day
+covers the days until the window passes it or the customer's next purchase day begins, so the
+coverage pieces never overlap and a running sum of +1/-1 marks over a calendar counts each customer
+once per day. Trailing sums are window functions over that calendar (one row per day, so ROWS = days).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import pandas as pd
+import sqlalchemy as sa
+
+from crm_pipelines.facts.orders import PURCHASES, core_orders, is_purchase
+from crm_pipelines.facts.sql import as_bigint, as_float, day_of, instant, ratio, text_value, truthy
+from crm_pipelines.schema import CORE
+from crm_pipelines.warehouse import Warehouse
+
+PROMOTER_MIN = 9
+DETRACTOR_MAX = 6
+SECONDS_PER_HOUR = 3600
+
+
+@dataclass(frozen=True)
+class KpiWindows:
+    """The keyword defaults of the reference ``crm_kpis``."""
+
+    days: int = 365
+    active: int = 30
+    retention: int = 90
+    service: int = 30
+    nps: int = 90
+    conversion_days: int = 7
+    conversion_window: int = 30
+
+    @property
+    def lookback(self) -> int:
+        conversion = self.conversion_window + self.conversion_days
+        return max(2 * self.retention, self.active, self.service, self.nps, conversion)
+
+
+def _trailing(value: sa.ColumnElement, day: sa.ColumnElement, window: int) -> sa.ColumnElement:
+    return sa.func.sum(value).over(order_by=day, rows=(-(window - 1), 0))
+
+
+def _lagged(value: sa.ColumnElement, day: sa.ColumnElement, lag: int) -> sa.ColumnElement:
+    return sa.func.coalesce(sa.func.lag(value, lag).over(order_by=day), 0)
+
+
+def _known(wh: Warehouse, table: sa.TableClause) -> sa.ColumnElement[bool]:
+    customers = wh.table(CORE, "unified_customers", ["customer_id"])
+    return table.c.customer_id.in_(sa.select(customers.c.customer_id))
+
+
+class _Query:
+    def __init__(
+        self,
+        wh: Warehouse,
+        cutoff: dt.datetime | pd.Timestamp,
+        today: int,
+        windows: KpiWindows,
+        purchase_statuses: tuple[str, ...],
+    ):
+        self.wh, self.w, self.today, self.limit = wh, windows, today, instant(cutoff)
+        self.purchase_statuses = purchase_statuses
+        self.base = today - windows.days + 1 - windows.lookback
+        self.calendar = sa.func.generate_series(self.base, today).table_valued("day").render_derived(name="calendar")
+
+    def per_day(self, name: str, day: sa.ColumnElement, *values: sa.ColumnElement, where=(), source=None) -> sa.CTE:
+        stmt = sa.select(day.label("day"), *values)
+        if source is not None:
+            stmt = stmt.select_from(source)
+        return stmt.where(day >= self.base, *where).group_by(day).cte(name)
+
+    def coverage(self, pairs: sa.CTE, window: int, name: str) -> sa.CTE:
+        """Per day: customers with a purchase day in the ``window`` days ending that day (as +1/-1 marks)."""
+        nxt = sa.func.lead(pairs.c.day).over(partition_by=pairs.c.customer_id, order_by=pairs.c.day)
+        pieces = sa.select(
+            pairs.c.day.label("start"), sa.func.least(pairs.c.day + window, sa.func.coalesce(nxt, self.today + 1))
+            .label("stop"),
+        ).subquery(f"{name}_pieces")  # fmt: skip
+        kept = sa.select(sa.func.greatest(pieces.c.start, self.base).label("start"), pieces.c.stop).where(
+            pieces.c.stop > self.base
+        ).subquery(f"{name}_kept")
+        marks = sa.union_all(
+            sa.select(kept.c.start.label("day"), sa.literal(1).label("mark")),
+            sa.select(kept.c.stop.label("day"), sa.literal(-1).label("mark")),
+        ).subquery(f"{name}_marks")
+        return sa.select(marks.c.day, sa.func.sum(marks.c.mark).label("n")).group_by(marks.c.day).cte(name)
+
+    def build(self) -> sa.Select:
+        wh, w, cal = self.wh, self.w, self.calendar
+        p = wh.table(CORE, PURCHASES, ["customer_id", "ordered_at", "purchase_day"])
+        known_purchases = sa.select(p).where(_known(wh, p)).cte("known_purchases")
+        kp = known_purchases.c
+        pairs = sa.select(kp.customer_id, kp.purchase_day.label("day")).distinct().cte("purchase_pairs")
+        first = sa.select(kp.customer_id, sa.func.min(kp.purchase_day).label("day")).group_by(kp.customer_id).cte(
+            "first_purchase"
+        )
+        daily = self.per_day(
+            "daily_purchases", kp.purchase_day, sa.func.count().label("orders"),
+            sa.func.count(sa.distinct(kp.customer_id)).label("purchasing"),
+        )  # fmt: skip
+        new = self.per_day("new_buyers", first.c.day, sa.func.count().label("n"))
+        active = self.coverage(pairs, w.active, "active_marks")
+        current = self.coverage(pairs, w.retention, "current_marks")
+        either = self.coverage(pairs, 2 * w.retention, "either_marks")
+
+        o = core_orders(wh)
+        amount = sa.func.coalesce(o.c.total_amount_reporting, 0.0)
+        effect = sa.case(
+            (is_purchase(o, self.purchase_statuses), amount), (sa.and_(truthy(o.c.is_refund), amount < 0), amount),
+            else_=0.0,
+        )  # fmt: skip
+        revenue = self.per_day(
+            "daily_revenue", day_of(o.c.ordered_at), sa.func.sum(effect).label("revenue"),
+            where=(o.c.ordered_at.is_not(None), o.c.ordered_at <= self.limit, _known(wh, o)),
+        )  # fmt: skip
+
+        u = wh.table(CORE, "unified_customers", ["customer_id", "created_at"])
+        since = (
+            sa.select(sa.func.least(day_of(u.c.created_at), first.c.day).label("day"))
+            .select_from(u.outerjoin(first, first.c.customer_id == u.c.customer_id))
+            .subquery("known_since")
+        )
+        # Customers known before the calendar (or with neither date) count from its first day.
+        since_day = sa.func.coalesce(sa.func.greatest(since.c.day, self.base), self.base)
+        known_since = sa.select(since_day.label("day"), sa.func.count().label("n")).group_by(since_day).cte(
+            "known_since_days"
+        )
+
+        tickets = self.tickets()
+        nps = self.nps()
+        clicks = self.clicks(known_purchases)
+
+        steps = [daily, new, active, current, either, revenue, known_since, *tickets[:3], nps, clicks]
+        joined = cal
+        for cte in steps:
+            joined = joined.outerjoin(cte, cte.c.day == cal.c.day)
+
+        def n(column: sa.ColumnElement) -> sa.ColumnElement:
+            return sa.func.coalesce(column, 0)
+
+        day = cal.c.day
+        running = sa.select(
+            day,
+            as_bigint(sa.func.sum(n(known_since.c.n)).over(order_by=day)).label("customers_total"),
+            as_bigint(sa.func.sum(n(active.c.n)).over(order_by=day)).label("active_customers"),
+            as_bigint(n(daily.c.purchasing)).label("purchasing_customers"),
+            as_bigint(n(new.c.n)).label("new_customers"),
+            as_bigint(n(daily.c.orders)).label("orders"),
+            as_float(n(revenue.c.revenue)).label("revenue"),
+            as_bigint(sa.func.sum(n(current.c.n)).over(order_by=day)).label("current"),
+            as_bigint(sa.func.sum(n(either.c.n)).over(order_by=day)).label("either"),
+            as_bigint(n(tickets[0].c.opened)).label("tickets_opened"),
+            as_bigint(_trailing(n(tickets[0].c.opened), day, w.service)).label("opened_window"),
+            as_float(_trailing(n(tickets[1].c.score_sum), day, w.service)).label("score_sum"),
+            as_bigint(_trailing(n(tickets[1].c.score_count), day, w.service)).label("score_count"),
+            as_bigint(sa.func.sum(n(tickets[2].c.n)).over(order_by=day)).label("resolved_open"),
+            as_bigint(_trailing(n(nps.c.responses), day, w.nps)).label("nps_responses"),
+            as_bigint(_trailing(n(nps.c.promoters), day, w.nps)).label("promoters"),
+            as_bigint(_trailing(n(nps.c.detractors), day, w.nps)).label("detractors"),
+            as_bigint(_trailing(n(clicks.c.clicks), day, w.conversion_window)).label("clicks"),
+            as_bigint(_trailing(n(clicks.c.converted), day, w.conversion_window)).label("converted"),
+        ).select_from(joined).cte("running")  # fmt: skip
+        r = running.c
+        previous = _lagged(r.current, r.day, w.retention)
+        lagged = sa.select(
+            r,
+            as_bigint(previous).label("previous"),
+            as_bigint(previous + r.current - r.either).label("retained"),
+            as_bigint(_lagged(r.clicks, r.day, w.conversion_days)).label("click_window"),
+            as_bigint(_lagged(r.converted, r.day, w.conversion_days)).label("converted_window"),
+        ).cte("lagged")
+        x = lagged.c
+        median = tickets[3]
+        retention = ratio(x.retained, x.previous)
+        first_output = self.today - w.days + 1
+        return (
+            sa.select(
+                (sa.cast(sa.literal("1970-01-01"), sa.Date) + sa.cast(x.day, sa.Integer)).label("date"),
+                x.customers_total,
+                x.active_customers,
+                x.purchasing_customers,
+                x.new_customers,
+                as_bigint(x.purchasing_customers - x.new_customers).label("repeat_customers"),
+                x.orders,
+                x.revenue,
+                retention.label("retention_rate"),
+                (1.0 - retention).label("churn_rate"),
+                x.tickets_opened,
+                ratio(x.score_sum, x.score_count).label("avg_satisfaction"),
+                as_float(median.c.hours).label("median_first_response_hours"),
+                ratio(x.resolved_open, x.opened_window).label("resolved_share"),
+                (100.0 * ratio(x.promoters - x.detractors, x.nps_responses)).label("nps"),
+                x.nps_responses,
+                ratio(x.converted_window, x.click_window).label("email_conversion_rate"),
+            )
+            .select_from(lagged.outerjoin(median, median.c.day == x.day))
+            .where(x.day >= first_output)
+            .order_by(x.day)
+        )
+
+    def tickets(self) -> tuple[sa.CTE, sa.CTE, sa.CTE, sa.CTE]:
+        """Per day: tickets opened; rated score sums and counts; resolved marks; median response hours."""
+        wh, w = self.wh, self.w
+        t = wh.table(
+            CORE, "support_tickets", ["customer_id", "opened_at", "first_response_at", "resolved_at", "status",
+                                      "satisfaction_score"],
+        )  # fmt: skip
+        resolved_ok = sa.and_(t.c.resolved_at.is_not(None), t.c.resolved_at <= self.limit)
+        responded_ok = sa.and_(
+            t.c.first_response_at.is_not(None), t.c.first_response_at <= self.limit,
+            t.c.first_response_at >= t.c.opened_at,
+        )  # fmt: skip
+        o_day = day_of(t.c.opened_at)
+        base = (
+            sa.select(
+                o_day.label("o_day"),
+                sa.case((resolved_ok, day_of(t.c.resolved_at)), else_=o_day).label("r_day"),
+                sa.or_(resolved_ok, text_value(t.c.status).in_(["resolved", "closed"])).label("is_resolved"),
+                as_float(t.c.satisfaction_score).label("score"),
+                sa.case((responded_ok, day_of(t.c.first_response_at))).label("fr_day"),
+                ((sa.extract("epoch", t.c.first_response_at) - sa.extract("epoch", t.c.opened_at)) / SECONDS_PER_HOUR)
+                .label("hours"),
+            )
+            .where(t.c.opened_at.is_not(None), t.c.opened_at <= self.limit, _known(wh, t))
+            .cte("kept_tickets")
+        )  # fmt: skip
+        b = base.c
+        opened = self.per_day("tickets_daily", b.o_day, sa.func.count().label("opened"))
+        rated = self.per_day(
+            "ratings_daily", b.r_day, sa.func.sum(b.score).label("score_sum"),
+            sa.func.count(b.score).label("score_count"), where=(b.score.is_not(None),),
+        )  # fmt: skip
+        # A ticket counts as resolved for days max(opened, resolved) .. opened + window - 1.
+        start = sa.func.greatest(b.o_day, b.r_day)
+        stop = b.o_day + w.service
+        counted = sa.and_(b.is_resolved, b.o_day >= self.base, start < stop)
+        marks = sa.union_all(
+            sa.select(start.label("day"), sa.literal(1).label("mark")).where(counted),
+            sa.select(stop.label("day"), sa.literal(-1).label("mark")).where(counted),
+        ).subquery("resolved_marks")
+        resolved = sa.select(marks.c.day, sa.func.sum(marks.c.mark).label("n")).group_by(marks.c.day).cte(
+            "resolved_daily"
+        )
+        cal = sa.func.generate_series(self.today - w.days + 1, self.today).table_valued("day").render_derived(
+            name="output_days"
+        )
+        median = (
+            sa.select(cal.c.day, sa.func.percentile_cont(0.5).within_group(b.hours).label("hours"))
+            .select_from(
+                cal.join(base, sa.and_(b.o_day > cal.c.day - w.service, b.o_day <= cal.c.day, b.fr_day <= cal.c.day))
+            )
+            .group_by(cal.c.day)
+            .cte("median_response")
+        )
+        return opened, rated, resolved, median
+
+    def nps(self) -> sa.CTE:
+        s = self.wh.table(CORE, "survey_responses", ["customer_id", "responded_at", "nps_score"])
+        day = day_of(s.c.responded_at)
+        return self.per_day(
+            "nps_daily", day, sa.func.count().label("responses"),
+            sa.func.sum(sa.case((s.c.nps_score >= PROMOTER_MIN, 1), else_=0)).label("promoters"),
+            sa.func.sum(sa.case((s.c.nps_score <= DETRACTOR_MAX, 1), else_=0)).label("detractors"),
+            where=(s.c.responded_at.is_not(None), s.c.responded_at <= self.limit, s.c.nps_score.is_not(None),
+                   _known(self.wh, s)),
+        )  # fmt: skip
+
+    def clicks(self, purchases: sa.CTE) -> sa.CTE:
+        """Per day: first clicks of a customer that day, and those followed by a purchase within the days."""
+        e = self.wh.table(CORE, "campaign_events", ["customer_id", "event_type", "occurred_at"])
+        day = day_of(e.c.occurred_at)
+        first_clicks = (
+            sa.select(e.c.customer_id, day.label("day"), sa.func.min(e.c.occurred_at).label("at"))
+            .where(
+                text_value(e.c.event_type) == "click", e.c.occurred_at.is_not(None), e.c.occurred_at <= self.limit,
+                _known(self.wh, e), day >= self.base,
+            )
+            .group_by(e.c.customer_id, day)
+            .cte("first_clicks")
+        )  # fmt: skip
+        c, p = first_clicks.c, purchases.c
+        gap = sa.extract("epoch", p.ordered_at) - sa.extract("epoch", c.at)
+        followed = sa.exists().where(
+            p.customer_id == c.customer_id, gap >= 0, gap <= self.w.conversion_days * 86_400
+        )
+        return self.per_day(
+            "clicks_daily", c.day, sa.func.count().label("clicks"),
+            sa.func.sum(sa.case((followed, 1), else_=0)).label("converted"),
+        )  # fmt: skip
+
+
+def crm_kpis_select(
+    wh: Warehouse,
+    cutoff: dt.datetime | pd.Timestamp,
+    today: int,
+    purchase_statuses: tuple[str, ...] = ("completed",),
+    windows: KpiWindows | None = None,
+) -> sa.Select:
+    """One row per day for the ``windows.days`` days ending on ``today`` (the cutoff's UTC day)."""
+    return _Query(wh, cutoff, today, windows or KpiWindows(), tuple(purchase_statuses)).build()

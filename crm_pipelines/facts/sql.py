@@ -1,0 +1,89 @@
+"""Portable SQL building blocks for the facts layer, and publishing a query's result as a table.
+
+The facts are written once as SQLAlchemy Core expressions and compiled for the warehouse's dialect
+(DuckDB, PostgreSQL). SQLAlchemy Core was chosen over Ibis because it is already the project's SQL
+layer (quoting, dialects, connections), adds no dependency and no import time, and every construct used
+here (CTEs, window functions, ``generate_series``, ``EXTRACT(epoch ...)``) compiles to the same SQL on
+both engines. Only constructs both engines accept are used; tests run every query on both.
+
+Times are compared as UTC instants; a **day** is a UTC calendar day numbered from 1970-01-01 and a
+**month** is a UTC calendar month numbered from January 1970, both computed from the epoch so the
+session's time zone never matters.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pandas as pd
+import sqlalchemy as sa
+
+from crm_pipelines.warehouse import Warehouse
+
+SECONDS_PER_DAY = 86_400
+
+
+def text_value(column: sa.ColumnElement[Any]) -> sa.ColumnElement[str]:
+    """Trimmed, lower-case text, as the pandas reference compares status and type columns."""
+    return sa.func.lower(sa.func.trim(column))
+
+
+def truthy(column: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
+    return sa.func.coalesce(column, sa.false())
+
+
+def instant(value: dt.datetime | pd.Timestamp | str) -> sa.ColumnElement[Any]:
+    """A UTC instant as a literal (rendered inline, so the statement can be compiled to text)."""
+    ts = pd.Timestamp(value)
+    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    return sa.cast(sa.literal(ts.strftime("%Y-%m-%d %H:%M:%S.%f+00:00")), sa.DateTime(timezone=True))
+
+
+def day_of(timestamp: sa.ColumnElement[Any]) -> sa.ColumnElement[int]:
+    """The UTC day number of a timestamp with time zone."""
+    return sa.cast(sa.func.floor(sa.extract("epoch", timestamp) / SECONDS_PER_DAY), sa.BigInteger)
+
+
+def month_of_day(day: sa.ColumnElement[int]) -> sa.ColumnElement[int]:
+    """The month number (months since January 1970) of a day number."""
+    date = sa.cast(sa.literal("1970-01-01"), sa.Date) + sa.cast(day, sa.Integer)
+    return sa.cast(
+        (sa.extract("year", date) - 1970) * 12 + sa.extract("month", date) - 1, sa.BigInteger
+    )
+
+
+def as_bigint(value: Any) -> sa.ColumnElement[int]:
+    # DuckDB sums integers to HUGEINT and PostgreSQL to NUMERIC: both read back as decimals.
+    return sa.cast(value, sa.BigInteger)
+
+
+def as_float(value: Any) -> sa.ColumnElement[float]:
+    return sa.cast(value, sa.Double)  # sa.Float is 32-bit REAL on DuckDB
+
+
+def ratio(numerator: Any, denominator: Any) -> sa.ColumnElement[float]:
+    """numerator / denominator as a float, NULL when the denominator is not positive."""
+    return sa.case((denominator > 0, as_float(numerator) / as_float(denominator)), else_=sa.null())
+
+
+def month_series(first: sa.ColumnElement[int] | int, last: int, name: str = "month") -> sa.TableValuedAlias:
+    """One row per month number from ``first`` to ``last`` (both engines know generate_series)."""
+    return sa.func.generate_series(first, last).table_valued(name).render_derived(name="months")
+
+
+def compiled(wh: Warehouse, statement: sa.Executable) -> str:
+    return str(statement.compile(dialect=wh.engine.dialect, compile_kwargs={"literal_binds": True}))
+
+
+def publish_select(wh: Warehouse, statement: sa.Select, schema: str, name: str) -> int:
+    """Run ``statement`` in the warehouse into ``schema.name``: written under a temporary name, then
+    swapped in with :meth:`Warehouse.swap_in`, so readers never see a half-built table. Returns rows."""
+    wh.ensure_schemas(schema)
+    staging_name = f"{name}__new"
+    wh.drop_table(schema, staging_name)
+    wh.execute(f"CREATE TABLE {wh.qualified(schema, staging_name)} AS {compiled(wh, statement)}")
+    rows = wh.row_count(schema, staging_name)
+    wh.swap_in(schema, staging_name, name)
+    return rows
+
