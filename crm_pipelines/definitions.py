@@ -9,6 +9,7 @@ from __future__ import annotations
 import dagster as dg
 
 from crm_pipelines.assets.core import IDENTITY_MAP, build_core_assets, build_identity_training_job, core_key
+from crm_pipelines.assets.cycle import build_cycle_assets
 from crm_pipelines.assets.facts import build_facts_assets
 from crm_pipelines.assets.marts import build_marts_assets
 from crm_pipelines.assets.predictive import build_predictive_assets
@@ -42,6 +43,7 @@ def build_definitions(config: CrmConfig) -> dg.Definitions:
             *build_facts_assets(config, kind),
             *marts,
             build_run_summary_asset(config, kind, [key for asset in marts for key in asset.keys]),
+            *build_cycle_assets(config, kind),
         ],
         jobs=[
             nightly,

@@ -131,10 +131,12 @@ def campaign_performance(
     frame["target_reached"] = frame["target_reached"].astype("boolean")
     frame["is_goal_metric"] = frame["is_goal_metric"].astype(bool)
     frame["window_complete"] = frame["window_complete"].astype(bool)
-    for name in ("customers_treatment", "customers_control", "converted_treatment", "converted_control",
-                 "window_days"):
+    for name in ("customers_treatment", "customers_control", "converted_treatment", "converted_control", "window_days"):
         frame[name] = frame[name].astype("int64")
-    floats = [c for c in PERFORMANCE_COLUMNS if c.startswith(("value_", "uplift_")) or c in
-              ("p_value", "incremental", "target_uplift")]
+    floats = [
+        c
+        for c in PERFORMANCE_COLUMNS
+        if c.startswith(("value_", "uplift_")) or c in ("p_value", "incremental", "target_uplift")
+    ]
     frame[floats] = frame[floats].astype("float64")
     return frame

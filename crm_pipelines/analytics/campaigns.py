@@ -204,15 +204,16 @@ def open_holdouts(
 ) -> pd.DataFrame:
     """Control customers (campaign, customer_id) of campaigns still being measured on the as-of day."""
     as_of = as_of_timestamp(as_of)
-    open_campaigns = [
-        c.name for c in campaigns if (end := measurement_end(c, assignments)) is not None and as_of < end
-    ]
+    open_campaigns = [c.name for c in campaigns if (end := measurement_end(c, assignments)) is not None and as_of < end]
     held = assignments[(assignments["group"] == CONTROL) & assignments["campaign"].isin(open_campaigns)]
     return held[["campaign", "customer_id"]].reset_index(drop=True)
 
 
 def with_campaigns(
-    audiences: pd.DataFrame, assignments: pd.DataFrame, holdouts: pd.DataFrame, campaigns: Sequence[CampaignSettings],
+    audiences: pd.DataFrame,
+    assignments: pd.DataFrame,
+    holdouts: pd.DataFrame,
+    campaigns: Sequence[CampaignSettings],
     as_of: pd.Timestamp,
 ) -> pd.DataFrame:
     """marts.marketing_audiences with campaigns: held-out customers removed from every audience, and one

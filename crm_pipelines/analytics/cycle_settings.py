@@ -81,8 +81,10 @@ class GoalSettings(_Settings):
     """A target for a KPI of marts.crm_kpis or a figure of marts.customer_portfolio, per period."""
 
     name: str = Field(pattern=_NAME)
-    kpi: str = Field(description="A column of marts.crm_kpis (revenue, active_customers, nps, ...) or "
-                     "customer_equity / portfolio_customers / portfolio_active_customers / portfolio_revenue.")  # fmt: skip
+    kpi: str = Field(
+        description="A column of marts.crm_kpis (revenue, active_customers, nps, ...) or customer_equity, "
+        "portfolio_customers, portfolio_active_customers, portfolio_revenue."
+    )
     target: float
     period: Literal["month", "quarter", "year"] = "month"
     direction: Literal["at_least", "at_most"] = Field(

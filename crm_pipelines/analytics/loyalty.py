@@ -24,9 +24,7 @@ def loyalty_members_query(
     i, m = identifiers.alias("i"), identity_map.alias("m")
     return (
         sa.select(m.c.customer_id)
-        .select_from(
-            i.join(m, sa.and_(i.c.source == m.c.source, i.c.source_record_id == m.c.source_record_id))
-        )
+        .select_from(i.join(m, sa.and_(i.c.source == m.c.source, i.c.source_record_id == m.c.source_record_id)))
         .where(i.c.identifier_type.in_(settings.identifiers))
         .where(i.c.identifier_value.is_not(None))
         .where(m.c.customer_id.is_not(None))

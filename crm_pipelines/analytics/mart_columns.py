@@ -8,6 +8,7 @@ from these tuples.
 from __future__ import annotations
 
 from crm_pipelines.analytics.clv.settings import ClvSettings
+from crm_pipelines.analytics.cycle_columns import CYCLE_MART_COLUMNS, LOYALTY_360_COLUMNS, LOYALTY_KPI_COLUMNS
 from crm_pipelines.schema import CUSTOMER_ID, UNIFIED_CUSTOMER_COLUMNS, Column, ColumnType
 
 
@@ -86,6 +87,7 @@ CUSTOMER_360_COLUMNS: tuple[Column, ...] = (
         "timestamp",
         "When that consent was given (the opt-in for subscribed, else the latest signal).",
     ),
+    *LOYALTY_360_COLUMNS,
 )
 
 CUSTOMER_SEGMENTS_COLUMNS: tuple[Column, ...] = (
@@ -139,6 +141,7 @@ CRM_KPIS_COLUMNS: tuple[Column, ...] = (
         "Of (customer, day) email clicks in the 30 days ending 7 days before "
         "that day, the share followed by a purchase within 7 days.",
     ),  # fmt: skip
+    *LOYALTY_KPI_COLUMNS,
 )
 
 CROSS_SELL_COLUMNS: tuple[Column, ...] = (
@@ -163,6 +166,8 @@ MARKETING_AUDIENCES_COLUMNS: tuple[Column, ...] = (
     _c("audience", "string", 'The segment the customer belongs to ("Champions").'),
     _c("email", "string", "The opted-in address to send to (lower case)."),
     _c("consent_at", "timestamp", "When the opt-in behind this export was given."),
+    _c("campaign", "string", "The campaign of a campaign audience (audience_group campaign); else null."),
+    _c("group", "string", "treatment on campaign audiences (control customers are never exported); else null."),
 )
 
 MART_COLUMNS: dict[str, tuple[Column, ...]] = {
@@ -171,6 +176,7 @@ MART_COLUMNS: dict[str, tuple[Column, ...]] = {
     "crm_kpis": CRM_KPIS_COLUMNS,
     "cross_sell_recommendations": CROSS_SELL_COLUMNS,
     "marketing_audiences": MARKETING_AUDIENCES_COLUMNS,
+    **CYCLE_MART_COLUMNS,
 }
 
 

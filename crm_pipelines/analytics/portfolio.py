@@ -129,19 +129,16 @@ def portfolio_query(history: sa.TableClause, dimension: str) -> sa.Select:
     """Per month and value of ``dimension``: customers, active customers, revenue, customer equity."""
     h = history
     segment = sa.literal("all") if dimension == "total" else h.c[dimension]
-    return (
-        sa.select(
-            h.c.month,
-            sa.literal(dimension).label("dimension"),
-            segment.label("segment"),
-            sa.func.count().label("customers"),
-            sa.func.sum(sa.case((h.c.active_month, 1), else_=0)).label("active_customers"),
-            sa.func.sum(h.c.revenue_month).label("revenue"),
-            sa.func.sum(h.c.expected_clv).label("customer_equity"),
-            sa.func.count(h.c.expected_clv).label("customers_with_clv"),
-        )
-        .group_by(h.c.month, *([] if dimension == "total" else [segment]))
-    )
+    return sa.select(
+        h.c.month,
+        sa.literal(dimension).label("dimension"),
+        segment.label("segment"),
+        sa.func.count().label("customers"),
+        sa.func.sum(sa.case((h.c.active_month, 1), else_=0)).label("active_customers"),
+        sa.func.sum(h.c.revenue_month).label("revenue"),
+        sa.func.sum(h.c.expected_clv).label("customer_equity"),
+        sa.func.count(h.c.expected_clv).label("customers_with_clv"),
+    ).group_by(h.c.month, *([] if dimension == "total" else [segment]))
 
 
 def customer_portfolio(frames: list[pd.DataFrame], as_of: pd.Timestamp) -> pd.DataFrame:
@@ -173,7 +170,7 @@ def customer_portfolio(frames: list[pd.DataFrame], as_of: pd.Timestamp) -> pd.Da
 
 def migrations_query(history: sa.TableClause, dimension: str) -> sa.Select:
     """Customers per month and (previous month's value, this month's value) of ``dimension``."""
-    before, after = history.alias("before"), history.alias("after")
+    before, after = history.alias("previous_month"), history.alias("this_month")
     return (
         sa.select(
             after.c.month,
@@ -185,9 +182,7 @@ def migrations_query(history: sa.TableClause, dimension: str) -> sa.Select:
         .select_from(
             before.join(
                 after,
-                sa.and_(
-                    before.c.customer_id == after.c.customer_id, after.c.month_index == before.c.month_index + 1
-                ),
+                sa.and_(before.c.customer_id == after.c.customer_id, after.c.month_index == before.c.month_index + 1),
             )
         )
         .group_by(after.c.month, before.c[dimension], after.c[dimension])

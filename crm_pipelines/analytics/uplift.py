@@ -46,9 +46,7 @@ def _undefined(value_treatment: float = _UNDEFINED, value_control: float = _UNDE
     return Uplift(value_treatment, value_control, nan, nan, nan, nan, nan, nan, nan)
 
 
-def proportion_uplift(
-    successes_treatment: int, n_treatment: int, successes_control: int, n_control: int
-) -> Uplift:
+def proportion_uplift(successes_treatment: int, n_treatment: int, successes_control: int, n_control: int) -> Uplift:
     """Uplift of the success rate; undefined (NaN) when a group is empty."""
     from statsmodels.stats.proportion import confint_proportions_2indep, test_proportions_2indep
 
