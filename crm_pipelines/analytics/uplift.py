@@ -48,7 +48,7 @@ def _undefined(value_treatment: float = _UNDEFINED, value_control: float = _UNDE
 
 def proportion_uplift(successes_treatment: int, n_treatment: int, successes_control: int, n_control: int) -> Uplift:
     """Uplift of the success rate; undefined (NaN) when a group is empty."""
-    from statsmodels.stats.proportion import confint_proportions_2indep, test_proportions_2indep
+    from statsmodels.stats.proportion import confint_proportions_2indep
 
     if n_treatment <= 0 or n_control <= 0:
         return _undefined(
@@ -60,6 +60,7 @@ def proportion_uplift(successes_treatment: int, n_treatment: int, successes_cont
     p_t, p_c = successes_treatment / n_treatment, successes_control / n_control
     with np.errstate(divide="ignore", invalid="ignore"):  # statsmodels also forms the ratio p1 / p2
         low, high = confint_proportions_2indep(**counts, method="newcomb", compare="diff", alpha=alpha)
+        p_value = _score_test_p_value(counts)
     if successes_control > 0:
         ratio_low, ratio_high = confint_proportions_2indep(
             **counts, method="log-adjusted", compare="ratio", alpha=alpha
@@ -67,11 +68,15 @@ def proportion_uplift(successes_treatment: int, n_treatment: int, successes_cont
         relative = (p_t / p_c - 1, ratio_low - 1, ratio_high - 1)
     else:
         relative = (_UNDEFINED,) * 3
-    if successes_treatment + successes_control in (0, n_treatment + n_control):
-        p_value = 1.0  # no variation at all: the score statistic is 0/0, and nothing speaks for a difference
-    else:
-        p_value = float(test_proportions_2indep(**counts, method="score", compare="diff").pvalue)
     return Uplift(p_t, p_c, p_t - p_c, float(low), float(high), *map(float, relative), p_value)
+
+
+def _score_test_p_value(counts: dict[str, int]) -> float:
+    from statsmodels.stats.proportion import test_proportions_2indep
+
+    if counts["count1"] + counts["count2"] in (0, counts["nobs1"] + counts["nobs2"]):
+        return 1.0  # no variation at all: the score statistic is 0/0, and nothing speaks for a difference
+    return float(test_proportions_2indep(**counts, method="score", compare="diff").pvalue)
 
 
 def mean_uplift(treatment: np.ndarray, control: np.ndarray) -> Uplift:

@@ -303,7 +303,7 @@ def _snapshots(wh: Warehouse, config: CrmConfig, as_of: pd.Timestamp) -> pd.Data
     """This month's snapshot, plus the backfilled months when there is no earlier snapshot."""
     from crm_pipelines.analytics.clv import score_customers
     from crm_pipelines.analytics.portfolio import backfill_segments, months_to_backfill, snapshot
-    from crm_pipelines.analytics.predictive_tables import clv_summary
+    from crm_pipelines.analytics.predictive_tables import clv_summary, fit_clv_models
 
     settings = config.clv
     clv_column = f"clv_{settings.clv_months}m"
@@ -322,6 +322,12 @@ def _snapshots(wh: Warehouse, config: CrmConfig, as_of: pd.Timestamp) -> pd.Data
     if backfill:
         customers = read_core(wh, "unified_customers")
         fits = latest_weekly_clv_fits(wh, settings)
+        if fits is None:  # before the first weekly refit: fit once on today's history, as the CLV mart does
+            try:
+                today = clv_summary(orders, as_of, settings)
+                fits = fit_clv_models(today, settings) if len(today) else None
+            except ValueError:
+                fits = None  # too little history for the models: equity stays unknown for those months
         for month_end in backfill:
             past = backfill_segments(customers, orders, month_end, config.segments.key_share)
             values = None
