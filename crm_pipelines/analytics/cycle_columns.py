@@ -118,6 +118,11 @@ LOYALTY_360_COLUMNS: tuple[Column, ...] = (
        "loyalty.regular_window_days (365) days up to the as-of day."),
 )  # fmt: skip
 
+CAMPAIGN_AUDIENCE_COLUMNS: tuple[Column, ...] = (
+    _c("campaign", "string", "The campaign of a campaign audience (audience_group campaign); else null."),
+    _c("group", "string", "treatment on campaign audiences (control customers are never exported); else null."),
+)
+
 LOYALTY_KPI_COLUMNS: tuple[Column, ...] = (
     _c("loyalty_members", "integer", "Customers holding a loyalty identifier (today's identifiers)."),
     _c("regular_customers", "integer", "Regular customers by that day (see customer_360.regular_customer)."),

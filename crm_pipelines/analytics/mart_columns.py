@@ -8,7 +8,12 @@ from these tuples.
 from __future__ import annotations
 
 from crm_pipelines.analytics.clv.settings import ClvSettings
-from crm_pipelines.analytics.cycle_columns import CYCLE_MART_COLUMNS, LOYALTY_360_COLUMNS, LOYALTY_KPI_COLUMNS
+from crm_pipelines.analytics.cycle_columns import (
+    CAMPAIGN_AUDIENCE_COLUMNS,
+    CYCLE_MART_COLUMNS,
+    LOYALTY_360_COLUMNS,
+    LOYALTY_KPI_COLUMNS,
+)
 from crm_pipelines.schema import CUSTOMER_ID, UNIFIED_CUSTOMER_COLUMNS, Column, ColumnType
 
 
@@ -87,7 +92,6 @@ CUSTOMER_360_COLUMNS: tuple[Column, ...] = (
         "timestamp",
         "When that consent was given (the opt-in for subscribed, else the latest signal).",
     ),
-    *LOYALTY_360_COLUMNS,
 )
 
 CUSTOMER_SEGMENTS_COLUMNS: tuple[Column, ...] = (
@@ -141,7 +145,6 @@ CRM_KPIS_COLUMNS: tuple[Column, ...] = (
         "Of (customer, day) email clicks in the 30 days ending 7 days before "
         "that day, the share followed by a purchase within 7 days.",
     ),  # fmt: skip
-    *LOYALTY_KPI_COLUMNS,
 )
 
 CROSS_SELL_COLUMNS: tuple[Column, ...] = (
@@ -166,16 +169,15 @@ MARKETING_AUDIENCES_COLUMNS: tuple[Column, ...] = (
     _c("audience", "string", 'The segment the customer belongs to ("Champions").'),
     _c("email", "string", "The opted-in address to send to (lower case)."),
     _c("consent_at", "timestamp", "When the opt-in behind this export was given."),
-    _c("campaign", "string", "The campaign of a campaign audience (audience_group campaign); else null."),
-    _c("group", "string", "treatment on campaign audiences (control customers are never exported); else null."),
 )
 
 MART_COLUMNS: dict[str, tuple[Column, ...]] = {
-    "customer_360": CUSTOMER_360_COLUMNS,
+    # Loyalty and campaign columns are added by the assets (crm_pipelines.assets.cycle_glue).
+    "customer_360": (*CUSTOMER_360_COLUMNS, *LOYALTY_360_COLUMNS),
     "customer_segments": CUSTOMER_SEGMENTS_COLUMNS,
-    "crm_kpis": CRM_KPIS_COLUMNS,
+    "crm_kpis": (*CRM_KPIS_COLUMNS, *LOYALTY_KPI_COLUMNS),
     "cross_sell_recommendations": CROSS_SELL_COLUMNS,
-    "marketing_audiences": MARKETING_AUDIENCES_COLUMNS,
+    "marketing_audiences": (*MARKETING_AUDIENCES_COLUMNS, *CAMPAIGN_AUDIENCE_COLUMNS),
     **CYCLE_MART_COLUMNS,
 }
 
