@@ -232,3 +232,22 @@ def test_campaign_configuration_errors_name_the_campaign():
     ok = config_from_dict({**base, "campaigns": [{"name": "x", "audience": "Champions", "start": "2026-01-01",
                                                   "end": "2026-02-01"}]})  # fmt: skip
     assert ok.campaigns[0].audience == ["Champions"] and ok.campaigns[0].control_share == 0.1
+
+
+def test_enrolments_follow_merged_customer_ids():
+    campaign = _campaign()
+    segments = _segments(3)
+    first = campaign_assignments([campaign], None, segments, segments["customer_id"], NO_EVENTS, set(), AS_OF)
+    history = pd.DataFrame(
+        {
+            "retired_customer_id": ["C00001", "C00002"],
+            "merged_into_customer_id": ["C00000", "C00001"],
+            "change": "merge",
+        }
+    )
+    survivors = pd.DataFrame({"customer_id": ["C00000"], "rfm_segment": ["At Risk"]})
+    after = campaign_assignments(
+        [campaign], first, survivors, survivors["customer_id"], NO_EVENTS, set(), NEXT_DAY, id_history=history
+    )
+    assert after["customer_id"].tolist() == ["C00000"]
+    assert after["group"].iloc[0] == first.loc[first["customer_id"] == "C00000", "group"].iloc[0]

@@ -147,6 +147,34 @@ def source_campaign_assignments(
     return frame
 
 
+def carried_over(existing: pd.DataFrame | None, id_history: pd.DataFrame | None) -> pd.DataFrame:
+    """The existing assignments as this run keeps them: typed, with retired ids followed."""
+    if existing is None or existing.empty:
+        return empty_assignments()
+    return follow_merges(_typed(existing), id_history)
+
+
+def follow_merges(assignments: pd.DataFrame, id_history: pd.DataFrame | None) -> pd.DataFrame:
+    """Enrolled customers whose id identity resolution retired (core.customer_id_history) continue
+    under the id that took their records; when two enrolled customers became one, her earliest
+    enrolment (and its group) stays."""
+    if id_history is None or id_history.empty or assignments.empty:
+        return assignments
+    moves = id_history.dropna(subset=["retired_customer_id", "merged_into_customer_id"])
+    successor = dict(
+        zip(moves["retired_customer_id"].astype("str"), moves["merged_into_customer_id"].astype("str"), strict=True)
+    )
+    ids = assignments["customer_id"].astype("str").to_numpy(dtype=object)
+    for _ in range(10):  # chains of merges over several runs; ten hops is far more than ever seen
+        moved = np.array([successor.get(i, i) for i in ids], dtype=object)
+        if (moved == ids).all():
+            break
+        ids = moved
+    followed = assignments.assign(customer_id=pd.array(ids, dtype="str"))
+    followed = followed.sort_values(["campaign", "customer_id", "enrolled_at"], kind="stable")
+    return followed.drop_duplicates(["campaign", "customer_id"]).reset_index(drop=True)
+
+
 def campaign_assignments(
     campaigns: Sequence[CampaignSettings],
     existing: pd.DataFrame | None,
@@ -155,12 +183,13 @@ def campaign_assignments(
     events: pd.DataFrame,
     loyalty_members: set[str],
     as_of: pd.Timestamp,
+    id_history: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """marts.campaign_assignments after this run: one row per campaign and enrolled customer.
 
     Rows of campaigns no longer configured are kept (they are history, not configuration).
     """
-    existing = empty_assignments() if existing is None or existing.empty else _typed(existing)
+    existing = carried_over(existing, id_history)
     configured = {c.name for c in campaigns}
     parts = [existing[~existing["campaign"].isin(configured)]]
     for campaign in campaigns:

@@ -4,7 +4,6 @@ Thin assets over :mod:`crm_pipelines.analytics.campaigns`, ``campaign_performanc
 ``goals``; each table is validated against its contract before it is published.
 """
 
-
 import dagster as dg
 import pandas as pd
 import sqlalchemy as sa
@@ -31,7 +30,7 @@ from crm_pipelines.checks import MART_CONTRACT, mart_suite
 from crm_pipelines.checks.suites import NON_NEGATIVE, PROBABILITY
 from crm_pipelines.config import CrmConfig
 from crm_pipelines.resources import RunWindowResource, WarehouseResource
-from crm_pipelines.schema import MARTS
+from crm_pipelines.schema import CORE, MARTS
 from crm_pipelines.warehouse import Warehouse, col
 
 
@@ -71,7 +70,7 @@ def build_cycle_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.Assets
         context: dg.AssetExecutionContext, warehouse: WarehouseResource, run_window: RunWindowResource
     ) -> dg.MaterializeResult:
         from crm_pipelines.analytics.audiences import marketing_consent
-        from crm_pipelines.analytics.campaigns import GROUPS, campaign_assignments
+        from crm_pipelines.analytics.campaigns import GROUPS, campaign_assignments, carried_over
 
         wh = warehouse.get_warehouse()
         as_of = as_of_timestamp(run_window)
@@ -84,6 +83,7 @@ def build_cycle_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.Assets
             as_of,
         )
         existing = wh.read_table(MARTS, CAMPAIGN_ASSIGNMENTS) if wh.table_exists(MARTS, CAMPAIGN_ASSIGNMENTS) else None
+        id_history = read_core(wh, "customer_id_history") if wh.table_exists(CORE, "customer_id_history") else None
         frame = campaign_assignments(
             config.campaigns,
             existing,
@@ -92,6 +92,7 @@ def build_cycle_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.Assets
             events,
             loyalty_members(wh, config),
             as_of,
+            id_history=id_history,
         )
         suite = mart_suite(
             f"{MARTS}.{CAMPAIGN_ASSIGNMENTS}",
@@ -99,8 +100,8 @@ def build_cycle_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.Assets
             allowed_values={"group": GROUPS, "assigned_by": ("hash", "source")},
             unique_keys=[["campaign", "customer_id"]],
             not_null_columns=["campaign", "customer_id", "group", "enrolled_at"],
-            # Enrolment is never undone: the table only grows (a shrink means lost assignments).
-            min_rows=len(existing) if existing is not None else 0,
+            # Enrolment is never undone: the table only grows, except where customers merged.
+            min_rows=len(carried_over(existing, id_history)),
         )
         sizes = frame.groupby(["campaign", "group"]).size().rename("customers").reset_index()
         extra = {"group_sizes": dg.MetadataValue.md(sizes.to_markdown(index=False) if len(sizes) else "_(none)_")}
