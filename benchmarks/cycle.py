@@ -76,7 +76,7 @@ def main() -> None:
         {
             "campaign": "spring",
             "customer_id": enrolled,
-            "group": assign_groups("spring", enrolled, 0.1),
+            "campaign_group": assign_groups("spring", enrolled, 0.1),
             "enrolled_at": AS_OF - pd.Timedelta(days=60),
             "assigned_by": "hash",
             "loyalty_member": rng.random(len(enrolled)) < 0.3,

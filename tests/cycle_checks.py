@@ -28,12 +28,12 @@ def assert_cycle_marts(wh: Warehouse, demo_data: Path) -> dict[str, pd.DataFrame
 
     assignments = wh.read_table(MARTS, "campaign_assignments")
     program = assignments[assignments["campaign"] == "at_risk_program"]
-    assert len(program) > 0 and set(program["group"]) <= {"treatment", "control"}
+    assert len(program) > 0 and set(program["campaign_group"]) <= {"treatment", "control"}
     audiences = wh.read_table(MARTS, "marketing_audiences")
-    assert not set(audiences["customer_id"]) & set(program.loc[program["group"] == "control", "customer_id"])
+    assert not set(audiences["customer_id"]) & set(program.loc[program["campaign_group"] == "control", "customer_id"])
     treated = audiences[audiences["audience_group"] == "campaign"]
-    assert set(treated["customer_id"]) <= set(program.loc[program["group"] == "treatment", "customer_id"])
-    assert len(treated) > 0 and (treated["group"] == "treatment").all()
+    assert set(treated["customer_id"]) <= set(program.loc[program["campaign_group"] == "treatment", "customer_id"])
+    assert len(treated) > 0 and (treated["campaign_group"] == "treatment").all()
 
     portfolio = wh.read_table(MARTS, "customer_portfolio")
     totals = portfolio[portfolio["dimension"] == "total"].sort_values("month")

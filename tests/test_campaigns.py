@@ -72,7 +72,7 @@ def test_enrolment_is_frozen_and_reruns_move_nobody():
     segments = _segments(500)
     exportable = segments["customer_id"]
     first = campaign_assignments([campaign], None, segments, exportable, core_frame("campaign_events"), set(), AS_OF)
-    assert len(first) == 500 and set(first["group"]) == {TREATMENT, CONTROL}
+    assert len(first) == 500 and set(first["campaign_group"]) == {TREATMENT, CONTROL}
     # Next day: half of them left the segment, 100 new ones arrived; nobody moves, the new join.
     later = pd.concat([_segments(250, "Champions"), _segments(600).iloc[250:]], ignore_index=True)
     second = campaign_assignments(
@@ -86,7 +86,7 @@ def test_enrolment_is_frozen_and_reruns_move_nobody():
     )
     assert len(second) == 600
     kept = second.merge(first, on=["campaign", "customer_id"], suffixes=("", "_before"))
-    assert len(kept) == 500 and (kept["group"] == kept["group_before"]).all()
+    assert len(kept) == 500 and (kept["campaign_group"] == kept["campaign_group_before"]).all()
     assert (kept["enrolled_at"] == kept["enrolled_at_before"]).all()
     new = second[~second["customer_id"].isin(first["customer_id"])]
     assert (new["enrolled_at"] == pd.Timestamp("2026-03-11", tz="UTC")).all()
@@ -133,7 +133,10 @@ def test_source_campaign_groups_come_from_sent_and_holdout_events():
     )  # fmt: skip
     campaign = CampaignSettings(name="wb", source_campaign_id="WB")
     frame = campaign_assignments([campaign], None, _segments(0), pd.Series(dtype="str"), events, {"B"}, AS_OF)
-    assert frame.set_index("customer_id")["group"].to_dict() == {"A": TREATMENT, "B": CONTROL}  # D is after as-of
+    assert frame.set_index("customer_id")["campaign_group"].to_dict() == {
+        "A": TREATMENT,
+        "B": CONTROL,
+    }  # D is after as-of
     assert frame.set_index("customer_id")["loyalty_member"].to_dict() == {"A": False, "B": True}
     assert (frame["assigned_by"] == "source").all()
 
@@ -154,13 +157,15 @@ def test_control_customers_never_reach_the_export_while_measured():
         }
     )
     holdouts = open_holdouts([campaign], assignments, AS_OF)
-    control = set(assignments.loc[assignments["group"] == CONTROL, "customer_id"])
+    control = set(assignments.loc[assignments["campaign_group"] == CONTROL, "customer_id"])
     assert set(holdouts["customer_id"]) == control and control
     export = with_campaigns(audiences, assignments, holdouts, [campaign], AS_OF)
     assert not set(export["customer_id"]) & control
     in_campaign = export[export["audience_group"] == "campaign"]
     assert set(in_campaign["customer_id"]) == set(assignments["customer_id"]) - control
-    assert (in_campaign["group"] == TREATMENT).all() and export.loc[export["campaign"].isna(), "group"].isna().all()
+    assert (in_campaign["campaign_group"] == TREATMENT).all() and export.loc[
+        export["campaign"].isna(), "campaign_group"
+    ].isna().all()
     # Once the last window closed (end + 14 days), the control group is released.
     released = open_holdouts([campaign], assignments, pd.Timestamp("2026-04-15", tz="UTC"))
     assert released.empty
@@ -183,7 +188,7 @@ def test_performance_counts_purchases_inside_each_window_only():
         {
             "campaign": "wb",
             "customer_id": ["T1", "T2", "T3", "T4", "K1", "K2"],
-            "group": [TREATMENT] * 4 + [CONTROL] * 2,
+            "campaign_group": [TREATMENT] * 4 + [CONTROL] * 2,
             "enrolled_at": enrolled,
             "assigned_by": "source",
             "loyalty_member": [True, False, True, False, True, False],
@@ -250,4 +255,4 @@ def test_enrolments_follow_merged_customer_ids():
         [campaign], first, survivors, survivors["customer_id"], NO_EVENTS, set(), NEXT_DAY, id_history=history
     )
     assert after["customer_id"].tolist() == ["C00000"]
-    assert after["group"].iloc[0] == first.loc[first["customer_id"] == "C00000", "group"].iloc[0]
+    assert after["campaign_group"].iloc[0] == first.loc[first["customer_id"] == "C00000", "campaign_group"].iloc[0]

@@ -82,13 +82,13 @@ def test_portfolio_and_migrations_in_sql_match_pandas(warehouse_url):
     expected = history.groupby(["month", "value_tier"]).agg(
         customers=("customer_id", "size"),
         active=("active_month", "sum"),
-        revenue=("revenue_month", "sum"),
+        net_revenue=("revenue_month", "sum"),
         equity=("expected_clv", "sum"),
     )
     for (month, tier), row in expected.iterrows():
         got = tiers.loc[(month, tier)]
         assert got["customers"] == row["customers"] and got["active_customers"] == row["active"]
-        assert got["revenue"] == pytest.approx(row["revenue"]) and got["customer_equity"] == pytest.approx(
+        assert got["net_revenue"] == pytest.approx(row["net_revenue"]) and got["customer_equity"] == pytest.approx(
             row["equity"]
         )
     totals = portfolio[portfolio["dimension"] == "total"].sort_values("month")
@@ -142,13 +142,13 @@ def test_snapshot_and_backfill_from_orders():
 
 def test_goals_sum_flows_and_take_levels_at_period_end():
     days = pd.date_range("2026-01-01", "2026-03-15")
-    kpis = pd.DataFrame({"date": days, "revenue": 100.0, "active_customers": np.arange(len(days), dtype=float),
+    kpis = pd.DataFrame({"kpi_date": days, "net_revenue": 100.0, "active_customers": np.arange(len(days), dtype=float),
                          "churn_rate": 0.5})  # fmt: skip
     portfolio = pd.DataFrame({"month": pd.to_datetime(["2026-01-01", "2026-02-01", "2026-03-01"]), "dimension": "total",
-                              "customers": [10, 11, 12], "active_customers": [1, 2, 3], "revenue": [5.0, 6.0, 7.0],
+                              "customers": [10, 11, 12], "active_customers": [1, 2, 3], "net_revenue": [5.0, 6.0, 7.0],
                               "customer_equity": [100.0, 90.0, 120.0]})  # fmt: skip
     goals = [
-        GoalSettings(name="rev", kpi="revenue", target=3000, start=dt.date(2026, 1, 1)),
+        GoalSettings(name="rev", kpi="net_revenue", target=3000, start=dt.date(2026, 1, 1)),
         GoalSettings(name="active", kpi="active_customers", target=50, period="quarter", start=dt.date(2026, 1, 1)),
         GoalSettings(name="churn", kpi="churn_rate", target=0.4, direction="at_most", start=dt.date(2026, 1, 1)),
         GoalSettings(name="equity", kpi="customer_equity", target=95, start=dt.date(2025, 12, 1)),
@@ -162,7 +162,7 @@ def test_goals_sum_flows_and_take_levels_at_period_end():
     assert not frame.loc[("churn", "2026-01"), "met"]
     assert pd.isna(frame.loc[("equity", "2025-12"), "met"]) and np.isnan(frame.loc[("equity", "2025-12"), "actual"])
     assert frame.loc[("equity", "2026-02"), "actual"] == 90 and not frame.loc[("equity", "2026-02"), "met"]
-    with pytest.raises(UnknownKpiError, match="goal 'x': kpi 'revenu'.*revenue"):
+    with pytest.raises(UnknownKpiError, match="goal 'x': kpi 'revenu'.*net_revenue"):
         crm_goals([GoalSettings(name="x", kpi="revenu", target=1)], kpis, portfolio, AS_OF)
 
 

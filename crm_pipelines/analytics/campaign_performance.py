@@ -62,8 +62,8 @@ def _row(
     outcomes: pd.DataFrame,
     window: dict,
 ) -> dict:
-    treated = outcomes[outcomes["group"] == TREATMENT]
-    control = outcomes[outcomes["group"] == CONTROL]
+    treated = outcomes[outcomes["campaign_group"] == TREATMENT]
+    control = outcomes[outcomes["campaign_group"] == CONTROL]
     conv_t, conv_c = int(treated["converted"].sum()), int(control["converted"].sum())
     if metric == "revenue":
         uplift: Uplift = mean_uplift(treated["revenue"].to_numpy(), control["revenue"].to_numpy())

@@ -31,7 +31,7 @@ from crm_pipelines.analytics.cycle_settings import CampaignSettings
 TREATMENT, CONTROL = "treatment", "control"
 GROUPS = (TREATMENT, CONTROL)
 HOLDOUT_EVENT = "holdout"
-ASSIGNMENT_COLUMNS = ("campaign", "customer_id", "group", "enrolled_at", "assigned_by", "loyalty_member")
+ASSIGNMENT_COLUMNS = ("campaign", "customer_id", "campaign_group", "enrolled_at", "assigned_by", "loyalty_member")
 _HASH_SCALE = float(2**64)
 
 
@@ -58,7 +58,7 @@ def empty_assignments() -> pd.DataFrame:
         {
             "campaign": pd.Series(dtype="str"),
             "customer_id": pd.Series(dtype="str"),
-            "group": pd.Series(dtype="str"),
+            "campaign_group": pd.Series(dtype="str"),
             "enrolled_at": pd.Series(dtype="datetime64[us, UTC]"),
             "assigned_by": pd.Series(dtype="str"),
             "loyalty_member": pd.Series(dtype="bool"),
@@ -98,7 +98,7 @@ def enrol_audience_campaign(
         {
             "campaign": campaign.name,
             "customer_id": pd.array(new, dtype="str"),
-            "group": pd.array(assign_groups(campaign.name, new, campaign.control_share), dtype="str"),
+            "campaign_group": pd.array(assign_groups(campaign.name, new, campaign.control_share), dtype="str"),
             "enrolled_at": pd.Timestamp(day, tz="UTC"),
             "assigned_by": "hash",
             "loyalty_member": np.isin(new, list(loyalty_members)) if len(new) else np.zeros(0, bool),
@@ -137,7 +137,7 @@ def source_campaign_assignments(
         {
             "campaign": campaign.name,
             "customer_id": pd.array(ids, dtype="str"),
-            "group": pd.array(np.where(per_customer["sent"], TREATMENT, CONTROL), dtype="str"),
+            "campaign_group": pd.array(np.where(per_customer["sent"], TREATMENT, CONTROL), dtype="str"),
             "enrolled_at": per_customer["enrolled_at"].dt.as_unit("us").to_numpy(),
             "assigned_by": "source",
             "loyalty_member": np.isin(ids, list(loyalty_members)),
@@ -208,7 +208,7 @@ def _typed(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.assign(
         campaign=frame["campaign"].astype("str"),
         customer_id=frame["customer_id"].astype("str"),
-        group=frame["group"].astype("str"),
+        campaign_group=frame["campaign_group"].astype("str"),
         enrolled_at=pd.to_datetime(frame["enrolled_at"], utc=True).dt.as_unit("us"),
         assigned_by=frame["assigned_by"].astype("str"),
         loyalty_member=frame["loyalty_member"].fillna(False).astype(bool),
@@ -234,7 +234,7 @@ def open_holdouts(
     """Control customers (campaign, customer_id) of campaigns still being measured on the as-of day."""
     as_of = as_of_timestamp(as_of)
     open_campaigns = [c.name for c in campaigns if (end := measurement_end(c, assignments)) is not None and as_of < end]
-    held = assignments[(assignments["group"] == CONTROL) & assignments["campaign"].isin(open_campaigns)]
+    held = assignments[(assignments["campaign_group"] == CONTROL) & assignments["campaign"].isin(open_campaigns)]
     return held[["campaign", "customer_id"]].reset_index(drop=True)
 
 
@@ -248,19 +248,19 @@ def with_campaigns(
     """marts.marketing_audiences with campaigns: held-out customers removed from every audience, and one
     audience per running audience campaign (audience_group ``campaign``) holding its treated customers.
 
-    Columns: those of ``audiences`` plus ``campaign`` and ``group`` (null on segment audiences).
+    Columns: those of ``audiences`` plus ``campaign`` and ``campaign_group`` (null on segment audiences).
     """
     held = set(holdouts["customer_id"].astype("str"))
     base = audiences[~audiences["customer_id"].astype("str").isin(held)].assign(
         campaign=pd.Series(pd.NA, index=audiences.index, dtype="str"),
-        group=pd.Series(pd.NA, index=audiences.index, dtype="str"),
+        campaign_group=pd.Series(pd.NA, index=audiences.index, dtype="str"),
     )
     day = as_of_timestamp(as_of).date()
     running = [c.name for c in campaigns if not c.source_campaign_id and c.start <= day <= c.end]
-    treated = assignments[(assignments["group"] == TREATMENT) & assignments["campaign"].isin(running)]
+    treated = assignments[(assignments["campaign_group"] == TREATMENT) & assignments["campaign"].isin(running)]
     treated = treated[~treated["customer_id"].isin(held)]
     contact = audiences.drop_duplicates("customer_id")[["customer_id", "email", "consent_at"]]
-    rows = treated[["campaign", "customer_id", "group"]].merge(contact, on="customer_id", how="inner")
+    rows = treated[["campaign", "customer_id", "campaign_group"]].merge(contact, on="customer_id", how="inner")
     rows = rows.assign(audience_group="campaign", audience=rows["campaign"])
     if rows.empty:
         return base.reset_index(drop=True)

@@ -26,7 +26,7 @@ _MONTH = _c("month", "date", "The calendar month (first day).")
 CAMPAIGN_ASSIGNMENTS_COLUMNS: tuple[Column, ...] = (
     _CAMPAIGN,
     CUSTOMER_ID,
-    _c("group", "string", "treatment (may be contacted) or control (held out, never exported while measured)."),
+    _c("campaign_group", "string", "treatment (may be contacted) or control (held out, not exported while measured)."),
     _c("enrolled_at", "timestamp", "When she entered the campaign: the enrolling run's as-of day, or her first "
        "sent/holdout event for a source campaign. Her measurement window starts that day."),
     _c("assigned_by", "string", "hash (stable hash of campaign and customer_id) or source (the events)."),
@@ -80,7 +80,7 @@ CUSTOMER_PORTFOLIO_COLUMNS: tuple[Column, ...] = (
     _c("segment", "string", "The tier, segment or cell (all for total)."),
     _c("customers", "integer", "Customers in the snapshot."),
     _c("active_customers", "integer", "Of those, with a purchase in the month."),
-    _c("revenue", "float", "Their net revenue in the month."),
+    _c("net_revenue", "float", "Their net revenue in the month."),
     _c("customer_equity", "float", "Sum of their expected CLV; null when no CLV was known that month."),
     _c("equity_change", "float", "customer_equity minus the previous month's; null for the first month."),
     _c("equity_share", "float", "customer_equity / the month's total equity."),
@@ -120,7 +120,9 @@ LOYALTY_360_COLUMNS: tuple[Column, ...] = (
 
 CAMPAIGN_AUDIENCE_COLUMNS: tuple[Column, ...] = (
     _c("campaign", "string", "The campaign of a campaign audience (audience_group campaign); else null."),
-    _c("group", "string", "treatment on campaign audiences (control customers are never exported); else null."),
+    _c(
+        "campaign_group", "string", "treatment on campaign audiences (control customers are never exported); else null."
+    ),
 )
 
 LOYALTY_KPI_COLUMNS: tuple[Column, ...] = (
@@ -135,4 +137,22 @@ CYCLE_MART_COLUMNS: dict[str, tuple[Column, ...]] = {
     CUSTOMER_PORTFOLIO: CUSTOMER_PORTFOLIO_COLUMNS,
     SEGMENT_MIGRATIONS: SEGMENT_MIGRATIONS_COLUMNS,
     CRM_GOALS: CRM_GOALS_COLUMNS,
+}
+
+# Primary key on PostgreSQL, and the "One row per" of docs/marts.md (merged into mart_boundary's tables).
+CYCLE_MART_KEYS: dict[str, tuple[str, ...]] = {
+    CAMPAIGN_ASSIGNMENTS: ("campaign", "customer_id"),
+    CAMPAIGN_PERFORMANCE: ("campaign", "metric", "subgroup"),
+    SEGMENT_HISTORY: ("customer_id", "month"),
+    CUSTOMER_PORTFOLIO: ("month", "dimension", "segment"),
+    SEGMENT_MIGRATIONS: ("month", "dimension", "from_segment", "to_segment"),
+    CRM_GOALS: ("goal", "period"),
+}
+CYCLE_MART_GRAIN: dict[str, str] = {
+    CAMPAIGN_ASSIGNMENTS: "campaign and enrolled customer",
+    CAMPAIGN_PERFORMANCE: "campaign, metric and subgroup",
+    SEGMENT_HISTORY: "customer and month",
+    CUSTOMER_PORTFOLIO: "month, dimension and segment",
+    SEGMENT_MIGRATIONS: "month, dimension and from/to segment",
+    CRM_GOALS: "goal and period",
 }

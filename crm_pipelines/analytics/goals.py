@@ -2,7 +2,7 @@
 
 A goal's actual value for a period (docs/marts.md, "Goals"):
 
-- counts that add up over days (orders, revenue, new customers, tickets opened) and portfolio revenue
+- counts that add up over days (purchases, net revenue, new customers, tickets opened) and portfolio revenue
   are summed over the period's days (months) up to the as-of day;
 - every other figure (active customers, retention and churn rate, NPS, customer equity, ...) is its
   value on the period's last day (month) up to the as-of day: a level, not a sum.
@@ -20,15 +20,16 @@ import pandas as pd
 from crm_pipelines.analytics.activity import as_of_timestamp
 from crm_pipelines.analytics.cycle_settings import GoalSettings
 
-SUMMED_KPIS = frozenset({"new_customers", "orders", "revenue", "tickets_opened", "portfolio_revenue"})
+SUMMED_KPIS = frozenset({"new_customers", "purchases", "net_revenue", "tickets_opened", "portfolio_revenue"})
 # Goal names for the portfolio's monthly totals -> column of marts.customer_portfolio (dimension total).
 PORTFOLIO_KPIS = {
     "customer_equity": "customer_equity",
     "portfolio_customers": "customers",
     "portfolio_active_customers": "active_customers",
-    "portfolio_revenue": "revenue",
+    "portfolio_revenue": "net_revenue",
 }
 DEFAULT_PERIODS = 12
+KPI_DATE = "kpi_date"  # marts.crm_kpis as published (BI-safe names)
 _FREQ = {"month": "M", "quarter": "Q", "year": "Y"}
 GOAL_COLUMNS = (
     "goal", "kpi", "period", "period_start", "period_end", "target", "actual", "gap", "met", "direction",
@@ -48,13 +49,13 @@ def kpi_series(goal: GoalSettings, kpis: pd.DataFrame, portfolio: pd.DataFrame) 
             totals[PORTFOLIO_KPIS[goal.kpi]].to_numpy(dtype="float64"),
             index=pd.to_datetime(totals["month"]),
         ).sort_index()
-    if goal.kpi == "date" or goal.kpi not in kpis.columns:
-        known = sorted([c for c in kpis.columns if c != "date"] + list(PORTFOLIO_KPIS))
+    if goal.kpi == KPI_DATE or goal.kpi not in kpis.columns:
+        known = sorted([c for c in kpis.columns if c != KPI_DATE] + list(PORTFOLIO_KPIS))
         raise UnknownKpiError(f"goal {goal.name!r}: kpi {goal.kpi!r} is not a crm_kpis column nor a portfolio "
                               f"figure; use one of {known}")  # fmt: skip
     return pd.Series(
         pd.to_numeric(kpis[goal.kpi], errors="coerce").to_numpy(dtype="float64"),
-        index=pd.to_datetime(kpis["date"]),
+        index=pd.to_datetime(kpis[KPI_DATE]),
     ).sort_index()
 
 

@@ -135,7 +135,7 @@ def portfolio_query(history: sa.TableClause, dimension: str) -> sa.Select:
         segment.label("segment"),
         sa.func.count().label("customers"),
         sa.func.sum(sa.case((h.c.active_month, 1), else_=0)).label("active_customers"),
-        sa.func.sum(h.c.revenue_month).label("revenue"),
+        sa.func.sum(h.c.revenue_month).label("net_revenue"),
         sa.func.sum(h.c.expected_clv).label("customer_equity"),
         sa.func.count(h.c.expected_clv).label("customers_with_clv"),
     ).group_by(h.c.month, *([] if dimension == "total" else [segment]))
@@ -146,12 +146,12 @@ def customer_portfolio(frames: list[pd.DataFrame], as_of: pd.Timestamp) -> pd.Da
     since the previous month, the equity share of the month, and whether the month is complete."""
     frame = pd.concat([f for f in frames if len(f)], ignore_index=True) if any(len(f) for f in frames) else None
     if frame is None:
-        frame = pd.DataFrame(columns=["month", "dimension", "segment", "customers", "active_customers", "revenue",
+        frame = pd.DataFrame(columns=["month", "dimension", "segment", "customers", "active_customers", "net_revenue",
                                       "customer_equity", "customers_with_clv"])  # fmt: skip
     frame["month"] = pd.to_datetime(frame["month"]).dt.tz_localize(None).dt.as_unit("us")
     for name in ("customers", "active_customers", "customers_with_clv"):
         frame[name] = pd.to_numeric(frame[name]).fillna(0).astype("int64")
-    for name in ("revenue", "customer_equity"):
+    for name in ("net_revenue", "customer_equity"):
         frame[name] = pd.to_numeric(frame[name]).astype("float64")
     frame.loc[frame["customers_with_clv"] == 0, "customer_equity"] = np.nan
     frame = frame.sort_values(["dimension", "segment", "month"], ignore_index=True)

@@ -17,13 +17,14 @@ from crm_pipelines.analytics.cycle_columns import (
     SEGMENT_HISTORY,
     SEGMENT_MIGRATIONS,
 )
+from crm_pipelines.analytics.mart_boundary import MART_KEYS
 from crm_pipelines.analytics.mart_columns import CLV
 from crm_pipelines.assets.core import IDENTITY_MAP, core_key
 from crm_pipelines.assets.cycle_glue import loyalty_members
 from crm_pipelines.assets.marts import as_of_timestamp, core_deps, mart_key, publish_mart, read_core, validate_mart
 from crm_pipelines.assets.metadata import table_metadata
 from crm_pipelines.assets.modeling import image_md, latest_weekly_clv_fits, metadata_number, read_orders
-from crm_pipelines.assets.publishing import blocking_failures, publish_checked
+from crm_pipelines.assets.publishing import blocking_failures, publish_checked, table_docs
 from crm_pipelines.assets.staging import staging_key
 from crm_pipelines.assets.validation import validated_check_specs
 from crm_pipelines.checks import MART_CONTRACT, mart_suite
@@ -97,13 +98,13 @@ def build_cycle_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.Assets
         suite = mart_suite(
             f"{MARTS}.{CAMPAIGN_ASSIGNMENTS}",
             columns=_columns(CAMPAIGN_ASSIGNMENTS),
-            allowed_values={"group": GROUPS, "assigned_by": ("hash", "source")},
+            allowed_values={"campaign_group": GROUPS, "assigned_by": ("hash", "source")},
             unique_keys=[["campaign", "customer_id"]],
-            not_null_columns=["campaign", "customer_id", "group", "enrolled_at"],
+            not_null_columns=["campaign", "customer_id", "campaign_group", "enrolled_at"],
             # Enrolment is never undone: the table only grows, except where customers merged.
             min_rows=len(carried_over(existing, id_history)),
         )
-        sizes = frame.groupby(["campaign", "group"]).size().rename("customers").reset_index()
+        sizes = frame.groupby(["campaign", "campaign_group"]).size().rename("customers").reset_index()
         extra = {"group_sizes": dg.MetadataValue.md(sizes.to_markdown(index=False) if len(sizes) else "_(none)_")}
         return publish_mart(context, config, wh, CAMPAIGN_ASSIGNMENTS, frame, suite, extra=extra)
 
@@ -208,7 +209,7 @@ def build_cycle_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.Assets
         extra = {
             "equity_by_month": dg.MetadataValue.md(
                 total[
-                    ["month", "customers", "active_customers", "revenue", "customer_equity", "equity_change"]
+                    ["month", "customers", "active_customers", "net_revenue", "customer_equity", "equity_change"]
                 ].to_markdown(index=False, floatfmt=",.0f")
             ),
             "latest_customer_equity": metadata_number(total["customer_equity"].iloc[-1]) if len(total) else None,
@@ -357,6 +358,9 @@ def _replace_months(
     if wh.table_exists(MARTS, SEGMENT_HISTORY):
         wh.delete(MARTS, SEGMENT_HISTORY, col("month_index").in_(months))
     wh.write_table(frame, MARTS, SEGMENT_HISTORY, mode="append", column_types=types)
+    wh.document(
+        MARTS, SEGMENT_HISTORY, table_docs(SEGMENT_HISTORY, SEGMENT_HISTORY_COLUMNS, MART_KEYS[SEGMENT_HISTORY])
+    )
     metadata = table_metadata(wh, MARTS, SEGMENT_HISTORY, frame, SEGMENT_HISTORY_COLUMNS, extra)
     metadata.update({"dagster/row_count": wh.row_count(MARTS, SEGMENT_HISTORY), "rows_written": len(frame),
                      "published": True})  # fmt: skip

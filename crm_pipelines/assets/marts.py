@@ -236,9 +236,9 @@ def build_marts_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.Assets
         suite = mart_suite(
             f"{MARTS}.marketing_audiences",
             columns=[c.name for c in MART_COLUMNS["marketing_audiences"]],
-            unique_keys=[["customer_id", "audience_group", "audience"]],
+            unique_keys=[["customer_id", "audience"]],
             not_null_columns=["customer_id", "audience", "email"],
-            allowed_values={"group": ["treatment"]},
+            allowed_values={"campaign_group": ["treatment"]},
         )
         extra = {
             "consent_summary": dg.MetadataValue.md(consent_summary(consent).to_markdown(index=False)),
