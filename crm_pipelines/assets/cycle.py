@@ -20,10 +20,11 @@ from crm_pipelines.analytics.cycle_columns import (
 from crm_pipelines.analytics.mart_boundary import MART_KEYS
 from crm_pipelines.analytics.mart_columns import CLV
 from crm_pipelines.assets.core import IDENTITY_MAP, core_key
+from crm_pipelines.assets.cycle_glue import core_orders as read_orders
 from crm_pipelines.assets.cycle_glue import loyalty_members
 from crm_pipelines.assets.marts import as_of_timestamp, core_deps, mart_key, publish_mart, read_core, validate_mart
 from crm_pipelines.assets.metadata import table_metadata
-from crm_pipelines.assets.modeling import image_md, latest_weekly_clv_fits, metadata_number, read_orders
+from crm_pipelines.assets.modeling import image_md, latest_weekly_clv_fits, metadata_number
 from crm_pipelines.assets.publishing import blocking_failures, publish_checked, table_docs
 from crm_pipelines.assets.staging import staging_key
 from crm_pipelines.assets.validation import validated_check_specs

@@ -31,7 +31,7 @@ def loyalty_members(wh: Warehouse, config: CrmConfig) -> set[str]:
     return set(members["customer_id"].astype("str"))
 
 
-def _orders(wh: Warehouse) -> pd.DataFrame:
+def core_orders(wh: Warehouse) -> pd.DataFrame:
     return wh.read_table(CORE, "orders") if wh.table_exists(CORE, "orders") else core_frame("orders")
 
 
@@ -56,7 +56,7 @@ def loyalty_frame(wh: Warehouse, config: CrmConfig, customers: pd.DataFrame, as_
     """customer_id, loyalty_member, regular_customer (joins customer_360)."""
     from crm_pipelines.analytics.loyalty import loyalty_columns
 
-    return loyalty_columns(customers, _orders(wh), loyalty_members(wh, config), as_of, config.loyalty)
+    return loyalty_columns(customers, core_orders(wh), loyalty_members(wh, config), as_of, config.loyalty)
 
 
 def with_loyalty_kpis(wh: Warehouse, config: CrmConfig, kpis: pd.DataFrame) -> pd.DataFrame:
@@ -67,5 +67,5 @@ def with_loyalty_kpis(wh: Warehouse, config: CrmConfig, kpis: pd.DataFrame) -> p
         return kpis.assign(loyalty_members=pd.Series(dtype="int64"), regular_customers=pd.Series(dtype="int64"))
     customers = wh.read_table(CORE, "unified_customers", columns=["customer_id"])
     dates = kpis["kpi_date"] if "kpi_date" in kpis else kpis["date"]  # read in SQL with the mart's names
-    daily = daily_loyalty_kpis(dates, _orders(wh), customers, loyalty_members(wh, config), config.loyalty)
+    daily = daily_loyalty_kpis(dates, core_orders(wh), customers, loyalty_members(wh, config), config.loyalty)
     return pd.concat([kpis, daily], axis=1)
