@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from crm_pipelines.analytics.clv.settings import ClvSettings
+from crm_pipelines.analytics.cycle_settings import CampaignSettings, GoalSettings, LoyaltySettings, PortfolioSettings
 from crm_pipelines.analytics.segment_settings import SegmentationSettings
 from crm_pipelines.identity.settings import IdentitySettings
 from crm_pipelines.schema import ENTITIES
@@ -274,6 +275,10 @@ class CrmConfig(_Model):
     segments: SegmentationSettings = SegmentationSettings()
     clv: ClvSettings = ClvSettings()
     bi: BiConfig = BiConfig()
+    campaigns: list[CampaignSettings] = Field(default_factory=list)
+    goals: list[GoalSettings] = Field(default_factory=list)
+    loyalty: LoyaltySettings = LoyaltySettings()
+    portfolio: PortfolioSettings = PortfolioSettings()
     base_dir: Path = Field(PROJECT_ROOT, exclude=True, description="Directory of the config file.")
     warehouse_url_reference: str | None = Field(
         None, exclude=True, description="warehouse.url before ${ENV} expansion: what Dagster may store."
@@ -298,6 +303,11 @@ class CrmConfig(_Model):
         bad_rates = {c: r for c, r in self.fx_rates.items() if not r > 0}
         if bad_rates:
             raise ValueError(f"fx_rates: rates must be positive numbers, got {bad_rates}")
+        for kind, items in (("campaigns", self.campaigns), ("goals", self.goals)):
+            names = [item.name for item in items]
+            dupes = sorted({n for n in names if names.count(n) > 1})
+            if dupes:
+                raise ValueError(f"{kind}: names must be unique, repeated: {dupes}")
         if self.reporting_currency not in self.fx_rates:
             raise ValueError(f"fx_rates: has no rate for the reporting currency {self.reporting_currency}")
         return self

@@ -10,6 +10,7 @@ import dagster as dg
 
 from crm_pipelines.assets.bi import build_bi_assets
 from crm_pipelines.assets.core import IDENTITY_MAP, build_core_assets, build_identity_training_job, core_key
+from crm_pipelines.assets.cycle import build_cycle_assets
 from crm_pipelines.assets.facts import build_facts_assets
 from crm_pipelines.assets.marts import build_marts_assets
 from crm_pipelines.assets.predictive import build_predictive_assets
@@ -35,6 +36,7 @@ def build_definitions(config: CrmConfig) -> dg.Definitions:
     nightly = build_nightly_job(kind)
     weekly_refit = build_weekly_refit_job(kind)
     marts = [*build_marts_assets(config, kind), *build_predictive_assets(config, kind)]
+    cycle = build_cycle_assets(config, kind)
     return dg.Definitions(
         assets=[
             *build_raw_assets(config, kind),
@@ -42,7 +44,9 @@ def build_definitions(config: CrmConfig) -> dg.Definitions:
             *build_core_assets(config, kind),
             *build_facts_assets(config, kind),
             *marts,
-            *build_bi_assets(config, warehouse, [key for asset in marts for key in asset.keys]),
+            *cycle,
+            # The BI file copies every marts table, the campaign, portfolio and loyalty marts among them.
+            *build_bi_assets(config, warehouse, [key for asset in [*marts, *cycle] for key in asset.keys]),
             build_run_summary_asset(config, kind, [key for asset in marts for key in asset.keys]),
         ],
         jobs=[

@@ -165,7 +165,7 @@ CAMPAIGN_EVENTS = Entity(
         _c("source_customer_id", "string", "Subscriber's record id in the same source."),
         _c("email", "string", "Subscriber email, normalized."),
         _c("campaign_id", "string", "Campaign id."),
-        _c("event_type", "string", "sent, open, click, unsubscribe or bounce.", required=True),
+        _c("event_type", "string", "sent, open, click, unsubscribe, bounce or holdout (control group).", required=True),
         _c("occurred_at", "timestamp", "When it happened (UTC).", required=True),
     ),
 )

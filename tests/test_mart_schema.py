@@ -37,6 +37,12 @@ PRIMARY_TIME = {
     "clv_model_params": "fitted_at",
     "clv_model_diagnostics": "as_of",
     "churn_model_metrics": "trained_at",
+    "campaign_assignments": "enrolled_at",
+    "campaign_performance": "first_enrolled_at",
+    "customer_segment_history": "month",
+    "customer_portfolio": "month",
+    "segment_migrations": "month",
+    "crm_goals": "period_start",
 }
 
 

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import dagster as dg
 import duckdb
+import pandas as pd
 import pytest
 import yaml
+from cycle_checks import assert_cycle_marts
 
 from crm_pipelines.bi_file import mart_tables
 from crm_pipelines.config import PROJECT_ROOT, config_from_dict
@@ -127,6 +129,7 @@ def test_nightly_job_end_to_end(demo_dir, warehouse_url):
         assert len(frame) == len(unified) and frame["customer_id"].is_unique, mart
     for mart in OTHER_MARTS:
         assert wh.row_count(MARTS, mart) > 0, mart
+    cycle = assert_cycle_marts(wh, demo_dir / "data" / "demo")
 
     # A second run on the same day adds no duplicates to raw.
     before = {(s.name, t): wh.row_count(RAW, raw_table_name(s.name, t)) for s in config.sources for t in s.entities}
@@ -136,6 +139,9 @@ def test_nightly_job_end_to_end(demo_dir, warehouse_url):
     assert ids_after.sort_index().equals(ids_before.sort_index()), "customer ids changed between identical runs"
     after = {(s.name, t): wh.row_count(RAW, raw_table_name(s.name, t)) for s in config.sources for t in s.entities}
     assert before == after
+    # Nobody changes campaign group, and the month's snapshot is replaced, not appended.
+    pd.testing.assert_frame_equal(wh.read_table(MARTS, "campaign_assignments"), cycle["assignments"])
+    assert wh.row_count(MARTS, "customer_segment_history") == len(cycle["history"])
     assert_bi_safe_marts(wh)
 
 

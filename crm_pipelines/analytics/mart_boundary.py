@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import pandas as pd
 
 from crm_pipelines.analytics.clv.settings import ClvSettings
+from crm_pipelines.analytics.cycle_columns import CYCLE_MART_GRAIN, CYCLE_MART_KEYS
 from crm_pipelines.analytics.mart_columns import (
     CHURN_RISK,
     CLV,
@@ -53,6 +54,7 @@ MART_KEYS: dict[str, tuple[str, ...]] = {
     "clv_model_params": ("run_id", "model", "parameter"),
     "clv_model_diagnostics": ("run_id", "calibration_frequency"),
     "churn_model_metrics": ("run_id",),
+    **CYCLE_MART_KEYS,
 }
 
 MART_GRAIN: dict[str, str] = {
@@ -68,6 +70,7 @@ MART_GRAIN: dict[str, str] = {
     "clv_model_params": "weekly run, model and parameter (history)",
     "clv_model_diagnostics": "weekly run and calibration-frequency bucket (history)",
     "churn_model_metrics": "weekly run (history)",
+    **CYCLE_MART_GRAIN,
 }
 
 # The per-customer marts customer_360 left-joins, and their columns it does not repeat (they restate

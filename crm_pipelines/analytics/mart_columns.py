@@ -8,6 +8,12 @@ from these tuples.
 from __future__ import annotations
 
 from crm_pipelines.analytics.clv.settings import ClvSettings
+from crm_pipelines.analytics.cycle_columns import (
+    CAMPAIGN_AUDIENCE_COLUMNS,
+    CYCLE_MART_COLUMNS,
+    LOYALTY_360_COLUMNS,
+    LOYALTY_KPI_COLUMNS,
+)
 from crm_pipelines.schema import CUSTOMER_ID, UNIFIED_CUSTOMER_COLUMNS, Column, ColumnType
 
 
@@ -166,11 +172,13 @@ MARKETING_AUDIENCES_COLUMNS: tuple[Column, ...] = (
 )
 
 MART_COLUMNS: dict[str, tuple[Column, ...]] = {
-    "customer_360": CUSTOMER_360_COLUMNS,
+    # Loyalty and campaign columns are added by the assets (crm_pipelines.assets.cycle_glue).
+    "customer_360": (*CUSTOMER_360_COLUMNS, *LOYALTY_360_COLUMNS),
     "customer_segments": CUSTOMER_SEGMENTS_COLUMNS,
-    "crm_kpis": CRM_KPIS_COLUMNS,
+    "crm_kpis": (*CRM_KPIS_COLUMNS, *LOYALTY_KPI_COLUMNS),
     "cross_sell_recommendations": CROSS_SELL_COLUMNS,
-    "marketing_audiences": MARKETING_AUDIENCES_COLUMNS,
+    "marketing_audiences": (*MARKETING_AUDIENCES_COLUMNS, *CAMPAIGN_AUDIENCE_COLUMNS),
+    **CYCLE_MART_COLUMNS,
 }
 
 

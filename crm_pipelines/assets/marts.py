@@ -10,6 +10,7 @@ import pandas as pd
 from crm_pipelines.analytics.mart_boundary import CUSTOMER_360_EXTRAS, MART_KEYS, customer_360_columns, to_mart_frame
 from crm_pipelines.analytics.mart_columns import MART_COLUMNS
 from crm_pipelines.assets.core import core_key
+from crm_pipelines.assets.cycle_glue import campaign_audiences, loyalty_frame, with_loyalty_kpis
 from crm_pipelines.assets.privacy import address_suppression
 from crm_pipelines.assets.publishing import publish_checked
 from crm_pipelines.assets.validation import validate_table, validated_check_specs
@@ -152,6 +153,7 @@ def build_marts_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.Assets
         wh = warehouse.get_warehouse()
         ensure_core_inputs(wh, "orders", "support_tickets", "campaign_events", "survey_responses")
         kpis = read_crm_kpis(wh, run_window.cutoff(), config.clv.purchase_statuses)
+        kpis = with_loyalty_kpis(wh, config, kpis)
         rate_columns = [
             c for c in ("retention_rate", "churn_rate", "resolved_share", "email_conversion_rate") if c in kpis.columns
         ]
@@ -206,11 +208,13 @@ def build_marts_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.Assets
         kinds=kinds,
         deps=[
             mart_key("customer_segments"),
+            mart_key("campaign_assignments"),
             *core_deps(config, "unified_customers", "subscriptions", "campaign_events"),
         ],
         description="Segment audiences for campaigns, with only customers whose latest consent is an "
         "opt-in and "
-        "who did not unsubscribe or withdraw afterwards in any source.",
+        "who did not unsubscribe or withdraw afterwards in any source; running campaigns' treated "
+        "customers, and no control customer of a campaign still measured.",
         check_specs=validated_check_specs(mart_key("marketing_audiences"), MART_CONTRACT),
     )
     def marketing_audiences_mart(
@@ -227,17 +231,20 @@ def build_marts_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.Assets
         audiences = marketing_audiences(
             segments, subscriptions, events, as_of, customers=customers, suppressed=suppressed
         )
+        audiences, held_out = campaign_audiences(wh, config, audiences, as_of)
         consent = marketing_consent(segments, subscriptions, events, as_of)
         suite = mart_suite(
             f"{MARTS}.marketing_audiences",
             columns=[c.name for c in MART_COLUMNS["marketing_audiences"]],
             unique_keys=[["customer_id", "audience"]],
             not_null_columns=["customer_id", "audience", "email"],
+            allowed_values={"campaign_group": ["treatment"]},
         )
         extra = {
             "consent_summary": dg.MetadataValue.md(consent_summary(consent).to_markdown(index=False)),
             "customers_exportable": int(audiences["customer_id"].nunique()) if len(audiences) else 0,
             "addresses_suppressed": len(suppressed),
+            "customers_held_out": held_out,
         }
         return publish_mart(context, config, wh, "marketing_audiences", audiences, suite, extra=extra)
 
@@ -269,6 +276,9 @@ def build_marts_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.Assets
         ensure_core_inputs(wh, "order_items", "subscriptions", "campaign_events")
         extras = [(t, drop) for t, drop in CUSTOMER_360_EXTRAS if wh.table_exists(MARTS, t)]
         view = wh.query(customer_360_select(wh, run_window.cutoff(), extras))
+        view = view.merge(
+            loyalty_frame(wh, config, view[["customer_id"]], as_of_timestamp(run_window)), on="customer_id", how="left"
+        )
         suite = mart_suite(
             f"{MARTS}.customer_360",
             columns=[c.name for c in MART_COLUMNS["customer_360"]],

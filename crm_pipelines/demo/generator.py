@@ -15,6 +15,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
 from crm_pipelines.demo.arrays import DAY, concat, int_strings, json_lines, rng_for
+from crm_pipelines.demo.campaigns import CAMPAIGN_TRUTH_FILE, append_events, run_campaign, true_uplift, write_truth
 from crm_pipelines.demo.catalogue import build_catalogue
 from crm_pipelines.demo.crm import crm_export
 from crm_pipelines.demo.email_tool import email_tool
@@ -59,6 +60,7 @@ FILES = (
     EMAIL_EVENTS_FILE,
     SURVEY_RESPONSES_FILE,
     GROUND_TRUTH_FILE,
+    CAMPAIGN_TRUTH_FILE,
 )
 
 
@@ -175,9 +177,11 @@ def generate(
     )
     counts[EMAIL_SUBSCRIBERS_FILE] = _write_csv(out_dir / EMAIL_SUBSCRIBERS_FILE, emails.subscribers)
     counts[EMAIL_EVENTS_FILE] = _write_csv(out_dir / EMAIL_EVENTS_FILE, emails.events)
+    campaign = run_campaign(seed, emails, is_buyer, first_contact, end_ts)
+    counts[EMAIL_EVENTS_FILE] += append_events(out_dir / EMAIL_EVENTS_FILE, campaign)
     truth.append(_email_truth(EMAIL, emails.subscribers, "email", person_id, emails.subscriber_person))
-    buyer = np.concatenate([purchases.person, emails.click_purchases[0]])
-    bought_at = np.concatenate([purchases.time, emails.click_purchases[1]])
+    buyer = np.concatenate([purchases.person, emails.click_purchases[0], campaign.purchases[0]])
+    bought_at = np.concatenate([purchases.time, emails.click_purchases[1], campaign.purchases[1]])
     del emails, purchases
 
     account = account_for_purchases(rng, accounts, buyer, bought_at)
@@ -185,6 +189,7 @@ def generate(
         rng, build_catalogue(), population, accounts, account, bought_at, end_ts, messiness
     )
     del buyer, bought_at, account
+    counts[CAMPAIGN_TRUTH_FILE] = write_truth(out_dir / CAMPAIGN_TRUTH_FILE, true_uplift(campaign, orders))
     shop_tables["customers"] = accounts.customers
     for table, rows in write_shop_database(out_dir / SHOP_DATABASE_FILE, shop_tables).items():
         counts[f"{SHOP_DATABASE_FILE}:{table}"] = rows

@@ -67,6 +67,8 @@ EVENT_TYPES = _invert(
         "click": ("clicked", "clicks", "link click"),
         "unsubscribe": ("unsubscribed", "opt-out", "optout"),
         "bounce": ("bounced", "hard_bounce", "soft_bounce", "hard bounce", "soft bounce", "dropped"),
+        # Enrolment in a campaign's control group: the customer was deliberately not sent the campaign.
+        "holdout": ("control", "control_group", "control group", "held_out", "held out", "holdout_enrolled"),
     }
 )
 

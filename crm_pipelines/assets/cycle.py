@@ -1,0 +1,368 @@
+"""``marts``: did CRM work pay off? Campaign groups and uplift, portfolio value, migrations, goals.
+
+Thin assets over :mod:`crm_pipelines.analytics.campaigns`, ``campaign_performance``, ``portfolio`` and
+``goals``; each table is validated against its contract before it is published.
+"""
+
+import dagster as dg
+import pandas as pd
+import sqlalchemy as sa
+
+from crm_pipelines.analytics.cycle_columns import (
+    CAMPAIGN_ASSIGNMENTS,
+    CAMPAIGN_PERFORMANCE,
+    CRM_GOALS,
+    CUSTOMER_PORTFOLIO,
+    CYCLE_MART_COLUMNS,
+    SEGMENT_HISTORY,
+    SEGMENT_MIGRATIONS,
+)
+from crm_pipelines.analytics.mart_boundary import MART_KEYS
+from crm_pipelines.analytics.mart_columns import CLV
+from crm_pipelines.assets.core import IDENTITY_MAP, core_key
+from crm_pipelines.assets.cycle_glue import core_orders as read_orders
+from crm_pipelines.assets.cycle_glue import loyalty_members
+from crm_pipelines.assets.marts import as_of_timestamp, core_deps, mart_key, publish_mart, read_core, validate_mart
+from crm_pipelines.assets.metadata import table_metadata
+from crm_pipelines.assets.modeling import image_md, latest_weekly_clv_fits, metadata_number
+from crm_pipelines.assets.publishing import blocking_failures, publish_checked, table_docs
+from crm_pipelines.assets.staging import staging_key
+from crm_pipelines.assets.validation import validated_check_specs
+from crm_pipelines.checks import MART_CONTRACT, mart_suite
+from crm_pipelines.checks.suites import NON_NEGATIVE, PROBABILITY
+from crm_pipelines.config import CrmConfig
+from crm_pipelines.resources import RunWindowResource, WarehouseResource
+from crm_pipelines.schema import CORE, MARTS
+from crm_pipelines.warehouse import Warehouse, col
+
+
+def loyalty_deps(config: CrmConfig) -> list[dg.AssetKey]:
+    return [core_key(IDENTITY_MAP), *([staging_key("customer_identifiers")] if config.sources_for("customers") else [])]
+
+
+def _columns(table: str) -> list[str]:
+    return [c.name for c in CYCLE_MART_COLUMNS[table]]
+
+
+def _asset(table: str, description: str, deps: list[dg.AssetKey], kinds: set[str]) -> dict:
+    return {
+        "key": mart_key(table),
+        "group_name": MARTS,
+        "kinds": kinds,
+        "deps": deps,
+        "description": description,
+        "check_specs": validated_check_specs(mart_key(table), MART_CONTRACT),
+    }
+
+
+def build_cycle_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.AssetsDefinition]:
+    kinds = {"pandas", warehouse_kind}
+
+    @dg.asset(
+        **_asset(
+            CAMPAIGN_ASSIGNMENTS,
+            "One row per campaign and enrolled customer: treatment or control, by a stable hash of campaign "
+            "and customer id (or by a source's sent/holdout events). Members never move between runs.",
+            [mart_key("customer_segments"), *core_deps(config, "unified_customers", "subscriptions",
+                                                        "campaign_events"), *loyalty_deps(config)],
+            kinds,
+        )
+    )  # fmt: skip
+    def campaign_assignments_mart(
+        context: dg.AssetExecutionContext, warehouse: WarehouseResource, run_window: RunWindowResource
+    ) -> dg.MaterializeResult:
+        from crm_pipelines.analytics.audiences import marketing_consent
+        from crm_pipelines.analytics.campaigns import GROUPS, campaign_assignments, carried_over
+
+        wh = warehouse.get_warehouse()
+        as_of = as_of_timestamp(run_window)
+        customers = read_core(wh, "unified_customers")
+        events = read_core(wh, "campaign_events")
+        consent = marketing_consent(
+            customers[[c for c in ("customer_id", "email") if c in customers]],
+            read_core(wh, "subscriptions"),
+            events,
+            as_of,
+        )
+        existing = wh.read_table(MARTS, CAMPAIGN_ASSIGNMENTS) if wh.table_exists(MARTS, CAMPAIGN_ASSIGNMENTS) else None
+        id_history = read_core(wh, "customer_id_history") if wh.table_exists(CORE, "customer_id_history") else None
+        frame = campaign_assignments(
+            config.campaigns,
+            existing,
+            wh.read_table(MARTS, "customer_segments"),
+            consent.loc[consent["exportable"], "customer_id"],
+            events,
+            loyalty_members(wh, config),
+            as_of,
+            id_history=id_history,
+        )
+        suite = mart_suite(
+            f"{MARTS}.{CAMPAIGN_ASSIGNMENTS}",
+            columns=_columns(CAMPAIGN_ASSIGNMENTS),
+            allowed_values={"campaign_group": GROUPS, "assigned_by": ("hash", "source")},
+            unique_keys=[["campaign", "customer_id"]],
+            not_null_columns=["campaign", "customer_id", "campaign_group", "enrolled_at"],
+            # Enrolment is never undone: the table only grows, except where customers merged.
+            min_rows=len(carried_over(existing, id_history)),
+        )
+        sizes = frame.groupby(["campaign", "campaign_group"]).size().rename("customers").reset_index()
+        extra = {"group_sizes": dg.MetadataValue.md(sizes.to_markdown(index=False) if len(sizes) else "_(none)_")}
+        return publish_mart(context, config, wh, CAMPAIGN_ASSIGNMENTS, frame, suite, extra=extra)
+
+    @dg.asset(
+        **_asset(
+            CAMPAIGN_PERFORMANCE,
+            "One row per campaign, goal metric and subgroup: conversion rate and revenue per customer of "
+            "treatment and control, uplift with 95% intervals, p-value, incremental conversions and revenue.",
+            [mart_key(CAMPAIGN_ASSIGNMENTS), *core_deps(config, "orders")],
+            {"statsmodels", warehouse_kind},
+        )
+    )
+    def campaign_performance_mart(
+        context: dg.AssetExecutionContext, warehouse: WarehouseResource, run_window: RunWindowResource
+    ) -> dg.MaterializeResult:
+        from crm_pipelines.analytics.campaign_performance import METRICS, SUBGROUPS, campaign_performance
+        from crm_pipelines.analytics.cycle_charts import uplift_chart_png
+
+        wh = warehouse.get_warehouse()
+        frame = campaign_performance(
+            config.campaigns,
+            wh.read_table(MARTS, CAMPAIGN_ASSIGNMENTS),
+            read_orders(wh),
+            as_of_timestamp(run_window),
+        )
+        suite = mart_suite(
+            f"{MARTS}.{CAMPAIGN_PERFORMANCE}",
+            columns=_columns(CAMPAIGN_PERFORMANCE),
+            allowed_values={"metric": METRICS, "subgroup": SUBGROUPS},
+            ranges={"p_value": PROBABILITY, "customers_treatment": NON_NEGATIVE, "customers_control": NON_NEGATIVE},
+            unique_keys=[["campaign", "metric", "subgroup"]],
+            not_null_columns=["campaign", "metric", "subgroup"],
+        )
+        shown = ["campaign", "metric", "subgroup", "value_treatment", "value_control", "uplift_absolute",
+                 "uplift_absolute_low", "uplift_absolute_high", "p_value"]  # fmt: skip
+        extra = {
+            "uplift": dg.MetadataValue.md(
+                frame[shown].to_markdown(index=False, floatfmt=".4f") if len(frame) else "_(none)_"
+            ),
+            **({"uplift_chart": image_md(uplift_chart_png(frame), "uplift with 95% intervals")} if len(frame) else {}),
+        }
+        return publish_mart(context, config, wh, CAMPAIGN_PERFORMANCE, frame, suite, extra=extra)
+
+    @dg.asset(
+        **_asset(
+            SEGMENT_HISTORY,
+            "One row per customer and month: RFM segment, value tier, portfolio cell and expected CLV as of "
+            "the month's latest run; earlier months rebuilt once from order history.",
+            [mart_key("customer_segments"), mart_key(CLV), *core_deps(config, "unified_customers", "orders")],
+            {"pandas", "scipy", warehouse_kind},
+        )
+    )
+    def customer_segment_history_mart(
+        context: dg.AssetExecutionContext, warehouse: WarehouseResource, run_window: RunWindowResource
+    ) -> dg.MaterializeResult:
+        from crm_pipelines.analytics.portfolio import HISTORY_COLUMNS, PORTFOLIO_CELLS
+
+        wh = warehouse.get_warehouse()
+        as_of = as_of_timestamp(run_window)
+        frame = _snapshots(wh, config, as_of)
+        suite = mart_suite(
+            f"{MARTS}.{SEGMENT_HISTORY}",
+            columns=list(HISTORY_COLUMNS),
+            allowed_values={"portfolio_cell": PORTFOLIO_CELLS, "snapshot_kind": ("nightly", "backfill")},
+            ranges={"expected_clv": NON_NEGATIVE},
+            unique_keys=[["month_index", "customer_id"]],
+            not_null_columns=["month", "customer_id", "rfm_segment", "value_tier"],
+        )
+        checks = validate_mart(context, config, wh, SEGMENT_HISTORY, frame, suite)
+        return _replace_months(context, wh, frame, checks)
+
+    @dg.asset(
+        **_asset(
+            CUSTOMER_PORTFOLIO,
+            "One row per month and value tier, RFM segment and portfolio cell (and the total): customers, "
+            "active customers, revenue, customer equity and its change since the previous month.",
+            [mart_key(SEGMENT_HISTORY)],
+            {"sql", warehouse_kind},
+        )
+    )
+    def customer_portfolio_mart(
+        context: dg.AssetExecutionContext, warehouse: WarehouseResource, run_window: RunWindowResource
+    ) -> dg.MaterializeResult:
+        from crm_pipelines.analytics.cycle_charts import equity_chart_png
+        from crm_pipelines.analytics.portfolio import DIMENSIONS, customer_portfolio, portfolio_query
+
+        wh = warehouse.get_warehouse()
+        history = _history_table(wh)
+        frame = customer_portfolio(
+            [wh.query(portfolio_query(history, d)) for d in DIMENSIONS], as_of_timestamp(run_window)
+        )
+        suite = mart_suite(
+            f"{MARTS}.{CUSTOMER_PORTFOLIO}",
+            columns=_columns(CUSTOMER_PORTFOLIO),
+            allowed_values={"dimension": DIMENSIONS},
+            ranges={"customers": NON_NEGATIVE, "active_customers": NON_NEGATIVE, "equity_share": (0, 1.000001)},
+            unique_keys=[["month", "dimension", "segment"]],
+            not_null_columns=["month", "dimension", "segment"],
+            min_rows=1,
+        )
+        total = frame[frame["dimension"] == "total"].sort_values("month")
+        extra = {
+            "equity_by_month": dg.MetadataValue.md(
+                total[
+                    ["month", "customers", "active_customers", "net_revenue", "customer_equity", "equity_change"]
+                ].to_markdown(index=False, floatfmt=",.0f")
+            ),
+            "latest_customer_equity": metadata_number(total["customer_equity"].iloc[-1]) if len(total) else None,
+            "equity_chart": image_md(equity_chart_png(frame), "customer equity over time"),
+        }
+        return publish_mart(context, config, wh, CUSTOMER_PORTFOLIO, frame, suite, extra=extra)
+
+    @dg.asset(
+        **_asset(
+            SEGMENT_MIGRATIONS,
+            "One row per month and from/to RFM segment and value tier: customers moving between the previous "
+            "month's snapshot and this month's (Champions to At Risk), and staying.",
+            [mart_key(SEGMENT_HISTORY)],
+            {"sql", warehouse_kind},
+        )
+    )
+    def segment_migrations_mart(
+        context: dg.AssetExecutionContext, warehouse: WarehouseResource
+    ) -> dg.MaterializeResult:
+        from crm_pipelines.analytics.cycle_charts import migration_matrix_markdown
+        from crm_pipelines.analytics.portfolio import MIGRATION_DIMENSIONS, migrations_query, segment_migrations
+
+        wh = warehouse.get_warehouse()
+        history = _history_table(wh)
+        frame = segment_migrations([wh.query(migrations_query(history, d)) for d in MIGRATION_DIMENSIONS])
+        suite = mart_suite(
+            f"{MARTS}.{SEGMENT_MIGRATIONS}",
+            columns=_columns(SEGMENT_MIGRATIONS),
+            allowed_values={"dimension": MIGRATION_DIMENSIONS},
+            ranges={"customers": (1, None), "share_of_from": PROBABILITY},
+            unique_keys=[["month", "dimension", "from_segment", "to_segment"]],
+            not_null_columns=["month", "dimension", "from_segment", "to_segment"],
+        )
+        extra = {
+            "rfm_migration_matrix": dg.MetadataValue.md(migration_matrix_markdown(frame, "rfm_segment")),
+            "value_tier_migration_matrix": dg.MetadataValue.md(migration_matrix_markdown(frame, "value_tier")),
+        }
+        return publish_mart(context, config, wh, SEGMENT_MIGRATIONS, frame, suite, extra=extra)
+
+    @dg.asset(
+        **_asset(
+            CRM_GOALS,
+            "One row per goal of crm.yaml and period: target, actual, gap and whether the goal was met.",
+            [mart_key("crm_kpis"), mart_key(CUSTOMER_PORTFOLIO)],
+            kinds,
+        )
+    )
+    def crm_goals_mart(
+        context: dg.AssetExecutionContext, warehouse: WarehouseResource, run_window: RunWindowResource
+    ) -> dg.MaterializeResult:
+        from crm_pipelines.analytics.goals import UnknownKpiError, crm_goals
+
+        wh = warehouse.get_warehouse()
+        try:
+            frame = crm_goals(
+                config.goals,
+                wh.read_table(MARTS, "crm_kpis"),
+                wh.read_table(MARTS, CUSTOMER_PORTFOLIO),
+                as_of_timestamp(run_window),
+            )
+        except UnknownKpiError as e:
+            raise dg.Failure(f"{config.config_path or 'crm.yaml'}: goals: {e}") from None
+        suite = mart_suite(
+            f"{MARTS}.{CRM_GOALS}",
+            columns=_columns(CRM_GOALS),
+            allowed_values={"direction": ("at_least", "at_most")},
+            unique_keys=[["goal", "period"]],
+            not_null_columns=["goal", "kpi", "period", "target"],
+        )
+        latest = frame.sort_values("period_start").groupby("goal").tail(1)
+        extra = {
+            "latest_periods": dg.MetadataValue.md(latest.to_markdown(index=False) if len(latest) else "_(no goals)_")
+        }
+        return publish_mart(context, config, wh, CRM_GOALS, frame, suite, extra=extra)
+
+    return [
+        campaign_assignments_mart,
+        campaign_performance_mart,
+        customer_segment_history_mart,
+        customer_portfolio_mart,
+        segment_migrations_mart,
+        crm_goals_mart,
+    ]
+
+
+def _history_table(wh: Warehouse) -> sa.TableClause:
+    from crm_pipelines.analytics.portfolio import HISTORY_COLUMNS
+
+    return wh.table(MARTS, SEGMENT_HISTORY, list(HISTORY_COLUMNS))
+
+
+def _snapshots(wh: Warehouse, config: CrmConfig, as_of: pd.Timestamp) -> pd.DataFrame:
+    """This month's snapshot, plus the backfilled months when there is no earlier snapshot."""
+    from crm_pipelines.analytics.clv import score_customers
+    from crm_pipelines.analytics.portfolio import backfill_segments, months_to_backfill, snapshot
+    from crm_pipelines.analytics.predictive_tables import clv_summary, fit_clv_models
+
+    settings = config.clv
+    clv_column = f"clv_{settings.clv_months}m"
+    orders = read_orders(wh)
+    segments = wh.read_table(MARTS, "customer_segments", columns=["customer_id", "rfm_segment", "value_tier",
+                                                                  "r_score", "f_score"])  # fmt: skip
+    clv = wh.read_table(MARTS, CLV, columns=["customer_id", clv_column]) if wh.table_exists(MARTS, CLV) else None
+    current = snapshot(segments, None if clv is None else clv.set_index("customer_id")[clv_column], orders, as_of,
+                       config.portfolio)  # fmt: skip
+    existing: set[int] = set()
+    if wh.table_exists(MARTS, SEGMENT_HISTORY):
+        months = wh.query(sa.select(col("month_index")).select_from(_history_table(wh)).distinct())
+        existing = set(months["month_index"].astype("int64"))
+    parts = [current]
+    backfill = months_to_backfill(as_of, existing, config.portfolio)
+    if backfill:
+        customers = read_core(wh, "unified_customers")
+        fits = latest_weekly_clv_fits(wh, settings)
+        if fits is None:  # before the first weekly refit: fit once on today's history, as the CLV mart does
+            try:
+                today = clv_summary(orders, as_of, settings)
+                fits = fit_clv_models(today, settings) if len(today) else None
+            except ValueError:
+                fits = None  # too little history for the models: equity stays unknown for those months
+        for month_end in backfill:
+            past = backfill_segments(customers, orders, month_end, config.segments.key_share)
+            values = None
+            if fits is not None:
+                summary = clv_summary(orders, month_end, settings)
+                if len(summary):
+                    scores = score_customers(summary, fits[0], fits[1], settings)
+                    values = scores.set_index("customer_id")[clv_column].reindex(past["customer_id"]).fillna(0.0)
+            parts.append(snapshot(past, values, orders, month_end, config.portfolio, kind="backfill"))
+    return pd.concat(parts, ignore_index=True)
+
+
+def _replace_months(
+    context: dg.AssetExecutionContext, wh: Warehouse, frame: pd.DataFrame, checks: list
+) -> dg.MaterializeResult:
+    """Replace the months ``frame`` holds in the history (the month's latest run wins), unless a
+    blocking check failed: then the history stays and the rows go to quarantine."""
+    from crm_pipelines.analytics.cycle_columns import SEGMENT_HISTORY_COLUMNS
+
+    extra = {"months_written": ", ".join(sorted({f"{m:%Y-%m}" for m in pd.to_datetime(frame["month"])}))}
+    if blocking_failures(checks):
+        return publish_checked(context, wh, MARTS, SEGMENT_HISTORY, frame, checks,
+                               columns=SEGMENT_HISTORY_COLUMNS, extra_metadata=extra)  # fmt: skip
+    types = {c.name: c.dtype for c in SEGMENT_HISTORY_COLUMNS}
+    months = sorted({int(m) for m in frame["month_index"]})
+    if wh.table_exists(MARTS, SEGMENT_HISTORY):
+        wh.delete(MARTS, SEGMENT_HISTORY, col("month_index").in_(months))
+    wh.write_table(frame, MARTS, SEGMENT_HISTORY, mode="append", column_types=types)
+    wh.document(
+        MARTS, SEGMENT_HISTORY, table_docs(SEGMENT_HISTORY, SEGMENT_HISTORY_COLUMNS, MART_KEYS[SEGMENT_HISTORY])
+    )
+    metadata = table_metadata(wh, MARTS, SEGMENT_HISTORY, frame, SEGMENT_HISTORY_COLUMNS, extra)
+    metadata.update({"dagster/row_count": wh.row_count(MARTS, SEGMENT_HISTORY), "rows_written": len(frame),
+                     "published": True})  # fmt: skip
+    return dg.MaterializeResult(metadata=metadata, check_results=list(checks))
