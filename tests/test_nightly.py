@@ -70,6 +70,13 @@ FIRST_NIGHTLY_MARTS = {
     "clv_model_params",
     "clv_model_diagnostics",
     "churn_model_metrics",
+    # Campaigns, portfolio, migrations and goals (crm.yaml declares the demo campaigns and goals).
+    "campaign_assignments",
+    "campaign_performance",
+    "customer_segment_history",
+    "customer_portfolio",
+    "segment_migrations",
+    "crm_goals",
 }
 
 
