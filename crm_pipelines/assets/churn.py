@@ -66,6 +66,20 @@ def build_churn_assets(
     def validated(context, wh: Warehouse, table: str, frame: pd.DataFrame, suite: SuiteSpec) -> list:
         return validate_mart(context, config, wh, table, frame, suite)
 
+    def fit_churn(wh: Warehouse, history, cutoff: pd.Timestamp):
+        """The churn model trained as of ``cutoff``, and whether service features went into it."""
+        from crm_pipelines.analytics.churn import train_churn_model  # scikit-learn: imported when used
+
+        service = service_history(wh, purchase_customers(wh), cutoff, settings)
+        result = train_churn_model(
+            history,
+            cutoff,
+            horizon_days=settings.churn_horizon_days,
+            extra_features=service,
+            purchase_statuses=settings.purchase_statuses,
+        )
+        return result, service is not None
+
     def store_trained_model(
         context: dg.AssetExecutionContext, wh: Warehouse, result, service_features: bool, as_of: dt.date
     ) -> dg.MaterializeResult:
@@ -127,22 +141,12 @@ def build_churn_assets(
     def churn_model_metrics(
         context: dg.AssetExecutionContext, warehouse: WarehouseResource, run_window: RunWindowResource
     ) -> dg.MaterializeResult:
-        from crm_pipelines.analytics.churn import train_churn_model  # scikit-learn: imported when used
-
         wh = warehouse.get_warehouse()
-        cutoff = as_of_timestamp(run_window)
-        service = service_history(wh, purchase_customers(wh), cutoff, settings)
         try:
-            result = train_churn_model(
-                WarehouseOrderHistory(wh),
-                cutoff,
-                horizon_days=settings.churn_horizon_days,
-                extra_features=service,
-                purchase_statuses=settings.purchase_statuses,
-            )
+            result, with_service = fit_churn(wh, WarehouseOrderHistory(wh), as_of_timestamp(run_window))
         except ValueError as e:
             raise dg.Failure(f"{MARTS}.{CHURN_METRICS}: cannot train the churn model: {e}") from None
-        return store_trained_model(context, wh, result, service is not None, run_window.as_of_date())
+        return store_trained_model(context, wh, result, with_service, run_window.as_of_date())
 
     @dg.asset(
         **spec(
@@ -158,7 +162,7 @@ def build_churn_assets(
     def churn_risk(
         context: dg.AssetExecutionContext, warehouse: WarehouseResource, run_window: RunWindowResource
     ) -> dg.MaterializeResult:
-        from crm_pipelines.analytics.churn import score_churn, train_churn_model
+        from crm_pipelines.analytics.churn import score_churn  # scikit-learn: imported when used
 
         wh = warehouse.get_warehouse()
         as_of = as_of_timestamp(run_window)
@@ -192,22 +196,15 @@ def build_churn_assets(
                 f"no usable churn model at {model_path}: training one inline and saving it with its metrics. "
                 "The weekly refit job retrains it from then on."
             )
-            service = service_history(wh, purchase_customers(wh), as_of, settings)
             try:
-                result = train_churn_model(
-                    history,
-                    as_of,
-                    horizon_days=settings.churn_horizon_days,
-                    extra_features=service,
-                    purchase_statuses=settings.purchase_statuses,
-                )
+                result, with_service = fit_churn(wh, history, as_of)
                 scores, model_run_id, model_as_of = result.scores, context.run.run_id, run_window.as_of_date()
             except ValueError as e:
                 context.log.warning(f"churn risk cannot be scored yet ({e}); buyers are listed without scores")
                 scores = unscored_customers(purchase_customers(wh, utc_day(as_of))["customer_id"].to_numpy())
             else:
                 # Stored as the weekly job would, so the first run leaves no model table unmaterialized.
-                stored = store_trained_model(context, wh, result, service is not None, run_window.as_of_date())
+                stored = store_trained_model(context, wh, result, with_service, run_window.as_of_date())
                 record_inline_fit(context, CHURN_METRICS, stored)
         customers = read_core(wh, "unified_customers")
         frame = churn_risk_frame(
