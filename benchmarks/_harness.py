@@ -23,7 +23,7 @@ CHILD = Path(__file__).resolve()
 
 def prepare_demo(root: Path, people: int, warehouse_url: str | None = None) -> Path:
     """Generate demo sources under ``root`` and write a crm.yaml for them; return its path."""
-    from crm_pipelines.demo import generate
+    from crm_pipelines.demo.generator import generate
 
     started = time.perf_counter()
     manifest = generate(root / "data" / "demo", people=people, seed=42, end_date=END)

@@ -27,18 +27,16 @@ from scipy.special import gammaln
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from crm_pipelines.analytics.clv import (  # noqa: E402
-    ClvSettings,
-    fit_bgnbd,
-    fit_gamma_gamma,
-    fit_pareto_nbd,
-    score_customers,
-)
+from crm_pipelines.analytics.clv.bgnbd import fit_bgnbd  # noqa: E402
+from crm_pipelines.analytics.clv.gamma_gamma import fit_gamma_gamma  # noqa: E402
+from crm_pipelines.analytics.clv.pareto_nbd import fit_pareto_nbd  # noqa: E402
+from crm_pipelines.analytics.clv.settings import ClvSettings  # noqa: E402
 from crm_pipelines.analytics.clv.simulate import (  # noqa: E402
     simulate_bgnbd,
     simulate_gamma_gamma,
     simulate_pareto_nbd,
 )
+from crm_pipelines.analytics.clv.value import score_customers  # noqa: E402
 
 TRUE_BGNBD = {"r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426}
 TRUE_PNBD = {"r": 0.553, "alpha": 10.578, "s": 0.606, "beta": 11.669}

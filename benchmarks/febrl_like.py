@@ -233,7 +233,8 @@ def run(root: Path, truth: pd.DataFrame, with_id: bool) -> dict[str, float]:
 
     from crm_pipelines.config import load_config
     from crm_pipelines.definitions import build_definitions
-    from crm_pipelines.identity import resolve, train_model
+    from crm_pipelines.identity.model import train_model
+    from crm_pipelines.identity.resolve import resolve
     from crm_pipelines.schema import STAGING
     from crm_pipelines.warehouse import Warehouse, dispose_engines
 

@@ -125,7 +125,7 @@ def staged_demo_customers(people: int, root: Path) -> tuple[pd.DataFrame, pd.Dat
 
     from crm_pipelines.config import load_config
     from crm_pipelines.definitions import build_definitions
-    from crm_pipelines.demo import generate
+    from crm_pipelines.demo.generator import generate
     from crm_pipelines.schema import STAGING
     from crm_pipelines.warehouse import Warehouse
 
@@ -198,7 +198,8 @@ def blocking_recall(customers: pd.DataFrame, identifiers: pd.DataFrame, settings
 
 
 def accuracy(people: int) -> dict[str, float]:
-    from crm_pipelines.identity import resolve, train_model
+    from crm_pipelines.identity.model import train_model
+    from crm_pipelines.identity.resolve import resolve
 
     with tempfile.TemporaryDirectory(prefix="crm_bench_identity_") as tmp:
         started = time.perf_counter()
@@ -239,7 +240,10 @@ def accuracy(people: int) -> dict[str, float]:
 
 def scale_child(records: int, new: int) -> None:
     """Full resolution of ``records`` synthetic records, then ``new`` more incrementally (own process)."""
-    from crm_pipelines.identity import IdentitySettings, resolve, resolve_incremental, train_model
+    from crm_pipelines.identity.incremental import resolve_incremental
+    from crm_pipelines.identity.model import train_model
+    from crm_pipelines.identity.resolve import resolve
+    from crm_pipelines.identity.settings import IdentitySettings
     from crm_pipelines.identity.synthetic import synthetic_customers
 
     settings = IdentitySettings()

@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 
 from crm_pipelines.config import CrmConfig, config_from_dict
-from crm_pipelines.staging import referenced_customers, stage_entity
+from crm_pipelines.staging.references import referenced_customers
+from crm_pipelines.staging.stage import stage_entity
 
 FIRST = np.array(["anna", "Ben", "CLARA", "David", "Eva", "Jörg", "Ünal", "Marie-Luise", "Tom", "Zoë"])
 LAST = np.array(["Müller", "SCHMIDT", "van der Berg", "McDonald", "o'neil", "Nguyen", "Kowalski", "Rossi"])

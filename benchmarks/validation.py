@@ -26,7 +26,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from crm_pipelines.checks import SuiteSpec, staging_suite, validate
+from crm_pipelines.checks.gx import validate
+from crm_pipelines.checks.rules import SuiteSpec
+from crm_pipelines.checks.suites import staging_suite
 from crm_pipelines.schema import ENTITIES
 
 AS_OF_END = dt.datetime(2025, 6, 30, 23, 59, 59, tzinfo=dt.UTC)

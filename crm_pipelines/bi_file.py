@@ -20,10 +20,9 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
-import duckdb
-import duckdb_engine
 import sqlalchemy as sa
 
 from crm_pipelines.config import RESERVED_DUCKDB_CATALOGS, duckdb_catalog_name
@@ -33,8 +32,6 @@ from crm_pipelines.warehouse import Warehouse
 # Publishing writes ``<table>__new`` before the swap; a killed run can leave one behind.
 _STAGING_SUFFIX = "__new"
 _TMP_PATTERN = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)-[0-9a-f]{8}\.tmp(\.wal)?$")
-# Identifiers in the BI file are quoted by SQLAlchemy's DuckDB dialect, as in the warehouse.
-_DUCKDB_QUOTING = duckdb_engine.Dialect().identifier_preparer
 
 
 class BiFileError(RuntimeError):
@@ -73,6 +70,8 @@ def mart_tables(wh: Warehouse, schema: str = MARTS) -> list[str]:
 
 
 def export_marts_file(wh: Warehouse, target: str | os.PathLike[str], schema: str = MARTS) -> BiFileExport:
+    import duckdb  # here, not at module level: loading the definitions should not pay for it
+
     """Copy every table of ``schema`` into the DuckDB file ``target`` and swap it in atomically."""
     started = time.monotonic()
     target = Path(target).resolve()
@@ -122,6 +121,8 @@ def _copy_from_duckdb(wh: Warehouse, tmp: Path, schema: str, tables: Sequence[st
 
 
 def _copy_through_arrow(wh: Warehouse, tmp: Path, schema: str, tables: Sequence[str]) -> None:
+    import duckdb
+
     # A server warehouse is read table by table as Arrow (ADBC on PostgreSQL), keeping its types.
     with contextlib.closing(duckdb.connect(str(tmp))) as duck:
         duck.execute(f"CREATE SCHEMA {_ident(schema)}")
@@ -135,6 +136,8 @@ def _copy_through_arrow(wh: Warehouse, tmp: Path, schema: str, tables: Sequence[
 
 
 def _add_unprefixed_views_and_close(tmp: Path, schema: str, tables: Sequence[str]) -> dict[str, int]:
+    import duckdb
+
     # Views are created with the file as the only database, so they resolve to its own tables.
     with contextlib.closing(duckdb.connect(str(tmp))) as duck:
         rows = {}
@@ -165,8 +168,16 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
+@cache
+def _duckdb_quoting() -> sa.sql.compiler.IdentifierPreparer:
+    """Identifiers in the BI file are quoted by SQLAlchemy's DuckDB dialect, as in the warehouse."""
+    import duckdb_engine
+
+    return duckdb_engine.Dialect().identifier_preparer
+
+
 def _ident(name: str) -> str:
-    return _DUCKDB_QUOTING.quote_identifier(name)
+    return _duckdb_quoting().quote_identifier(name)
 
 
 def _literal(path: Path) -> str:

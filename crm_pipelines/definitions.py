@@ -26,7 +26,8 @@ from crm_pipelines.automation import (
     run_executor,
 )
 from crm_pipelines.config import CrmConfig, load_config
-from crm_pipelines.resources import RunWindowResource, WarehouseResource
+from crm_pipelines.resources.run_window import RunWindowResource
+from crm_pipelines.resources.warehouse import WarehouseResource
 
 
 def build_definitions(config: CrmConfig) -> dg.Definitions:

@@ -30,7 +30,7 @@ IDENTITY_TABLES = (
 
 def explain_from_warehouse(warehouse: Warehouse, customer_id: str) -> str:
     """Markdown explanation of one customer from the published core tables."""
-    from crm_pipelines.identity import explain_customer
+    from crm_pipelines.identity.explain import explain_customer
     from crm_pipelines.identity.resolve import REJECTED_LINK_COLUMNS
 
     missing = [t for t in IDENTITY_TABLES if not warehouse.table_exists(CORE, t)]

@@ -26,7 +26,7 @@ import sqlalchemy as sa
 import yaml
 
 from crm_pipelines.config import PROJECT_ROOT
-from crm_pipelines.demo import generate
+from crm_pipelines.demo.generator import generate
 
 BIN = Path(sys.executable).parent
 DEMO_END = dt.date(2026, 6, 30)

@@ -21,7 +21,7 @@ import yaml
 
 from crm_pipelines.bi_file import BiFileError, export_enabled, export_marts_file, mart_tables
 from crm_pipelines.config import PROJECT_ROOT, ConfigError, config_from_dict
-from crm_pipelines.demo import generate
+from crm_pipelines.demo.generator import generate
 from crm_pipelines.schema import MARTS
 from crm_pipelines.warehouse import Warehouse
 

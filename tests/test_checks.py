@@ -14,25 +14,23 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from crm_pipelines.checks import (
+from crm_pipelines.checks.drift import drift_findings, table_stats
+from crm_pipelines.checks.gx import validate
+from crm_pipelines.checks.report import render_html_report
+from crm_pipelines.checks.rules import Rule, SuiteSpec
+from crm_pipelines.checks.suites import (
     CORE_CONTRACT,
     MART_CONTRACT,
+    PROBABILITY,
     RAW_CONTRACT,
     STAGING_CONTRACT,
-    Rule,
-    SuiteSpec,
     core_entity_suite,
-    drift_findings,
     identity_map_suite,
     mart_suite,
     raw_suite,
-    render_html_report,
     staging_suite,
-    table_stats,
     unified_customers_suite,
-    validate,
 )
-from crm_pipelines.checks.suites import PROBABILITY
 from crm_pipelines.schema import ENTITIES
 
 CUTOFF = dt.datetime(2024, 6, 30, 23, 59, 59, tzinfo=dt.UTC)

@@ -8,18 +8,12 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from crm_pipelines.checks import (
-    DRIFT_CHECK,
-    STAGING_CONTRACT,
-    Rule,
-    SuiteSpec,
-    drift_findings,
-    render_html_report,
-    staging_suite,
-    table_stats,
-    validate,
-)
+from crm_pipelines.checks.drift import drift_findings, table_stats
+from crm_pipelines.checks.gx import validate
+from crm_pipelines.checks.report import render_html_report
 from crm_pipelines.checks.results import check_results, check_specs, drift_check_result, suite_check_result
+from crm_pipelines.checks.rules import Rule, SuiteSpec
+from crm_pipelines.checks.suites import DRIFT_CHECK, STAGING_CONTRACT, staging_suite
 
 CUTOFF = dt.datetime(2024, 6, 30, tzinfo=dt.UTC)
 KEY = dg.AssetKey(["staging", "orders"])

@@ -7,9 +7,8 @@ import pandas as pd
 import pytest
 from scipy.special import betaln, gammaln
 
-from crm_pipelines.analytics.clv import BgNbdFit, fit_bgnbd
 from crm_pipelines.analytics.clv._data import deduplicate
-from crm_pipelines.analytics.clv.bgnbd import _BgNbdLikelihood, bgnbd_log_likelihood
+from crm_pipelines.analytics.clv.bgnbd import BgNbdFit, _BgNbdLikelihood, bgnbd_log_likelihood, fit_bgnbd
 from crm_pipelines.analytics.clv.simulate import simulate_bgnbd
 
 # Fader, Hardie & Lee (2005), "Counting Your Customers" the Easy Way, Marketing Science 24(2):

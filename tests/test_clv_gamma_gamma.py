@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from crm_pipelines.analytics.clv import (
+from crm_pipelines.analytics.clv.gamma_gamma import (
     GammaGammaAssumptionError,
     GammaGammaFit,
+    _GammaGammaLikelihood,
     check_gamma_gamma_assumptions,
     fit_gamma_gamma,
 )
-from crm_pipelines.analytics.clv.gamma_gamma import _GammaGammaLikelihood
 from crm_pipelines.analytics.clv.simulate import simulate_gamma_gamma
 
 # Fader & Hardie (2013), "The Gamma-Gamma Model of Monetary Value" (brucehardie.com note 025):

@@ -8,10 +8,14 @@ import pytest
 from scipy.integrate import quad
 from scipy.special import hyp2f1
 
-from crm_pipelines.analytics.clv import ParetoNbdFit, fit_pareto_nbd
 from crm_pipelines.analytics.clv._data import deduplicate
 from crm_pipelines.analytics.clv._tail_integrals import tail_integrals
-from crm_pipelines.analytics.clv.pareto_nbd import _ParetoNbdLikelihood, pareto_nbd_log_likelihood
+from crm_pipelines.analytics.clv.pareto_nbd import (
+    ParetoNbdFit,
+    _ParetoNbdLikelihood,
+    fit_pareto_nbd,
+    pareto_nbd_log_likelihood,
+)
 from crm_pipelines.analytics.clv.simulate import simulate_pareto_nbd
 
 # Pareto/NBD estimates on the CDNOW sample (weeks) as reported by Fader, Hardie & Lee (2005),

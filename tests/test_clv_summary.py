@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from factories import order_rows
 
-from crm_pipelines.analytics.clv import summary_from_orders
+from crm_pipelines.analytics.clv.summary import summary_from_orders
 
 _orders = order_rows
 

@@ -6,21 +6,20 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from crm_pipelines.analytics.clv import (
-    BgNbdFit,
-    ClvSettings,
-    GammaGammaFit,
-    ParetoNbdFit,
-    calibration_holdout_diagnostics,
+from crm_pipelines.analytics.clv.bgnbd import BgNbdFit, fit_bgnbd
+from crm_pipelines.analytics.clv.diagnostics import calibration_holdout_diagnostics
+from crm_pipelines.analytics.clv.gamma_gamma import GammaGammaFit
+from crm_pipelines.analytics.clv.pareto_nbd import ParetoNbdFit
+from crm_pipelines.analytics.clv.settings import ClvSettings
+from crm_pipelines.analytics.clv.simulate import simulate_orders
+from crm_pipelines.analytics.clv.summary import summary_from_orders
+from crm_pipelines.analytics.clv.value import (
     customer_lifetime_value,
     discounted_expected_purchases,
-    fit_bgnbd,
     monthly_discount_rate,
-    run_clv,
     score_customers,
-    summary_from_orders,
 )
-from crm_pipelines.analytics.clv.simulate import simulate_orders
+from crm_pipelines.analytics.clv.workflow import run_clv
 
 BG = BgNbdFit.from_params(r=0.243, alpha=4.414, a=0.793, b=2.426)
 GG = GammaGammaFit.from_params(p=6.25, q=3.74, gamma=15.44, time_unit_days=float("nan"))

@@ -19,7 +19,9 @@ import pytest
 import sqlalchemy as sa
 
 from crm_pipelines.config import CrmConfig, config_from_dict
-from crm_pipelines.ingest import SourceError, http_api, read_entity, read_source
+from crm_pipelines.ingest import http_api
+from crm_pipelines.ingest.connectors import read_entity, read_source
+from crm_pipelines.ingest.errors import SourceError
 
 UNTIL = dt.datetime(2024, 3, 31, 23, 59, 59, tzinfo=dt.UTC)
 CUSTOMER_COLUMNS = {"source_record_id": "id", "email": "email"}

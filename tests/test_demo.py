@@ -15,17 +15,11 @@ import phonenumbers
 import pytest
 
 from crm_pipelines.config import load_config
-from crm_pipelines.demo import (
-    Coverage,
-    DemoManifest,
-    Messiness,
-    generate,
-    load_shop_database,
-    serve_support_api,
-)
 from crm_pipelines.demo.__main__ import main as demo_cli
-from crm_pipelines.demo.generator import FILES
-from crm_pipelines.demo.shop_db import shop_row_counts
+from crm_pipelines.demo.generator import FILES, DemoManifest, generate
+from crm_pipelines.demo.settings import Coverage, Messiness
+from crm_pipelines.demo.shop_db import load_shop_database, shop_row_counts
+from crm_pipelines.demo.support_api import serve_support_api
 
 END = dt.date(2026, 11, 22)
 END_TS = pd.Timestamp("2026-11-22 23:59:59", tz="UTC")

@@ -7,10 +7,11 @@ import datetime as dt
 import yaml
 
 from crm_pipelines.config import PROJECT_ROOT, config_from_dict
-from crm_pipelines.demo import generate, serve_support_api
-from crm_pipelines.ingest import ingest_entity
+from crm_pipelines.demo.generator import generate
+from crm_pipelines.demo.support_api import serve_support_api
+from crm_pipelines.ingest.loading import ingest_entity
 from crm_pipelines.schema import RAW
-from crm_pipelines.staging import stage_entity
+from crm_pipelines.staging.stage import stage_entity
 from crm_pipelines.warehouse import Warehouse
 
 END = dt.date(2026, 6, 30)

@@ -10,15 +10,10 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from crm_pipelines.identity import (
-    IdentitySettings,
-    ensure_model,
-    explain_customer,
-    load_model,
-    resolve,
-    save_model,
-    train_model,
-)
+from crm_pipelines.identity.explain import explain_customer
+from crm_pipelines.identity.model import ensure_model, load_model, save_model, train_model
+from crm_pipelines.identity.resolve import resolve
+from crm_pipelines.identity.settings import IdentitySettings
 from crm_pipelines.identity.synthetic import synthetic_customers
 
 SETTINGS = IdentitySettings()

@@ -13,7 +13,7 @@ import pytest
 
 from crm_pipelines.assets.core import IDENTITY_TABLES, build_identity_asset
 from crm_pipelines.config import config_from_dict
-from crm_pipelines.resources import WarehouseResource
+from crm_pipelines.resources.warehouse import WarehouseResource
 from crm_pipelines.schema import CORE, ENTITIES, STAGING
 from crm_pipelines.warehouse import Warehouse
 

@@ -13,8 +13,11 @@ import pandas as pd
 import pytest
 from test_identity import customer_of, customers, identifiers, row_of
 
-from crm_pipelines.identity import IdentitySettings, explain_customer, resolve, train_model
+from crm_pipelines.identity.explain import explain_customer
 from crm_pipelines.identity.guard import OVERRIDE_FLAG
+from crm_pipelines.identity.model import train_model
+from crm_pipelines.identity.resolve import resolve
+from crm_pipelines.identity.settings import IdentitySettings
 from crm_pipelines.identity.synthetic import synthetic_customers
 
 SETTINGS = IdentitySettings()

@@ -18,7 +18,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from crm_pipelines.assets.core import DEFAULT_MODEL
-from crm_pipelines.identity import IdentitySettings, load_model, resolve, resolve_incremental
+from crm_pipelines.identity.incremental import resolve_incremental
+from crm_pipelines.identity.model import load_model
+from crm_pipelines.identity.resolve import resolve
+from crm_pipelines.identity.settings import IdentitySettings
 
 SETTINGS = IdentitySettings()
 MODEL = load_model(DEFAULT_MODEL)

@@ -8,8 +8,11 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from crm_pipelines.identity import IdentitySettings, resolve, resolve_incremental, train_model
 from crm_pipelines.identity.ids import mint_id
+from crm_pipelines.identity.incremental import resolve_incremental
+from crm_pipelines.identity.model import train_model
+from crm_pipelines.identity.resolve import resolve
+from crm_pipelines.identity.settings import IdentitySettings
 from crm_pipelines.identity.synthetic import synthetic_customers
 
 SETTINGS = IdentitySettings()

@@ -12,14 +12,9 @@ import pytest
 import sqlalchemy as sa
 
 from crm_pipelines.config import CrmConfig, config_from_dict
-from crm_pipelines.ingest import (
-    IngestResult,
-    SourceError,
-    ingest_entity,
-    read_ingest_state,
-    reset_ingest_state,
-)
 from crm_pipelines.ingest.contracts import SourceContractError
+from crm_pipelines.ingest.errors import SourceError
+from crm_pipelines.ingest.loading import IngestResult, ingest_entity, read_ingest_state, reset_ingest_state
 from crm_pipelines.schema import RAW_METADATA_COLUMNS
 from crm_pipelines.warehouse import Warehouse
 

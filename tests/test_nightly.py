@@ -16,7 +16,7 @@ from cycle_checks import assert_cycle_marts
 from crm_pipelines.bi_file import mart_tables
 from crm_pipelines.config import PROJECT_ROOT, config_from_dict
 from crm_pipelines.definitions import build_definitions
-from crm_pipelines.demo import generate
+from crm_pipelines.demo.generator import generate
 from crm_pipelines.explain import explain_from_warehouse
 from crm_pipelines.schema import AUDIT, CORE, MARTS, QUARANTINE, RAW, STAGING, raw_table_name
 from crm_pipelines.warehouse import Warehouse

@@ -18,14 +18,12 @@ import pytest
 
 from crm_pipelines.analytics.activity import core_frame
 from crm_pipelines.analytics.churn import service_features, train_churn_model
-from crm_pipelines.analytics.clv import (
-    BgNbdFit,
-    ClvSettings,
-    GammaGammaFit,
-    score_customers,
-    summary_from_orders,
-)
+from crm_pipelines.analytics.clv.bgnbd import BgNbdFit
+from crm_pipelines.analytics.clv.gamma_gamma import GammaGammaFit
+from crm_pipelines.analytics.clv.settings import ClvSettings
 from crm_pipelines.analytics.clv.simulate import simulate_orders
+from crm_pipelines.analytics.clv.summary import summary_from_orders
+from crm_pipelines.analytics.clv.value import score_customers
 from crm_pipelines.analytics.mart_columns import column_line
 from crm_pipelines.assets.marts import CUSTOMER_360_EXTRAS, mart_key
 from crm_pipelines.assets.predictive import (
@@ -45,7 +43,8 @@ from crm_pipelines.automation import NIGHTLY_JOB, WEEKLY_REFIT_JOB
 from crm_pipelines.config import WAREHOUSE_URL_ENV, CrmConfig, config_from_dict
 from crm_pipelines.definitions import build_definitions
 from crm_pipelines.facts.build import build_all, build_purchases
-from crm_pipelines.resources import RunWindowResource, WarehouseResource
+from crm_pipelines.resources.run_window import RunWindowResource
+from crm_pipelines.resources.warehouse import WarehouseResource
 from crm_pipelines.schema import CORE, MARTS
 from crm_pipelines.warehouse import Warehouse
 

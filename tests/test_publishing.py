@@ -6,9 +6,9 @@ import pandas as pd
 
 from crm_pipelines.assets.publishing import publish_checked, rejected_table_name
 from crm_pipelines.assets.validation import validate_table, validated_check_specs
-from crm_pipelines.checks import MART_CONTRACT, mart_suite
+from crm_pipelines.checks.suites import MART_CONTRACT, mart_suite
 from crm_pipelines.config import config_from_dict
-from crm_pipelines.resources import WarehouseResource
+from crm_pipelines.resources.warehouse import WarehouseResource
 from crm_pipelines.schema import AUDIT, MARTS, QUARANTINE
 from crm_pipelines.warehouse import Warehouse
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import stat
 
-from crm_pipelines.checks import drift_findings, render_html_report
-from crm_pipelines.checks.report import INDEX_NAME
+from crm_pipelines.checks.drift import drift_findings
+from crm_pipelines.checks.report import INDEX_NAME, render_html_report
 
 
 def _mode(path) -> int:

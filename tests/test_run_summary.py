@@ -6,10 +6,11 @@ import pandas as pd
 
 from crm_pipelines.assets.run_summary import RUN_SUMMARY_KEY, build_run_summary_asset
 from crm_pipelines.assets.validation import run_folder
-from crm_pipelines.checks import drift_findings, render_html_report
+from crm_pipelines.checks.drift import drift_findings
+from crm_pipelines.checks.report import render_html_report
 from crm_pipelines.checks.summary import RunSummary
 from crm_pipelines.config import config_from_dict
-from crm_pipelines.resources import WarehouseResource
+from crm_pipelines.resources.warehouse import WarehouseResource
 from crm_pipelines.warehouse import Warehouse
 
 MART = dg.AssetKey(["marts", "crm_kpis"])

@@ -8,8 +8,7 @@ from zoneinfo import ZoneInfo
 import dagster as dg
 import pytest
 
-from crm_pipelines.resources import RunWindowResource
-from crm_pipelines.resources.run_window import default_as_of
+from crm_pipelines.resources.run_window import RunWindowResource, default_as_of
 
 # 01:30 in Berlin on 1 July is still 30 June in UTC.
 NIGHT = dt.datetime(2026, 6, 30, 23, 30, tzinfo=dt.UTC)

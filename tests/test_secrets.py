@@ -14,7 +14,7 @@ import yaml
 
 from crm_pipelines.config import PROJECT_ROOT, config_from_dict
 from crm_pipelines.definitions import build_definitions
-from crm_pipelines.demo import generate
+from crm_pipelines.demo.generator import generate
 from crm_pipelines.warehouse import Warehouse, dispose_engines
 
 PASSWORD_ENV = "CRM_TEST_WAREHOUSE_PASSWORD"

@@ -20,7 +20,7 @@ from test_nightly import demo_config
 
 from crm_pipelines.config import PROJECT_ROOT, ConfigError, config_from_dict
 from crm_pipelines.definitions import build_definitions
-from crm_pipelines.demo import generate
+from crm_pipelines.demo.generator import generate
 from crm_pipelines.ingest.contracts import judge_volume
 from crm_pipelines.schema import MARTS, QUARANTINE, RAW
 from crm_pipelines.warehouse import Warehouse

@@ -20,16 +20,12 @@ from crm_pipelines.schema import (
     QUARANTINE_COLUMNS,
     RECONCILIATION_COLUMNS,
 )
-from crm_pipelines.staging import (
-    StagingResult,
-    customer_reference,
-    referenced_customers,
-    stage_entity,
-)
 from crm_pipelines.staging.contacts import EmailNormalizer
 from crm_pipelines.staging.phones import phone_keys, phone_verdict
+from crm_pipelines.staging.references import customer_reference, referenced_customers
 from crm_pipelines.staging.rejections import FIELD_NULLED
 from crm_pipelines.staging.rules import FIELD_LEVEL_COLUMNS
+from crm_pipelines.staging.stage import StagingResult, stage_entity
 
 AS_OF_END = dt.datetime(2024, 6, 30, 23, 59, 59, tzinfo=dt.UTC)
 NOW = dt.datetime(2024, 7, 1, 2, 0, tzinfo=dt.UTC)

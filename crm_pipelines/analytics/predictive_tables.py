@@ -30,7 +30,7 @@ from crm_pipelines.analytics.mart_columns import (
 from crm_pipelines.schema import Column
 
 if TYPE_CHECKING:
-    from crm_pipelines.analytics.clv import GammaGammaFit
+    from crm_pipelines.analytics.clv.gamma_gamma import GammaGammaFit
     from crm_pipelines.analytics.clv.value import TransactionFit
 
 # The columns of marts.clv_model_params that :func:`latest_clv_fits` reads.
@@ -87,7 +87,8 @@ def calibration_end_for(as_of: pd.Timestamp, settings: ClvSettings) -> pd.Timest
 def fit_clv_models(summary: pd.DataFrame, settings: ClvSettings) -> tuple[TransactionFit, GammaGammaFit]:
     """The configured purchase-count model and the Gamma-Gamma spend model (GammaGammaAssumptionError,
     a ValueError, when the spend data break its assumptions)."""
-    from crm_pipelines.analytics.clv import fit_gamma_gamma, fit_transaction_model
+    from crm_pipelines.analytics.clv.gamma_gamma import fit_gamma_gamma
+    from crm_pipelines.analytics.clv.workflow import fit_transaction_model
 
     spend = fit_gamma_gamma(
         summary["frequency"], summary["monetary_value"], max_correlation=settings.gamma_gamma_max_correlation
@@ -113,7 +114,9 @@ def latest_clv_fits(
     """The newest parameters in ``history`` (rows of marts.clv_model_params, at least
     :data:`CLV_PARAMS_HISTORY_COLUMNS`) for the configured model and time unit, as (purchase model,
     spend model, run_id); None when there are none yet. A ValueError when they fit no model."""
-    from crm_pipelines.analytics.clv import BgNbdFit, GammaGammaFit, ParetoNbdFit
+    from crm_pipelines.analytics.clv.bgnbd import BgNbdFit
+    from crm_pipelines.analytics.clv.gamma_gamma import GammaGammaFit
+    from crm_pipelines.analytics.clv.pareto_nbd import ParetoNbdFit
 
     transaction_models = {"bgnbd": BgNbdFit, "pareto_nbd": ParetoNbdFit}
     spend_runs = set(history.loc[history["model"] == GammaGammaFit.MODEL_NAME, "run_id"])

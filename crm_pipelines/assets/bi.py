@@ -12,7 +12,7 @@ import dagster as dg
 from crm_pipelines.assets.metadata import counts_markdown
 from crm_pipelines.bi_file import BiFileError, export_enabled, export_marts_file
 from crm_pipelines.config import CrmConfig
-from crm_pipelines.resources import WarehouseResource
+from crm_pipelines.resources.warehouse import WarehouseResource
 
 BI_GROUP = "bi"
 BI_FILE_KEY = dg.AssetKey([BI_GROUP, "marts_file"])

@@ -41,13 +41,14 @@ from crm_pipelines.assets.modeling import (
     table_md,
 )
 from crm_pipelines.assets.publishing import blocking_failures
-from crm_pipelines.checks import SuiteSpec, mart_suite
-from crm_pipelines.checks.suites import PROBABILITY, RATE
+from crm_pipelines.checks.rules import SuiteSpec
+from crm_pipelines.checks.suites import PROBABILITY, RATE, mart_suite
 from crm_pipelines.config import CrmConfig
 from crm_pipelines.facts.build import utc_day
 from crm_pipelines.facts.churn import WarehouseOrderHistory
 from crm_pipelines.facts.orders import PURCHASES
-from crm_pipelines.resources import RunWindowResource, WarehouseResource
+from crm_pipelines.resources.run_window import RunWindowResource
+from crm_pipelines.resources.warehouse import WarehouseResource
 from crm_pipelines.schema import MARTS
 from crm_pipelines.warehouse import Warehouse
 

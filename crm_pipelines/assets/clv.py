@@ -34,18 +34,19 @@ from crm_pipelines.assets.modeling import (
     record_inline_fit,
     table_md,
 )
-from crm_pipelines.checks import SuiteSpec, mart_suite
-from crm_pipelines.checks.suites import NON_NEGATIVE, PROBABILITY
+from crm_pipelines.checks.rules import SuiteSpec
+from crm_pipelines.checks.suites import NON_NEGATIVE, PROBABILITY, mart_suite
 from crm_pipelines.config import CrmConfig
 from crm_pipelines.facts.build import utc_day
 from crm_pipelines.facts.clv import clv_calibration_summary, clv_summary_from_facts, clv_summary_from_purchases
 from crm_pipelines.facts.orders import CUSTOMER_ORDER_FACTS, PURCHASES
-from crm_pipelines.resources import RunWindowResource, WarehouseResource
+from crm_pipelines.resources.run_window import RunWindowResource
+from crm_pipelines.resources.warehouse import WarehouseResource
 from crm_pipelines.schema import CORE, MARTS
 from crm_pipelines.warehouse import Warehouse
 
 if TYPE_CHECKING:
-    from crm_pipelines.analytics.clv import GammaGammaFit
+    from crm_pipelines.analytics.clv.gamma_gamma import GammaGammaFit
     from crm_pipelines.analytics.clv.value import TransactionFit
 
 
@@ -94,7 +95,8 @@ def build_clv_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.AssetsDe
         context: dg.AssetExecutionContext, wh: Warehouse, run_window: RunWindowResource
     ) -> dg.MaterializeResult:
         """Refit the purchase model without the holdout days and append how it forecast them."""
-        from crm_pipelines.analytics.clv import calibration_holdout_diagnostics, fit_transaction_model
+        from crm_pipelines.analytics.clv.diagnostics import calibration_holdout_diagnostics
+        from crm_pipelines.analytics.clv.workflow import fit_transaction_model
         from crm_pipelines.analytics.reporting import calibration_chart_png
 
         as_of = as_of_timestamp(run_window)
@@ -204,7 +206,7 @@ def build_clv_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.AssetsDe
     def customer_lifetime_value(
         context: dg.AssetExecutionContext, warehouse: WarehouseResource, run_window: RunWindowResource
     ) -> dg.MaterializeResult:
-        from crm_pipelines.analytics.clv import score_customers
+        from crm_pipelines.analytics.clv.value import score_customers
 
         wh = warehouse.get_warehouse()
         customers = wh.read_table(CORE, CUSTOMER_ORDER_FACTS, columns=["customer_id"])

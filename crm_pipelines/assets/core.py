@@ -17,9 +17,9 @@ from crm_pipelines.assets.publishing import publish_checked
 from crm_pipelines.assets.staging import record_quarantine, record_reconciliation, staging_key
 from crm_pipelines.assets.validation import validate_table, validated_check_specs
 from crm_pipelines.attribution import IDENTITY_MAP, attribute
-from crm_pipelines.checks import CORE_CONTRACT, core_entity_suite, identity_map_suite, unified_customers_suite
+from crm_pipelines.checks.suites import CORE_CONTRACT, core_entity_suite, identity_map_suite, unified_customers_suite
 from crm_pipelines.config import CrmConfig
-from crm_pipelines.resources import WarehouseResource
+from crm_pipelines.resources.warehouse import WarehouseResource
 from crm_pipelines.schema import (
     CORE,
     CORE_ATTRIBUTED_ENTITIES,
@@ -89,7 +89,7 @@ def identity_model(context, config: CrmConfig, customers: pd.DataFrame, identifi
     """
     from splink.internals.exceptions import EMTrainingException
 
-    from crm_pipelines.identity import ensure_model, load_model
+    from crm_pipelines.identity.model import ensure_model, load_model
 
     path = config.resolve_path(config.identity.model_path)
     try:
@@ -103,7 +103,8 @@ def run_identity(
     context: dg.AssetExecutionContext, config: CrmConfig, wh: Warehouse, full: bool
 ) -> tuple[dict, dict[str, pd.DataFrame]]:
     """Resolve; return the run's summary and the complete tables to publish."""
-    from crm_pipelines.identity import resolve, resolve_incremental
+    from crm_pipelines.identity.incremental import resolve_incremental
+    from crm_pipelines.identity.resolve import resolve
 
     settings = config.identity
     customers = wh.read_table(STAGING, "customers")
@@ -369,7 +370,7 @@ def build_identity_training_job(crm_config: CrmConfig) -> dg.JobDefinition:
 
     @dg.op(description="Train the Splink matching model on staging.customers and save it to identity.model_path.")
     def train_identity_model(context: dg.OpExecutionContext, warehouse: WarehouseResource) -> None:
-        from crm_pipelines.identity import save_model, train_model
+        from crm_pipelines.identity.model import save_model, train_model
 
         wh = warehouse.get_warehouse()
         if not wh.table_exists(STAGING, "customers"):

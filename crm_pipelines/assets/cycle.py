@@ -28,10 +28,10 @@ from crm_pipelines.assets.modeling import image_md, latest_weekly_clv_fits, meta
 from crm_pipelines.assets.publishing import blocking_failures, publish_checked, table_docs
 from crm_pipelines.assets.staging import staging_key
 from crm_pipelines.assets.validation import validated_check_specs
-from crm_pipelines.checks import MART_CONTRACT, mart_suite
-from crm_pipelines.checks.suites import NON_NEGATIVE, PROBABILITY
+from crm_pipelines.checks.suites import MART_CONTRACT, NON_NEGATIVE, PROBABILITY, mart_suite
 from crm_pipelines.config import CrmConfig
-from crm_pipelines.resources import RunWindowResource, WarehouseResource
+from crm_pipelines.resources.run_window import RunWindowResource
+from crm_pipelines.resources.warehouse import WarehouseResource
 from crm_pipelines.schema import CORE, MARTS
 from crm_pipelines.warehouse import Warehouse, col
 
@@ -304,7 +304,7 @@ def _history_table(wh: Warehouse) -> sa.TableClause:
 
 def _snapshots(wh: Warehouse, config: CrmConfig, as_of: pd.Timestamp) -> pd.DataFrame:
     """This month's snapshot, plus the backfilled months when there is no earlier snapshot."""
-    from crm_pipelines.analytics.clv import score_customers
+    from crm_pipelines.analytics.clv.value import score_customers
     from crm_pipelines.analytics.portfolio import backfill_segments, months_to_backfill, snapshot
     from crm_pipelines.analytics.predictive_tables import clv_summary, fit_clv_models
 

@@ -15,7 +15,8 @@ from crm_pipelines.config import CrmConfig
 from crm_pipelines.facts import build
 from crm_pipelines.facts.engagement import CUSTOMER_ENGAGEMENT_FACTS, ENGAGEMENT_INPUTS
 from crm_pipelines.facts.orders import CUSTOMER_CATEGORY_FACTS, CUSTOMER_ORDER_FACTS, PURCHASES
-from crm_pipelines.resources import RunWindowResource, WarehouseResource
+from crm_pipelines.resources.run_window import RunWindowResource
+from crm_pipelines.resources.warehouse import WarehouseResource
 from crm_pipelines.schema import CORE
 from crm_pipelines.warehouse import Warehouse
 

@@ -14,10 +14,10 @@ from crm_pipelines.assets.cycle_glue import campaign_audiences, loyalty_frame, w
 from crm_pipelines.assets.privacy import address_suppression
 from crm_pipelines.assets.publishing import publish_checked
 from crm_pipelines.assets.validation import validate_table, validated_check_specs
-from crm_pipelines.checks import MART_CONTRACT, mart_suite
-from crm_pipelines.checks.suites import PROBABILITY, RATE
+from crm_pipelines.checks.suites import MART_CONTRACT, PROBABILITY, RATE, mart_suite
 from crm_pipelines.config import CrmConfig
-from crm_pipelines.resources import RunWindowResource, WarehouseResource
+from crm_pipelines.resources.run_window import RunWindowResource
+from crm_pipelines.resources.warehouse import WarehouseResource
 from crm_pipelines.schema import CORE, CORE_ATTRIBUTED_ENTITIES, MARTS
 from crm_pipelines.warehouse import Warehouse
 

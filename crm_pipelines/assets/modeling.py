@@ -24,13 +24,13 @@ from crm_pipelines.assets.metadata import table_metadata
 from crm_pipelines.assets.publishing import blocking_failures, publish_checked, table_docs
 from crm_pipelines.assets.validation import validated_check_specs
 from crm_pipelines.automation import REFIT_TAG
-from crm_pipelines.checks import MART_CONTRACT
+from crm_pipelines.checks.suites import MART_CONTRACT
 from crm_pipelines.config import CrmConfig
 from crm_pipelines.schema import CORE, MARTS, Column
 from crm_pipelines.warehouse import Warehouse, col
 
 if TYPE_CHECKING:
-    from crm_pipelines.analytics.clv import GammaGammaFit
+    from crm_pipelines.analytics.clv.gamma_gamma import GammaGammaFit
     from crm_pipelines.analytics.clv.value import TransactionFit
 
 MODELS_DIR = "data/models"

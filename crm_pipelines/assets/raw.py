@@ -2,12 +2,13 @@
 
 import dagster as dg
 
-from crm_pipelines.checks import prepare_in_background
+from crm_pipelines.checks.gx import prepare_in_background
 from crm_pipelines.checks.suites import RAW_CONTRACT
 from crm_pipelines.config import CrmConfig, SourceConfig
-from crm_pipelines.ingest import SourceError, ingest_entity
 from crm_pipelines.ingest.contracts import SourceContractError
-from crm_pipelines.resources import RunWindowResource, WarehouseResource
+from crm_pipelines.ingest.errors import SourceError
+from crm_pipelines.resources.run_window import RunWindowResource
+from crm_pipelines.resources.warehouse import WarehouseResource
 from crm_pipelines.schema import RAW, raw_table_name
 
 CONNECTOR_KINDS = {"csv": "csv", "parquet": "parquet", "jsonl": "json", "sql": "sql", "http": "api"}
@@ -46,6 +47,9 @@ def build_raw_asset(config: CrmConfig, source: SourceConfig, entity: str, wareho
     def _raw(
         context: dg.AssetExecutionContext, warehouse: WarehouseResource, run_window: RunWindowResource
     ) -> dg.MaterializeResult:
+        # The connectors (httpx, duckdb, ...) are imported by a run, not by loading the definitions.
+        from crm_pipelines.ingest.loading import ingest_entity
+
         # Validation starts downstream of ingestion; get its import out of the way meanwhile.
         prepare_in_background()
         try:

@@ -23,12 +23,13 @@ from crm_pipelines.assets.modeling import (
     mart_spec,
     table_md,
 )
-from crm_pipelines.checks import SuiteSpec, mart_suite
-from crm_pipelines.checks.suites import NON_NEGATIVE, RATE
+from crm_pipelines.checks.rules import SuiteSpec
+from crm_pipelines.checks.suites import NON_NEGATIVE, RATE, mart_suite
 from crm_pipelines.config import CrmConfig
 from crm_pipelines.facts.marts import read_retention_cohorts, read_retention_summary
 from crm_pipelines.facts.orders import PURCHASES
-from crm_pipelines.resources import RunWindowResource, WarehouseResource
+from crm_pipelines.resources.run_window import RunWindowResource
+from crm_pipelines.resources.warehouse import WarehouseResource
 from crm_pipelines.schema import MARTS
 from crm_pipelines.warehouse import Warehouse
 

@@ -15,7 +15,7 @@ from crm_pipelines.assets.validation import run_folder
 from crm_pipelines.checks.report import write_run_index
 from crm_pipelines.checks.summary import RunSummary
 from crm_pipelines.config import CrmConfig
-from crm_pipelines.resources import WarehouseResource
+from crm_pipelines.resources.warehouse import WarehouseResource
 from crm_pipelines.schema import AUDIT, MARTS, QUARANTINE
 
 RUN_SUMMARY_KEY = dg.AssetKey([AUDIT, "run_summary"])

@@ -14,9 +14,10 @@ from crm_pipelines.assets.metadata import counts_markdown
 from crm_pipelines.assets.publishing import publish_checked
 from crm_pipelines.assets.raw import raw_asset_key
 from crm_pipelines.assets.validation import validate_table, validated_check_specs
-from crm_pipelines.checks import STAGING_CONTRACT, staging_suite
+from crm_pipelines.checks.suites import STAGING_CONTRACT, staging_suite
 from crm_pipelines.config import CrmConfig
-from crm_pipelines.resources import RunWindowResource, WarehouseResource
+from crm_pipelines.resources.run_window import RunWindowResource
+from crm_pipelines.resources.warehouse import WarehouseResource
 from crm_pipelines.schema import (
     AUDIT,
     CUSTOMER_IDENTIFIERS_COLUMNS,
@@ -28,7 +29,8 @@ from crm_pipelines.schema import (
     STAGING,
     raw_table_name,
 )
-from crm_pipelines.staging import StagingResult, referenced_customers, stage_entity
+from crm_pipelines.staging.references import referenced_customers
+from crm_pipelines.staging.stage import StagingResult, stage_entity
 from crm_pipelines.warehouse import Warehouse
 
 QUARANTINE_TABLE = "rejected_rows"

@@ -14,15 +14,12 @@ import dagster as dg
 import pandas as pd
 import sqlalchemy as sa
 
-from crm_pipelines.checks import (
-    DRIFT_CHECK,
-    SuiteSpec,
-    drift_findings,
-    render_html_report,
-    table_stats,
-    validate,
-)
+from crm_pipelines.checks.drift import drift_findings, table_stats
+from crm_pipelines.checks.gx import validate
+from crm_pipelines.checks.report import render_html_report
 from crm_pipelines.checks.results import check_specs, drift_check_result, suite_check_result
+from crm_pipelines.checks.rules import SuiteSpec
+from crm_pipelines.checks.suites import DRIFT_CHECK
 from crm_pipelines.config import CrmConfig
 from crm_pipelines.schema import AUDIT, Column
 from crm_pipelines.warehouse import Warehouse, col

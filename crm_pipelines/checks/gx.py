@@ -25,14 +25,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from crm_pipelines.checks.report import render_html_report
 from crm_pipelines.checks.rules import Rule, SuiteSpec
 
 if TYPE_CHECKING:
     from great_expectations.core import ExpectationSuite
     from great_expectations.core.batch_definition import BatchDefinition
 
-__all__ = ["RuleResult", "SuiteOutcome", "build_gx_suite", "render_html_report", "validate"]
+__all__ = ["RuleResult", "SuiteOutcome", "build_gx_suite", "validate"]
 
 SAMPLE_SIZE = 10
 _CUSTOM_EXPECTATIONS = ("ExpectColumnValuesToHaveCanonicalType",)

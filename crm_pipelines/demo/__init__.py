@@ -55,10 +55,3 @@ Messiness, with default rates (all in :class:`Messiness`, shares of a source's r
 Every timestamp is on or before ``end_date`` except the deliberately future ones (CRM ``created_at``
 and ``updated_at``, shop order ``created_at``).
 """
-
-from crm_pipelines.demo.generator import DemoManifest, generate
-from crm_pipelines.demo.settings import Coverage, Messiness
-from crm_pipelines.demo.shop_db import load_shop_database
-from crm_pipelines.demo.support_api import serve_support_api
-
-__all__ = ["Coverage", "DemoManifest", "Messiness", "generate", "load_shop_database", "serve_support_api"]

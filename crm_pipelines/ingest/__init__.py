@@ -19,29 +19,3 @@ A first incremental run (no state yet, or the mode changed) rebuilds the table f
 to ``until``. New rows and the new state are committed in one transaction.
 Problems a user can fix raise :class:`SourceError`, naming the source, entity, location and fix.
 """
-
-from crm_pipelines.ingest.connectors import SourceRead, read_entity, read_source
-from crm_pipelines.ingest.errors import SourceError
-from crm_pipelines.ingest.loading import (
-    INGEST_STATE_COLUMNS,
-    INGEST_STATE_TABLE,
-    IngestResult,
-    IngestState,
-    ingest_entity,
-    read_ingest_state,
-    reset_ingest_state,
-)
-
-__all__ = [
-    "INGEST_STATE_COLUMNS",
-    "INGEST_STATE_TABLE",
-    "IngestResult",
-    "IngestState",
-    "SourceError",
-    "SourceRead",
-    "ingest_entity",
-    "read_entity",
-    "read_ingest_state",
-    "read_source",
-    "reset_ingest_state",
-]

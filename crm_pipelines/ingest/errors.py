@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import httpx
 import sqlalchemy as sa
 
 from crm_pipelines.config import EntitySourceConfig
+
+if TYPE_CHECKING:
+    import httpx
 
 
 class SourceError(RuntimeError):
@@ -46,6 +49,8 @@ def display_sql_url(url: str | sa.URL) -> str:
 
 def display_http_url(url: str | httpx.URL) -> str:
     """An HTTP URL with the password of its user info (if any) replaced by ***."""
+    import httpx  # costs a third of a second: not paid by loading the definitions
+
     parsed = httpx.URL(str(url))
     if parsed.password:
         parsed = parsed.copy_with(username=parsed.username, password="***")

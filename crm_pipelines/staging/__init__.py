@@ -6,18 +6,3 @@
   name but no source delivered as a customer record.
 - :func:`customer_reference` says which customer record each row of an entity belongs to.
 """
-
-from crm_pipelines.staging.references import (
-    REFERENCE_COLUMNS,
-    customer_reference,
-    referenced_customers,
-)
-from crm_pipelines.staging.stage import StagingResult, stage_entity
-
-__all__ = [
-    "REFERENCE_COLUMNS",
-    "StagingResult",
-    "customer_reference",
-    "referenced_customers",
-    "stage_entity",
-]
