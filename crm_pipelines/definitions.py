@@ -11,6 +11,7 @@ import dagster as dg
 from crm_pipelines.assets.bi import build_bi_assets
 from crm_pipelines.assets.core import IDENTITY_MAP, build_core_assets, build_identity_training_job, core_key
 from crm_pipelines.assets.cycle import build_cycle_assets
+from crm_pipelines.assets.erasure import build_erasure_job
 from crm_pipelines.assets.facts import build_facts_assets
 from crm_pipelines.assets.marts import build_marts_assets
 from crm_pipelines.assets.predictive import build_predictive_assets
@@ -55,6 +56,7 @@ def build_definitions(config: CrmConfig) -> dg.Definitions:
             weekly_refit,
             build_full_reresolution_job(kind, core_key(IDENTITY_MAP)),
             build_identity_training_job(config),
+            build_erasure_job(config, kind),
         ],
         schedules=[
             build_nightly_schedule(config, nightly),

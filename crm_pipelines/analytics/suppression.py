@@ -17,6 +17,7 @@ suppressed from withdrawals on lists whose name mentions SMS or text messages, f
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 
 import numpy as np
@@ -128,6 +129,14 @@ def suppression_list(
 
 
 def without_suppressed(audiences: pd.DataFrame, suppressed: pd.DataFrame) -> pd.DataFrame:
-    """``audiences`` without rows whose exported email is on the suppression list."""
+    """``audiences`` without rows whose exported email is on the suppression list, in plain or, for an
+    erased person's address, as its SHA-256 (``email_sha256``)."""
     emails = suppressed.loc[suppressed["address_kind"] == "email", "address"]
-    return audiences[~_clean(audiences["email"]).isin(emails).to_numpy()].reset_index(drop=True)
+    blocked = _clean(audiences["email"]).isin(emails).to_numpy()
+    hashed = set(suppressed.loc[suppressed["address_kind"] == "email_sha256", "address"])
+    if hashed:
+        digests = _clean(audiences["email"]).map(
+            lambda e: hashlib.sha256(e.encode("utf-8")).hexdigest() if isinstance(e, str) else None
+        )
+        blocked |= digests.isin(hashed).to_numpy()
+    return audiences[~blocked].reset_index(drop=True)

@@ -6,10 +6,34 @@ import pandas as pd
 
 from crm_pipelines.analytics.suppression import suppression_list
 from crm_pipelines.config import CrmConfig
-from crm_pipelines.schema import CORE, STAGING
+from crm_pipelines.erasure.tombstones import ERASED_REASON, HASHED_ADDRESS_KINDS, TOMBSTONES_TABLE
+from crm_pipelines.schema import AUDIT, CORE, STAGING
 from crm_pipelines.warehouse import Warehouse
 
 SUPPRESSION_TABLE = "suppression_list"
+
+
+def with_erased_addresses(suppressed: pd.DataFrame, wh: Warehouse) -> pd.DataFrame:
+    """The suppression list plus every erased email and phone, by SHA-256 only (``email_sha256``,
+    ``phone_sha256``, reason ``erased``): an erased person is never marketed to again, and the list never
+    holds their address. An export checks an address by hashing its normalized form."""
+    if not wh.table_exists(AUDIT, TOMBSTONES_TABLE):
+        return suppressed
+    tombstones = wh.read_table(AUDIT, TOMBSTONES_TABLE, columns=["key_kind", "key_hash", "recorded_at"])
+    erased = tombstones[tombstones["key_kind"].isin(list(HASHED_ADDRESS_KINDS))]
+    if erased.empty:
+        return suppressed
+    erased = erased.sort_values("recorded_at").drop_duplicates(["key_kind", "key_hash"])
+    hashed = pd.DataFrame(
+        {
+            "address_kind": erased["key_kind"].map(HASHED_ADDRESS_KINDS).to_numpy(),
+            "address": erased["key_hash"].to_numpy(),
+            "reason": ERASED_REASON,
+            "source": pd.Series(pd.NA, index=range(len(erased)), dtype="str"),
+            "suppressed_since": pd.to_datetime(erased["recorded_at"], utc=True).to_numpy(),
+        }
+    ).astype({"address_kind": "str", "address": "str", "reason": "str", "source": "str"})
+    return pd.concat([suppressed, hashed], ignore_index=True)
 
 
 def address_suppression(
@@ -30,5 +54,6 @@ def address_suppression(
         if name in ("subscriptions", "campaign_events") and e.customer_source
     }
     suppressed = suppression_list(subscriptions, events, records, as_of, customer_sources)
+    suppressed = with_erased_addresses(suppressed, wh)
     wh.publish(suppressed, CORE, SUPPRESSION_TABLE)
     return suppressed

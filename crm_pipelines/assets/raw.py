@@ -79,7 +79,7 @@ def build_raw_asset(config: CrmConfig, source: SourceConfig, entity: str, wareho
             raise dg.Failure(description=str(e), allow_retries=False) from None
         context.log.info(
             f"{source.name}.{entity}: read {result.rows_read}, loaded {result.rows_loaded} "
-            f"({mode}), raw now {result.raw_rows_total} rows"
+            f"({mode}), dropped {result.rows_erased} of erased people, raw now {result.raw_rows_total} rows"
         )
         return dg.MaterializeResult(
             metadata={
@@ -87,6 +87,7 @@ def build_raw_asset(config: CrmConfig, source: SourceConfig, entity: str, wareho
                 "dagster/table_name": f"{RAW}.{result.table}",
                 "rows_read": result.rows_read,
                 "rows_loaded": result.rows_loaded,
+                "rows_erased": result.rows_erased,
                 "mode": mode,
                 "cursor_before": str(result.cursor_before),
                 "cursor_after": str(result.cursor_after),

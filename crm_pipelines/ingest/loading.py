@@ -20,6 +20,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from crm_pipelines.config import CrmConfig, SourceConfig
+from crm_pipelines.erasure.keys import key_frame_columns, matching_rows, raw_key_columns
+from crm_pipelines.erasure.tombstones import read_tombstones
 from crm_pipelines.ingest.connectors import SourceRead, max_cursor, read_entity
 from crm_pipelines.ingest.contracts import SourceContractError, judge_volume, quarantine_delivery
 from crm_pipelines.schema import (
@@ -32,7 +34,7 @@ from crm_pipelines.schema import (
     Column,
     raw_table_name,
 )
-from crm_pipelines.warehouse import Warehouse
+from crm_pipelines.warehouse import ARROW_TYPES, Warehouse
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +46,7 @@ INGEST_STATE_COLUMNS = (
     Column("cursor_value", "string", "Highest incremental value loaded so far, as the source wrote it."),
     Column("loaded_through", "date", "daily mode: the last day loaded (UTC)."),
     Column("rows_loaded", "integer", "Rows the last run wrote to the raw table."),
+    Column("rows_erased", "integer", "Rows the last run dropped: they hold an erased person's key."),
     Column("batch_id", "string", "The last run's batch id."),
     Column("updated_at", "timestamp", "When the last run finished (UTC)."),
 )
@@ -67,6 +70,8 @@ class IngestResult:
     """daily mode: the first and last day (UTC) whose rows were replaced."""
     columns: list[str]
     seconds: float
+    rows_erased: int = 0
+    """Rows read but not loaded: they hold a key of an erased person (see crm_pipelines.erasure)."""
 
 
 @dataclass(frozen=True)
@@ -130,6 +135,10 @@ def ingest_entity(
     if incremental.mode == "cursor" and cursor_after is None:
         cursor_after = cursor_before  # nothing new: the cursor stays where it was
     loaded_through = state.loaded_through if state else None
+    # After the cursor is taken, so a dropped row is not read again; before the volume contract.
+    table, partition_days, rows_erased = drop_erased_rows(
+        warehouse, config, source, entity, read.table, partition_days
+    )
     new_state = {
         "source": source.name,
         "entity": entity,
@@ -138,11 +147,12 @@ def ingest_entity(
         "loaded_through": (
             max(filter(None, (loaded_through, plan.until_day))) if incremental.mode == "daily" else None
         ),
-        "rows_loaded": read.table.num_rows,
+        "rows_loaded": table.num_rows,
+        "rows_erased": rows_erased,
         "batch_id": batch_id,
         "updated_at": now,
     }
-    rows = with_lineage(read.table, source.name, now, batch_id, partition_days)
+    rows = with_lineage(table, source.name, now, batch_id, partition_days)
     _enforce_volume_contract(warehouse, config, source, entity, table_name, rows, plan, batch_id, now)
     _write(warehouse, table_name, rows, plan, new_state)
     if read.rows_without_value:
@@ -159,26 +169,56 @@ def ingest_entity(
         table=table_name,
         mode=incremental.mode,
         rows_read=read.rows_read,
-        rows_loaded=read.table.num_rows,
+        rows_loaded=table.num_rows,
         raw_rows_total=warehouse.row_count(RAW, table_name),
         cursor_before=cursor_before,
         cursor_after=cursor_after,
         window=window,
         columns=read.columns,
         seconds=time.perf_counter() - started,
+        rows_erased=rows_erased,
     )
     log.info(
-        "%s.%s (%s): read %d, loaded %d, raw.%s holds %d rows, %.2f s",
+        "%s.%s (%s): read %d, loaded %d, dropped %d of erased people, raw.%s holds %d rows, %.2f s",
         source.name,
         entity,
         result.mode,
         result.rows_read,
         result.rows_loaded,
+        result.rows_erased,
         table_name,
         result.raw_rows_total,
         result.seconds,
     )
     return result
+
+
+def drop_erased_rows(
+    warehouse: Warehouse,
+    config: CrmConfig,
+    source: SourceConfig,
+    entity: str,
+    table: pa.Table,
+    partition_days: pa.ChunkedArray | None,
+) -> tuple[pa.Table, pa.ChunkedArray | None, int]:
+    """The rows without a key of an erased person, their partition days, and how many were dropped.
+
+    Filtered before the raw table, so raw = staged + quarantined + superseded still reconciles and
+    the count lives here (``audit.ingest_state.rows_erased``, the raw asset's metadata).
+    """
+    tombstones = read_tombstones(warehouse)
+    if not tombstones or table.num_rows == 0:
+        return table, partition_days, 0
+    keys = raw_key_columns(config, source, entity)
+    present = [c for c in key_frame_columns(keys) if c in table.column_names]
+    if not present:
+        return table, partition_days, 0
+    erased = matching_rows(table.select(present).to_pandas(), keys, tombstones)
+    if not erased.any():
+        return table, partition_days, 0
+    keep = pa.array(~erased)
+    kept_days = partition_days.filter(keep) if partition_days is not None else None
+    return table.filter(keep), kept_days, int(erased.sum())
 
 
 def _plan_and_read(
@@ -324,6 +364,7 @@ def _state_table(warehouse: Warehouse) -> sa.TableClause:
 def ensure_ingest_state_table(warehouse: Warehouse) -> None:
     """Create ``audit.ingest_state`` when it is missing."""
     if warehouse.table_exists(AUDIT, INGEST_STATE_TABLE):
+        _add_missing_state_columns(warehouse)
         return
     try:
         warehouse.create_table(AUDIT, INGEST_STATE_TABLE, INGEST_STATE_COLUMNS)
@@ -331,6 +372,15 @@ def ensure_ingest_state_table(warehouse: Warehouse) -> None:
         # Another process may have created it between the check and the create.
         if not warehouse.table_exists(AUDIT, INGEST_STATE_TABLE):
             raise
+
+
+def _add_missing_state_columns(warehouse: Warehouse) -> None:
+    """A state table written by an older version gains the columns added since (``rows_erased``)."""
+    present = set(warehouse.columns(AUDIT, INGEST_STATE_TABLE))
+    missing = [c for c in INGEST_STATE_COLUMNS if c.name not in present]
+    if missing:
+        empty = pa.table({c.name: pa.array([], ARROW_TYPES[c.dtype]) for c in missing})
+        warehouse.write_table(empty, AUDIT, INGEST_STATE_TABLE, mode="append")
 
 
 def read_ingest_state(warehouse: Warehouse, source: str, entity: str) -> IngestState | None:

@@ -1,0 +1,268 @@
+"""The right to be forgotten: ``crm_erasure`` removes a person from every table and keeps them out.
+
+End to end on a small demo, on DuckDB and PostgreSQL: a nightly, a dry run through the CLI (nothing
+changes), the erasure by email, a scan of every cell of every table of every schema (and of the BI file)
+for the person's values, then a re-ingest of the same old exports and another nightly: they stay gone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+import yaml
+from test_nightly import END, run_nightly
+
+from crm_pipelines.config import PROJECT_ROOT, config_from_dict
+from crm_pipelines.definitions import build_definitions
+from crm_pipelines.demo import generate
+from crm_pipelines.erasure.keys import (
+    EMAIL,
+    PHONE,
+    SOURCE_RECORD,
+    ErasureKeyError,
+    KeyHashes,
+    key_hash,
+    matching_rows,
+    raw_key_columns,
+    request_hashes,
+)
+from crm_pipelines.ingest import reset_ingest_state
+from crm_pipelines.schema import AUDIT, CORE, RAW, STAGING, raw_table_name
+from crm_pipelines.warehouse import Warehouse, dispose_engines
+
+DEMO_CONFIG = yaml.safe_load((PROJECT_ROOT / "crm.yaml").read_text())
+
+
+def _config(root: Path, warehouse_url: str):
+    data = {**DEMO_CONFIG, "warehouse": {"url": warehouse_url}, "as_of": END.isoformat()}
+    (root / "crm.yaml").write_text(yaml.safe_dump(data))
+    return config_from_dict(data, root / "crm.yaml")
+
+
+# -- keys -----------------------------------------------------------------------------------------------
+def test_request_keys_are_normalized_before_hashing(tmp_path):
+    config = _config(tmp_path, "duckdb:///unused.duckdb")
+    typed = request_hashes(
+        emails=["  Jane.Doe@Example.COM "], phones=["030 1234567"], source_records=["shop: 42"], config=config
+    )
+    assert typed.get(EMAIL) == {key_hash("jane.doe@example.com")}
+    assert typed.get(PHONE) == {key_hash("+49301234567")}
+    assert typed.get(SOURCE_RECORD) == {key_hash("shop:42")}
+    with pytest.raises(ErasureKeyError, match="not a valid email"):
+        request_hashes(emails=["jane@"], config=config)
+    with pytest.raises(ErasureKeyError, match="no source 'erp'"):
+        request_hashes(source_records=["erp:1"], config=config)
+    with pytest.raises(ErasureKeyError, match="SOURCE:ID"):
+        request_hashes(source_records=["42"], config=config)
+
+
+def test_raw_rows_are_recognized_by_their_normalized_keys(tmp_path):
+    """A source's own columns and formats: upper-case emails, national phones, ids with blanks."""
+    config = _config(tmp_path, "duckdb:///unused.duckdb")
+    crm, shop = config.source("crm"), config.source("shop")
+    tombstones = KeyHashes.of(
+        [(EMAIL, key_hash("jane.doe@example.com")), (PHONE, key_hash("+49301234567")),
+         (SOURCE_RECORD, key_hash("shop:42")), ("order", key_hash("shop:9001"))]
+    )
+    contacts = pd.DataFrame(
+        {"contact_id": ["CRM-1", "CRM-2", "CRM-3", "CRM-4"],
+         "email": ["JANE.DOE@example.com ", "john@example.com", None, "n/a"],
+         "phone": [None, None, "030 123 4567", "030 123 4567"],
+         "country": [None, None, "Germany", "AT"]},
+        dtype="str",
+    )
+    erased = matching_rows(contacts, raw_key_columns(config, crm, "customers"), tombstones)
+    assert erased.tolist() == [True, False, True, False]  # the Austrian number is another one
+    orders = pd.DataFrame({"id": ["9001", "9002", "9003"], "customer_id": ["7", " 42", "8"]}, dtype="str")
+    assert matching_rows(orders, raw_key_columns(config, shop, "orders"), tombstones).tolist() == [True, True, False]
+    items = pd.DataFrame({"id": ["1", "2"], "order_id": ["9001", "9003"]}, dtype="str")
+    assert matching_rows(items, raw_key_columns(config, shop, "order_items"), tombstones).tolist() == [True, False]
+    tickets = pd.DataFrame({"ticket_id": ["T1", "T2"], "customer_ref": ["42", None],
+                            "requester_email": [None, "Jane.Doe@Example.com"]}, dtype="str")
+    support = config.source("support")
+    assert matching_rows(tickets, raw_key_columns(config, support, "support_tickets"), tombstones).all()
+
+
+# -- end to end -------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def demo_data(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("erasure_demo")
+    generate(root / "data" / "demo", people=200, seed=11, end_date=END)
+    return root / "data"
+
+
+def _all_tables(wh: Warehouse) -> list[tuple[str, str]]:
+    rows = wh.query(
+        "SELECT table_schema, table_name FROM information_schema.tables WHERE table_type = 'BASE TABLE' "
+        "AND table_schema NOT IN ('information_schema', 'pg_catalog')"
+    )
+    return sorted(zip(rows["table_schema"], rows["table_name"], strict=True))
+
+
+def _row_counts(wh: Warehouse) -> dict[str, int]:
+    return {f"{s}.{t}": wh.row_count(s, t) for s, t in _all_tables(wh)}
+
+
+def _person(wh: Warehouse) -> tuple[str, list[tuple[str, str]], dict[str, set[str]]]:
+    """A customer with orders, tickets and email events whose values no other customer shares: their
+    email, their records, and their values (staged and as the raw exports wrote them)."""
+    identity = wh.read_table(CORE, "customer_identity_map", columns=["source", "source_record_id", "customer_id"])
+    customers = wh.read_table(STAGING, "customers")
+    customers = customers.merge(identity, on=["source", "source_record_id"])
+    active = set(wh.read_table(CORE, "orders", columns=["customer_id"])["customer_id"])
+    active &= set(wh.read_table(CORE, "support_tickets", columns=["customer_id"])["customer_id"])
+    active &= set(wh.read_table(CORE, "campaign_events", columns=["customer_id"])["customer_id"])
+    fields = ["email", "phone", "address_line1", "first_name", "last_name"]
+    for customer_id in sorted(active):
+        mine = customers[customers["customer_id"] == customer_id]
+        others = customers[customers["customer_id"] != customer_id]
+        if mine["email"].isna().all() or mine["phone"].isna().all() or mine["address_line1"].isna().all():
+            continue
+        names = set(zip(mine["first_name"], mine["last_name"], strict=True)) - {(None, None)}
+        if any(set(mine[f].dropna()) & set(others[f].dropna()) for f in ("email", "phone", "address_line1")):
+            continue
+        if names & set(zip(others["first_name"], others["last_name"], strict=True)):
+            continue
+        records = sorted(zip(mine["source"], mine["source_record_id"], strict=True))
+        values = {f: set(mine[f].dropna().astype("str")) for f in fields}
+        values["raw"] = _raw_values(wh, records)
+        return str(mine["email"].dropna().iloc[0]), records, values
+    raise AssertionError("no demo person with orders, tickets and email events and unshared values")
+
+
+def _raw_values(wh: Warehouse, records: list[tuple[str, str]]) -> set[str]:
+    """The person's customer rows as the CRM and shop exports wrote them (emails, phones, streets)."""
+    found: set[str] = set()
+    for source, id_column, columns in (("crm", "contact_id", ["email", "phone", "street"]),
+                                        ("shop", "id", ["email", "phone", "street"])):
+        ids = [r for s, r in records if s == source]
+        if ids:
+            rows = wh.read_table(RAW, raw_table_name(source, "customers"), columns=columns,
+                                 where=sa.column(id_column).in_(ids))
+            found |= {str(v).strip() for c in columns for v in rows[c].dropna() if len(str(v).strip()) >= 6}
+    return found
+
+
+def _leftovers(wh: Warehouse, records, values) -> list[str]:
+    """Every table cell (cast to text) that still holds one of the person's values."""
+    texts = {v.lower() for f in ("email", "phone", "address_line1", "raw") for v in values[f]}
+    texts |= {r.lower() for _, r in records if not r.isdigit()}  # CRM-000123; shop ids are bare numbers
+    found = []
+    for schema, table in _all_tables(wh):
+        columns = wh.columns(schema, table)
+        cells = [sa.func.lower(sa.cast(sa.column(sa.quoted_name(c, True)), sa.String)) for c in columns]
+        for text in sorted(texts):
+            hit = sa.or_(*(cell.contains(text, autoescape=True) for cell in cells))
+            if wh.row_count(schema, table, where=hit):
+                found.append(f"{schema}.{table}: {text}")
+        for first, last in sorted(zip(values["first_name"], values["last_name"], strict=False)):
+            both = sa.and_(*(sa.or_(*(c.contains(n.lower(), autoescape=True) for c in cells)) for n in (first, last)))
+            if wh.row_count(schema, table, where=both):
+                found.append(f"{schema}.{table}: name {first} {last}")
+        shop_ids = [r for s, r in records if r.isdigit()]
+        for suffix in ("", "_l", "_r"):
+            if shop_ids and {f"source{suffix}", f"source_record_id{suffix}"} <= set(columns):
+                keyed = sa.and_(
+                    sa.column(f"source{suffix}") == "shop", sa.column(f"source_record_id{suffix}").in_(shop_ids)
+                )
+                if wh.row_count(schema, table, where=keyed):
+                    found.append(f"{schema}.{table}: shop record")
+    return found
+
+
+def _bi_leftovers(path: Path, values) -> list[str]:
+    if not path.exists():
+        return []
+    texts = {v.lower() for f in ("email", "phone", "address_line1") for v in values[f]}
+    found = []
+    with duckdb.connect(str(path), read_only=True) as bi:
+        tables = bi.execute("SELECT table_schema, table_name FROM information_schema.tables "
+                            "WHERE table_type = 'BASE TABLE'").fetchall()
+        for schema, table in tables:
+            frame = bi.execute(f'SELECT * FROM "{schema}"."{table}"').fetch_arrow_table().to_pandas()
+            cells = frame.astype("str").apply(lambda c: c.str.lower())
+            for text in texts:
+                if any(cells[c].str.contains(text, regex=False).any() for c in cells.columns):
+                    found.append(f"{schema}.{table}: {text}")
+    return found
+
+
+def _erase(config, **run_config) -> dict:
+    result = build_definitions(config).resolve_job_def("crm_erasure").execute_in_process(
+        run_config={"ops": {"erase_people": {"config": run_config}}}, raise_on_error=False
+    )
+    assert result.success, [e.message for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    return result.output_for_node("erase_people")
+
+
+def _cli_dry_run(root: Path, email: str) -> str:
+    env = {**os.environ, "CRM_CONFIG": str(root / "crm.yaml"), "DAGSTER_HOME": str(root / "dagster_home")}
+    (root / "dagster_home").mkdir(exist_ok=True)
+    (root / "dagster_home" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "crm_pipelines.erase", "--email", email.upper(), "--requested-by", "ticket DPO-1",
+         "--dry-run"],
+        env=env, capture_output=True, text=True, timeout=300, cwd=root,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+@pytest.mark.slow
+def test_erased_person_is_gone_from_every_table_and_stays_gone(demo_data, tmp_path, warehouse_url):
+    shutil.copytree(demo_data, tmp_path / "data")
+    config = _config(tmp_path, warehouse_url)
+    assert run_nightly(config).success
+    wh = Warehouse(config.warehouse_url)
+    email, records, values = _person(wh)
+    assert _leftovers(wh, records, values), "the scan finds the person before the erasure"
+    bi_file = config.resolve_path(config.bi.marts_file)
+
+    # A dry run through the CLI, recorded in DAGSTER_HOME, changes nothing but its audit row.
+    counts = _row_counts(wh)
+    dispose_engines()  # DuckDB: the CLI's process needs the file
+    output = _cli_dry_run(tmp_path, email)
+    assert "DRY RUN" in output and "staging.customers" in output and email not in output
+    after = _row_counts(wh)
+    assert after.pop("audit.erasures") == counts.pop("audit.erasures", 0) + 1
+    assert after == counts
+    runs = list((tmp_path / "dagster_home").rglob("*"))
+    assert runs, "the CLI's run is recorded in DAGSTER_HOME"
+
+    summary = _erase(config, key_hashes=[f"email:{key_hash(email)}"], requested_by="ticket DPO-1")
+    assert summary["customers"] >= 1 and summary["rows_by_table"]["staging.customers"] >= 1
+    assert summary["rows_by_table"]["core.orders"] >= 1 and summary["rows_by_table"]["core.support_tickets"] >= 1
+    assert _leftovers(wh, records, values) == []
+    assert _bi_leftovers(bi_file, values) == []
+    audit = wh.read_table(AUDIT, "erasures").sort_values("started_at")
+    row = audit.iloc[-1]
+    assert row["requested_by"] == "ticket DPO-1" and not row["dry_run"] and row["rows_deleted"] > 0
+    assert json.loads(row["requested_key_hashes"]) == [f"email:{key_hash(email)}"]
+    assert json.loads(row["rows_by_table"])["staging.customers"] >= 1
+    assert bool(audit.iloc[0]["dry_run"])
+    tombstones = wh.read_table(AUDIT, "erasure_tombstones")
+    assert key_hash(email) in set(tombstones["key_hash"]) and len(tombstones["key_hash"].iloc[0]) == 64
+
+    # The old exports again, from scratch: nothing of the person comes back, and raw still reconciles.
+    for source in config.sources:
+        for entity in source.entities:
+            reset_ingest_state(wh, source.name, entity)
+    result = run_nightly(config)
+    assert result.success, [e.message for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert _leftovers(wh, records, values) == []
+    assert _bi_leftovers(bi_file, values) == []
+    state = wh.read_table(AUDIT, "ingest_state")
+    assert state["rows_erased"].fillna(0).sum() >= len(records), state
+    recon = wh.read_table(AUDIT, "reconciliation")
+    assert recon["reconciles"].all()
+    suppression = wh.read_table(CORE, "suppression_list")
+    assert key_hash(email) in set(suppression.loc[suppression["address_kind"] == "email_sha256", "address"])
