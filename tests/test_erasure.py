@@ -160,13 +160,17 @@ def _leftovers(wh: Warehouse, records, values) -> list[str]:
     for schema, table in _all_tables(wh):
         columns = wh.columns(schema, table)
         cells = [sa.func.lower(sa.cast(sa.column(sa.quoted_name(c, True)), sa.String)) for c in columns]
+
+        def holds(text: str, cells: list = cells) -> sa.ColumnElement[bool]:
+            # The cell is the value, or holds it as a JSON string (raw_values, link evidence); containment
+            # alone would find "hauptstr. 1" in "hauptstr. 12".
+            return sa.or_(*(sa.or_(sa.func.trim(c) == text, c.contains(f'"{text}', autoescape=True)) for c in cells))
+
         for text in sorted(texts):
-            hit = sa.or_(*(cell.contains(text, autoescape=True) for cell in cells))
-            if wh.row_count(schema, table, where=hit):
+            if wh.row_count(schema, table, where=holds(text)):
                 found.append(f"{schema}.{table}: {text}")
         for first, last in sorted(values["names"]):
-            both = sa.and_(*(sa.or_(*(c.contains(n.lower(), autoescape=True) for c in cells)) for n in (first, last)))
-            if wh.row_count(schema, table, where=both):
+            if wh.row_count(schema, table, where=sa.and_(holds(first.lower()), holds(last.lower()))):
                 found.append(f"{schema}.{table}: name {first} {last}")
         shop_ids = [r for s, r in records if r.isdigit()]
         for suffix in ("", "_l", "_r"):
@@ -189,9 +193,9 @@ def _bi_leftovers(path: Path, values) -> list[str]:
                             "WHERE table_type = 'BASE TABLE'").fetchall()
         for schema, table in tables:
             frame = bi.execute(f'SELECT * FROM "{schema}"."{table}"').fetch_arrow_table().to_pandas()
-            cells = frame.astype("str").apply(lambda c: c.str.lower())
+            cells = frame.astype("str").apply(lambda c: c.str.lower().str.strip())
             for text in texts:
-                if any(cells[c].str.contains(text, regex=False).any() for c in cells.columns):
+                if any(cells[c].eq(text).any() for c in cells.columns):
                     found.append(f"{schema}.{table}: {text}")
     return found
 
