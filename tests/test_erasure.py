@@ -238,6 +238,7 @@ def test_erased_person_is_gone_from_every_table_and_stays_gone(demo_data, tmp_pa
     assert "DRY RUN" in output and "staging.customers" in output and email not in output
     after = _row_counts(wh)
     assert after.pop("audit.erasures") == counts.pop("audit.erasures", 0) + 1
+    assert after.pop("audit.erasure_tombstones") == counts.pop("audit.erasure_tombstones", 0) == 0
     assert after == counts
     runs = list((tmp_path / "dagster_home").rglob("*"))
     assert runs, "the CLI's run is recorded in DAGSTER_HOME"
