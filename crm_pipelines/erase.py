@@ -10,7 +10,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from crm_pipelines.erasure.keys import ErasureKeyError, request_hashes
+from crm_pipelines.erasure.hashing import ErasureKeyError
+from crm_pipelines.erasure.keys import request_hashes
 
 
 def _parser() -> argparse.ArgumentParser:

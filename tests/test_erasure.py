@@ -23,7 +23,7 @@ from test_nightly import END, run_nightly
 
 from crm_pipelines.config import PROJECT_ROOT, config_from_dict
 from crm_pipelines.definitions import build_definitions
-from crm_pipelines.demo import generate
+from crm_pipelines.demo.generator import generate
 from crm_pipelines.erasure.keys import (
     EMAIL,
     PHONE,
@@ -35,7 +35,7 @@ from crm_pipelines.erasure.keys import (
     raw_key_columns,
     request_hashes,
 )
-from crm_pipelines.ingest import reset_ingest_state
+from crm_pipelines.ingest.loading import reset_ingest_state
 from crm_pipelines.schema import AUDIT, CORE, RAW, STAGING, raw_table_name
 from crm_pipelines.warehouse import Warehouse, dispose_engines
 

@@ -16,7 +16,7 @@ from test_erasure import _config
 
 from crm_pipelines.erasure.execute import erase
 from crm_pipelines.erasure.keys import request_hashes
-from crm_pipelines.ingest import ingest_entity
+from crm_pipelines.ingest.loading import ingest_entity
 from crm_pipelines.schema import AUDIT, CORE, MARTS, QUARANTINE, RAW, STAGING
 from crm_pipelines.warehouse import Warehouse
 

@@ -11,9 +11,8 @@ from pydantic import Field
 
 from crm_pipelines.bi_file import BiFileError, export_enabled
 from crm_pipelines.config import CrmConfig
-from crm_pipelines.erasure.execute import erase
-from crm_pipelines.erasure.keys import ErasureKeyError, KeyHashes, request_hashes
-from crm_pipelines.resources import WarehouseResource
+from crm_pipelines.erasure.hashing import ErasureKeyError, KeyHashes
+from crm_pipelines.resources.warehouse import WarehouseResource
 
 ERASURE_JOB = "crm_erasure"
 
@@ -37,6 +36,8 @@ class ErasureConfig(dg.Config):
 
 
 def _requested(config: ErasureConfig, crm_config: CrmConfig) -> KeyHashes:
+    from crm_pipelines.erasure.keys import request_hashes
+
     pairs = []
     for item in config.key_hashes:
         kind, _, digest = item.partition(":")
@@ -64,6 +65,9 @@ def build_erasure_job(crm_config: CrmConfig, warehouse_kind: str) -> dg.JobDefin
     def erase_people(
         context: dg.OpExecutionContext, config: ErasureConfig, warehouse: WarehouseResource
     ) -> dg.Output[dict]:
+        # Imported by a run, not by loading the definitions.
+        from crm_pipelines.erasure.execute import erase
+
         try:
             result = erase(
                 warehouse.get_warehouse(),

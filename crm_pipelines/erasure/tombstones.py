@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from crm_pipelines.erasure.keys import EMAIL, PHONE, KeyHashes
+from crm_pipelines.erasure.hashing import EMAIL, PHONE, KeyHashes
 from crm_pipelines.schema import AUDIT, Column
 from crm_pipelines.warehouse import Warehouse
 
