@@ -154,3 +154,27 @@ def test_ingest_drops_rows_of_erased_people(filled, tmp_path):
         assert wh.read_table(RAW, table)[column].tolist() == kept
         state = wh.read_table(AUDIT, "ingest_state", where=sa.column("source") == source)
         assert state["rows_erased"].tolist() == [1]
+
+
+def test_failed_erasure_rolls_back_and_a_rerun_finishes_it(filled, tmp_path):
+    """A delete the database refuses (here a foreign key) fails the erasure: every table is as it was,
+    the tombstones (committed first) already keep Jane out of ingests, and a rerun completes the job."""
+    wh = filled
+    config = _config(tmp_path, wh.url)
+    wh.execute(f"CREATE TABLE {wh.qualified(MARTS, 'people')} (customer_id VARCHAR PRIMARY KEY)")
+    wh.execute(f"INSERT INTO {wh.qualified(MARTS, 'people')} VALUES ('C1'), ('C2')")
+    wh.execute(
+        f"CREATE TABLE {wh.qualified(MARTS, 'zz_referrals')} "
+        f"(ref VARCHAR REFERENCES {wh.qualified(MARTS, 'people')} (customer_id))"
+    )
+    wh.execute(f"INSERT INTO {wh.qualified(MARTS, 'zz_referrals')} VALUES ('C1')")
+    before = _counts(wh)
+    requested = request_hashes(emails=[JANE], config=config)
+    with pytest.raises(sa.exc.SQLAlchemyError):
+        erase(wh, config, requested, requested_by="DPO-1", dry_run=False)
+    assert _counts(wh) == before and wh.row_count(MARTS, "people") == 2
+    assert wh.row_count(AUDIT, "erasure_tombstones") > 0 and wh.row_count(AUDIT, "erasures") == 0
+
+    wh.drop_table(MARTS, "zz_referrals")
+    done = erase(wh, config, requested, requested_by="DPO-1", dry_run=False)
+    assert done.rows_by_table["marts.people"] == 1 and done.rows_by_table["staging.customers"] == 3
