@@ -178,3 +178,23 @@ def test_failed_erasure_rolls_back_and_a_rerun_finishes_it(filled, tmp_path):
     wh.drop_table(MARTS, "zz_referrals")
     done = erase(wh, config, requested, requested_by="DPO-1", dry_run=False)
     assert done.rows_by_table["marts.people"] == 1 and done.rows_by_table["staging.customers"] == 3
+
+
+def test_erased_addresses_stay_suppressed_by_hash(filled, tmp_path):
+    from crm_pipelines.analytics.suppression import without_suppressed
+    from crm_pipelines.assets.privacy import with_erased_addresses
+
+    wh = filled
+    config = _config(tmp_path, wh.url)
+    erase(wh, config, request_hashes(emails=[JANE], config=config), requested_by="DPO-1", dry_run=False)
+    plain = pd.DataFrame(
+        {"address_kind": ["email"], "address": ["bob@example.com"], "reason": ["bounce"], "source": ["email"],
+         "suppressed_since": pd.to_datetime(["2026-06-01T00:00:00Z"], utc=True)}
+    ).astype({c: "str" for c in ("address_kind", "address", "reason", "source")})
+    suppressed = with_erased_addresses(plain, wh)
+    assert suppressed["address_kind"].tolist() == ["email", "email_sha256"]
+    assert str(suppressed["suppressed_since"].dtype).startswith("datetime64") and JANE not in set(suppressed["address"])
+    wh.publish(suppressed, CORE, "suppression_list")  # as the nightly publishes it
+    audiences = pd.DataFrame({"customer_id": ["C1", "C2", "C3"], "email": [" Jane.Doe@Example.com", "bob@example.com",
+                                                                            "carol@example.com"]})
+    assert without_suppressed(audiences, suppressed)["customer_id"].tolist() == ["C3"]

@@ -138,5 +138,5 @@ def without_suppressed(audiences: pd.DataFrame, suppressed: pd.DataFrame) -> pd.
         digests = _clean(audiences["email"]).map(
             lambda e: hashlib.sha256(e.encode("utf-8")).hexdigest() if isinstance(e, str) else None
         )
-        blocked |= digests.isin(hashed).to_numpy()
+        blocked = blocked | digests.isin(hashed).to_numpy(dtype=bool)
     return audiences[~blocked].reset_index(drop=True)

@@ -23,16 +23,18 @@ def with_erased_addresses(suppressed: pd.DataFrame, wh: Warehouse) -> pd.DataFra
     erased = tombstones[tombstones["key_kind"].isin(list(HASHED_ADDRESS_KINDS))]
     if erased.empty:
         return suppressed
-    erased = erased.sort_values("recorded_at").drop_duplicates(["key_kind", "key_hash"])
+    erased = erased.sort_values("recorded_at").drop_duplicates(["key_kind", "key_hash"]).reset_index(drop=True)
     hashed = pd.DataFrame(
         {
-            "address_kind": erased["key_kind"].map(HASHED_ADDRESS_KINDS).to_numpy(),
-            "address": erased["key_hash"].to_numpy(),
-            "reason": ERASED_REASON,
-            "source": pd.Series(pd.NA, index=range(len(erased)), dtype="str"),
-            "suppressed_since": pd.to_datetime(erased["recorded_at"], utc=True).to_numpy(),
+            "address_kind": erased["key_kind"].map(HASHED_ADDRESS_KINDS).astype("str"),
+            "address": erased["key_hash"].astype("str"),
+            "reason": pd.Series(ERASED_REASON, index=erased.index, dtype="str"),
+            "source": pd.Series(pd.NA, index=erased.index, dtype="str"),
+            "suppressed_since": pd.to_datetime(erased["recorded_at"], utc=True),
         }
-    ).astype({"address_kind": "str", "address": "str", "reason": "str", "source": "str"})
+    )
+    if suppressed.empty:
+        return hashed
     return pd.concat([suppressed, hashed], ignore_index=True)
 
 
