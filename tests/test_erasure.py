@@ -48,6 +48,11 @@ def _config(root: Path, warehouse_url: str):
     return config_from_dict(data, root / "crm.yaml")
 
 
+def test_erasure_job_is_in_the_definitions(tmp_path):
+    job = build_definitions(_config(tmp_path, "duckdb:///unused.duckdb")).resolve_job_def("crm_erasure")
+    assert [node.name for node in job.nodes] == ["erase_people"]
+
+
 # -- keys -----------------------------------------------------------------------------------------------
 def test_request_keys_are_normalized_before_hashing(tmp_path):
     config = _config(tmp_path, "duckdb:///unused.duckdb")
