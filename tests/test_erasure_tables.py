@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
@@ -15,10 +18,10 @@ import sqlalchemy as sa
 from test_erasure import _config
 
 from crm_pipelines.erasure.execute import erase
-from crm_pipelines.erasure.keys import request_hashes
+from crm_pipelines.erasure.keys import key_hash, request_hashes
 from crm_pipelines.ingest.loading import ingest_entity
 from crm_pipelines.schema import AUDIT, CORE, MARTS, QUARANTINE, RAW, STAGING
-from crm_pipelines.warehouse import Warehouse
+from crm_pipelines.warehouse import Warehouse, dispose_engines
 
 JANE = "jane.doe@example.com"
 NOW = dt.datetime(2026, 6, 30, 12, tzinfo=dt.UTC)
@@ -198,3 +201,31 @@ def test_erased_addresses_stay_suppressed_by_hash(filled, tmp_path):
     audiences = pd.DataFrame({"customer_id": ["C1", "C2", "C3"], "email": [" Jane.Doe@Example.com", "bob@example.com",
                                                                             "carol@example.com"]})
     assert without_suppressed(audiences, suppressed)["customer_id"].tolist() == ["C3"]
+
+
+def test_cli_dry_run_then_erasure_recorded_in_dagster_home(filled, tmp_path):
+    """``python -m crm_pipelines.erase`` in its own process: the run lands in DAGSTER_HOME, whose run
+    storage holds the key's hash, never the key."""
+    wh = filled
+    _config(tmp_path, wh.url)  # writes tmp_path/crm.yaml
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    env = {**os.environ, "CRM_CONFIG": str(tmp_path / "crm.yaml"), "DAGSTER_HOME": str(home)}
+    before = _counts(wh)
+    dispose_engines()  # DuckDB: the command's process needs the file
+    command = [sys.executable, "-m", "crm_pipelines.erase", "--email", "JANE.DOE@example.com", "--requested-by", "DPO-7"]
+    dry = subprocess.run([*command, "--dry-run"], env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    assert "DRY RUN" in dry.stdout and "staging.customers" in dry.stdout and _counts(wh) == before
+    wh.dispose()
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "deleted" in done.stdout and wh.row_count(STAGING, "customers") == 2
+    runs = home / "history" / "runs.db"
+    assert runs.exists()
+    stored = runs.read_bytes().lower()
+    assert b"jane" not in stored and key_hash(JANE).encode() in stored
+    bad = subprocess.run([*command[:3], "--email", "jane@", "--requested-by", "x"], env=env,
+                         capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert bad.returncode == 2 and "not a valid email" in bad.stderr
