@@ -214,7 +214,9 @@ def test_cli_dry_run_then_erasure_recorded_in_dagster_home(filled, tmp_path):
     env = {**os.environ, "CRM_CONFIG": str(tmp_path / "crm.yaml"), "DAGSTER_HOME": str(home)}
     before = _counts(wh)
     dispose_engines()  # DuckDB: the command's process needs the file
-    command = [sys.executable, "-m", "crm_pipelines.erase", "--email", "JANE.DOE@example.com", "--requested-by", "DPO-7"]
+    wh.dispose()
+    command = [sys.executable, "-m", "crm_pipelines.erase", "--email", "JANE.DOE@example.com",
+               "--requested-by", "DPO-7"]
     dry = subprocess.run([*command, "--dry-run"], env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert dry.returncode == 0, dry.stderr[-3000:]
     assert "DRY RUN" in dry.stdout and "staging.customers" in dry.stdout and _counts(wh) == before
