@@ -24,6 +24,7 @@ import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from crm_pipelines.adbc_pool import adbc_connection, close_pooled
 from crm_pipelines.schema import Column, ColumnType
 from crm_pipelines.table_docs import TableDocs, document_postgres_table, has_primary_key
 
@@ -62,6 +63,7 @@ def dispose_engines() -> None:
     for engine in _ENGINES.values():
         engine.dispose()
     _ENGINES.clear()
+    close_pooled()
 
 
 def arrow_table(frame: pd.DataFrame | pa.Table, column_types: Mapping[str, ColumnType] | None = None) -> pa.Table:
@@ -123,6 +125,8 @@ class Warehouse:
 
     def dispose(self) -> None:
         if self._engine is not None:
+            if self.dialect == "postgresql":
+                close_pooled(self._adbc_uri)
             self._engine.dispose()
 
     # -- names -----------------------------------------------------------------------------------
@@ -306,20 +310,19 @@ class Warehouse:
             finally:
                 duck.unregister(view)
 
+    @property
+    def _adbc_uri(self) -> str:
+        return self.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+
     @contextlib.contextmanager
     def _adbc(self) -> Iterator[Any]:
-        import adbc_driver_postgresql.dbapi as pg_adbc
-
-        uri = self.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-        try:
-            conn = pg_adbc.connect(uri)
-        except Exception as e:  # the driver raises its own OperationalError family
-            raise WarehouseError(f"cannot connect to the warehouse {self.display_url}: {e}") from e
-        try:
+        """A pooled ADBC connection in one transaction (crm_pipelines/adbc_pool.py says why pooled)."""
+        with contextlib.ExitStack() as stack:
+            try:
+                conn = stack.enter_context(adbc_connection(self._adbc_uri))
+            except Exception as e:  # the driver raises its own OperationalError family
+                raise WarehouseError(f"cannot connect to the warehouse {self.display_url}: {e}") from e
             yield conn
-            conn.commit()
-        finally:
-            conn.close()
 
     def _postgres_write(self, arrow: pa.Table, schema: str, table: str, mode: str) -> None:
         if mode == "replace":
@@ -328,6 +331,11 @@ class Warehouse:
             mode = "create"
         with self._adbc() as conn, conn.cursor() as cur:
             cur.adbc_ingest(table, arrow, mode=mode, db_schema_name=schema)
+            # Statistics now, in the loading transaction: the next step joins this table at once,
+            # long before autovacuum would analyze it, and without statistics PostgreSQL guesses
+            # row counts and distinct values, and picks sort-merge joins over text keys that cost
+            # several times a hash join (collated comparisons). ANALYZE samples at most 30,000 rows.
+            cur.execute(f"ANALYZE {self.qualified(schema, table)}")
 
     def _generic_write(self, arrow: pa.Table, schema: str, table: str, mode: str) -> None:
         frame = arrow.to_pandas()
@@ -444,6 +452,13 @@ class Warehouse:
                 log.warning("publishing %s tables: locked, retrying (%s/%s)", schema, attempt, attempts)
                 time.sleep(2 * attempt)
         return rows
+
+    def analyze(self, schema: str, table: str) -> None:
+        """Refresh the planner's statistics of a table just filled in the warehouse (PostgreSQL only:
+        DuckDB keeps its statistics as it writes). Bulk writes through :meth:`write_table` do this
+        themselves; call it after ``CREATE TABLE ... AS`` or a large ``INSERT ... SELECT``."""
+        if self.dialect == "postgresql":
+            self.execute(f"ANALYZE {self.qualified(schema, table)}")
 
     def drop_table(self, schema: str, table: str) -> None:
         self.execute(f"DROP TABLE IF EXISTS {self.qualified(schema, table)}")

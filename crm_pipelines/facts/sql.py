@@ -83,6 +83,7 @@ def publish_select(wh: Warehouse, statement: sa.Select, schema: str, name: str) 
     staging_name = f"{name}__new"
     wh.drop_table(schema, staging_name)
     wh.execute(f"CREATE TABLE {wh.qualified(schema, staging_name)} AS {compiled(wh, statement)}")
+    wh.analyze(schema, staging_name)
     rows = wh.row_count(schema, staging_name)
     wh.swap_in(schema, staging_name, name)
     return rows
