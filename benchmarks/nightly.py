@@ -5,7 +5,8 @@ fresh DuckDB warehouse (or ``--warehouse-url``), and prints seconds per step, th
 Great Expectations validation took inside it (summed from the checks' ``validation_seconds``), the
 share validation adds to the run (target: at most 15%), and how long loading the Dagster definitions
 took (target: at most 3 s). With ``--warehouse-url`` it also runs the same sources on a fresh DuckDB
-file and prints the ratio of the two runs' times (target for PostgreSQL: at most 1.5).
+file and prints the ratio of the two runs' times (target for PostgreSQL: at most 1.5) and the steps where
+the server loses most time. The server database must be empty, or the run would be incremental.
 
     .venv/bin/python benchmarks/nightly.py [--people 100000] [--warehouse-url URL]
 """
@@ -46,6 +47,29 @@ def with_duckdb_warehouse(config_path: Path) -> Path:
     return copy
 
 
+def require_empty_warehouse(url: str) -> None:
+    """A warehouse that already holds the layers would make this an incremental run, not comparable."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            present = sorted(set(sa.inspect(conn).get_schema_names()) & {"raw", "staging", "core", "marts"})
+    finally:
+        engine.dispose()
+    if present:
+        raise SystemExit(f"{engine.url.render_as_string()} already holds {', '.join(present)}: give an empty database")
+
+
+def print_step_comparison(server: dict[str, float], duckdb: dict[str, float], top: int = 15) -> None:
+    """The steps where the server warehouse loses most time to DuckDB, largest difference first."""
+    print("\nsteps where the server warehouse loses most to DuckDB (seconds):")
+    print(f"  {'step':<44} {'server':>8} {'duckdb':>8} {'diff':>8}")
+    diffs = {step: seconds - duckdb.get(step, 0.0) for step, seconds in server.items()}
+    for step, diff in sorted(diffs.items(), key=lambda kv: -kv[1])[:top]:
+        print(f"  {step:<44} {server[step]:>8.2f} {duckdb.get(step, 0.0):>8.2f} {diff:>+8.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -53,13 +77,18 @@ def main() -> None:
     parser.add_argument("--people", type=int, default=100_000)
     parser.add_argument("--warehouse-url", default=None)
     args = parser.parse_args()
+    if args.warehouse_url:
+        require_empty_warehouse(args.warehouse_url)
     with tempfile.TemporaryDirectory(prefix="crm_bench_nightly_") as tmp:
         config_path = prepare_demo(Path(tmp), args.people, args.warehouse_url)
         figures, wall, peak_gb = run_job(config_path, None)
         duckdb_total = None
         if args.warehouse_url:
-            duckdb_total = run_job(with_duckdb_warehouse(config_path), None)[0]["total_seconds"]
+            duckdb_figures = run_job(with_duckdb_warehouse(config_path), None)[0]
+            duckdb_total = duckdb_figures["total_seconds"]
     print_steps(figures["steps"])
+    if duckdb_total is not None:
+        print_step_comparison(figures["steps"], duckdb_figures["steps"])
     print("\nvalidation (seconds, largest first):")
     for check, seconds in sorted(figures["validation_by_check"].items(), key=lambda kv: -kv[1])[:10]:
         print(f"  {check:<52} {seconds:>6.2f}")
