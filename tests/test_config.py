@@ -57,6 +57,21 @@ def test_warehouse_url_env_overrides(tmp_path, monkeypatch):
     assert load_config(write(tmp_path, MINIMAL)).warehouse_url == "postgresql+psycopg://u@h/db"
 
 
+def test_definitions_load_with_the_warehouse_url_from_the_environment(tmp_path, monkeypatch):
+    """deploy/dagster.env sets CRM_WAREHOUSE_URL: the kind tags name its engine, the stored URL stays a reference."""
+    import dagster as dg
+
+    from crm_pipelines.definitions import build_definitions
+
+    monkeypatch.setenv("CRM_WAREHOUSE_URL", "postgresql+psycopg://crm:secret@h/db")
+    defs = build_definitions(load_config(write(tmp_path, MINIMAL)))
+    dg.Definitions.validate_loadable(defs)
+    graph = defs.resolve_asset_graph()
+    kinds = {kind for key in graph.get_all_asset_keys() for kind in graph.get(key).kinds}
+    assert "postgres" in kinds and not any("$" in kind or "secret" in kind for kind in kinds)
+    assert defs.resources["warehouse"].url == "${CRM_WAREHOUSE_URL}"
+
+
 def test_env_references_expand(tmp_path, monkeypatch):
     monkeypatch.setenv("SHOP_DB", "mysql+pymysql://root@127.0.0.1/shop")
     config = load_config(write(tmp_path, MINIMAL.replace('"sqlite:///shop.sqlite"', '"${SHOP_DB}"')))

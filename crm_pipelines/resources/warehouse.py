@@ -27,6 +27,9 @@ class WarehouseResource(dg.ConfigurableResource):
 
     @property
     def kind(self) -> str:
-        """The Dagster kind tag of this warehouse's engine."""
-        scheme = self.url.split(":", 1)[0].split("+", 1)[0]
+        """The Dagster kind tag of this warehouse's engine.
+
+        Read from the expanded URL: with ``CRM_WAREHOUSE_URL`` set, ``url`` is ``${CRM_WAREHOUSE_URL}``.
+        Only the scheme is kept, so no secret reaches a tag."""
+        scheme = expand_env(self.url, "warehouse.url").split(":", 1)[0].split("+", 1)[0]
         return {"postgresql": "postgres"}.get(scheme, scheme)
