@@ -80,10 +80,12 @@ def sources() -> list[dict]:
     }]
 
 
-def config_for(tmp_path, url: str, fx_rates: dict | None = None):
+def config_for(tmp_path, url: str, fx_rates: dict | None = None, as_of: str = "2026-06-30", created: bool = False):
+    data = sources()
+    if created:
+        data[0]["entities"]["customers"]["columns"]["created_at"] = "created_at"
     return config_from_dict(
-        {"warehouse": {"url": url}, "as_of": "2026-06-30", "fx_rates": fx_rates or {"EUR": 1.0},
-         "sources": sources()},
+        {"warehouse": {"url": url}, "as_of": as_of, "fx_rates": fx_rates or {"EUR": 1.0}, "sources": data},
         tmp_path / "crm.yaml",
     )
 
@@ -219,3 +221,28 @@ def test_changed_staging_rules_force_a_full_restage(tmp_path, duckdb_url):
     orders = wh.read_table(STAGING, "orders")
     assert sorted(orders["order_id"]) == ["O1", "O2", "O3"]
     assert set(ENTITIES) >= {"orders"}
+
+
+def test_a_later_as_of_judges_time_bound_quarantine_again(tmp_path, duckdb_url):
+    """A record quarantined as from the future is staged once the as-of end passes its time."""
+    contacts = HEADER.replace("\n", ",created_at\n")
+    contacts += "C1,Anna,Schmidt,anna@example.com,,,DE,2026-01-02 10:00:00,2026-01-01 10:00:00\n"
+    contacts += "C2,Ben,Meyer,ben@example.com,,,DE,2026-01-01 10:00:00,2026-07-04 10:00:00\n"
+    contacts += "C2,Ben,Meyer,ben@example.com,,,DE,2026-01-03 10:00:00,2026-07-05 10:00:00\n"
+    (tmp_path / "contacts.csv").write_text(contacts)
+    (tmp_path / "orders.csv").write_text(ORDERS)
+    (tmp_path / "items.csv").write_text(ITEMS)
+    stage(config_for(tmp_path, duckdb_url, created=True))
+    wh = Warehouse(duckdb_url)
+    quarantine = wh.read_table(QUARANTINE, "rejected_rows")
+    assert quarantine.set_index("record_id").loc["C2", "rule"] == "future_date"
+
+    later = config_for(tmp_path, duckdb_url, as_of="2026-07-10", created=True)
+    stage(later)
+    customers = wh.read_table(STAGING, "customers").set_index("source_record_id")
+    assert customers.loc["C2", "created_at"] == pd.Timestamp("2026-07-05 10:00:00", tz="UTC")  # the newest version
+    quarantine = wh.read_table(QUARANTINE, "rejected_rows")
+    assert "C2" not in set(quarantine.loc[quarantine["layer"] == STAGING, "record_id"])
+    assert latest_reconciliation(wh)["reconciles"].all()
+    customers_batches = wh.read_table(AUDIT, STAGED_BATCHES).query("entity == 'customers'")
+    assert len(customers_batches) == 1  # judged again, not a new batch
