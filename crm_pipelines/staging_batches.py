@@ -119,6 +119,7 @@ class StagingPlan:
 
 
 def ensure_tables(wh: Warehouse, entity: str) -> None:
+    _drop_leftover_scratch(wh, entity)
     wh.create_table(AUDIT, STAGED_BATCHES, STAGED_BATCHES_COLUMNS)
     wh.create_table(AUDIT, STAGED_RECORDS, STAGED_RECORDS_COLUMNS)
     wh.create_table(QUARANTINE, QUARANTINE_TABLE, QUARANTINE_COLUMNS)
@@ -285,14 +286,32 @@ def staged_records_only(entity: str, t: sa.TableClause) -> sa.ColumnElement[bool
     return sa.func.coalesce(t.c.record_kind, "record") != "referenced"
 
 
+def _scratch_prefix(entity: str) -> str:
+    return f"_stage_{entity}_"
+
+
+def _drop_leftover_scratch(wh: Warehouse, entity: str) -> None:
+    """Scratch tables of this entity a killed run left behind (one run stages an entity at a time)."""
+    if wh.dialect not in ("duckdb", "postgresql"):
+        return
+    tables = sa.table("tables", sa.column("table_schema"), sa.column("table_name"), schema="information_schema")
+    prefix = _scratch_prefix(entity)
+    stmt = sa.select(tables.c.table_name).where(
+        tables.c.table_schema == STAGING, tables.c.table_name.startswith(prefix, autoescape=True)
+    )
+    with wh.connect() as conn:
+        for name in conn.execute(stmt).scalars().all():
+            conn.execute(sa.text(f"DROP TABLE IF EXISTS {wh.qualified(STAGING, name)}"))
+
+
 class _Scratch:
     """Scratch tables written with the bulk path before the transaction, dropped inside it."""
 
-    def __init__(self, wh: Warehouse):
-        self.wh, self.names = wh, []
+    def __init__(self, wh: Warehouse, entity: str):
+        self.wh, self.entity, self.names = wh, entity, []
 
     def write(self, frame: pd.DataFrame, columns: tuple[Column, ...] | list[Column]) -> str:
-        name = f"_stage_{uuid.uuid4().hex[:12]}"
+        name = f"{_scratch_prefix(self.entity)}{uuid.uuid4().hex[:12]}"
         types = {c.name: c.dtype for c in columns}
         self.wh.write_table(frame[[c.name for c in columns]], STAGING, name, mode="replace", column_types=types)
         self.names.append(name)
@@ -323,7 +342,7 @@ def apply_batches(
     Returns the staged_batches rows written."""
     ent = ENTITIES[entity]
     stamp = pd.Timestamp(dt.datetime.now(dt.UTC))
-    scratch = _Scratch(wh)
+    scratch = _Scratch(wh, entity)
     written = []
     for batch in batches:
         res = batch.result

@@ -136,7 +136,7 @@ def refresh_referenced_customers(
         ))
         .group_by(named.c.source, named.c.source_record_id)
     )
-    scratch = f"_stubs_{uuid.uuid4().hex[:12]}"
+    scratch = f"_stage_customers_stubs_{uuid.uuid4().hex[:12]}"
     target = wh.qualified(STAGING, scratch)
     sql = wanted.compile(dialect=wh.engine.dialect, compile_kwargs={"literal_binds": True})
     conn.execute(sa.text(f"CREATE TABLE {target} AS {sql}"))
