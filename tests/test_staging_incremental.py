@@ -10,6 +10,7 @@ import pytest
 from crm_pipelines.config import config_from_dict
 from crm_pipelines.definitions import build_definitions
 from crm_pipelines.schema import AUDIT, ENTITIES, QUARANTINE, STAGING
+from crm_pipelines.staging import referenced_customers
 from crm_pipelines.staging_batches import STAGED_BATCHES, STAGED_RECORDS, plan_staging, rules_fingerprint
 from crm_pipelines.warehouse import Warehouse, dispose_engines
 
@@ -120,6 +121,19 @@ def latest_reconciliation(wh: Warehouse) -> pd.DataFrame:
     return recon[recon["run_id"] == recon.sort_values("recorded_at")["run_id"].iloc[-1]].set_index("table_name")
 
 
+def assert_stubs_match_pandas(config, wh: Warehouse) -> None:
+    """The stubs kept in SQL are the ones the pure function derives from the staged tables."""
+    customers = wh.read_table(STAGING, "customers")
+    records = customers[customers["record_kind"] != "referenced"].reset_index(drop=True)
+    expected = referenced_customers(config, {"orders": wh.read_table(STAGING, "orders")}, records)
+    stubs = customers[customers["record_kind"] == "referenced"]
+    columns = ["source", "source_record_id", "email", "created_at"]
+    def ordered(frame: pd.DataFrame) -> pd.DataFrame:
+        return frame[columns].sort_values(columns[:2]).reset_index(drop=True).astype("string")
+
+    pd.testing.assert_frame_equal(ordered(stubs), ordered(expected))
+
+
 @pytest.fixture
 def warehouse_url_clean(warehouse_url):
     yield warehouse_url
@@ -178,6 +192,7 @@ def test_second_nightly_stages_only_new_batches_and_equals_a_restage(tmp_path, w
     ]
     assert recon.loc["orders", ["rows_in", "rows_out", "rows_quarantined", "rows_superseded"]].tolist() == [7, 3, 2, 2]
     incremental = snapshot(wh)
+    assert_stubs_match_pandas(config, wh)
 
     # From scratch on the same raw data: forget every staged batch, and stage again.
     wh.execute(f"DELETE FROM {wh.qualified(AUDIT, STAGED_BATCHES)}")
