@@ -10,7 +10,7 @@ import pytest
 from crm_pipelines.config import config_from_dict
 from crm_pipelines.definitions import build_definitions
 from crm_pipelines.schema import AUDIT, ENTITIES, QUARANTINE, STAGING
-from crm_pipelines.staging import referenced_customers
+from crm_pipelines.staging.references import referenced_customers
 from crm_pipelines.staging_batches import STAGED_BATCHES, STAGED_RECORDS, plan_staging, rules_fingerprint
 from crm_pipelines.warehouse import Warehouse, dispose_engines
 
