@@ -2,6 +2,9 @@
 
 Rows that cannot be staged go to ``quarantine.rejected_rows`` with their reason, and
 ``audit.reconciliation`` proves per run and source that raw = staged + quarantined + superseded.
+Each run stages only the raw batches not staged yet (:mod:`crm_pipelines.staging_batches` says when
+more is restaged); the staging contract validates the rows being staged before they replace
+anything, and the counts behind drift and reconciliation are taken in the warehouse.
 """
 
 from collections.abc import Iterator
