@@ -102,6 +102,7 @@ def _stage(
     context.log.info(f"staging.{entity}: {plan.reason}; {len(plan.batches)} batch(es) to stage")
 
     run_id = context.run.run_id
+
     def staged(source, raw):
         return stage_entity(config, entity, [(source, raw)], run_id=run_id, as_of_end=cutoff)
 
@@ -145,7 +146,7 @@ def _stage(
     metadata = {
         **table_metadata(wh, STAGING, entity, delta, ENTITIES[entity].staged_columns),
         "dagster/row_count": wh.row_count(STAGING, entity),
-        "published": bool(applied) or not batches,
+        "published": not blocking_failures(checks[:1]),
         "staging_mode": "full" if plan.full else "incremental",
         "staging_reason": plan.reason,
         "batches_staged": dg.MetadataValue.md(_batches_markdown(applied)),
