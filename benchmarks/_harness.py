@@ -1,7 +1,8 @@
 """Shared by the end-to-end benchmarks: demo sources, a config for them, a job run in a fresh process.
 
-The job runs in a child process so that its peak memory is measured alone (``RUSAGE_CHILDREN``),
-without the generator's.
+The job runs in a child process so that its peak memory is measured alone, without the generator's:
+``RUSAGE_CHILDREN`` for the whole process, and per step a sampler of the child's resident set size
+(``_memory.py``).
 """
 
 from __future__ import annotations
@@ -50,15 +51,18 @@ def run_job(config_path: Path, groups: list[str] | None) -> tuple[dict, float, f
     return json.loads(out.stdout.strip().splitlines()[-1]), wall, peak_gb
 
 
-def print_steps(steps: dict[str, float], top: int = 25) -> None:
-    print("\nsteps (seconds):")
+def print_steps(steps: dict[str, float], top: int = 25, memory: dict | None = None) -> None:
+    print("\nsteps (seconds; with memory: peak RSS during the step and its rise over the step's start, MB):")
     for step, seconds in sorted(steps.items(), key=lambda kv: -kv[1])[:top]:
-        print(f"  {step:<44} {seconds:>8.2f}")
+        mem = (memory or {}).get(step)
+        shown = f"  {mem['peak_mb']:>9.1f} {mem['rise_mb']:>+9.1f}" if mem else ""
+        print(f"  {step:<44} {seconds:>8.2f}{shown}")
 
 
 def _child(config_path: str, groups: list[str]) -> None:
     started = time.perf_counter()
     import dagster as dg
+    from _memory import RssSampler, step_memory, step_windows
 
     from crm_pipelines.config import load_config
     from crm_pipelines.definitions import build_definitions
@@ -71,10 +75,13 @@ def _child(config_path: str, groups: list[str]) -> None:
         )
         defs = dg.Definitions.merge(defs, dg.Definitions(jobs=[job]))
     started = time.perf_counter()
-    result = defs.resolve_job_def("bench" if groups else "crm_nightly").execute_in_process(
-        raise_on_error=True
-    )
+    instance = dg.DagsterInstance.ephemeral()
+    with RssSampler() as sampler:
+        result = defs.resolve_job_def("bench" if groups else "crm_nightly").execute_in_process(
+            raise_on_error=True, instance=instance
+        )
     total = time.perf_counter() - started
+    memory = step_memory(sampler, step_windows(instance, result.run_id))
     steps, validation, by_check = {}, 0.0, {}
     for event in result.all_events:
         if event.event_type_value == "STEP_SUCCESS":
@@ -93,6 +100,8 @@ def _child(config_path: str, groups: list[str]) -> None:
                 "validation_seconds": round(validation, 2),
                 "validation_by_check": by_check,
                 "steps": steps,
+                "step_memory": memory,
+                "peak_mb": round(sampler.peak / 2**20, 1),
             }
         )
     )

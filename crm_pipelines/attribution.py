@@ -1,7 +1,8 @@
 """Attribute staged orders, tickets, consents, events and survey answers to unified customers.
 
-Set-based: one SELECT per entity runs inside the warehouse, joining the staging table to
-``core.customer_identity_map``. A row names its customer either by a customer record id (in its own
+Set-based: one ``INSERT ... SELECT`` per entity runs inside the warehouse, joining the staging table
+to ``core.customer_identity_map`` and writing the attributed rows; only the orphans and counts per
+source come back to Python. A row names its customer either by a customer record id (in its own
 source, or in the source its entity's ``customer_source`` names) or, lacking one, by an email, which
 staging turned into the record ``email:<address>`` of the row's own source. Order items follow
 their order. Rows no customer can be found for are returned separately, for quarantine.
@@ -30,10 +31,13 @@ EMAIL_COLUMN = {
 @dataclass
 class Attribution:
     entity: str
-    attributed: pd.DataFrame
-    """Rows with their customer_id, in core_entity_columns order."""
+    table: str
+    """The table (in ``core``) the attributed rows were written to, in core_entity_columns order."""
+    rows_attributed: int
     orphans: pd.DataFrame
     """Staged rows no customer was found for (customer_id null)."""
+    by_source: pd.DataFrame
+    """source, rows_in (staged rows), rows_out (attributed), rows_quarantined (orphans)."""
 
 
 def reference_expressions(config: CrmConfig, entity: str) -> tuple[sa.ColumnElement, sa.ColumnElement]:
@@ -58,8 +62,8 @@ def reference_expressions(config: CrmConfig, entity: str) -> tuple[sa.ColumnElem
     return ref_source, ref_id
 
 
-def attribute(warehouse: Warehouse, config: CrmConfig, entity: str) -> Attribution:
-    columns = [c.name for c in core_entity_columns(entity)]
+def attributed_rows(warehouse: Warehouse, config: CrmConfig, entity: str) -> sa.Subquery:
+    """Every staged row of ``entity`` with the customer_id it belongs to (null when none is found)."""
     staged_columns = [c.name for c in ENTITIES[entity].staged_columns]
     staged = warehouse.table(STAGING, entity, staged_columns).alias("s")
     if entity == "order_items":
@@ -83,7 +87,33 @@ def attribute(warehouse: Warehouse, config: CrmConfig, entity: str) -> Attributi
                 sa.and_(idmap.c.source == refs.c._ref_source, idmap.c.source_record_id == refs.c._ref_id),
             )
         )
-    frame = warehouse.query(stmt)
-    frame = frame[columns]
-    orphan_mask = frame["customer_id"].isna()
-    return Attribution(entity, frame[~orphan_mask].reset_index(drop=True), frame[orphan_mask].reset_index(drop=True))
+    return stmt.subquery("attributed")
+
+
+def attribute(warehouse: Warehouse, config: CrmConfig, entity: str, table: str) -> Attribution:
+    """Write ``entity``'s attributed rows to ``core.<table>`` (replacing it) with one ``INSERT ... SELECT``
+    inside the warehouse; only the orphans and the per-source counts come back to Python."""
+    columns = core_entity_columns(entity)
+    names = [c.name for c in columns]
+    rows = attributed_rows(warehouse, config, entity)
+    warehouse.drop_table(CORE, table)
+    warehouse.create_table(CORE, table, columns)
+    target = warehouse.table(CORE, table, names)
+    found = rows.c.customer_id.is_not(None)
+    with warehouse.connect() as conn:
+        attributed = sa.select(*(rows.c[n] for n in names)).where(found)
+        conn.execute(sa.insert(target).from_select([target.c[n] for n in names], attributed))
+        written = conn.execute(sa.select(sa.func.count()).select_from(target)).scalar_one()
+    orphans = warehouse.query(sa.select(*(rows.c[n] for n in names)).where(~found))
+    # Counted on each side of the join, so a join that duplicated or lost rows breaks the reconciliation.
+    staged = warehouse.table(STAGING, entity, ["source"])
+    rows_in = warehouse.query(
+        sa.select(staged.c.source, sa.func.count().label("rows_in")).group_by(staged.c.source)
+    ).set_index("source")["rows_in"]
+    rows_out = warehouse.query(
+        sa.select(target.c.source, sa.func.count().label("rows_out")).group_by(target.c.source)
+    ).set_index("source")["rows_out"]
+    by_source = pd.DataFrame({"rows_in": rows_in, "rows_out": rows_out,
+                              "rows_quarantined": orphans.groupby("source").size()})
+    by_source = by_source.fillna(0).astype("int64").rename_axis("source").reset_index()
+    return Attribution(entity, table, int(written), orphans.reset_index(drop=True), by_source)

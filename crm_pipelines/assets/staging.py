@@ -2,6 +2,9 @@
 
 Rows that cannot be staged go to ``quarantine.rejected_rows`` with their reason, and
 ``audit.reconciliation`` proves per run and source that raw = staged + quarantined + superseded.
+Each run stages only the raw batches not staged yet (:mod:`crm_pipelines.staging_batches` says when
+more is restaged); the staging contract validates the rows being staged before they replace
+anything, and the counts behind drift and reconciliation are taken in the warehouse.
 """
 
 from collections.abc import Iterator
@@ -10,27 +13,39 @@ import dagster as dg
 import pandas as pd
 import sqlalchemy as sa
 
-from crm_pipelines.assets.metadata import counts_markdown
-from crm_pipelines.assets.publishing import publish_checked
+from crm_pipelines.assets.metadata import counts_markdown, table_metadata
+from crm_pipelines.assets.publishing import blocking_failures, rejected_table_name
 from crm_pipelines.assets.raw import raw_asset_key
-from crm_pipelines.assets.validation import validate_table, validated_check_specs
+from crm_pipelines.assets.validation import previous_stats, record_stats, run_folder, validated_check_specs
+from crm_pipelines.checks.drift import drift_findings
+from crm_pipelines.checks.gx import validate
+from crm_pipelines.checks.report import render_html_report
+from crm_pipelines.checks.results import drift_check_result, suite_check_result
 from crm_pipelines.checks.suites import STAGING_CONTRACT, staging_suite
 from crm_pipelines.config import CrmConfig
 from crm_pipelines.resources.run_window import RunWindowResource
 from crm_pipelines.resources.warehouse import WarehouseResource
 from crm_pipelines.schema import (
     AUDIT,
-    CUSTOMER_IDENTIFIERS_COLUMNS,
     ENTITIES,
     QUARANTINE,
     QUARANTINE_COLUMNS,
-    RAW,
     RECONCILIATION_COLUMNS,
     STAGING,
-    raw_table_name,
 )
-from crm_pipelines.staging.references import referenced_customers
-from crm_pipelines.staging.stage import StagingResult, stage_entity
+from crm_pipelines.staging.references import EVENT_TIME_COLUMNS
+from crm_pipelines.staging.stage import stage_entity
+from crm_pipelines.staging.values import typed_frame
+from crm_pipelines.staging_batches import (
+    StagedBatch,
+    apply_batches,
+    only_records,
+    plan_staging,
+    read_batch,
+    read_records,
+    rules_fingerprint,
+)
+from crm_pipelines.staging_sql import reconciliation, refresh_referenced_customers, table_stats_sql
 from crm_pipelines.warehouse import Warehouse
 
 QUARANTINE_TABLE = "rejected_rows"
@@ -78,38 +93,131 @@ def reconciliation_check(asset_key: dg.AssetKey, reconciliation: pd.DataFrame) -
     )
 
 
-def _read_raw(warehouse: Warehouse, config: CrmConfig, entity: str):
-    frames = []
-    for source in config.sources_for(entity):
-        table = raw_table_name(source.name, entity)
-        if warehouse.table_exists(RAW, table):
-            frames.append((source, warehouse.read_table(RAW, table)))
-    return frames
-
-
 def _stage(
-    context: dg.AssetExecutionContext, warehouse: Warehouse, config: CrmConfig, entity: str, cutoff
-) -> StagingResult:
-    result = stage_entity(
-        config, entity, _read_raw(warehouse, config, entity), run_id=context.run.run_id, as_of_end=cutoff
-    )
-    record_quarantine(warehouse, STAGING, entity, result.quarantined)
-    record_reconciliation(warehouse, result.reconciliation)
-    return result
+    context: dg.AssetExecutionContext, wh: Warehouse, config: CrmConfig, key: dg.AssetKey, entity: str, cutoff
+) -> tuple[list[dg.AssetCheckResult], dict]:
+    """Stage the raw batches not staged yet (all of them when a restage is due) and report."""
+    fingerprint = rules_fingerprint(config, entity)
+    plan = plan_staging(wh, config, entity, fingerprint, cutoff)
+    context.log.info(f"staging.{entity}: {plan.reason}; {len(plan.batches)} batch(es) to stage")
+
+    run_id = context.run.run_id
+
+    def staged(source, raw):
+        return stage_entity(config, entity, [(source, raw)], run_id=run_id, as_of_end=cutoff)
+
+    batches = [
+        StagedBatch(source.name, batch_id, 0, only_records(
+            entity, staged(source, read_records(wh, source, entity, batch_id, ids)), ids
+        ), rejudged=True)
+        for source, batch_id, ids in plan.rejudged
+    ]
+    if plan.rejudged:
+        context.log.info(
+            f"staging.{entity}: the as-of end moved on: judging {sum(len(r[2]) for r in plan.rejudged)} record(s) "
+            "quarantined by a time-bound rule again"
+        )
+    batches += [
+        StagedBatch(source.name, batch_id, rows, staged(source, read_batch(wh, source, entity, batch_id)))
+        for source, batch_id, rows in plan.batches
+    ]
+    delta = _net_staged(entity, batches)
+    contract = _contract(context, config, key, entity, delta, cutoff, bool(batches))
+    checks = [contract]
+    if blocking_failures(checks):
+        rejected = rejected_table_name(STAGING, entity)
+        types = {c.name: c.dtype for c in ENTITIES[entity].staged_columns}
+        wh.write_table(delta, QUARANTINE, rejected, mode="replace", column_types=types)
+        context.log.error(
+            f"{STAGING}.{entity}: the new batches were NOT staged: the staging contract failed. The table stays "
+            f"as it was; the rejected rows are in {QUARANTINE}.{rejected}; the batches are retried next run."
+        )
+        applied = []
+    else:
+        stubs = _stub_refresher(config, wh) if entity == "customers" else None
+        applied = apply_batches(
+            wh, entity, plan, batches, run_id=run_id, fingerprint=fingerprint, as_of_end=cutoff,
+            in_transaction=stubs,
+        )
+    recon = reconciliation(wh, config, entity, run_id=run_id)
+    record_reconciliation(wh, recon)
+    checks.append(reconciliation_check(key, recon))
+    checks.append(_drift(context, config, wh, key, entity, record=not blocking_failures(checks[:1])))
+    metadata = {
+        **table_metadata(wh, STAGING, entity, delta, ENTITIES[entity].staged_columns),
+        "dagster/row_count": wh.row_count(STAGING, entity),
+        "published": not blocking_failures(checks[:1]),
+        "staging_mode": "full" if plan.full else "incremental",
+        "staging_reason": plan.reason,
+        "batches_staged": dg.MetadataValue.md(_batches_markdown(applied)),
+        "rows_staged_this_run": len(delta),
+        **_staging_metadata(batches),
+    }
+    return checks, metadata
 
 
-def _contract(context, config: CrmConfig, wh: Warehouse, key: dg.AssetKey, entity: str, frame: pd.DataFrame, cutoff):
+def _net_staged(entity: str, batches: list[StagedBatch]) -> pd.DataFrame:
+    """The rows this run stages: a record staged by two new batches counts once, in its newest version."""
+    ent = ENTITIES[entity]
+    frames = [b.result.staged for b in batches if len(b.result.staged)]
+    if not frames:
+        return typed_frame(ent.staged_columns, {}, 0)
+    delta = pd.concat(frames, ignore_index=True)
+    return delta.drop_duplicates(["source", ent.record_id], keep="last").reset_index(drop=True)
+
+
+def _contract(context, config: CrmConfig, key: dg.AssetKey, entity: str, delta: pd.DataFrame, cutoff, any_new: bool):
+    if not any_new:
+        return dg.AssetCheckResult(
+            asset_key=key, check_name=STAGING_CONTRACT, passed=True,
+            metadata={"rows_validated": 0, "note": "no new raw batches: nothing staged, nothing to validate"},
+        )
     suite = staging_suite(entity, as_of_end=cutoff, currencies=list(config.fx_rates))
-    return validate_table(context, config, wh, key, f"{STAGING}.{entity}", frame, suite)
+    outcome = validate(delta, suite)
+    report = render_html_report(
+        [outcome], run_folder(config, context.run.run_id) / f"{STAGING}.{entity}.html",
+        title=f"Validation of the rows {STAGING}.{entity} stages in this run", run_id=context.run.run_id,
+    )
+    return suite_check_result(outcome, asset_key=key, report_path=report)
 
 
-def _staging_metadata(result: StagingResult) -> dict:
-    quarantined = result.quarantined
-    by_rule = quarantined["rule"].value_counts().to_dict() if len(quarantined) else {}
+def _drift(context, config: CrmConfig, wh: Warehouse, key: dg.AssetKey, entity: str, record: bool):
+    """Row count and null rates of the whole staged table, counted in the warehouse, against last run's."""
+    table_name = f"{STAGING}.{entity}"
+    stats = table_stats_sql(wh, STAGING, entity, [c.name for c in ENTITIES[entity].staged_columns])
+    findings = drift_findings(
+        stats, previous_stats(wh, table_name),
+        max_row_change_pct=config.checks.max_row_change_pct,
+        max_null_rate_increase=config.checks.max_null_rate_increase,
+    )
+    if record:
+        record_stats(wh, context.run.run_id, table_name, stats)
+    return drift_check_result(findings, asset_key=key, current_stats=stats)
+
+
+def _stub_refresher(config: CrmConfig, wh: Warehouse):
+    referencing = [
+        e for e in REFERENCING_ENTITIES
+        if e in EVENT_TIME_COLUMNS and config.sources_for(e) and wh.table_exists(STAGING, e)
+    ]
+    return lambda conn: refresh_referenced_customers(conn, wh, config, referencing)
+
+
+def _batches_markdown(applied: list[dict]) -> str:
+    if not applied:
+        return "_(none)_"
+    shown = pd.DataFrame(applied)[["source", "batch_id", "rows", "rows_staged", "rows_quarantined", "rows_superseded"]]
+    return shown.to_markdown(index=False)
+
+
+def _staging_metadata(batches: list[StagedBatch]) -> dict:
+    quarantined = [b.result.quarantined for b in batches if len(b.result.quarantined)]
+    frame = pd.concat(quarantined, ignore_index=True) if quarantined else pd.DataFrame({"rule": []})
+    summaries = [b.result.summary for b in batches]
     return {
-        "rows_quarantined": len(quarantined),
-        "quarantined_by_rule": counts_markdown(by_rule, key="rule"),
-        "summary": dg.MetadataValue.json({k: _jsonable(v) for k, v in result.summary.items()}),
+        "rows_quarantined_this_run": len(frame),
+        "quarantined_by_rule": counts_markdown(frame["rule"].value_counts().to_dict(), key="rule"),
+        "summary": dg.MetadataValue.json([{k: _jsonable(v) for k, v in s.items()} for s in summaries]),
     }
 
 
@@ -131,29 +239,16 @@ def build_staging_asset(config: CrmConfig, entity: str, warehouse_kind: str) -> 
         kinds={"pandas", warehouse_kind},
         deps=[raw_asset_key(s.name, entity) for s in config.sources_for(entity)],
         description=f"{ent.description} Typed and normalized, one row per record and source; "
-        "rejected rows are in quarantine.rejected_rows.",
+        "rejected rows are in quarantine.rejected_rows. Incremental: only raw batches not staged yet "
+        "(audit.staged_batches).",
         check_specs=validated_check_specs(key, STAGING_CONTRACT, RECONCILES_CHECK),
     )
     def _staging(
         context: dg.AssetExecutionContext, warehouse: WarehouseResource, run_window: RunWindowResource
     ) -> dg.MaterializeResult:
         wh = warehouse.get_warehouse()
-        cutoff = run_window.cutoff()
-        result = _stage(context, wh, config, entity, cutoff)
-        checks = [
-            *_contract(context, config, wh, key, entity, result.staged, cutoff),
-            reconciliation_check(key, result.reconciliation),
-        ]
-        return publish_checked(
-            context,
-            wh,
-            STAGING,
-            entity,
-            result.staged,
-            checks,
-            columns=ent.staged_columns,
-            extra_metadata=_staging_metadata(result),
-        )
+        checks, metadata = _stage(context, wh, config, key, entity, run_window.cutoff())
+        return dg.MaterializeResult(metadata=metadata, check_results=checks)
 
     return _staging
 
@@ -163,7 +258,6 @@ def build_staging_customers(config: CrmConfig, warehouse_kind: str) -> dg.Assets
     key = staging_key("customers")
     identifiers_key = staging_key("customer_identifiers")
     referencing = [e for e in REFERENCING_ENTITIES if config.sources_for(e)]
-    ent = ENTITIES["customers"]
 
     @dg.multi_asset(
         specs=[
@@ -176,7 +270,8 @@ def build_staging_customers(config: CrmConfig, warehouse_kind: str) -> dg.Assets
                 description="Customer records of every source, typed and normalized (emails validated, "
                 "phones "
                 "E.164, countries ISO 3166), plus 'referenced' stubs for people that orders, tickets, "
-                "subscriptions, events or surveys name but no source delivered as a customer.",
+                "subscriptions, events or surveys name but no source delivered as a customer. Incremental: "
+                "only raw batches not staged yet (audit.staged_batches); the stubs are kept in SQL.",
             ),
             dg.AssetSpec(
                 identifiers_key,
@@ -191,35 +286,15 @@ def build_staging_customers(config: CrmConfig, warehouse_kind: str) -> dg.Assets
         context: dg.AssetExecutionContext, warehouse: WarehouseResource, run_window: RunWindowResource
     ) -> Iterator[dg.MaterializeResult]:
         wh = warehouse.get_warehouse()
-        cutoff = run_window.cutoff()
-        result = _stage(context, wh, config, "customers", cutoff)
-        others = {e: wh.read_table(STAGING, e) for e in referencing if wh.table_exists(STAGING, e)}
-        stubs = referenced_customers(config, others, result.staged)
-        customers = pd.concat([result.staged, stubs], ignore_index=True) if len(stubs) else result.staged
-        checks = [
-            *_contract(context, config, wh, key, "customers", customers, cutoff),
-            reconciliation_check(key, result.reconciliation),
-        ]
-        yield publish_checked(
-            context,
-            wh,
-            STAGING,
-            "customers",
-            customers,
-            checks,
-            columns=ent.staged_columns,
-            asset_key=key,
-            extra_metadata={**_staging_metadata(result), "referenced_stubs": len(stubs)},
-        )
-        yield publish_checked(
-            context,
-            wh,
-            STAGING,
-            "customer_identifiers",
-            result.identifiers,
-            [],
-            columns=CUSTOMER_IDENTIFIERS_COLUMNS,
+        checks, metadata = _stage(context, wh, config, key, "customers", run_window.cutoff())
+        metadata["referenced_stubs"] = wh.row_count(STAGING, "customers", sa.column("record_kind") == "referenced")
+        yield dg.MaterializeResult(asset_key=key, metadata=metadata, check_results=checks)
+        yield dg.MaterializeResult(
             asset_key=identifiers_key,
+            metadata={
+                "dagster/row_count": wh.row_count(STAGING, "customer_identifiers"),
+                "dagster/table_name": f"{STAGING}.customer_identifiers",
+            },
         )
 
     return _staging_customers
