@@ -11,6 +11,7 @@ from pathlib import Path
 
 import dagster as dg
 import pandas as pd
+import sqlalchemy as sa
 
 from crm_pipelines.assets.identity_publishing import publish_identity_tables
 from crm_pipelines.assets.publishing import publish_checked
@@ -29,7 +30,8 @@ from crm_pipelines.schema import (
     UNIFIED_CUSTOMER_COLUMNS,
     core_entity_columns,
 )
-from crm_pipelines.warehouse import Warehouse
+from crm_pipelines.table_changes import TableChange
+from crm_pipelines.warehouse import Warehouse, col
 
 IDENTITY_TABLES = (
     IDENTITY_MAP,
@@ -64,8 +66,23 @@ def fingerprints(customers: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+# Read back in the order a whole-table publish wrote them: incremental publishing deletes and
+# inserts rows, and the next run numbers records (and breaks ties) by their order.
+_READ_ORDER = {
+    IDENTITY_MAP: ("source", "source_record_id"),
+    "identity_match_records": ("source", "source_record_id"),
+    "customer_record_fingerprints": ("source", "source_record_id"),
+}
+
+
 def _read_if_exists(warehouse: Warehouse, table: str) -> pd.DataFrame | None:
-    return warehouse.read_table(CORE, table) if warehouse.table_exists(CORE, table) else None
+    if not warehouse.table_exists(CORE, table):
+        return None
+    order = _READ_ORDER.get(table)
+    if order is None:
+        return warehouse.read_table(CORE, table)
+    stmt = sa.select(sa.text("*")).select_from(warehouse.table(CORE, table)).order_by(*(col(c) for c in order))
+    return warehouse.query(stmt)
 
 
 def _keys(frame: pd.DataFrame, left: str = "source", right: str = "source_record_id") -> pd.MultiIndex:
@@ -76,6 +93,32 @@ def _replace_affected(previous: pd.DataFrame | None, fresh: pd.DataFrame, drop: 
     if previous is None:
         return fresh
     return pd.concat([previous[~drop], fresh], ignore_index=True)
+
+
+def _incremental_changes(result, current: pd.DataFrame, fresh_keys: pd.MultiIndex) -> dict[str, TableChange]:
+    """The rows an incremental run changed, per identity table, and the keys of the rows they replace.
+
+    The re-resolved records (every record of a touched customer, and the new ones) replace their map
+    rows and their customers' links; the affected customer ids (new and retired) replace their golden
+    records and lineage; new history rows are appended; new and changed records replace their
+    fingerprints and matching values.
+    """
+    record_key = ("source", "source_record_id")
+    affected = pd.DataFrame({"customer_id": pd.array(sorted(result.affected_customer_ids or []), dtype="string")})
+    scope_map = result.identity_map[result.identity_map["customer_id"].isin(affected["customer_id"])]
+    scope_keys = scope_map[list(record_key)].rename(
+        columns={"source": "source_l", "source_record_id": "source_record_id_l"}
+    )
+    fresh_state = result.match_records[_keys(result.match_records).isin(fresh_keys)]
+    return {
+        IDENTITY_MAP: TableChange(scope_map, key=record_key),
+        "identity_links": TableChange(result.links, key=("source_l", "source_record_id_l"), replaced=scope_keys),
+        "unified_customers": TableChange(result.unified_customers, key=("customer_id",), replaced=affected),
+        "golden_lineage": TableChange(result.golden_lineage, key=("customer_id",), replaced=affected),
+        "customer_id_history": TableChange(result.customer_id_history),
+        "customer_record_fingerprints": TableChange(current[_keys(current).isin(fresh_keys)], key=record_key),
+        "identity_match_records": TableChange(fresh_state, key=record_key),
+    }
 
 
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "identity" / "default_model.json"
@@ -101,10 +144,10 @@ def identity_model(context, config: CrmConfig, customers: pd.DataFrame, identifi
 
 def run_identity(
     context: dg.AssetExecutionContext, config: CrmConfig, wh: Warehouse, full: bool
-) -> tuple[dict, dict[str, pd.DataFrame]]:
-    """Resolve; return the run's summary and the complete tables to publish."""
-    from crm_pipelines.identity.incremental import resolve_incremental
-    from crm_pipelines.identity.resolve import resolve
+) -> tuple[dict, dict[str, pd.DataFrame], dict[str, TableChange] | None]:
+    """Resolve; return the run's summary, the complete tables, and on an incremental night the rows
+    that changed in each (None when the tables are to be published whole)."""
+    from crm_pipelines.identity import resolve, resolve_incremental
 
     settings = config.identity
     customers = wh.read_table(STAGING, "customers")
@@ -128,11 +171,10 @@ def run_identity(
         fresh = customers[changed]
         context.log.info(f"incremental identity run: {len(fresh)} new or changed of {len(customers)} records")
         if fresh.empty:
-            return {"new_or_changed_records": 0, "records": len(prev_map)}, {
-                **previous,
-                "customer_record_fingerprints": current,
-            }
+            unchanged = {t: TableChange(previous[t].iloc[:0]) for t in IDENTITY_TABLES}
+            return {"new_or_changed_records": 0, "records": len(prev_map)}, dict(previous), unchanged
     model = identity_model(context, config, customers, identifiers)
+    changes = None
     if not incremental:
         result = resolve(
             customers,
@@ -163,6 +205,7 @@ def run_identity(
             existing_match_records=previous["identity_match_records"],
             source_priority=priority,
         )
+        changes = _incremental_changes(result, current, _keys(fresh))
         affected = set(result.affected_customer_ids or [])
         affected_records = _keys(result.identity_map[result.identity_map["customer_id"].isin(affected)])
         prev_links = previous["identity_links"]
@@ -190,7 +233,7 @@ def run_identity(
     tables["customer_id_history"] = history
     tables["customer_record_fingerprints"] = current
     tables["identity_match_records"] = result.match_records
-    return result.summary, tables
+    return result.summary, tables, changes
 
 
 def build_identity_asset(warehouse_kind: str, crm_config: CrmConfig) -> dg.AssetsDefinition:
@@ -226,7 +269,7 @@ def build_identity_asset(warehouse_kind: str, crm_config: CrmConfig) -> dg.Asset
         context: dg.AssetExecutionContext, config: IdentityRunConfig, warehouse: WarehouseResource
     ) -> Iterator[dg.MaterializeResult]:
         wh = warehouse.get_warehouse()
-        run_summary, tables = run_identity(context, crm_config, wh, config.full_resolution)
+        run_summary, tables, changes = run_identity(context, crm_config, wh, config.full_resolution)
         staged_count = wh.row_count(STAGING, "customers")
         summary = {k: v for k, v in run_summary.items() if not isinstance(v, (dict, list))}
         checks = {
@@ -266,6 +309,7 @@ def build_identity_asset(warehouse_kind: str, crm_config: CrmConfig) -> dg.Asset
                     }
                 ),
                 "records_by_method": dg.MetadataValue.json(run_summary.get("records_by_method", {})),
+                "stage_seconds": dg.MetadataValue.json(run_summary.get("stage_seconds", {})),
                 "rejected_links_by_reason": dg.MetadataValue.json(run_summary.get("rejected_by_reason", {})),
             }
         }
@@ -278,6 +322,7 @@ def build_identity_asset(warehouse_kind: str, crm_config: CrmConfig) -> dg.Asset
             checks,
             columns,
             extra,
+            changes=changes,
         )
 
     return _identity
