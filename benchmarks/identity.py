@@ -251,6 +251,24 @@ def scale(people: int, demo: Path | None, workdir: Path | None) -> dict:
     return {"people": people, "first": first, "incremental": incremental, "night": night}
 
 
+def report_accuracy(figures: dict[str, float]) -> list[bool]:
+    print("\naccuracy against the demo ground truth:")
+    for name, value in figures.items():
+        print(f"  {name:<32} {value:>10.4f}" if isinstance(value, float) else f"  {name:<32} {value:>10,}")
+    print("targets (pairwise; the verdict counts all records):")
+    meets = {}
+    for scope, label in (("", "all records"), ("resolvable_", "resolvable records")):
+        precision, f1 = figures[f"{scope}pairwise_precision"], figures[f"{scope}pairwise_f1"]
+        checks = [
+            (f"precision {precision:.4f} >= {TARGETS['precision']}", precision >= TARGETS["precision"]),
+            (f"F1 {f1:.4f} >= {TARGETS['f1']}", f1 >= TARGETS["f1"]),
+        ]
+        meets[scope] = all(ok for _, ok in checks)
+        details = ", ".join(f"{text}: {'yes' if ok else 'NO'}" for text, ok in checks)
+        print(f"  {label:<20} {'MET' if meets[scope] else 'NOT MET':<8} ({details})")
+    return [meets[""]]
+
+
 def report_scale(figures: dict) -> list[bool]:
     first, incremental = figures["first"], figures["incremental"]
     people = figures["people"]
