@@ -311,7 +311,10 @@ def main() -> None:
         verdicts += report_accuracy(accuracy(args.people))
     if not args.skip_scale:
         verdicts += report_scale(scale(args.scale_people, args.demo, args.workdir))
-    print("\nverdict: all targets met" if all(verdicts) else "\nverdict: OUTSIDE TARGETS")
+    if not verdicts:
+        print("\nverdict: no target judged at these sizes")
+    else:
+        print("\nverdict: all targets met" if all(verdicts) else "\nverdict: OUTSIDE TARGETS")
 
 
 if __name__ == "__main__":

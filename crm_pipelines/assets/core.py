@@ -42,6 +42,7 @@ IDENTITY_TABLES = (
     "customer_record_fingerprints",
     "identity_match_records",
 )
+NOT_READ = ("identity_links", "golden_lineage")
 MATCHED_COLUMNS = [c.name for c in ENTITIES["customers"].staged_columns]
 
 
@@ -93,6 +94,10 @@ def _read_if_exists(warehouse: Warehouse, table: str) -> pd.DataFrame | None:
         return warehouse.read_table(CORE, table)
     stmt = sa.select(sa.text("*")).select_from(warehouse.table(CORE, table)).order_by(*(col(c) for c in order))
     return warehouse.query(stmt)
+
+
+def _empty_like(warehouse: Warehouse, table: str) -> pd.DataFrame:
+    return warehouse.query(sa.select(sa.text("*")).select_from(warehouse.table(CORE, table)).limit(0))
 
 
 def _keys(frame: pd.DataFrame, left: str = "source", right: str = "source_record_id") -> pd.MultiIndex:
@@ -165,10 +170,12 @@ def run_identity(
         wh.read_table(STAGING, "customer_identifiers") if wh.table_exists(STAGING, "customer_identifiers") else None
     )
     priority = {s.name: s.priority for s in config.sources}
-    previous = {t: _read_if_exists(wh, t) for t in IDENTITY_TABLES}
+    # The links and the lineage (the largest tables) are never read: a full run replaces them, an
+    # incremental one changes the touched customers' rows in place.
+    previous = {t: None if t in NOT_READ else _read_if_exists(wh, t) for t in IDENTITY_TABLES}
     prev_map, prev_history = previous[IDENTITY_MAP], previous["customer_id_history"]
     current = fingerprints(wh)
-    incremental = not full and all(previous[t] is not None for t in IDENTITY_TABLES)
+    incremental = not full and all(wh.table_exists(CORE, t) for t in IDENTITY_TABLES)
     if incremental and not _same_fingerprint_kind(previous["customer_record_fingerprints"], current):
         context.log.info("the last run's record fingerprints were made another way: resolving all records")
         incremental = False
@@ -184,8 +191,9 @@ def run_identity(
         fresh = customers[changed]
         context.log.info(f"incremental identity run: {len(fresh)} new or changed of {len(customers)} records")
         if fresh.empty:
-            unchanged = {t: TableChange(previous[t].iloc[:0]) for t in IDENTITY_TABLES}
-            return {"new_or_changed_records": 0, "records": len(prev_map)}, dict(previous), unchanged
+            tables = {t: _empty_like(wh, t) if previous[t] is None else previous[t] for t in IDENTITY_TABLES}
+            unchanged = {t: TableChange(tables[t].iloc[:0]) for t in IDENTITY_TABLES}
+            return {"new_or_changed_records": 0, "records": len(prev_map)}, tables, unchanged
     model = identity_model(context, config, customers, identifiers)
     changes = None
     if not incremental:
@@ -220,25 +228,15 @@ def run_identity(
         )
         changes = _incremental_changes(result, current, _keys(fresh))
         affected = set(result.affected_customer_ids or [])
-        affected_records = _keys(result.identity_map[result.identity_map["customer_id"].isin(affected)])
-        prev_links = previous["identity_links"]
         tables = {
             IDENTITY_MAP: result.identity_map,
-            "identity_links": _replace_affected(
-                prev_links,
-                result.links,
-                _keys(prev_links, "source_l", "source_record_id_l").isin(affected_records),
-            ),
+            "identity_links": result.links,  # the changed rows only: see NOT_READ
             "unified_customers": _replace_affected(
                 previous["unified_customers"],
                 result.unified_customers,
                 previous["unified_customers"]["customer_id"].isin(affected),
             ),
-            "golden_lineage": _replace_affected(
-                previous["golden_lineage"],
-                result.golden_lineage,
-                previous["golden_lineage"]["customer_id"].isin(affected),
-            ),
+            "golden_lineage": result.golden_lineage,
         }
     history = result.customer_id_history
     if prev_history is not None and len(prev_history):
@@ -283,6 +281,7 @@ def build_identity_asset(warehouse_kind: str, crm_config: CrmConfig) -> dg.Asset
     ) -> Iterator[dg.MaterializeResult]:
         wh = warehouse.get_warehouse()
         run_summary, tables, changes = run_identity(context, crm_config, wh, config.full_resolution)
+        partial = NOT_READ if changes is not None else ()
         staged_count = wh.row_count(STAGING, "customers")
         summary = {k: v for k, v in run_summary.items() if not isinstance(v, (dict, list))}
         checks = {
@@ -336,6 +335,7 @@ def build_identity_asset(warehouse_kind: str, crm_config: CrmConfig) -> dg.Asset
             columns,
             extra,
             changes=changes,
+            partial=partial,
         )
 
     return _identity

@@ -13,7 +13,7 @@ records writes thousands of rows, not millions. Each table's metadata says how m
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import dagster as dg
@@ -23,7 +23,7 @@ from crm_pipelines.assets.metadata import table_metadata
 from crm_pipelines.assets.publishing import blocking_failures, rejected_table_name
 from crm_pipelines.schema import QUARANTINE, Column
 from crm_pipelines.table_changes import TableChange, publish_changes
-from crm_pipelines.warehouse import Warehouse
+from crm_pipelines.warehouse import Warehouse, WarehouseError
 
 
 def publish_identity_tables(
@@ -36,11 +36,14 @@ def publish_identity_tables(
     columns: Mapping[str, Sequence[Column]],
     extra_metadata: Mapping[str, Mapping[str, Any]],
     changes: Mapping[str, TableChange] | None = None,
+    partial: Collection[str] = (),
 ) -> list[dg.MaterializeResult]:
     """Publish all ``tables`` at once unless a blocking check failed on one; report each either way.
 
     ``tables`` are the complete tables (validated, described in metadata); with ``changes``, only
-    those changed rows are written, in one transaction; without, the whole tables are swapped in."""
+    those changed rows are written, in one transaction; without, the whole tables are swapped in.
+    ``partial`` names tables of ``tables`` that hold only the changed rows (never read whole): they are
+    never published whole, and their row count is taken from the warehouse after publishing."""
     column_types = {
         table: {c.name: c.dtype for c in columns.get(table, ()) if c.name in frame.columns}
         for table, frame in tables.items()
@@ -63,7 +66,17 @@ def publish_identity_tables(
             )
         written = {}
     elif changes is not None:
-        written = publish_changes(warehouse, schema, changes, tables, column_types)
+        whole = {table: frame for table, frame in tables.items() if table not in partial}
+        try:
+            written = publish_changes(warehouse, schema, changes, whole, column_types)
+        except WarehouseError as e:
+            raise WarehouseError(
+                f"{e} Nothing was published; run identity_resolution with full_resolution: true to "
+                "rebuild the identity tables whole."
+            ) from e
+        for table in partial:
+            metadata[table]["dagster/row_count"] = warehouse.row_count(schema, table)
+            metadata[table]["preview_rows"] = "the rows this run changed"
     else:
         written = warehouse.publish_together(schema, tables, column_types)
     for table in tables:
