@@ -162,7 +162,8 @@ def run_identity(
 ) -> tuple[dict, dict[str, pd.DataFrame], dict[str, TableChange] | None]:
     """Resolve; return the run's summary, the complete tables, and on an incremental night the rows
     that changed in each (None when the tables are to be published whole)."""
-    from crm_pipelines.identity import resolve, resolve_incremental
+    from crm_pipelines.identity.incremental import resolve_incremental
+    from crm_pipelines.identity.resolve import resolve
 
     settings = config.identity
     customers = wh.read_table(STAGING, "customers")
