@@ -51,9 +51,9 @@ def prepare(root: Path, demo: Path, people: int) -> Path:
 
 def change_one_percent(config_path: Path) -> dict[str, int]:
     """Change 0.5% of the staged customer records (a new surname, phone and update time) and add
-    0.5% new ones (a known person's record arriving from another system under a new id)."""
+    0.5% new ones (a known person's record arriving under a new id; unique however often it runs)."""
     from crm_pipelines.config import load_config
-    from crm_pipelines.warehouse import Warehouse, dispose_engines
+    from crm_pipelines.warehouse import Warehouse, col, dispose_engines
 
     wh = Warehouse(load_config(config_path).warehouse_url)
     customers = wh.qualified("staging", "customers")
@@ -63,10 +63,13 @@ def change_one_percent(config_path: Path) -> dict[str, int]:
         "updated_at = updated_at + INTERVAL 1 DAY WHERE hash(source, source_record_id) % 200 = 0 "
         "AND record_kind = 'record'"
     )
+    night = wh.row_count("staging", "customers", where=col("source_record_id").like("%-bench%"))
     wh.execute(
-        f"INSERT INTO {customers} SELECT * REPLACE (source_record_id || '-bench' AS source_record_id, "
+        f"INSERT INTO {customers} SELECT * REPLACE (source_record_id || '-bench' || :night AS source_record_id, "
         "lower(coalesce(first_name, 'x')) || '.' || source_record_id || '@bench.example' AS email) "
-        f"FROM {customers} WHERE hash(source_record_id, 'new') % 200 = 0 AND record_kind = 'record'"
+        f"FROM {customers} WHERE hash(source_record_id, 'new') % 200 = 0 AND record_kind = 'record' "
+        "AND source_record_id NOT LIKE '%-bench%'",
+        {"night": str(night)},
     )
     after = wh.row_count("staging", "customers")
     dispose_engines()
