@@ -11,9 +11,17 @@ from pathlib import Path
 
 import dagster as dg
 import pandas as pd
-import sqlalchemy as sa
 
 from crm_pipelines.assets.identity_publishing import publish_identity_tables
+from crm_pipelines.assets.identity_state import (
+    empty_like,
+    fingerprints,
+    incremental_changes,
+    read_if_exists,
+    record_keys,
+    replace_affected,
+    same_fingerprint_kind,
+)
 from crm_pipelines.assets.publishing import publish_checked
 from crm_pipelines.assets.staging import record_quarantine, record_reconciliation, staging_key
 from crm_pipelines.assets.validation import validate_table, validated_check_specs
@@ -31,7 +39,7 @@ from crm_pipelines.schema import (
     core_entity_columns,
 )
 from crm_pipelines.table_changes import TableChange
-from crm_pipelines.warehouse import Warehouse, col
+from crm_pipelines.warehouse import Warehouse
 
 IDENTITY_TABLES = (
     IDENTITY_MAP,
@@ -43,7 +51,6 @@ IDENTITY_TABLES = (
     "identity_match_records",
 )
 NOT_READ = ("identity_links", "golden_lineage")
-MATCHED_COLUMNS = [c.name for c in ENTITIES["customers"].staged_columns]
 
 
 def core_key(table: str) -> dg.AssetKey:
@@ -53,87 +60,6 @@ def core_key(table: str) -> dg.AssetKey:
 class IdentityRunConfig(dg.Config):
     full_resolution: bool = False
     """Re-resolve every record from scratch (ids stay stable), not only new and changed ones."""
-
-
-_NULL_MARK = "\u2400"  # ␀: a null and an empty string must not hash alike
-
-
-def fingerprints(warehouse: Warehouse) -> pd.DataFrame:
-    """An MD5 per staged customer record, computed in the warehouse, to find the records that changed
-    since the last run. (Formatting two million timestamps as strings in pandas took minutes.)"""
-    values = [sa.func.coalesce(sa.cast(col(c), sa.Text), _NULL_MARK) for c in MATCHED_COLUMNS]
-    stmt = sa.select(
-        sa.cast(col("source"), sa.Text).label("source"),
-        sa.cast(col("source_record_id"), sa.Text).label("source_record_id"),
-        sa.func.md5(sa.func.concat_ws("|", *values)).label("fingerprint"),
-    ).select_from(warehouse.table(STAGING, "customers"))
-    return warehouse.query(stmt).astype("string")
-
-
-def _same_fingerprint_kind(old: pd.DataFrame, current: pd.DataFrame) -> bool:
-    """Whether the last run's fingerprints were made the same way (older ones were 64-bit hashes)."""
-    if old.empty or current.empty:
-        return True
-    return len(str(old["fingerprint"].iloc[0])) == len(str(current["fingerprint"].iloc[0]))
-
-
-# Read back in the order a whole-table publish wrote them: incremental publishing deletes and
-# inserts rows, and the next run numbers records (and breaks ties) by their order.
-_READ_ORDER = {
-    IDENTITY_MAP: ("source", "source_record_id"),
-    "identity_match_records": ("source", "source_record_id"),
-    "customer_record_fingerprints": ("source", "source_record_id"),
-}
-
-
-def _read_if_exists(warehouse: Warehouse, table: str) -> pd.DataFrame | None:
-    if not warehouse.table_exists(CORE, table):
-        return None
-    order = _READ_ORDER.get(table)
-    if order is None:
-        return warehouse.read_table(CORE, table)
-    stmt = sa.select(sa.text("*")).select_from(warehouse.table(CORE, table)).order_by(*(col(c) for c in order))
-    return warehouse.query(stmt)
-
-
-def _empty_like(warehouse: Warehouse, table: str) -> pd.DataFrame:
-    return warehouse.query(sa.select(sa.text("*")).select_from(warehouse.table(CORE, table)).limit(0))
-
-
-def _keys(frame: pd.DataFrame, left: str = "source", right: str = "source_record_id") -> pd.MultiIndex:
-    return pd.MultiIndex.from_frame(frame[[left, right]].astype("string"))
-
-
-def _replace_affected(previous: pd.DataFrame | None, fresh: pd.DataFrame, drop: pd.Series) -> pd.DataFrame:
-    if previous is None:
-        return fresh
-    return pd.concat([previous[~drop], fresh], ignore_index=True)
-
-
-def _incremental_changes(result, current: pd.DataFrame, fresh_keys: pd.MultiIndex) -> dict[str, TableChange]:
-    """The rows an incremental run changed, per identity table, and the keys of the rows they replace.
-
-    The re-resolved records (every record of a touched customer, and the new ones) replace their map
-    rows and their customers' links; the affected customer ids (new and retired) replace their golden
-    records and lineage; new history rows are appended; new and changed records replace their
-    fingerprints and matching values.
-    """
-    record_key = ("source", "source_record_id")
-    affected = pd.DataFrame({"customer_id": pd.array(sorted(result.affected_customer_ids or []), dtype="string")})
-    scope_map = result.identity_map[result.identity_map["customer_id"].isin(affected["customer_id"])]
-    scope_keys = scope_map[list(record_key)].rename(
-        columns={"source": "source_l", "source_record_id": "source_record_id_l"}
-    )
-    fresh_state = result.match_records[_keys(result.match_records).isin(fresh_keys)]
-    return {
-        IDENTITY_MAP: TableChange(scope_map, key=record_key),
-        "identity_links": TableChange(result.links, key=("source_l", "source_record_id_l"), replaced=scope_keys),
-        "unified_customers": TableChange(result.unified_customers, key=("customer_id",), replaced=affected),
-        "golden_lineage": TableChange(result.golden_lineage, key=("customer_id",), replaced=affected),
-        "customer_id_history": TableChange(result.customer_id_history),
-        "customer_record_fingerprints": TableChange(current[_keys(current).isin(fresh_keys)], key=record_key),
-        "identity_match_records": TableChange(fresh_state, key=record_key),
-    }
 
 
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "identity" / "default_model.json"
@@ -173,15 +99,15 @@ def run_identity(
     priority = {s.name: s.priority for s in config.sources}
     # The links and the lineage (the largest tables) are never read: a full run replaces them, an
     # incremental one changes the touched customers' rows in place.
-    previous = {t: None if t in NOT_READ else _read_if_exists(wh, t) for t in IDENTITY_TABLES}
+    previous = {t: None if t in NOT_READ else read_if_exists(wh, t) for t in IDENTITY_TABLES}
     prev_map, prev_history = previous[IDENTITY_MAP], previous["customer_id_history"]
     current = fingerprints(wh)
     incremental = not full and all(wh.table_exists(CORE, t) for t in IDENTITY_TABLES)
-    if incremental and not _same_fingerprint_kind(previous["customer_record_fingerprints"], current):
+    if incremental and not same_fingerprint_kind(previous["customer_record_fingerprints"], current):
         context.log.info("the last run's record fingerprints were made another way: resolving all records")
         incremental = False
     if incremental:
-        gone = ~_keys(prev_map).isin(_keys(current))
+        gone = ~record_keys(prev_map).isin(record_keys(current))
         if gone.any():
             context.log.info(f"{int(gone.sum())} records left staging since the last run: resolving all records")
             incremental = False
@@ -192,7 +118,7 @@ def run_identity(
         fresh = customers[changed]
         context.log.info(f"incremental identity run: {len(fresh)} new or changed of {len(customers)} records")
         if fresh.empty:
-            tables = {t: _empty_like(wh, t) if previous[t] is None else previous[t] for t in IDENTITY_TABLES}
+            tables = {t: empty_like(wh, t) if previous[t] is None else previous[t] for t in IDENTITY_TABLES}
             unchanged = {t: TableChange(tables[t].iloc[:0]) for t in IDENTITY_TABLES}
             return {"new_or_changed_records": 0, "records": len(prev_map)}, tables, unchanged
     model = identity_model(context, config, customers, identifiers)
@@ -227,12 +153,12 @@ def run_identity(
             existing_match_records=previous["identity_match_records"],
             source_priority=priority,
         )
-        changes = _incremental_changes(result, current, _keys(fresh))
+        changes = incremental_changes(result, current, record_keys(fresh))
         affected = set(result.affected_customer_ids or [])
         tables = {
             IDENTITY_MAP: result.identity_map,
             "identity_links": result.links,  # the changed rows only: see NOT_READ
-            "unified_customers": _replace_affected(
+            "unified_customers": replace_affected(
                 previous["unified_customers"],
                 result.unified_customers,
                 previous["unified_customers"]["customer_id"].isin(affected),
