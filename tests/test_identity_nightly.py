@@ -110,3 +110,65 @@ def test_first_night_with_a_single_record(config, warehouse_url):
     assert result.success
     identity_map = consistent(Warehouse(warehouse_url), staged(BASE[:1]))
     assert identity_map["match_method"].tolist() == ["singleton"]
+
+
+def _sorted_rows(wh: Warehouse, schema: str, table: str) -> list[tuple]:
+    frame = wh.read_table(schema, table).astype("string").fillna("<null>")
+    return sorted(map(tuple, frame[sorted(frame.columns)].to_numpy().tolist()))
+
+
+def test_incremental_night_writes_only_the_touched_customers(config, warehouse_url):
+    """A new record for Ben rewrites Ben's rows only; the result equals publishing whole tables."""
+    from crm_pipelines.assets.core import run_identity
+    from crm_pipelines.table_changes import publish_changes
+
+    people = [*BASE, ("crm", "4", "Clara", "Dorn", "1985-05-05", "clara@mail.de")]
+    wh = Warehouse(warehouse_url)
+    assert night(config, warehouse_url, staged(people)).success
+    before = wh.read_table(CORE, "customer_identity_map").set_index(["source", "source_record_id"])
+    if wh.dialect == "postgresql":  # the inserting transaction of each row: untouched rows keep theirs
+        xmin_before = wh.query("SELECT source, source_record_id, xmin::text AS x FROM core.customer_identity_map")
+    wh.write_table(staged([*people, ("shop", "s2", "Ben", "Adler", "1990-02-02", "ben@mail.de")]), STAGING, "customers")
+    written = {}
+
+    @dg.asset(name="identity_both_ways")
+    def both_ways(context, warehouse: WarehouseResource):
+        wh = warehouse.get_warehouse()
+        _, tables, changes = run_identity(context, config, wh, full=False)
+        assert changes is not None, "the second night must be incremental"
+        # The whole tables as a full publish would write them: links and lineage come back as the
+        # changed rows only (they are never read whole), so yesterday's rows of untouched customers
+        # are added here.
+        whole = dict(tables)
+        scope = changes["customer_identity_map"].rows
+        scope_keys = set(zip(scope["source"], scope["source_record_id"], strict=True))
+        links = wh.read_table(CORE, "identity_links")
+        kept = [k not in scope_keys for k in zip(links["source_l"], links["source_record_id_l"], strict=True)]
+        whole["identity_links"] = pd.concat([links[kept], tables["identity_links"]], ignore_index=True)
+        lineage = wh.read_table(CORE, "golden_lineage")
+        affected = changes["golden_lineage"].replaced["customer_id"]
+        whole["golden_lineage"] = pd.concat(
+            [lineage[~lineage["customer_id"].isin(affected)], tables["golden_lineage"]], ignore_index=True
+        )
+        wh.publish_together("core_whole", whole)
+        written.update(publish_changes(wh, CORE, changes, tables))
+
+    assert dg.materialize([both_ways], resources={"warehouse": WarehouseResource(url=warehouse_url)}).success
+    # Ben's customer (his crm record and the new shop one) is all the map, golden record and state change.
+    assert written["customer_identity_map"] == 2
+    assert written["unified_customers"] == 1
+    assert written["customer_record_fingerprints"] == 1
+    assert written["identity_match_records"] == 1
+    assert written["identity_links"] == 1
+    assert written["customer_id_history"] == 0
+    after = wh.read_table(CORE, "customer_identity_map").set_index(["source", "source_record_id"])
+    untouched = [("crm", "1"), ("shop", "s1"), ("crm", "4")]
+    assert after.loc[untouched].sort_index().equals(before.loc[untouched].sort_index())
+    assert after.loc[("shop", "s2"), "customer_id"] == after.loc[("crm", "2"), "customer_id"]
+    if wh.dialect == "postgresql":
+        xmin_after = wh.query("SELECT source, source_record_id, xmin::text AS x FROM core.customer_identity_map")
+        merged = xmin_before.merge(xmin_after, on=["source", "source_record_id"], suffixes=("_before", "_after"))
+        same = merged["x_before"] == merged["x_after"]
+        assert sorted(merged.loc[same, "source_record_id"]) == ["1", "4", "s1"]
+    for table in IDENTITY_TABLES:
+        assert _sorted_rows(wh, CORE, table) == _sorted_rows(wh, "core_whole", table), table

@@ -12,9 +12,12 @@ import subprocess
 import sys
 import textwrap
 
+import pandas as pd
+import pytest
+
 from crm_pipelines.assets.core import IDENTITY_TABLES
 from crm_pipelines.schema import CORE
-from crm_pipelines.warehouse import Warehouse, dispose_engines
+from crm_pipelines.warehouse import Warehouse, WarehouseError, dispose_engines
 
 CHILD = textwrap.dedent(
     """
@@ -78,3 +81,110 @@ def test_killed_mid_publish_leaves_all_tables_as_they_were(warehouse_url):
     again = publish_in_child(warehouse_url, "today", pause_after=0)
     assert again.communicate(timeout=120)[0].strip() == "done"
     assert versions(warehouse_url) == {t: {"today"} for t in IDENTITY_TABLES}
+
+
+# -- the incremental path: only changed rows are written, still all or none --------------------------
+
+CHANGES_CHILD = textwrap.dedent(
+    """
+    import sys, time
+    import pandas as pd
+    from crm_pipelines.table_changes import TableChange, publish_changes
+    from crm_pipelines.warehouse import Warehouse
+
+    url, tables, pause_after = sys.argv[1], sys.argv[2].split(","), int(sys.argv[3])
+    applied = []
+
+    def pause(table):
+        applied.append(table)
+        if len(applied) == pause_after:
+            print("applied", flush=True)
+            time.sleep(600)
+
+    # Keys 2 and 5 change, 7 is new, 3 is retired without a successor; the last table only appends.
+    rows = pd.DataFrame({"k": ["2", "5", "7"], "version": ["today"] * 3, "n": [20, 50, 70]})
+    changes = {t: TableChange(rows, key=("k",), replaced=pd.DataFrame({"k": ["2", "3", "5", "7"]})) for t in tables}
+    changes[tables[-1]] = TableChange(rows)
+    written = publish_changes(Warehouse(url), "core", changes, {}, on_applied=pause)
+    print("done", sorted(set(written.values())), flush=True)
+    """
+)
+
+
+def yesterday_tables(url: str) -> None:
+    frame = pd.DataFrame({"k": [str(k) for k in range(1, 7)], "version": ["yesterday"] * 6, "n": range(1, 7)})
+    Warehouse(url).publish_together("core", {t: frame for t in IDENTITY_TABLES})
+    dispose_engines()
+
+
+def changes_in_child(url: str, pause_after: int) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-c", CHANGES_CHILD, url, ",".join(IDENTITY_TABLES), str(pause_after)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
+def contents(url: str) -> dict[str, list[tuple]]:
+    wh = Warehouse(url)
+    try:
+        return {
+            t: sorted(map(tuple, wh.read_table(CORE, t)[["k", "version", "n"]].astype(str).to_numpy().tolist()))
+            for t in IDENTITY_TABLES
+        }
+    finally:
+        dispose_engines()
+
+
+def test_publish_changes_writes_only_the_changed_rows(warehouse_url):
+    yesterday_tables(warehouse_url)
+    child = changes_in_child(warehouse_url, pause_after=0)
+    assert child.communicate(timeout=120)[0].strip() == "done [3]"
+    after = contents(warehouse_url)
+    untouched = [(k, "yesterday", k) for k in ("1", "4", "6")]
+    today = [("2", "today", "20"), ("5", "today", "50"), ("7", "today", "70")]
+    for table in IDENTITY_TABLES[:-1]:
+        # The same result a whole-table publish of yesterday's rows with the changes applied gives.
+        assert after[table] == sorted(untouched + today), table
+    appended = sorted([(str(k), "yesterday", str(k)) for k in range(1, 7)] + today)
+    assert after[IDENTITY_TABLES[-1]] == appended
+    wh = Warehouse(warehouse_url)
+    try:
+        leftovers = [
+            t for t in IDENTITY_TABLES for kind in ("rows", "replaced") if wh.table_exists(CORE, f"{t}__{kind}")
+        ]
+    finally:
+        dispose_engines()
+    assert leftovers == []
+
+
+def test_killed_mid_change_leaves_all_tables_as_they_were(warehouse_url):
+    yesterday_tables(warehouse_url)
+    before = contents(warehouse_url)
+    child = changes_in_child(warehouse_url, pause_after=3)
+    try:
+        assert child.stdout.readline().strip() == "applied"
+    finally:
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(timeout=60)
+    assert child.returncode == -signal.SIGKILL
+    assert contents(warehouse_url) == before
+    # The next run applies cleanly over the side tables the killed one left behind.
+    again = changes_in_child(warehouse_url, pause_after=0)
+    assert again.communicate(timeout=120)[0].strip() == "done [3]"
+    assert contents(warehouse_url)[IDENTITY_TABLES[0]] == sorted(
+        [(k, "yesterday", k) for k in ("1", "4", "6")]
+        + [("2", "today", "20"), ("5", "today", "50"), ("7", "today", "70")]
+    )
+
+
+def test_publish_changes_publishes_a_missing_table_whole(duckdb_url):
+    from crm_pipelines.table_changes import TableChange, publish_changes
+
+    wh = Warehouse(duckdb_url)
+    frame = pd.DataFrame({"k": ["1"], "version": ["new"], "n": [1]})
+    written = publish_changes(wh, "core", {"fresh": TableChange(frame, key=("k",))}, {"fresh": frame})
+    assert written == {"fresh": 1}
+    assert wh.read_table(CORE, "fresh")["version"].tolist() == ["new"]
+    with pytest.raises(WarehouseError, match="core.other cannot take changed rows"):
+        publish_changes(wh, "core", {"other": TableChange(frame, key=("k",))}, {})

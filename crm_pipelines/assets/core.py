@@ -13,6 +13,15 @@ import dagster as dg
 import pandas as pd
 
 from crm_pipelines.assets.identity_publishing import publish_identity_tables
+from crm_pipelines.assets.identity_state import (
+    empty_like,
+    fingerprints,
+    incremental_changes,
+    read_if_exists,
+    record_keys,
+    replace_affected,
+    same_fingerprint_kind,
+)
 from crm_pipelines.assets.metadata import table_metadata
 from crm_pipelines.assets.publishing import blocking_failures, rejected_table_name
 from crm_pipelines.assets.staging import record_quarantine, record_reconciliation, staging_key
@@ -31,6 +40,7 @@ from crm_pipelines.schema import (
     UNIFIED_CUSTOMER_COLUMNS,
     core_entity_columns,
 )
+from crm_pipelines.table_changes import TableChange
 from crm_pipelines.warehouse import Warehouse
 
 IDENTITY_TABLES = (
@@ -42,7 +52,7 @@ IDENTITY_TABLES = (
     "customer_record_fingerprints",
     "identity_match_records",
 )
-MATCHED_COLUMNS = [c.name for c in ENTITIES["customers"].staged_columns]
+NOT_READ = ("identity_links", "golden_lineage")
 
 
 def core_key(table: str) -> dg.AssetKey:
@@ -52,32 +62,6 @@ def core_key(table: str) -> dg.AssetKey:
 class IdentityRunConfig(dg.Config):
     full_resolution: bool = False
     """Re-resolve every record from scratch (ids stay stable), not only new and changed ones."""
-
-
-def fingerprints(customers: pd.DataFrame) -> pd.DataFrame:
-    """A hash per staged customer record, to find the records that changed since the last run."""
-    hashed = pd.util.hash_pandas_object(customers[MATCHED_COLUMNS].astype("string"), index=False)
-    return pd.DataFrame(
-        {
-            "source": customers["source"].astype("string"),
-            "source_record_id": customers["source_record_id"].astype("string"),
-            "fingerprint": hashed.astype("uint64").astype("string"),
-        }
-    )
-
-
-def _read_if_exists(warehouse: Warehouse, table: str) -> pd.DataFrame | None:
-    return warehouse.read_table(CORE, table) if warehouse.table_exists(CORE, table) else None
-
-
-def _keys(frame: pd.DataFrame, left: str = "source", right: str = "source_record_id") -> pd.MultiIndex:
-    return pd.MultiIndex.from_frame(frame[[left, right]].astype("string"))
-
-
-def _replace_affected(previous: pd.DataFrame | None, fresh: pd.DataFrame, drop: pd.Series) -> pd.DataFrame:
-    if previous is None:
-        return fresh
-    return pd.concat([previous[~drop], fresh], ignore_index=True)
 
 
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "identity" / "default_model.json"
@@ -103,8 +87,9 @@ def identity_model(context, config: CrmConfig, customers: pd.DataFrame, identifi
 
 def run_identity(
     context: dg.AssetExecutionContext, config: CrmConfig, wh: Warehouse, full: bool
-) -> tuple[dict, dict[str, pd.DataFrame]]:
-    """Resolve; return the run's summary and the complete tables to publish."""
+) -> tuple[dict, dict[str, pd.DataFrame], dict[str, TableChange] | None]:
+    """Resolve; return the run's summary, the complete tables, and on an incremental night the rows
+    that changed in each (None when the tables are to be published whole)."""
     from crm_pipelines.identity.incremental import resolve_incremental
     from crm_pipelines.identity.resolve import resolve
 
@@ -114,12 +99,17 @@ def run_identity(
         wh.read_table(STAGING, "customer_identifiers") if wh.table_exists(STAGING, "customer_identifiers") else None
     )
     priority = {s.name: s.priority for s in config.sources}
-    previous = {t: _read_if_exists(wh, t) for t in IDENTITY_TABLES}
+    # The links and the lineage (the largest tables) are never read: a full run replaces them, an
+    # incremental one changes the touched customers' rows in place.
+    previous = {t: None if t in NOT_READ else read_if_exists(wh, t) for t in IDENTITY_TABLES}
     prev_map, prev_history = previous[IDENTITY_MAP], previous["customer_id_history"]
-    current = fingerprints(customers)
-    incremental = not full and all(previous[t] is not None for t in IDENTITY_TABLES)
+    current = fingerprints(wh)
+    incremental = not full and all(wh.table_exists(CORE, t) for t in IDENTITY_TABLES)
+    if incremental and not same_fingerprint_kind(previous["customer_record_fingerprints"], current):
+        context.log.info("the last run's record fingerprints were made another way: resolving all records")
+        incremental = False
     if incremental:
-        gone = ~_keys(prev_map).isin(_keys(current))
+        gone = ~record_keys(prev_map).isin(record_keys(current))
         if gone.any():
             context.log.info(f"{int(gone.sum())} records left staging since the last run: resolving all records")
             incremental = False
@@ -130,11 +120,11 @@ def run_identity(
         fresh = customers[changed]
         context.log.info(f"incremental identity run: {len(fresh)} new or changed of {len(customers)} records")
         if fresh.empty:
-            return {"new_or_changed_records": 0, "records": len(prev_map)}, {
-                **previous,
-                "customer_record_fingerprints": current,
-            }
+            tables = {t: empty_like(wh, t) if previous[t] is None else previous[t] for t in IDENTITY_TABLES}
+            unchanged = {t: TableChange(tables[t].iloc[:0]) for t in IDENTITY_TABLES}
+            return {"new_or_changed_records": 0, "records": len(prev_map)}, tables, unchanged
     model = identity_model(context, config, customers, identifiers)
+    changes = None
     if not incremental:
         result = resolve(
             customers,
@@ -165,26 +155,17 @@ def run_identity(
             existing_match_records=previous["identity_match_records"],
             source_priority=priority,
         )
+        changes = incremental_changes(result, current, record_keys(fresh))
         affected = set(result.affected_customer_ids or [])
-        affected_records = _keys(result.identity_map[result.identity_map["customer_id"].isin(affected)])
-        prev_links = previous["identity_links"]
         tables = {
             IDENTITY_MAP: result.identity_map,
-            "identity_links": _replace_affected(
-                prev_links,
-                result.links,
-                _keys(prev_links, "source_l", "source_record_id_l").isin(affected_records),
-            ),
-            "unified_customers": _replace_affected(
+            "identity_links": result.links,  # the changed rows only: see NOT_READ
+            "unified_customers": replace_affected(
                 previous["unified_customers"],
                 result.unified_customers,
                 previous["unified_customers"]["customer_id"].isin(affected),
             ),
-            "golden_lineage": _replace_affected(
-                previous["golden_lineage"],
-                result.golden_lineage,
-                previous["golden_lineage"]["customer_id"].isin(affected),
-            ),
+            "golden_lineage": result.golden_lineage,
         }
     history = result.customer_id_history
     if prev_history is not None and len(prev_history):
@@ -192,7 +173,7 @@ def run_identity(
     tables["customer_id_history"] = history
     tables["customer_record_fingerprints"] = current
     tables["identity_match_records"] = result.match_records
-    return result.summary, tables
+    return result.summary, tables, changes
 
 
 def build_identity_asset(warehouse_kind: str, crm_config: CrmConfig) -> dg.AssetsDefinition:
@@ -228,7 +209,8 @@ def build_identity_asset(warehouse_kind: str, crm_config: CrmConfig) -> dg.Asset
         context: dg.AssetExecutionContext, config: IdentityRunConfig, warehouse: WarehouseResource
     ) -> Iterator[dg.MaterializeResult]:
         wh = warehouse.get_warehouse()
-        run_summary, tables = run_identity(context, crm_config, wh, config.full_resolution)
+        run_summary, tables, changes = run_identity(context, crm_config, wh, config.full_resolution)
+        partial = NOT_READ if changes is not None else ()
         staged_count = wh.row_count(STAGING, "customers")
         summary = {k: v for k, v in run_summary.items() if not isinstance(v, (dict, list))}
         checks = {
@@ -268,6 +250,7 @@ def build_identity_asset(warehouse_kind: str, crm_config: CrmConfig) -> dg.Asset
                     }
                 ),
                 "records_by_method": dg.MetadataValue.json(run_summary.get("records_by_method", {})),
+                "stage_seconds": dg.MetadataValue.json(run_summary.get("stage_seconds", {})),
                 "rejected_links_by_reason": dg.MetadataValue.json(run_summary.get("rejected_by_reason", {})),
             }
         }
@@ -280,6 +263,8 @@ def build_identity_asset(warehouse_kind: str, crm_config: CrmConfig) -> dg.Asset
             checks,
             columns,
             extra,
+            changes=changes,
+            partial=partial,
         )
 
     return _identity

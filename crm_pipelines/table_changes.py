@@ -1,0 +1,174 @@
+"""Publish tables that belong together by changing only their changed rows, all in one transaction.
+
+:meth:`~crm_pipelines.warehouse.Warehouse.publish_together` rewrites whole tables. On a night that
+touched one customer in a million that is a million rows written for one. :func:`publish_changes`
+writes each table's changed rows instead: the rows to insert and the keys of the rows they replace
+are first written to side tables (the slow part, outside the transaction), then ONE transaction
+deletes the replaced rows and inserts the new ones in every table (and swaps in any table published
+whole). A run killed before the commit leaves every table as it was; the database rolls back.
+
+Rows are cast to the live table's column types before they are written (an all-empty column in the
+changed rows has no type of its own). A table that does not exist yet, or whose columns differ from
+the changed rows' (the schema moved on), is published whole from ``whole`` instead: the caller passes
+the complete table for that case.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+import pyarrow as pa
+import sqlalchemy as sa
+
+from crm_pipelines.schema import ColumnType
+from crm_pipelines.warehouse import Warehouse, WarehouseError, arrow_table
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TableChange:
+    """The changed rows of one table.
+
+    rows: the rows to insert. key: the columns that identify replaced rows (empty: append only).
+    replaced: the key values whose current rows are deleted first (default: the keys of ``rows``);
+    give it when some replaced rows have no successor (a customer id retired by a merge).
+    """
+
+    rows: pd.DataFrame | pa.Table
+    key: tuple[str, ...] = ()
+    replaced: pd.DataFrame | pa.Table | None = None
+
+
+def _side_name(table: str, kind: str) -> str:
+    return f"{table}__{kind}"
+
+
+def _cast_to(arrow: pa.Table, target: pa.Schema) -> pa.Table:
+    """``arrow`` with the target's column order and types (all-null columns take any type)."""
+    arrays = []
+    for field in target:
+        column = arrow[field.name]
+        if column.type != field.type:
+            try:
+                column = column.cast(field.type)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
+                raise WarehouseError(
+                    f"column {field.name!r}: the changed rows hold {column.type}, the published table "
+                    f"{field.type}, and one cannot be cast to the other ({e}); publish the table whole."
+                ) from e
+        arrays.append(column)
+    return pa.Table.from_arrays(arrays, schema=pa.schema([pa.field(f.name, f.type) for f in target]))
+
+
+def _live_schema(warehouse: Warehouse, schema: str, table: str) -> pa.Schema | None:
+    if not warehouse.table_exists(schema, table):
+        return None
+    return warehouse.query_arrow(sa.select(sa.text("*")).select_from(warehouse.table(schema, table)).limit(0)).schema
+
+
+def _stage_change(
+    warehouse: Warehouse,
+    schema: str,
+    table: str,
+    change: TableChange,
+    column_types: Mapping[str, ColumnType] | None,
+) -> tuple[int, list[str]] | None:
+    """Write the change's side tables: (rows, the table's columns); None when the table must be
+    published whole instead."""
+    live = _live_schema(warehouse, schema, table)
+    rows = arrow_table(change.rows, column_types)
+    if live is None or set(live.names) != set(rows.column_names):
+        return None
+    rows = _cast_to(rows, live)
+    warehouse.write_table(rows, schema, _side_name(table, "rows"), mode="replace")
+    if change.key:
+        replaced = rows.select(list(change.key)) if change.replaced is None else arrow_table(change.replaced)
+        replaced = _cast_to(replaced.select(list(change.key)), pa.schema([live.field(k) for k in change.key]))
+        warehouse.write_table(replaced, schema, _side_name(table, "replaced"), mode="replace")
+    return rows.num_rows, list(live.names)
+
+
+def _apply_change(
+    conn: sa.Connection, warehouse: Warehouse, schema: str, table: str, key: Sequence[str], columns: Sequence[str]
+) -> None:
+    target = warehouse.table(schema, table, columns)
+    if key:
+        replaced = warehouse.table(schema, _side_name(table, "replaced"), key)
+        match = sa.exists().where(*(replaced.c[k] == target.c[k] for k in key))
+        conn.execute(sa.delete(target).where(match))
+    rows = warehouse.table(schema, _side_name(table, "rows"), columns)
+    conn.execute(sa.insert(target).from_select(list(columns), sa.select(*(rows.c[c] for c in columns))))
+    for kind in ("rows", "replaced") if key else ("rows",):
+        conn.execute(sa.text(f"DROP TABLE {warehouse.qualified(schema, _side_name(table, kind))}"))
+
+
+def publish_changes(
+    warehouse: Warehouse,
+    schema: str,
+    changes: Mapping[str, TableChange],
+    whole: Mapping[str, pd.DataFrame | pa.Table],
+    column_types: Mapping[str, Mapping[str, ColumnType]] | None = None,
+    *,
+    on_applied: Callable[[str], None] | None = None,
+    attempts: int = 3,
+) -> dict[str, int]:
+    """Apply ``changes`` to their tables and swap in the tables of ``whole`` without a change, in one
+    transaction. Returns the rows written per table (changed rows, or whole tables' rows).
+
+    ``whole`` must hold every table without a change, and may hold any changed table's complete
+    version, used when that table cannot take the change (it does not exist yet, or its columns
+    differ). ``on_applied(table)`` is called inside the transaction after each table, for tests that
+    kill the process right there.
+    """
+    types = column_types or {}
+    written: dict[str, int] = {}
+    applied: dict[str, list[str]] = {}
+    replaced_whole: list[str] = []
+    for table, change in changes.items():
+        staged = _stage_change(warehouse, schema, table, change, types.get(table))
+        if staged is None:
+            if table not in whole:
+                raise WarehouseError(
+                    f"{schema}.{table} cannot take changed rows (it does not exist or its columns differ) "
+                    "and no complete version was given to publish instead."
+                )
+            replaced_whole.append(table)
+            continue
+        written[table], applied[table] = staged
+    for table in [*(t for t in whole if t not in changes), *replaced_whole]:
+        written[table] = warehouse.write_table(
+            whole[table], schema, _side_name(table, "new"), mode="replace", column_types=types.get(table)
+        )
+    swapped = [t for t in whole if t not in applied]
+    for attempt in range(1, attempts + 1):
+        try:
+            with warehouse.connect() as conn:
+                if warehouse.dialect == "postgresql":
+                    conn.execute(sa.text("SET LOCAL lock_timeout = '10s'"))
+                for table in [*applied, *swapped]:
+                    if table in applied:
+                        _apply_change(conn, warehouse, schema, table, changes[table].key, applied[table])
+                    else:
+                        conn.execute(sa.text(f"DROP TABLE IF EXISTS {warehouse.qualified(schema, table)}"))
+                        conn.execute(
+                            sa.text(
+                                f"ALTER TABLE {warehouse.qualified(schema, _side_name(table, 'new'))} "
+                                f"RENAME TO {warehouse.quote(table)}"
+                            )
+                        )
+                    if on_applied is not None:
+                        on_applied(table)
+            return written
+        except sa.exc.OperationalError as e:
+            if attempt == attempts:
+                raise WarehouseError(
+                    f"could not publish the changes to {schema}.{', '.join(changes)}: a table stayed locked ({e.orig})"
+                ) from e
+            log.warning("publishing %s changes: locked, retrying (%s/%s)", schema, attempt, attempts)
+            time.sleep(2 * attempt)
+    return written
