@@ -69,6 +69,8 @@ def sample_frame() -> pd.DataFrame:
     for c in ("opened_at", "closed_at"):
         frame[c] = frame[c].map(ts).astype("datetime64[us, UTC]")
     frame["born_on"] = pd.to_datetime(frame["born_on"]).dt.date
+    # A naive timestamp column (no canonical type): an aware bound is compared in UTC.
+    frame["seen_local"] = frame["closed_at"].dt.tz_convert(None) + pd.Timedelta(days=80)
     frame["quantity"] = frame["quantity"].astype("Int64")
     frame["is_refund"] = frame["is_refund"].astype("boolean")
     return frame
@@ -91,6 +93,7 @@ def every_kind(table: str) -> SuiteSpec:
         between("quantity", 2, None, name="quantity_min"),
         between("opened_at", max_value=CUTOFF, name="no_future_opened_at"),
         between("born_on", pd.Timestamp("1900-01-01"), CUTOFF.tz_localize(None), name="born_plausible"),
+        between("seen_local", max_value=CUTOFF, name="seen_local_not_future"),
         Rule("non_refund_amount", "ExpectColumnValuesToBeBetween", {"column": "amount", "min_value": 0}, "error",
              "Non-refunds are not negative.", row_condition=("is_refund", "==", False)),
         Rule("refunded_flagged", "ExpectColumnValuesToBeInSet", {"column": "is_refund", "value_set": [True]},
