@@ -1,9 +1,10 @@
 """Loading the Dagster definitions must not import the heavy libraries only runs need.
 
 The webserver, the daemon and every run worker import ``crm_pipelines.definitions``; what it imports
-at module level is paid on each of them. Splink, Great Expectations, scipy, scikit-learn, statsmodels
-and the chart libraries are imported inside the functions that use them. Each test imports the
-definitions in a fresh interpreter, so modules other tests imported do not hide a regression.
+at module level is paid on each of them. Splink, Great Expectations, scipy, scikit-learn, statsmodels,
+the chart libraries and the source connectors (httpx, duckdb) are imported inside the functions that
+use them. Each test imports the definitions in a fresh interpreter, so modules other tests imported
+do not hide a regression.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ HEAVY_MODULES = (
     "matplotlib",
     "altair",
     "lifetimes",
+    # The source connectors' libraries: a run that ingests imports them.
+    "httpx",
+    "duckdb",
 )
 
 _PROBE = """

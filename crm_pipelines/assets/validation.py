@@ -15,10 +15,11 @@ import pandas as pd
 import sqlalchemy as sa
 
 from crm_pipelines.checks.drift import drift_findings, table_stats
-from crm_pipelines.checks.gx import validate
+from crm_pipelines.checks.gx import SuiteOutcome, validate
 from crm_pipelines.checks.report import render_html_report
 from crm_pipelines.checks.results import check_specs, drift_check_result, suite_check_result
 from crm_pipelines.checks.rules import SuiteSpec
+from crm_pipelines.checks.sql import table_stats_in_warehouse, validate_in_warehouse
 from crm_pipelines.checks.suites import DRIFT_CHECK
 from crm_pipelines.config import CrmConfig
 from crm_pipelines.schema import AUDIT, Column
@@ -82,9 +83,38 @@ def validate_table(
     frame: pd.DataFrame,
     suite: SuiteSpec,
 ) -> list[dg.AssetCheckResult]:
-    """Contract and drift results for ``frame``; the stats are recorded only if the contract holds."""
-    outcome = validate(frame, suite)
-    stats = table_stats(frame)
+    """Contract (Great Expectations, on the frame) and drift results for ``frame``, a new version of
+    ``table_name`` built in Python; the stats are recorded only if the contract holds."""
+    return _check_results(context, config, warehouse, key, table_name, validate(frame, suite), table_stats(frame))
+
+
+def validate_in_place(
+    context: dg.AssetExecutionContext,
+    config: CrmConfig,
+    warehouse: Warehouse,
+    key: dg.AssetKey,
+    schema: str,
+    table: str,
+    suite: SuiteSpec,
+    table_name: str,
+) -> list[dg.AssetCheckResult]:
+    """Contract and drift results for ``schema.table``, a new version of ``table_name`` built in the
+    warehouse: both computed there in SQL (:mod:`crm_pipelines.checks.sql`), so only counts and a
+    few offending values reach Python, whatever the table's size."""
+    outcome = validate_in_warehouse(warehouse, schema, table, suite)
+    stats = table_stats_in_warehouse(warehouse, schema, table)
+    return _check_results(context, config, warehouse, key, table_name, outcome, stats)
+
+
+def _check_results(
+    context: dg.AssetExecutionContext,
+    config: CrmConfig,
+    warehouse: Warehouse,
+    key: dg.AssetKey,
+    table_name: str,
+    outcome: SuiteOutcome,
+    stats: dict,
+) -> list[dg.AssetCheckResult]:
     findings = drift_findings(
         stats,
         previous_stats(warehouse, table_name),

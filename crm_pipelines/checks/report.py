@@ -9,6 +9,7 @@ or attached as it is.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import html as html_lib
 import json
 import os
@@ -18,9 +19,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import jinja2
-
 if TYPE_CHECKING:
+    import jinja2
+
     from crm_pipelines.checks.drift import DriftFinding
     from crm_pipelines.checks.gx import SuiteOutcome
 
@@ -80,8 +81,14 @@ def _tojson_text(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, default=str)
 
 
-_ENV = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
-_ENV.filters["tojson_text"] = _tojson_text
+@functools.cache
+def _env() -> jinja2.Environment:
+    """Built on the first report, so loading the definitions does not import jinja2."""
+    import jinja2
+
+    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+    env.filters["tojson_text"] = _tojson_text
+    return env
 
 
 def render_html_report(
@@ -101,7 +108,7 @@ def render_html_report(
     blocked = sum(bool(o.blocking_failures) for o in outcomes)
     warned = sum(not o.success and not o.blocking_failures for o in outcomes)
     findings = {table: list(f) for table, f in (drift or {}).items() if f}
-    html = _ENV.from_string(_TEMPLATE).render(
+    html = _env().from_string(_TEMPLATE).render(
         status="FAILED" if blocked else "WARNINGS" if warned or findings else "PASSED",
         title=title,
         run_id=run_id,
@@ -156,7 +163,7 @@ def write_run_index(folder: str | os.PathLike[str]) -> Path:
     order = {"FAILED": 0, "WARNINGS": 1, "PASSED": 2}
     pages.sort(key=lambda p: (order.get(p["status"], 3), p["file"]))
     counts = {s: sum(p["status"] == s for p in pages) for s in order}
-    html = _ENV.from_string(_INDEX_TEMPLATE).render(folder=folder.name, pages=pages, counts=counts)
+    html = _env().from_string(_INDEX_TEMPLATE).render(folder=folder.name, pages=pages, counts=counts)
     target = folder / INDEX_NAME
     _write_readable(target, html)
     return target

@@ -311,3 +311,35 @@ def mart_suite(
         rules.append(between(column, low, high))
     return SuiteSpec(table, MART_CONTRACT, tuple(rules), f"{table}: the shape and value ranges BI relies on.")
 
+
+
+# -- facts (built and validated in the warehouse) ---------------------------------------------------
+# Per facts table: its key, the columns that must be set, and counts that cannot be negative.
+_FACTS_SHAPES: dict[str, tuple[list[str], list[str], dict[str, tuple[Bound, Bound]]]] = {
+    "purchases": (["source", "order_id"], ["customer_id", "purchase_day", "amount"], {}),
+    "customer_order_facts": (
+        ["customer_id"], ["customer_id", "orders"],
+        {c: NON_NEGATIVE for c in ("orders", "cancelled_orders", "refunded_orders", "purchase_days",
+                                   "orders_recent", "orders_previous")},
+    ),
+    "customer_category_facts": (["customer_id", "category"], ["customer_id", "lines"], {"lines": (1, None)}),
+    "customer_engagement_facts": (
+        ["customer_id"], ["customer_id"],
+        {**{c: NON_NEGATIVE for c in ("tickets_opened", "tickets_resolved", "survey_responses", "campaign_opens",
+                                      "campaign_clicks")},
+         "avg_satisfaction": (1, 5), "latest_nps": (0, 10)},
+    ),
+}
+
+
+def facts_suite(table: str) -> SuiteSpec:
+    """``core.<table>`` of the facts built in the warehouse: one row per key, counts not negative."""
+    if table not in _FACTS_SHAPES:
+        raise KeyError(f"no facts contract for {table!r}; known: {sorted(_FACTS_SHAPES)}")
+    key, required, ranges = _FACTS_SHAPES[table]
+    name = f"core.{table}"
+    rules: list[Rule] = [columns_present(list(dict.fromkeys([*key, *required, *ranges])), name)]
+    rules += [not_null(c) for c in required]
+    rules.append(unique(key, name="unique_key"))
+    rules += [between(c, low, high) for c, (low, high) in ranges.items()]
+    return SuiteSpec(name, CORE_CONTRACT, tuple(rules), f"{name}: one row per {', '.join(key)}, built in SQL.")

@@ -25,7 +25,7 @@ from crm_pipelines.facts.orders import (
     customer_order_facts_select,
     purchases_select,
 )
-from crm_pipelines.facts.sql import publish_select
+from crm_pipelines.facts.sql import PublishGate, publish_select
 from crm_pipelines.schema import CORE, core_entity_columns
 from crm_pipelines.warehouse import Warehouse
 
@@ -44,31 +44,38 @@ def ensure_core_inputs(wh: Warehouse, *entities: str) -> None:
         wh.create_table(CORE, entity, core_entity_columns(entity))
 
 
-def publish_query(wh: Warehouse, statement: sa.Select, name: str) -> int:
-    return publish_select(wh, statement, CORE, name)
+def publish_query(wh: Warehouse, statement: sa.Select, name: str, gate: PublishGate | None = None) -> int:
+    return publish_select(wh, statement, CORE, name, gate)
 
 
-def build_purchases(wh: Warehouse, cutoff: dt.datetime | pd.Timestamp, purchase_statuses: Iterable[str]) -> int:
+def build_purchases(
+    wh: Warehouse, cutoff: dt.datetime | pd.Timestamp, purchase_statuses: Iterable[str],
+    gate: PublishGate | None = None,
+) -> int:
     ensure_core_inputs(wh, "orders")
-    return publish_query(wh, purchases_select(wh, cutoff, purchase_statuses), PURCHASES)
+    return publish_query(wh, purchases_select(wh, cutoff, purchase_statuses), PURCHASES, gate)
 
 
-def build_customer_order_facts(wh: Warehouse, cutoff: dt.datetime | pd.Timestamp, window_days: int) -> int:
+def build_customer_order_facts(
+    wh: Warehouse, cutoff: dt.datetime | pd.Timestamp, window_days: int, gate: PublishGate | None = None
+) -> int:
     """Needs core.purchases built with the same cutoff."""
     ensure_core_inputs(wh, "orders")
     statement = customer_order_facts_select(wh, cutoff, utc_day(cutoff), window_days)
-    return publish_query(wh, statement, CUSTOMER_ORDER_FACTS)
+    return publish_query(wh, statement, CUSTOMER_ORDER_FACTS, gate)
 
 
-def build_customer_category_facts(wh: Warehouse) -> int:
+def build_customer_category_facts(wh: Warehouse, gate: PublishGate | None = None) -> int:
     """Needs core.purchases."""
     ensure_core_inputs(wh, "order_items")
-    return publish_query(wh, customer_category_facts_select(wh), CUSTOMER_CATEGORY_FACTS)
+    return publish_query(wh, customer_category_facts_select(wh), CUSTOMER_CATEGORY_FACTS, gate)
 
 
-def build_customer_engagement_facts(wh: Warehouse, cutoff: dt.datetime | pd.Timestamp) -> int:
+def build_customer_engagement_facts(
+    wh: Warehouse, cutoff: dt.datetime | pd.Timestamp, gate: PublishGate | None = None
+) -> int:
     ensure_core_inputs(wh, *ENGAGEMENT_INPUTS)
-    return publish_query(wh, customer_engagement_facts_select(wh, cutoff), CUSTOMER_ENGAGEMENT_FACTS)
+    return publish_query(wh, customer_engagement_facts_select(wh, cutoff), CUSTOMER_ENGAGEMENT_FACTS, gate)
 
 
 def build_all(

@@ -14,6 +14,7 @@ session's time zone never matters.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
@@ -76,15 +77,27 @@ def compiled(wh: Warehouse, statement: sa.Executable) -> str:
     return str(statement.compile(dialect=wh.engine.dialect, compile_kwargs={"literal_binds": True}))
 
 
-def publish_select(wh: Warehouse, statement: sa.Select, schema: str, name: str) -> int:
+# A gate sees the new version under its temporary name (schema, table) before it is swapped in, and
+# says whether it may be: the facts assets validate it in the warehouse there.
+PublishGate = Callable[[str, str], bool]
+
+
+def publish_select(
+    wh: Warehouse, statement: sa.Select, schema: str, name: str, gate: PublishGate | None = None
+) -> int:
     """Run ``statement`` in the warehouse into ``schema.name``: written under a temporary name, then
-    swapped in with :meth:`Warehouse.swap_in`, so readers never see a half-built table. Returns rows."""
+    swapped in with :meth:`Warehouse.swap_in`, so readers never see a half-built table. Returns rows.
+
+    With a ``gate`` that refuses the new version, it is dropped and the previous table stays in place
+    (the gate keeps whatever it wants to show of the rejected version)."""
     wh.ensure_schemas(schema)
     staging_name = f"{name}__new"
     wh.drop_table(schema, staging_name)
     wh.execute(f"CREATE TABLE {wh.qualified(schema, staging_name)} AS {compiled(wh, statement)}")
     wh.analyze(schema, staging_name)
     rows = wh.row_count(schema, staging_name)
+    if gate is not None and not gate(schema, staging_name):
+        wh.drop_table(schema, staging_name)
+        return rows
     wh.swap_in(schema, staging_name, name)
     return rows
-
