@@ -6,7 +6,7 @@ any of those is only evidence. The guard weighs the two fields a household does 
 - given names are *compatible* when they are the same name under real-world noise: equal, a typo
   apart (Damerau-Levenshtein 1 or Jaro-Winkler >= 0.92), nickname and full name (Bill/William,
   Kathi/Katharina: a shipped table), an initial (J./Jana), swapped with the surname (a form filled
-  in the wrong order), or missing on one side;
+  in the wrong order; a typo besides still counts), or missing on one side;
 - dates of birth are *compatible* when equal, one digit apart, or day and month swapped.
 
 Two records are kept apart when their given names are incompatible and their dates of birth give
@@ -28,6 +28,7 @@ from __future__ import annotations
 import csv
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from functools import cache
 from pathlib import Path
 
 import duckdb
@@ -45,8 +46,9 @@ Column = Callable[[str, str], str]
 """(field, side) -> a SQL reference to that field of the left ('l') or right ('r') record."""
 
 
-def register_nicknames(con: duckdb.DuckDBPyConnection) -> None:
-    """Create ``given_name_roots``: folded given name -> every full name it is short for (and itself).
+@cache
+def given_name_roots() -> dict[str, frozenset[str]]:
+    """Folded given name -> every full name it is short for (and itself, if it is a full name).
 
     A shipped table, not a library: the maintained nickname packages cover English names only,
     and customers here are as often Kathi, Sepp or Hannes as Bill or Peggy.
@@ -56,6 +58,12 @@ def register_nicknames(con: duckdb.DuckDBPyConnection) -> None:
         for row in csv.DictReader(file):
             roots[row["name"]].add(row["root"])
             roots[row["root"]].add(row["root"])
+    return {name: frozenset(r) for name, r in roots.items()}
+
+
+def register_nicknames(con: duckdb.DuckDBPyConnection) -> None:
+    """Create ``given_name_roots`` from :func:`given_name_roots`: name, roots (a list)."""
+    roots = given_name_roots()
     frame = pd.DataFrame({"name": list(roots), "roots": ["|".join(sorted(r)) for r in roots.values()]})
     register_frame(con, "given_name_roots_input", frame)
     # The shipped names are lower-case ASCII already, as fold_name leaves names.
@@ -71,6 +79,10 @@ def _roots(column: Column, side: str) -> str:
     return f"coalesce((SELECT g.roots FROM given_name_roots AS g WHERE g.name = {name}), [{name}])"
 
 
+def _within_one_typo(a: str, b: str) -> str:
+    return f"(damerau_levenshtein({a}, {b}) <= 1 OR jaro_winkler_similarity({a}, {b}) >= {GIVEN_COMPATIBLE_JW})"
+
+
 def given_names_compatible_sql(column: Column) -> str:
     fl, fr = column("first_name", "l"), column("first_name", "r")
     ll, lr = column("last_name", "l"), column("last_name", "r")
@@ -81,6 +93,7 @@ def given_names_compatible_sql(column: Column) -> str:
         f" OR damerau_levenshtein({fl}, {fr}) <= 1"
         f" OR ((length({fl}) = 1 OR length({fr}) = 1) AND left({fl}, 1) = left({fr}, 1))"
         f" OR {fl} = {lr} OR {fr} = {ll}"
+        f" OR {_within_one_typo(fl, lr)} OR {_within_one_typo(fr, ll)}"
         f" OR list_has_any({_roots(column, 'l')}, {_roots(column, 'r')}), false)"
     )
 
