@@ -16,8 +16,8 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from crm_pipelines.demo import Messiness, generate
 from crm_pipelines.demo.arrays import rng_for
+from crm_pipelines.demo.generator import generate
 from crm_pipelines.demo.noise import (
     swap_names,
     with_date_errors,
@@ -25,6 +25,7 @@ from crm_pipelines.demo.noise import (
     with_postcode_digit_off,
 )
 from crm_pipelines.demo.population import draw_people
+from crm_pipelines.demo.settings import Messiness
 
 END = dt.date(2026, 6, 30)
 PEOPLE, SEED = 3000, 21

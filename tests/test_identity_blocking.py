@@ -13,9 +13,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from crm_pipelines.identity import IdentitySettings
 from crm_pipelines.identity.blocking import blocking_report
 from crm_pipelines.identity.prepare import name_sound
+from crm_pipelines.identity.settings import IdentitySettings
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from identity import staged_demo_customers  # noqa: E402 (the benchmark's demo staging)
