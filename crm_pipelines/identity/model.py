@@ -303,11 +303,12 @@ def _untrained_levels(linker: Linker) -> set[tuple[str, str]]:
 def _no_stronger_than_the_level_above(
     splink_model: dict[str, Any], untrained: set[tuple[str, str]]
 ) -> dict[str, Any]:
-    """Cap the match weight of each untrained level at the weight of the level above it.
+    """Cap the match weight of each untrained level at the lowest weight of the trained levels above it.
 
     Levels run from the strongest agreement down; a level whose m is only a prior must not outweigh
-    the evidence above it (an initial for the given name weighing more than the same name, a postcode
-    one digit off more than the same address). Learned levels keep what the data says.
+    what the data taught about stronger agreement (an initial for the given name weighing more than
+    the same name, a postcode one digit off more than the same address). Learned levels keep what the
+    data says, and only they set the cap: an untrained level above says nothing about one below.
     """
     for comparison in splink_model["comparisons"]:
         above = math.inf
@@ -316,10 +317,10 @@ def _no_stronger_than_the_level_above(
                 continue
             m, u = level["m_probability"], level["u_probability"]
             weight = math.log2(m / u)
-            if (comparison["output_column_name"], level.get("label_for_charts")) in untrained and weight > above:
+            if (comparison["output_column_name"], level.get("label_for_charts")) not in untrained:
+                above = min(above, weight)
+            elif weight > above:
                 level["u_probability"] = m / 2**above
-                weight = above
-            above = weight
     return splink_model
 
 
