@@ -77,9 +77,9 @@ NOISY = {
     ),
     # Stacked distortions, as real exports have them.
     "names_swapped_with_a_typo_in_each": (KATHARINA, {**KATHARINA, "first_name": "Schulz", "last_name": "Katahrina"}),
-    "names_swapped_with_typo_no_birth_date": (
+    "names_swapped_with_typo_in_surname": (
         KATHARINA,
-        {**KATHARINA, "first_name": "Schultze", "last_name": "Katharina", "date_of_birth": None},
+        {**KATHARINA, "first_name": "Schultze", "last_name": "Katharina"},
     ),
     "postcode_one_off_and_city_missing": (KATHARINA, {**KATHARINA, "postcode": "50668", "city": None}),
     "street_missing_and_surname_misread": (

@@ -6,7 +6,8 @@ any of those is only evidence. The guard weighs the two fields a household does 
 - given names are *compatible* when they are the same name under real-world noise: equal, a typo
   apart (Damerau-Levenshtein 1 or Jaro-Winkler >= 0.92), nickname and full name (Bill/William,
   Kathi/Katharina: a shipped table), an initial (J./Jana), swapped with the surname (a form filled
-  in the wrong order; a typo besides still counts), or missing on one side;
+  in the wrong order: both names, each within a typo; one name alone is what a household member
+  shares with a swapped record), or missing on one side;
 - dates of birth are *compatible* when equal, one digit apart, or day and month swapped.
 
 Two records are kept apart when their given names are incompatible and their dates of birth give
@@ -92,8 +93,7 @@ def given_names_compatible_sql(column: Column) -> str:
         f" OR jaro_winkler_similarity({fl}, {fr}) >= {GIVEN_COMPATIBLE_JW}"
         f" OR damerau_levenshtein({fl}, {fr}) <= 1"
         f" OR ((length({fl}) = 1 OR length({fr}) = 1) AND left({fl}, 1) = left({fr}, 1))"
-        f" OR {fl} = {lr} OR {fr} = {ll}"
-        f" OR {_within_one_typo(fl, lr)} OR {_within_one_typo(fr, ll)}"
+        f" OR ({_within_one_typo(fl, lr)} AND {_within_one_typo(fr, ll)})"
         f" OR list_has_any({_roots(column, 'l')}, {_roots(column, 'r')}), false)"
     )
 
@@ -127,14 +127,14 @@ def conflict_reason_sql(column: Column) -> str:
     births = dates_of_birth_compatible_sql(column)
     dl, dr = column("date_of_birth", "l"), column("date_of_birth", "r")
     same_given = (
-        f"coalesce({fl} = {fr} OR {fl} = {column('last_name', 'r')} OR {fr} = {column('last_name', 'l')}, false)"
+        f"coalesce({fl} = {fr} OR ({fl} = {column('last_name', 'r')} AND {fr} = {column('last_name', 'l')}), false)"
     )
     return (
         f"CASE WHEN NOT {given} AND NOT {births} THEN 'given_name_and_birth_disagree'"
         f" WHEN {dl} IS NOT NULL AND {dr} IS NOT NULL AND NOT {births} AND {fl} IS NOT NULL AND {fr} IS NOT NULL"
         f" AND NOT {same_given} THEN 'similar_given_name_and_birth_disagrees'"
         f" WHEN {gl} <> {gr} AND {fl} <> {fr} AND NOT coalesce({fl} = {column('last_name', 'r')}"
-        f" OR {fr} = {column('last_name', 'l')}, false) THEN 'gender_disagrees' END"
+        f" AND {fr} = {column('last_name', 'l')}, false) THEN 'gender_disagrees' END"
     )
 
 

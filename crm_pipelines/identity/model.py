@@ -74,8 +74,7 @@ NAME_TYPO_JW = 0.92
 
 def swapped_with_typo_sql(column: str, other: str) -> str:
     """Given name and surname the wrong way round, with a typo in either (Schulze Katahrina for
-    Katharina Schulze): each half that both records carry is within one typo, and one half at least
-    is carried by both."""
+    Katharina Schulze): both halves are within one typo."""
 
     def near(a: str, b: str) -> str:
         return (
@@ -83,9 +82,7 @@ def swapped_with_typo_sql(column: str, other: str) -> str:
         )
 
     halves = ((f"{column}_l", f"{other}_r"), (f"{column}_r", f"{other}_l"))
-    each_near = " AND ".join(f"coalesce({near(a, b)}, true)" for a, b in halves)
-    one_present = " OR ".join(f'("{a}" IS NOT NULL AND "{b}" IS NOT NULL)' for a, b in halves)
-    return f"{each_near} AND ({one_present})"
+    return " AND ".join(f"coalesce({near(a, b)}, false)" for a, b in halves)
 
 
 def _level(
@@ -113,7 +110,9 @@ def _name(column: str, other: str, given: bool = False) -> cl.CustomComparison:
     # names the household guard then asks the date of birth). A form filled in the wrong order puts
     # the given name where the surname belongs: that is agreement too, learned as its own level, and
     # so is such a swap with a typo besides (weaker, and below the field's one-typo levels).
-    swapped = f'"{column}_l" = "{other}_r" OR "{column}_r" = "{other}_l"'
+    # Both halves: one record's given name where the other has its surname, and the other way round.
+    # One half alone is what any household member shares with a swapped record (its surname).
+    swapped = f'"{column}_l" = "{other}_r" AND "{column}_r" = "{other}_l"'
     return cl.CustomComparison(
         output_column_name=column,
         comparison_levels=[
