@@ -75,6 +75,29 @@ NOISY = {
         {**KATHARINA, "date_of_birth": "1985-03-12"},
         {**KATHARINA, "date_of_birth": "1985-12-03"},
     ),
+    # Stacked distortions, as real exports have them.
+    "names_swapped_with_a_typo_in_each": (KATHARINA, {**KATHARINA, "first_name": "Schulz", "last_name": "Katahrina"}),
+    "names_swapped_with_typo_in_surname": (
+        KATHARINA,
+        {**KATHARINA, "first_name": "Schultze", "last_name": "Katharina"},
+    ),
+    "postcode_one_off_and_city_missing": (KATHARINA, {**KATHARINA, "postcode": "50668", "city": None}),
+    "street_missing_and_surname_misread": (
+        KATHARINA,
+        {**KATHARINA, "address_line1": None, "last_name": "Schuize"},
+    ),
+    "typo_in_both_names_no_birth_date": (
+        WILLIAM,
+        {**WILLIAM, "first_name": "Willaim", "last_name": "Okonkow", "date_of_birth": None},
+    ),
+    "given_name_dropped_and_postcode_one_off": (
+        WILLIAM,
+        {**WILLIAM, "first_name": None, "postcode": "10116"},
+    ),
+    "nickname_and_birth_digit_and_city_missing": (
+        WILLIAM,
+        {**WILLIAM, "first_name": "Bill", "date_of_birth": "1979-11-03", "city": None},
+    ),
 }
 
 
@@ -105,6 +128,21 @@ HOUSEHOLD = {
     "parent_without_birth_date": (
         {**KATHARINA, "email": "schulze.familie@mail.de"},
         {**KATHARINA, "first_name": "Gisela", "date_of_birth": None, "email": "schulze.familie@mail.de"},
+    ),
+    "brother_next_door_postcode_one_off": (
+        {**KATHARINA, "phone": "+492211234567"},
+        {
+            **KATHARINA,
+            "first_name": "Jonas",
+            "gender": "male",
+            "date_of_birth": "1988-05-02",
+            "postcode": "50668",
+            "phone": "+492211234567",
+        },
+    ),
+    "siblings_similar_names_shared_email": (
+        {**KATHARINA, "first_name": "Maria", "email": "schulze.familie@mail.de"},
+        {**KATHARINA, "first_name": "Marie", "date_of_birth": "1990-08-21", "email": "schulze.familie@mail.de"},
     ),
 }
 
@@ -147,3 +185,34 @@ def test_explain_shows_the_probability_the_map_records(model):
     assert link["model_probability"] < SETTINGS.match_threshold
     markdown = explain_customer(customer, result, format="markdown")
     assert "probability 1.0000 (shared email" in markdown
+
+
+def _joined_row(result, customer: str) -> dict:
+    """The map row of the record that joined the customer (not its seed)."""
+    rows = result.identity_map[result.identity_map["customer_id"] == customer]
+    (joined,) = rows[rows["match_method"] != "seed"].to_dict("records")
+    return joined
+
+
+def test_explain_shows_the_probability_the_map_records_for_a_model_link(model):
+    result = resolve(pair(KATHARINA, {**KATHARINA, "first_name": "Katahrina"}), None, SETTINGS, model)
+    customer = customer_of(result, "crm", "1")
+    (link,) = explain_customer(customer, result)["links"]
+    joined = _joined_row(result, customer)
+    assert link["match_method"] == joined["match_method"] == "probabilistic"
+    assert link["match_probability"] == pytest.approx(joined["match_probability"], abs=1e-12)
+    assert link["match_probability"] == link["model_probability"] >= SETTINGS.match_threshold
+    markdown = explain_customer(customer, result, format="markdown")
+    assert f"probability {joined['match_probability']:.4f}" in markdown
+
+
+def test_explain_shows_the_probability_the_map_records_for_an_identifier_link(model):
+    frame = pair(WILLIAM, {**WILLIAM, "first_name": "Kofi", "date_of_birth": "1997-01-01", "postcode": None})
+    ids = identifiers(("crm", "1", "national_id", "AB123"), ("shop", "2", "national_id", "AB123"))
+    result = resolve(frame, ids, SETTINGS, model)
+    customer = customer_of(result, "crm", "1")
+    (link,) = explain_customer(customer, result)["links"]
+    joined = _joined_row(result, customer)
+    assert link["match_method"] == joined["match_method"] == "identifier"
+    assert link["match_probability"] == joined["match_probability"] == 1.0
+    assert link["model_probability"] < SETTINGS.match_threshold

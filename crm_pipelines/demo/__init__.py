@@ -33,8 +33,15 @@ Messiness, with default rates (all in :class:`Messiness`, shares of a source's r
 - emails in random case (8%) and with surrounding whitespace (3%); second mailboxes and work emails
 - one-edit name typos (3% in the shop, 40% of CRM duplicates); nicknames (Alex for Alexander: 15% of
   names that have one, in the shop)
-- phone formats per country: +49 30 1234567, 030/1234567, 0049301234567, (030) 123 4567,
-  (212) 555-0100, 06-12345678, 01 23 45 67 89, ...
+- forms filled in carelessly, in the shop and the CRM: given name and surname the wrong way round
+  (2%), given name left empty (2%), street left empty (3%), city left empty (3%), a postcode digit one
+  off (2%; never the first); in the CRM only: surnames misread from paper forms (2%: m/rn, d/cl, h/li,
+  e/c, l/i), birth dates with one digit wrong (3%, still a valid date) or with day and month swapped
+  (5% of those whose day could be a month). Several may hit one record
+  (``name_swap``, ``given_name_dropped``, ``missing_street``, ``missing_city``, ``postcode_digit``,
+  ``ocr_typo``, ``birth_date_digit``, ``birth_day_month_swap``)
+- phone formats per country: +49 30 1234567, 030/1234567, 0049301234567, 0049 30 1234567,
+  +49 (0)30 1234567, (030) 123 4567, (212) 555-0100, 1-212-555-0100, 06-12345678, 01 23 45 67 89, ...
 - missing fields (phone 15-30%, birth date 45%, CRM email 5%, address 4%, CRM state 30%)
 - moved addresses: 8% of shop accounts show the previous address; German streets abbreviated in the
   shop (Hauptstr. for Hauptstraße, 25%)

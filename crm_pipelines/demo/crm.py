@@ -25,10 +25,13 @@ from crm_pipelines.demo.arrays import (
     where,
 )
 from crm_pipelines.demo.noise import (
+    fill_in_forms,
     format_phones,
     present_emails,
     spell_countries,
     spell_genders,
+    with_date_errors,
+    with_ocr_errors,
     with_typos,
 )
 from crm_pipelines.demo.places import PhoneNumber
@@ -101,18 +104,32 @@ def crm_export(
 
     birth = date_strings(people.birth_day[person], missing=rng.random(count) < messiness.missing_birth_date)
     card = people.loyalty_card.take(pa.array(person))
+    # Its own stream (spawning leaves ``rng`` untouched), so the form noise changes no other value.
+    form_rng = rng.spawn(1)[0]
+    form = fill_in_forms(
+        form_rng,
+        {
+            "first_name": first_name,
+            "last_name": with_ocr_errors(form_rng, last_name, messiness.ocr_typo),
+            "street": located(address.street, previous.street),
+            "city": located(address.city, previous.city),
+            "postcode": located(address.postcode, previous.postcode),
+        },
+        messiness,
+    )
+    birth = with_date_errors(form_rng, birth, messiness.birth_date_digit, messiness.birth_day_month_swap)
     contacts = {
         "contact_id": contact_id,
-        "first_name": first_name,
-        "last_name": last_name,
+        "first_name": form["first_name"],
+        "last_name": form["last_name"],
         "email": email,
         "phone": phone,
         "birth_date": birth,
         "gender": spell_genders(rng, people.gender[person]),
-        "street": located(address.street, previous.street),
+        "street": form["street"],
         "street2": located(address.street2, previous.street2),
-        "city": located(address.city, previous.city),
-        "zip": located(address.postcode, previous.postcode),
+        "city": form["city"],
+        "zip": form["postcode"],
         "state": null_where(rng.random(count) < 0.3, located(address.region, previous.region)),
         "country": null_where(rng.random(count) < 0.02, spell_countries(rng, people.country[person])),
         "company": people.company.take(pa.array(person)),

@@ -67,6 +67,24 @@ class Messiness:
     missing_phone: float = 0.15
     missing_birth_date: float = 0.45
     missing_address: float = 0.04
+    name_swap: float = 0.02
+    """Given name and surname entered the wrong way round (Schulze, Katharina), in the shop and the CRM."""
+    given_name_dropped: float = 0.02
+    """Given name left empty, in the shop and the CRM."""
+    ocr_typo: float = 0.02
+    """Surnames in the CRM misread from paper forms: one letter group (Schmidt -> Schrnidt, m/rn, d/cl,
+    h/li, e/c, l/i); a surname with nothing to misread stays as it is."""
+    birth_date_digit: float = 0.03
+    """CRM birth dates with one digit wrong (1985-03-14 -> 1985-03-19), still a valid date."""
+    birth_day_month_swap: float = 0.05
+    """Of the CRM birth dates whose day could be a month (a 12th or earlier, not the month itself), the
+    share with day and month swapped (1985-03-12 -> 1985-12-03)."""
+    missing_street: float = 0.03
+    """Street left empty while the rest of the address is there, in the shop and the CRM."""
+    missing_city: float = 0.03
+    """City left empty while the rest of the address is there, in the shop and the CRM."""
+    postcode_digit: float = 0.02
+    """Postcodes with one digit one off (50667 -> 50668; never the first), in the shop and the CRM."""
     abbreviated_street: float = 0.25
     """German street names written short in the shop (Hauptstr. 5 for Hauptstraße 5)."""
     malformed: float = 0.00025

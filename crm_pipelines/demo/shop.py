@@ -24,6 +24,7 @@ from crm_pipelines.demo.arrays import (
     where,
 )
 from crm_pipelines.demo.noise import (
+    fill_in_forms,
     format_phones,
     present_emails,
     spell_countries,
@@ -150,18 +151,30 @@ def shop_accounts(
     card = null_where(rng.random(count) >= coverage.loyalty_card_in_shop, card)
     card = where(rng.random(count) < 0.05, pc.utf8_lower(card), card)
 
+    # Its own stream (spawning leaves ``rng`` untouched), so the form noise changes no other value.
+    form = fill_in_forms(
+        rng.spawn(1)[0],
+        {
+            "first_name": first_name,
+            "last_name": last_name,
+            "street": street,
+            "city": where(moved, previous.city, address.city),
+            "postcode": where(moved, previous.postcode, address.postcode),
+        },
+        messiness,
+    )
     customers = pa.table(
         {
             "id": pa.array(account_id),
             "email": email,
-            "first_name": first_name,
-            "last_name": last_name,
+            "first_name": form["first_name"],
+            "last_name": form["last_name"],
             "phone": null_where(
                 rng.random(count) < messiness.missing_phone + 0.15, _shop_phones(rng, people, person)
             ),
-            "street": street,
-            "city": where(moved, previous.city, address.city),
-            "postal_code": where(moved, previous.postcode, address.postcode),
+            "street": form["street"],
+            "city": form["city"],
+            "postal_code": form["postcode"],
             "country": spell_countries(rng, people.country[person], english_name_share=0.1),
             "loyalty_card": card,
             "created_at": timestamp_strings(created),

@@ -6,7 +6,8 @@ any of those is only evidence. The guard weighs the two fields a household does 
 - given names are *compatible* when they are the same name under real-world noise: equal, a typo
   apart (Damerau-Levenshtein 1 or Jaro-Winkler >= 0.92), nickname and full name (Bill/William,
   Kathi/Katharina: a shipped table), an initial (J./Jana), swapped with the surname (a form filled
-  in the wrong order), or missing on one side;
+  in the wrong order: both names, each within a typo; one name alone is what a household member
+  shares with a swapped record), or missing on one side;
 - dates of birth are *compatible* when equal, one digit apart, or day and month swapped.
 
 Two records are kept apart when their given names are incompatible and their dates of birth give
@@ -28,6 +29,7 @@ from __future__ import annotations
 import csv
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from functools import cache
 from pathlib import Path
 
 import duckdb
@@ -45,8 +47,9 @@ Column = Callable[[str, str], str]
 """(field, side) -> a SQL reference to that field of the left ('l') or right ('r') record."""
 
 
-def register_nicknames(con: duckdb.DuckDBPyConnection) -> None:
-    """Create ``given_name_roots``: folded given name -> every full name it is short for (and itself).
+@cache
+def given_name_roots() -> dict[str, frozenset[str]]:
+    """Folded given name -> every full name it is short for (and itself, if it is a full name).
 
     A shipped table, not a library: the maintained nickname packages cover English names only,
     and customers here are as often Kathi, Sepp or Hannes as Bill or Peggy.
@@ -56,6 +59,12 @@ def register_nicknames(con: duckdb.DuckDBPyConnection) -> None:
         for row in csv.DictReader(file):
             roots[row["name"]].add(row["root"])
             roots[row["root"]].add(row["root"])
+    return {name: frozenset(r) for name, r in roots.items()}
+
+
+def register_nicknames(con: duckdb.DuckDBPyConnection) -> None:
+    """Create ``given_name_roots`` from :func:`given_name_roots`: name, roots (a list)."""
+    roots = given_name_roots()
     frame = pd.DataFrame({"name": list(roots), "roots": ["|".join(sorted(r)) for r in roots.values()]})
     register_frame(con, "given_name_roots_input", frame)
     # The shipped names are lower-case ASCII already, as fold_name leaves names.
@@ -71,6 +80,10 @@ def _roots(column: Column, side: str) -> str:
     return f"coalesce((SELECT g.roots FROM given_name_roots AS g WHERE g.name = {name}), [{name}])"
 
 
+def _within_one_typo(a: str, b: str) -> str:
+    return f"(damerau_levenshtein({a}, {b}) <= 1 OR jaro_winkler_similarity({a}, {b}) >= {GIVEN_COMPATIBLE_JW})"
+
+
 def given_names_compatible_sql(column: Column) -> str:
     fl, fr = column("first_name", "l"), column("first_name", "r")
     ll, lr = column("last_name", "l"), column("last_name", "r")
@@ -80,7 +93,7 @@ def given_names_compatible_sql(column: Column) -> str:
         f" OR jaro_winkler_similarity({fl}, {fr}) >= {GIVEN_COMPATIBLE_JW}"
         f" OR damerau_levenshtein({fl}, {fr}) <= 1"
         f" OR ((length({fl}) = 1 OR length({fr}) = 1) AND left({fl}, 1) = left({fr}, 1))"
-        f" OR {fl} = {lr} OR {fr} = {ll}"
+        f" OR ({_within_one_typo(fl, lr)} AND {_within_one_typo(fr, ll)})"
         f" OR list_has_any({_roots(column, 'l')}, {_roots(column, 'r')}), false)"
     )
 
@@ -114,14 +127,14 @@ def conflict_reason_sql(column: Column) -> str:
     births = dates_of_birth_compatible_sql(column)
     dl, dr = column("date_of_birth", "l"), column("date_of_birth", "r")
     same_given = (
-        f"coalesce({fl} = {fr} OR {fl} = {column('last_name', 'r')} OR {fr} = {column('last_name', 'l')}, false)"
+        f"coalesce({fl} = {fr} OR ({fl} = {column('last_name', 'r')} AND {fr} = {column('last_name', 'l')}), false)"
     )
     return (
         f"CASE WHEN NOT {given} AND NOT {births} THEN 'given_name_and_birth_disagree'"
         f" WHEN {dl} IS NOT NULL AND {dr} IS NOT NULL AND NOT {births} AND {fl} IS NOT NULL AND {fr} IS NOT NULL"
         f" AND NOT {same_given} THEN 'similar_given_name_and_birth_disagrees'"
         f" WHEN {gl} <> {gr} AND {fl} <> {fr} AND NOT coalesce({fl} = {column('last_name', 'r')}"
-        f" OR {fr} = {column('last_name', 'l')}, false) THEN 'gender_disagrees' END"
+        f" AND {fr} = {column('last_name', 'l')}, false) THEN 'gender_disagrees' END"
     )
 
 

@@ -12,10 +12,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import duckdb
+import jellyfish
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from crm_pipelines.identity.engine import fetch_frame, register_frame
+from crm_pipelines.identity.guard import given_name_roots
 from crm_pipelines.identity.settings import IdentitySettings
 from crm_pipelines.schema import CUSTOMERS
 
@@ -313,4 +316,59 @@ def build_match_records(
     else:
         con.execute("CREATE OR REPLACE TABLE match_records AS SELECT * FROM all_cleaned")
     con.execute("DROP VIEW all_cleaned")
+    add_name_keys(con)
     return {f"shared_{kind}s": int(shared.get(kind, 0)) for kind in ("email", "phone", "identifier")}
+
+
+NAME_KEY_COLUMNS = ("first_name_sound", "last_name_sound", "first_name_roots")
+"""Keys derived from the folded names of ``match_records`` on every run (not part of the matching
+state): the names' sounds, for blocking, and the full names a given name is short for, which the
+model compares (Bill and William agree as a nickname, not as a typo)."""
+
+
+def name_sound(name: str) -> str | None:
+    """The Soundex key of a folded name: Schmidt, Schmitt and Shmidt share S530, Katharina and
+    Katahrina K365, so a typo that keeps the sound keeps the pair a candidate. Soundex rather than
+    Metaphone: Metaphone tells Schmidt (SXMTT) from Schmitt (SXMT), which is what blocking must not."""
+    return jellyfish.soundex(name) or None
+
+
+def add_name_keys(con: duckdb.DuckDBPyConnection) -> None:
+    """Add :data:`NAME_KEY_COLUMNS` to ``match_records``.
+
+    Keys are computed once per distinct name (a few ten thousand at a million records) and joined
+    back, so the cost does not grow with the records.
+    """
+    first_names = {
+        row[0]
+        for row in con.execute("SELECT DISTINCT first_name FROM match_records WHERE first_name IS NOT NULL").fetchall()
+    }
+    last_names = {
+        row[0]
+        for row in con.execute("SELECT DISTINCT last_name FROM match_records WHERE last_name IS NOT NULL").fetchall()
+    }
+    names = sorted(first_names | last_names)
+    roots = given_name_roots()
+    keys = pa.table(
+        {
+            "name": pa.array(names, pa.string()),
+            "sound": pa.array([name_sound(n) for n in names], pa.string()),
+            "roots": pa.array(
+                [sorted(roots[n]) if n in roots else None for n in names], pa.list_(pa.string())
+            ),
+        }
+    )
+    con.register("name_keys_input", keys)
+    try:
+        con.execute(
+            """
+            CREATE OR REPLACE TABLE match_records AS
+            SELECT m.*, f.sound AS first_name_sound, l.sound AS last_name_sound, f.roots AS first_name_roots
+            FROM match_records AS m
+            LEFT JOIN name_keys_input AS f ON f.name = m.first_name
+            LEFT JOIN name_keys_input AS l ON l.name = m.last_name
+            ORDER BY m.unique_id
+            """
+        )
+    finally:
+        con.unregister("name_keys_input")

@@ -156,7 +156,9 @@ class IdentitySettings(BaseModel):
             ("first_name", "last_name", "city"),
         ),
         description="Candidate pairs for the probabilistic model: records agreeing exactly on all "
-        "columns of one rule are compared. Email, phone and declared identifiers always block.",
+        "columns of one rule are compared. Email, phone and declared identifiers always block, and so "
+        "do the rules that survive typos (name sounds, name prefixes with parts of the birth date: "
+        "crm_pipelines.identity.model.noise_tolerant_rules).",
     )
     training_blocking_rules: tuple[tuple[str, ...], ...] = Field(
         (("date_of_birth",), ("first_name", "last_name")),
