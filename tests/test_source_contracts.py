@@ -22,7 +22,7 @@ from crm_pipelines.config import PROJECT_ROOT, ConfigError, config_from_dict
 from crm_pipelines.definitions import build_definitions
 from crm_pipelines.demo.generator import generate
 from crm_pipelines.ingest.contracts import judge_volume
-from crm_pipelines.schema import MARTS, QUARANTINE, RAW
+from crm_pipelines.schema import MARTS, QUARANTINE, RAW, STAGING
 from crm_pipelines.warehouse import Warehouse
 
 END = dt.date(2026, 6, 30)
@@ -113,6 +113,10 @@ def test_damaged_exports_leave_marts_as_they_were(demo_data, tmp_path, warehouse
         if mode == "stop":
             assert not result.success, file
             assert any("source 'crm'" in m and file in m and str(raw_before) in m for m in failures), failures
+            # The run stops at identity: it reads every source's customers, so nothing in core, no mart
+            # and not the BI file is rebuilt from the other sources' new deliveries either.
+            rebuilt = {e.asset_key.path[0] for e in result.get_asset_materialization_events()}
+            assert rebuilt <= {RAW, STAGING}, sorted(rebuilt)
         else:
             assert result.success, failures
             evaluations = [e for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
