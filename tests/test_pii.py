@@ -12,7 +12,7 @@ from crm_pipelines.analytics.mart_boundary import pii_marts, to_published_mart
 from crm_pipelines.analytics.mart_columns import MART_COLUMNS, PII_COLUMNS
 from crm_pipelines.analytics.pii import normalized, sha256
 from crm_pipelines.analytics.pii_settings import PII_CLASSES, PiiSettings
-from crm_pipelines.checks import mart_suite
+from crm_pipelines.checks.suites import mart_suite
 from crm_pipelines.config import ConfigError, config_from_dict
 
 
