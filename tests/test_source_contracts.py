@@ -77,6 +77,21 @@ def test_judge_volume():
     assert not judge_volume(99, 100, optional=False, max_drop_pct=0).passed
 
 
+def test_a_refused_delivery_of_any_entity_stops_everything_past_staging():
+    """With on_source_failure: stop, every core table, mart and the BI file wait for every raw delivery."""
+    import dagster as dg
+
+    config = config_from_dict(yaml.safe_load((PROJECT_ROOT / "crm.yaml").read_text()), PROJECT_ROOT / "crm.yaml")
+    assert config.checks.on_source_failure == "stop"
+    graph = build_definitions(config).resolve_asset_graph()
+    keys = set(graph.get_all_asset_keys())
+    past_staging = {k for k in keys if k.path[0] not in (RAW, STAGING)}
+    for raw in (k for k in keys if k.path[0] == RAW):
+        downstream = dg.AssetSelection.assets(raw).downstream().resolve(graph)
+        missing = sorted(k.to_user_string() for k in past_staging - downstream)
+        assert not missing, (raw.to_user_string(), missing)
+
+
 @pytest.mark.parametrize("rate", [-0.92, 0, float("nan")])
 def test_fx_rates_must_be_positive(rate):
     data = yaml.safe_load((PROJECT_ROOT / "crm.yaml").read_text())
