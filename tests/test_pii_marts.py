@@ -22,7 +22,7 @@ from crm_pipelines.analytics.pii_settings import PII_CLASSES, PiiSettings
 from crm_pipelines.assets.bi import BI_FILE_KEY
 from crm_pipelines.bi_file import mart_tables
 from crm_pipelines.definitions import build_definitions
-from crm_pipelines.demo import generate
+from crm_pipelines.demo.generator import generate
 from crm_pipelines.schema import CORE, MARTS
 from crm_pipelines.warehouse import Warehouse
 
