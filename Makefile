@@ -4,6 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_PEOPLE ?= 5000
+UI_PORT ?= 3000
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
 .PHONY: install demo run test ui bench lint clean
@@ -33,8 +34,9 @@ run: demo $(DAGSTER_HOME)/dagster.yaml
 test: $(STAMP)
 	$(BIN)/pytest
 
+# dg dev reads workspace.yaml only when told (-w): pyproject.toml's [tool.dg] block would win otherwise.
 ui: demo $(DAGSTER_HOME)/dagster.yaml
-	$(BIN)/dagster dev -w workspace.yaml
+	$(BIN)/dg dev -w workspace.yaml -h 127.0.0.1 -p $(UI_PORT)
 
 bench: $(STAMP)
 	for script in benchmarks/[!_]*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from crm_pipelines.analytics.clv.settings import ClvSettings
 from crm_pipelines.analytics.cycle_settings import CampaignSettings, GoalSettings, LoyaltySettings, PortfolioSettings
+from crm_pipelines.analytics.pii_settings import PiiSettings
 from crm_pipelines.analytics.segment_settings import SegmentationSettings
 from crm_pipelines.identity.settings import IdentitySettings
 from crm_pipelines.schema import ENTITIES
@@ -259,6 +260,20 @@ def duckdb_catalog_name(path: str | os.PathLike[str]) -> str:
     return Path(path).name.lstrip(".").split(".", 1)[0]
 
 
+def _check_pii_marts(pii: PiiSettings) -> None:
+    """``pii.marts`` may name only marts that hold personal data."""
+    from crm_pipelines.analytics.mart_columns import MART_COLUMNS, PII_COLUMNS, predictive_columns
+
+    holding = sorted(
+        t for t, cols in {**MART_COLUMNS, **predictive_columns()}.items() if any(c.name in PII_COLUMNS for c in cols)
+    )
+    unknown = sorted(set(pii.marts) - set(holding))
+    if unknown:
+        raise ValueError(
+            f"pii.marts: {unknown} hold no personal data or are no marts; marts with personal data: {holding}"
+        )
+
+
 class CrmConfig(_Model):
     warehouse: WarehouseConfig = WarehouseConfig()
     nightly: NightlyConfig = NightlyConfig()
@@ -279,6 +294,7 @@ class CrmConfig(_Model):
     goals: list[GoalSettings] = Field(default_factory=list)
     loyalty: LoyaltySettings = LoyaltySettings()
     portfolio: PortfolioSettings = PortfolioSettings()
+    pii: PiiSettings = PiiSettings()
     base_dir: Path = Field(PROJECT_ROOT, exclude=True, description="Directory of the config file.")
     warehouse_url_reference: str | None = Field(
         None, exclude=True, description="warehouse.url before ${ENV} expansion: what Dagster may store."
@@ -310,6 +326,7 @@ class CrmConfig(_Model):
                 raise ValueError(f"{kind}: names must be unique, repeated: {dupes}")
         if self.reporting_currency not in self.fx_rates:
             raise ValueError(f"fx_rates: has no rate for the reporting currency {self.reporting_currency}")
+        _check_pii_marts(self.pii)
         return self
 
     def source(self, name: str) -> SourceConfig:

@@ -22,12 +22,10 @@ from crm_pipelines.checks.suites import (
     CORE_CONTRACT,
     MART_CONTRACT,
     PROBABILITY,
-    RAW_CONTRACT,
     STAGING_CONTRACT,
     core_entity_suite,
     identity_map_suite,
     mart_suite,
-    raw_suite,
     staging_suite,
     unified_customers_suite,
 )
@@ -287,24 +285,7 @@ def test_scores_and_allowed_values_of_other_entities(gx_ready: None) -> None:
         "consent_status_allowed").sample == ["yes"]
 
 
-# -- raw, core and marts --------------------------------------------------------------------------
-def test_raw_contract(gx_ready: None) -> None:
-    suite = raw_suite("shop__customers", ["CustomerID", "Mail", "Phone"], "CustomerID")
-    assert suite.check_name == RAW_CONTRACT
-    good = pd.DataFrame({"CustomerID": _str("1", "2"), "Mail": _str("a@b.de", None),
-                         "Phone": _str(None, None), "Extra": [1, 2]})
-    assert validate(good, suite).success
-    bad = good.drop(columns=["Phone"]).assign(CustomerID=_str("1", None))
-    outcome = validate(bad, suite)
-    assert _failed(outcome) == {"columns_present", "record_id_not_null"}
-    assert outcome.result("columns_present").sample == ["Phone"]
-    empty = validate(good.iloc[0:0], suite)
-    assert _failed(empty) == {"row_count"} and empty.result("row_count").observed == 0
-    lenient = raw_suite("shop__orders", ["OrderID"], "OrderID", empty_severity="warn")
-    outcome = validate(pd.DataFrame({"OrderID": _str()}), lenient)
-    assert not outcome.success and outcome.blocking_failures == []
-
-
+# -- core and marts --------------------------------------------------------------------------
 def test_identity_map_maps_every_record_once(gx_ready: None) -> None:
     identity = pd.DataFrame({
         "source": _str("shop", "shop", "crm"),

@@ -22,7 +22,7 @@ from crm_pipelines.config import PROJECT_ROOT, ConfigError, config_from_dict
 from crm_pipelines.definitions import build_definitions
 from crm_pipelines.demo.generator import generate
 from crm_pipelines.ingest.contracts import judge_volume
-from crm_pipelines.schema import MARTS, QUARANTINE, RAW
+from crm_pipelines.schema import MARTS, QUARANTINE, RAW, STAGING
 from crm_pipelines.warehouse import Warehouse
 
 END = dt.date(2026, 6, 30)
@@ -77,6 +77,21 @@ def test_judge_volume():
     assert not judge_volume(99, 100, optional=False, max_drop_pct=0).passed
 
 
+def test_a_refused_delivery_of_any_entity_stops_everything_past_staging():
+    """With on_source_failure: stop, every core table, mart and the BI file wait for every raw delivery."""
+    import dagster as dg
+
+    config = config_from_dict(yaml.safe_load((PROJECT_ROOT / "crm.yaml").read_text()), PROJECT_ROOT / "crm.yaml")
+    assert config.checks.on_source_failure == "stop"
+    graph = build_definitions(config).resolve_asset_graph()
+    keys = set(graph.get_all_asset_keys())
+    past_staging = {k for k in keys if k.path[0] not in (RAW, STAGING)}
+    for raw in (k for k in keys if k.path[0] == RAW):
+        downstream = dg.AssetSelection.assets(raw).downstream().resolve(graph)
+        missing = sorted(k.to_user_string() for k in past_staging - downstream)
+        assert not missing, (raw.to_user_string(), missing)
+
+
 @pytest.mark.parametrize("rate", [-0.92, 0, float("nan")])
 def test_fx_rates_must_be_positive(rate):
     data = yaml.safe_load((PROJECT_ROOT / "crm.yaml").read_text())
@@ -113,6 +128,10 @@ def test_damaged_exports_leave_marts_as_they_were(demo_data, tmp_path, warehouse
         if mode == "stop":
             assert not result.success, file
             assert any("source 'crm'" in m and file in m and str(raw_before) in m for m in failures), failures
+            # The run stops at identity: it reads every source's customers, so nothing in core, no mart
+            # and not the BI file is rebuilt from the other sources' new deliveries either.
+            rebuilt = {e.asset_key.path[0] for e in result.get_asset_materialization_events()}
+            assert rebuilt <= {RAW, STAGING}, sorted(rebuilt)
         else:
             assert result.success, failures
             evaluations = [e for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]

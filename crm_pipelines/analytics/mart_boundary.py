@@ -5,11 +5,15 @@ The analytics functions keep the names their literature uses (``frequency``, ``r
 quoted in SQL, ``date`` and ``rank`` are SQL keywords, and ``frequency`` means purchases in the RFM
 segments but repeat purchase days in the lifetime value. The marts rename them here, once, at the
 boundary (:func:`to_mart_frame`), and the README's changelog lists every rename.
+
+The personal-data policy (``pii:`` in crm.yaml) applies here too, after the renames
+(:func:`to_published_mart`): every mart goes through it, and the BI file copies the marts as published.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -19,9 +23,14 @@ from crm_pipelines.analytics.mart_columns import (
     CHURN_RISK,
     CLV,
     MART_COLUMNS,
+    PII_COLUMNS,
     predictive_columns,
 )
+from crm_pipelines.analytics.pii_settings import PiiSettings
 from crm_pipelines.schema import Column
+
+if TYPE_CHECKING:
+    from crm_pipelines.checks.rules import SuiteSpec
 
 # Model name -> mart name, per mart. The lifetime value's are renamed by
 # predictive_tables.lifetime_value_frame, which also converts their time unit to weeks.
@@ -139,3 +148,21 @@ def to_mart_frame(table: str, frame: pd.DataFrame, columns: Sequence[Column]) ->
     declared = [c.name for c in columns if c.name in renamed.columns]
     rest = [c for c in renamed.columns if c not in set(declared)]
     return renamed[[*declared, *rest]]
+
+
+def pii_marts(settings: ClvSettings | None = None) -> dict[str, tuple[str, ...]]:
+    """The marts holding personal data, and which of :data:`PII_COLUMNS` each holds."""
+    marts = {t: tuple(c.name for c in cols if c.name in PII_COLUMNS) for t, cols in all_mart_columns(settings).items()}
+    return {t: names for t, names in marts.items() if names}
+
+
+def to_published_mart(
+    table: str, frame: pd.DataFrame, columns: Sequence[Column], suite: SuiteSpec, pii: PiiSettings
+) -> tuple[pd.DataFrame, tuple[Column, ...], SuiteSpec]:
+    """The mart as BI reads it: model names renamed (:func:`to_mart_frame`), then the ``pii`` policy
+    applied to its personal-data columns; the declared ``columns`` and the contract ``suite`` follow
+    the renamed (``<col>_sha256``) and dropped columns, so what is validated is what is published."""
+    from crm_pipelines.analytics.pii import protect_frame
+
+    mart = protect_frame(table, to_mart_frame(table, frame, columns), columns, pii, PII_COLUMNS)
+    return mart.frame, mart.columns, suite.with_columns_changed(mart.renamed, mart.dropped)

@@ -14,6 +14,7 @@ from crm_pipelines.analytics.cycle_columns import (
     LOYALTY_360_COLUMNS,
     LOYALTY_KPI_COLUMNS,
 )
+from crm_pipelines.analytics.pii_settings import PiiClass
 from crm_pipelines.schema import CUSTOMER_ID, UNIFIED_CUSTOMER_COLUMNS, Column, ColumnType
 
 
@@ -179,6 +180,21 @@ MART_COLUMNS: dict[str, tuple[Column, ...]] = {
     "cross_sell_recommendations": CROSS_SELL_COLUMNS,
     "marketing_audiences": (*MARKETING_AUDIENCES_COLUMNS, *CAMPAIGN_AUDIENCE_COLUMNS),
     **CYCLE_MART_COLUMNS,
+}
+
+
+# The personal data in the marts, by class: ``pii:`` in crm.yaml decides per class what every mart
+# keeps of these columns (crm_pipelines.analytics.pii). city, region and country stay: they are the
+# coarse location the masked address shows.
+PII_COLUMNS: dict[str, PiiClass] = {
+    "first_name": "name",
+    "last_name": "name",
+    "email": "email",
+    "phone": "phone",
+    "date_of_birth": "birth_date",
+    "address_line1": "address",
+    "address_line2": "address",
+    "postcode": "address",
 }
 
 

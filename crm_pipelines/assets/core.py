@@ -189,13 +189,22 @@ def build_identity_asset(warehouse_kind: str, crm_config: CrmConfig) -> dg.Asset
         "customer_record_fingerprints": "A hash per staged customer record, to find changed ones next run.",
         "identity_match_records": "Each record's normalized matching values, reused by incremental runs.",
     }
+    # Everything past staging is downstream of the identity map. With checks.on_source_failure: stop,
+    # the map also waits for every staged entity, so a refused delivery of one that identity does not
+    # read (order items) stops the whole run too, instead of leaving marts rebuilt from the others.
+    gate = (
+        [staging_key(e) for e in ENTITIES if e != "customers" and crm_config.sources_for(e)]
+        if crm_config.checks.on_source_failure == "stop"
+        else []
+    )
+    map_deps = list(dict.fromkeys([staging_key("customers"), staging_key("customer_identifiers"), *gate]))
     specs = [
         dg.AssetSpec(
             core_key(t),
             group_name=CORE,
             kinds={"splink", warehouse_kind},
             description=descriptions[t],
-            deps=[staging_key("customers"), staging_key("customer_identifiers")] if t == IDENTITY_MAP else [map_key],
+            deps=map_deps if t == IDENTITY_MAP else [map_key],
         )
         for t in IDENTITY_TABLES
     ]

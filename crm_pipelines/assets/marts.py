@@ -7,7 +7,12 @@ Each mart is validated against its contract before it is swapped in; its column 
 import dagster as dg
 import pandas as pd
 
-from crm_pipelines.analytics.mart_boundary import CUSTOMER_360_EXTRAS, MART_KEYS, customer_360_columns, to_mart_frame
+from crm_pipelines.analytics.mart_boundary import (
+    CUSTOMER_360_EXTRAS,
+    MART_KEYS,
+    customer_360_columns,
+    to_published_mart,
+)
 from crm_pipelines.analytics.mart_columns import MART_COLUMNS
 from crm_pipelines.assets.core import core_key
 from crm_pipelines.assets.cycle_glue import campaign_audiences, loyalty_frame, with_loyalty_kpis
@@ -53,10 +58,10 @@ def publish_mart(
 ) -> dg.MaterializeResult:
     """Validate ``frame`` and swap it in as marts.<table>; ``columns`` default to its documented ones.
 
-    The model code's column names become the mart's here (:func:`to_mart_frame`), so ``suite`` names
-    the mart's columns."""
+    The model code's column names become the mart's here, and crm.yaml's ``pii`` policy applies
+    (:func:`to_published_mart`), so ``suite`` names the mart's columns as declared before the policy."""
     columns = MART_COLUMNS.get(table, ()) if columns is None else columns
-    frame = to_mart_frame(table, frame, columns)
+    frame, columns, suite = to_published_mart(table, frame, columns, suite, config.pii)
     checks = validate_mart(context, config, wh, table, frame, suite)
     return publish_checked(
         context, wh, MARTS, table, frame, checks, columns=columns, key=MART_KEYS.get(table, ()), extra_metadata=extra

@@ -34,7 +34,8 @@ from crm_pipelines.checks.suites import (
 )
 
 CHECK_DESCRIPTIONS: dict[str, str] = {
-    RAW_CONTRACT: "The raw table has the source's mapped columns, rows, and an id on every row.",
+    RAW_CONTRACT: "Volume contract, judged before the delivery replaces anything: not empty unless optional, "
+    "and no more than checks.max_row_drop_pct fewer rows than the last good delivery.",
     STAGING_CONTRACT: "Staged rows are typed and normalized: ids unique per source, emails, E.164 phones, "
     "no future dates, amounts consistent with status, values in their allowed sets.",
     CORE_CONTRACT: "Every source record is mapped exactly once, customer ids are unique, no orphan rows.",

@@ -98,6 +98,29 @@ class SuiteSpec:
         """A copy with ``rules`` added (a mart adding its own rules to a generic suite)."""
         return replace(self, rules=(*self.rules, *rules))
 
+    def with_columns_changed(self, renamed: Mapping[str, str], dropped: Iterable[str]) -> SuiteSpec:
+        """The suite for the table once columns are renamed and dropped (the marts' personal-data
+        policy): rules on a dropped column go, the others name the new columns."""
+        gone = set(dropped)
+        if not renamed and not gone:
+            return self
+        rules = []
+        for rule in self.rules:
+            if gone & set(rule.columns):
+                continue
+            kwargs = dict(rule.kwargs)
+            for key in _COLUMN_KWARGS:
+                if key in kwargs:
+                    kwargs[key] = renamed.get(kwargs[key], kwargs[key])
+            for key in ("column_list", "column_set"):
+                if key in kwargs:
+                    kwargs[key] = [renamed.get(c, c) for c in kwargs[key] if c not in gone]
+            condition = rule.row_condition
+            if condition is not None:
+                condition = (renamed.get(condition[0], condition[0]), *condition[1:])
+            rules.append(replace(rule, kwargs=kwargs, row_condition=condition))
+        return replace(self, rules=tuple(rules))
+
     def to_gx_suite(self) -> ExpectationSuite:
         """The Great Expectations suite (imports Great Expectations on first use)."""
         from crm_pipelines.checks.gx import build_gx_suite

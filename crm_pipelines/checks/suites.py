@@ -1,4 +1,7 @@
-"""Data contracts per layer: raw, staging, core and marts, built from :mod:`crm_pipelines.schema`.
+"""Data contracts per layer: staging, core and marts, built from :mod:`crm_pipelines.schema`.
+
+Raw deliveries are judged by their volume contract (:mod:`crm_pipelines.ingest.contracts`) before
+they replace anything, not by a suite: ``raw_contract`` names that check.
 
 Each builder returns a :class:`~crm_pipelines.checks.rules.SuiteSpec` (plain data, see
 :mod:`crm_pipelines.checks.rules`); :func:`crm_pipelines.checks.gx.validate` runs it on a frame.
@@ -15,7 +18,6 @@ import pandas as pd
 from crm_pipelines.checks.rules import (
     Bound,
     Rule,
-    Severity,
     SuiteSpec,
     between,
     columns_present,
@@ -59,34 +61,6 @@ EARLIEST_BIRTH_DATE = pd.Timestamp("1900-01-01")
 PROBABILITY = (0.0, 1.0)
 RATE = (0.0, 1.0)
 NON_NEGATIVE = (0.0, None)
-
-
-# -- raw --------------------------------------------------------------------------------------------
-def raw_suite(
-    table: str,
-    source_columns: Sequence[str],
-    record_id_column: str,
-    *,
-    min_rows: int = 1,
-    empty_severity: Severity = "error",
-) -> SuiteSpec:
-    """Contract of one raw table as a source delivered it, in the source's own column names.
-
-    ``source_columns`` are the columns crm.yaml maps (plus any lineage columns the caller expects);
-    ``record_id_column`` is the source column mapped to the entity's record id. An incremental load
-    may legitimately bring no new rows: pass ``empty_severity="warn"`` for those.
-    """
-    columns = list(dict.fromkeys([*source_columns, record_id_column]))
-    return SuiteSpec(
-        name=f"raw.{table}",
-        check_name=RAW_CONTRACT,
-        description=f"raw.{table}: the source's columns are there, it delivered rows, every row has an id.",
-        rules=(
-            columns_present(columns, f"raw.{table}"),
-            row_count_at_least(min_rows, empty_severity),
-            not_null(record_id_column, name="record_id_not_null"),
-        ),
-    )
 
 
 # -- staging ----------------------------------------------------------------------------------------
