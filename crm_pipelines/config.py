@@ -59,6 +59,13 @@ class IncrementalConfig(_Model):
         return self
 
 
+class DeletedFlagConfig(_Model):
+    """A source column whose values mark a deleted record (``status: deleted``)."""
+
+    column: str = Field(description="Source column holding the record's state.")
+    values: list[str] = Field(min_length=1, description="Values (case-insensitive) that mean deleted.")
+
+
 class EntitySourceConfig(_Model):
     """Where one source delivers one canonical entity, and how its columns map onto it."""
 
@@ -89,6 +96,20 @@ class EntitySourceConfig(_Model):
         False, description="An empty delivery is accepted; otherwise it fails the source's volume contract."
     )
     timezone: str = Field("UTC", description="Timezone of naive timestamps in this source.")
+    deleted_column: str | None = Field(
+        None,
+        description="Source column marking deleted records: a true value (true/yes/1) or a time (deleted_at) "
+        "removes the record downstream; empty or false keeps it.",
+    )
+    deleted_flag: DeletedFlagConfig | None = Field(
+        None, description="A source column and the values of it that mark a deleted record."
+    )
+
+    @model_validator(mode="after")
+    def _one_delete_marker(self) -> EntitySourceConfig:
+        if self.deleted_column and self.deleted_flag:
+            raise ValueError("declare deleted_column or deleted_flag, not both")
+        return self
 
     @field_validator("identifiers")
     @classmethod
@@ -223,6 +244,11 @@ class ChecksConfig(_Model):
         50.0, ge=0, le=100,
         description="A full or daily delivery with this many percent fewer rows than the one it replaces, "
         "or more, fails the source's volume contract.",
+    )
+    max_order_amount: float = Field(
+        1_000_000.0, gt=0,
+        description="Orders above this total in the reporting currency, and order lines above it, are "
+        "quarantined as implausible_amount.",
     )
     on_source_failure: Literal["stop", "skip_source"] = Field(
         "stop",

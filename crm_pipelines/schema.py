@@ -237,7 +237,8 @@ QUARANTINE_COLUMNS = (
     _c("rejected_at", "timestamp", "When it was rejected (UTC)."),
 )
 
-# audit.reconciliation: one row per run, layer, table and source: rows in = out + quarantined + superseded.
+# audit.reconciliation: one row per run, layer, table and source:
+# rows in = out + quarantined + superseded + deleted.
 RECONCILIATION_COLUMNS = (
     _c("run_id", "string", "The run."),
     _c("recorded_at", "timestamp", "When the row was written (UTC)."),
@@ -248,7 +249,19 @@ RECONCILIATION_COLUMNS = (
     _c("rows_out", "integer", "Rows written to the table."),
     _c("rows_quarantined", "integer", "Rows rejected into quarantine."),
     _c("rows_superseded", "integer", "Older versions of a record replaced by a newer one."),
-    _c("reconciles", "boolean", "rows_in = rows_out + rows_quarantined + rows_superseded."),
+    _c("reconciles", "boolean", "rows_in = rows_out + rows_quarantined + rows_superseded + rows_deleted."),
+    _c("rows_deleted", "integer", "Rows of records whose current version the source marks deleted."),
+)
+
+# audit.source_deletes: one row per record a run removed because its source deleted it.
+SOURCE_DELETE_COLUMNS = (
+    _c("run_id", "string", "The run that removed the record."),
+    _c("recorded_at", "timestamp", "When it was removed (UTC)."),
+    _c("entity", "string", "The entity."),
+    SOURCE_COLUMN,
+    _c("record_id", "string", "The record's id in its source."),
+    _c("kind", "string", "flagged_deleted (the source marks it deleted) or missing_from_delivery."),
+    _c("reason", "string", "Human-readable reason."),
 )
 
 

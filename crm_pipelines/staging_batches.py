@@ -6,6 +6,9 @@ quarantined rows of every record whose key appears in a new batch are replaced (
 insert); the new batch holds the record's newest version, so older versions need not be read again.
 Staged rows, quarantine rows, ``audit.staged_records`` (the batch each current record version came
 from) and the ``audit.staged_batches`` rows change in one transaction: a killed run leaves all or none.
+A record whose current version in a new batch is marked deleted is deleted by key and not inserted;
+the records a run removes that way, or by restaging a source whose delivery no longer holds them, are
+written to ``audit.source_deletes`` in the same transaction (:mod:`crm_pipelines.staging_deletes`).
 
 A source is restaged whole when a batch it recorded left raw or changed size (a full-mode delivery
 replaced the table, or a daily window was reloaded). The whole entity is restaged when its staging
@@ -36,12 +39,15 @@ from crm_pipelines.schema import (
     RAW,
     RAW_BATCH_ID,
     RAW_INGESTED_AT,
+    SOURCE_DELETE_COLUMNS,
     STAGING,
     Column,
     raw_table_name,
 )
 from crm_pipelines.staging.rejections import FIELD_NULLED
 from crm_pipelines.staging.stage import StagingResult
+from crm_pipelines.staging.values import typed_frame
+from crm_pipelines.staging_deletes import RUN_KEYS_COLUMNS, SOURCE_DELETES, record_removed, run_keys
 from crm_pipelines.warehouse import Warehouse, col
 
 STAGED_BATCHES = "staged_batches"
@@ -58,6 +64,7 @@ STAGED_BATCHES_COLUMNS = (
            "itself or in earlier batches."),
     Column("rules_fingerprint", "string", "Fingerprint of the staging rules and settings it was staged with."),
     Column("as_of_end", "timestamp", "The run's cutoff: timestamps after it were rejected as future."),
+    Column("rows_deleted", "integer", "Of them, rows of records whose current version the source marks deleted."),
 )
 STAGED_RECORDS = "staged_records"
 STAGED_RECORDS_COLUMNS = (
@@ -121,6 +128,10 @@ class StagingPlan:
 def ensure_tables(wh: Warehouse, entity: str) -> None:
     _drop_leftover_scratch(wh, entity)
     wh.create_table(AUDIT, STAGED_BATCHES, STAGED_BATCHES_COLUMNS)
+    # An installation from before rows_deleted: appending nothing adds the columns it lacks.
+    wh.write_table(typed_frame(STAGED_BATCHES_COLUMNS, {}, 0), AUDIT, STAGED_BATCHES,
+                   mode="append", column_types={c.name: c.dtype for c in STAGED_BATCHES_COLUMNS})
+    wh.create_table(AUDIT, SOURCE_DELETES, SOURCE_DELETE_COLUMNS)
     wh.create_table(AUDIT, STAGED_RECORDS, STAGED_RECORDS_COLUMNS)
     wh.create_table(QUARANTINE, QUARANTINE_TABLE, QUARANTINE_COLUMNS)
     wh.create_table(STAGING, entity, ENTITIES[entity].staged_columns)
@@ -253,7 +264,8 @@ def only_records(entity: str, result: StagingResult, record_ids: list[str]) -> S
     staged = result.staged[result.staged[ENTITIES[entity].record_id].isin(ids)].reset_index(drop=True)
     quarantined = result.quarantined[result.quarantined["record_id"].isin(ids)].reset_index(drop=True)
     identifiers = result.identifiers[result.identifiers["source_record_id"].isin(ids)].reset_index(drop=True)
-    return StagingResult(staged, quarantined, result.reconciliation, identifiers, result.summary)
+    deleted = result.deleted[result.deleted["record_id"].isin(ids)].reset_index(drop=True)
+    return StagingResult(staged, quarantined, result.reconciliation, identifiers, result.summary, deleted=deleted)
 
 
 def _key_frame(source: str, ids: pd.Series) -> pd.DataFrame:
@@ -347,7 +359,8 @@ def apply_batches(
     for batch in batches:
         res = batch.result
         keys = pd.concat([_key_frame(batch.source, res.staged[ent.record_id]),
-                          _key_frame(batch.source, res.quarantined["record_id"])]).drop_duplicates()
+                          _key_frame(batch.source, res.quarantined["record_id"]),
+                          _key_frame(batch.source, res.deleted["record_id"])]).drop_duplicates()
         key_columns = (Column("source", "string", ""), Column("record_id", "string", ""))
         written.append({
             "batch": batch,
@@ -359,6 +372,7 @@ def apply_batches(
                 scratch.write(res.identifiers, CUSTOMER_IDENTIFIERS_COLUMNS) if entity == "customers" else None
             ),
         })
+    removals = scratch.write(run_keys(ent.record_id, [(b.source, b.result) for b in batches]), RUN_KEYS_COLUMNS)
     staged = _table(wh, STAGING, entity, ent.staged_columns)
     quarantine = _table(wh, QUARANTINE, QUARANTINE_TABLE, QUARANTINE_COLUMNS)
     index = _table(wh, AUDIT, STAGED_RECORDS, STAGED_RECORDS_COLUMNS)
@@ -368,6 +382,8 @@ def apply_batches(
     rows_out = []
     with wh.connect() as conn:
         cleared = set(plan.restaged_sources) if not plan.full else None
+        whole = sorted({s.name for s, _, _ in plan.batches}) if plan.full else sorted(cleared)
+        record_removed(conn, wh, entity, index, removals, STAGING, whole, run_id=run_id, stamp=stamp)
         if plan.full:
             conn.execute(sa.delete(staged).where(staged_records_only(entity, staged)))
             conn.execute(sa.delete(quarantine).where(ours, quarantine.c.entity == entity))
@@ -415,6 +431,7 @@ def apply_batches(
                 "rows_quarantined": int(res.summary.get("rows_quarantined", 0)),
                 "rows_superseded": int(res.summary.get("rows_superseded", 0)) + int(replaced),
                 "rules_fingerprint": fingerprint, "as_of_end": as_of_end,
+                "rows_deleted": int(res.summary.get("rows_deleted", 0)),
             }
             conn.execute(sa.insert(audit).values(**row))
             rows_out.append(row)

@@ -40,8 +40,9 @@ def reconciliation(
     """One RECONCILIATION_COLUMNS row per source, counted in the warehouse.
 
     ``rows_in`` (raw rows), ``rows_out`` (staged records) and ``rows_quarantined`` (row-level quarantine
-    rows) are counted in their tables; ``rows_superseded`` is the sum over the source's staged batches
-    of the versions each superseded. Raw rows that changed outside staging, a lost or duplicated
+    rows) are counted in their tables; ``rows_superseded`` and ``rows_deleted`` are the sums over the
+    source's staged batches of the versions each superseded and of its rows whose record it marks
+    deleted. Raw rows that changed outside staging, a lost or duplicated
     quarantine row, or a staged record counted twice all break the equation.
     """
     stamp = pd.Timestamp(now or dt.datetime.now(dt.UTC))
@@ -65,15 +66,17 @@ def reconciliation(
                     quarantine.c.source == source.name, row_level(quarantine),
                 )
             ).scalar_one()
-            superseded = conn.execute(
-                sa.select(sa.func.coalesce(sa.func.sum(audit.c.rows_superseded), 0))
+            superseded, deleted = conn.execute(
+                sa.select(sa.func.coalesce(sa.func.sum(audit.c.rows_superseded), 0),
+                          sa.func.coalesce(sa.func.sum(audit.c.rows_deleted), 0))
                 .where(audit.c.entity == entity, audit.c.source == source.name)
-            ).scalar_one()
+            ).one()
             rows.append({
                 "run_id": run_id, "recorded_at": stamp, "layer": STAGING, "table_name": entity,
                 "source": source.name, "rows_in": int(rows_in), "rows_out": int(rows_out),
                 "rows_quarantined": int(quarantined), "rows_superseded": int(superseded),
-                "reconciles": int(rows_in) == int(rows_out) + int(quarantined) + int(superseded),
+                "rows_deleted": int(deleted),
+                "reconciles": int(rows_in) == int(rows_out) + int(quarantined) + int(superseded) + int(deleted),
             })
     frame = pd.DataFrame(rows, columns=[c.name for c in RECONCILIATION_COLUMNS])
     return typed_frame(RECONCILIATION_COLUMNS, frame.to_dict("series"), len(frame))

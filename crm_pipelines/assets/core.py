@@ -319,6 +319,7 @@ def build_attributed_asset(config: CrmConfig, entity: str, warehouse_kind: str) 
         record_quarantine(wh, CORE, entity, quarantined)
         recon = result.by_source.copy()
         recon["rows_superseded"] = 0
+        recon["rows_deleted"] = 0
         recon["reconciles"] = recon["rows_in"] == recon["rows_out"] + recon["rows_quarantined"]
         recon.insert(0, "table_name", entity)
         recon.insert(0, "layer", CORE)

@@ -1,7 +1,8 @@
 """``staging``: one typed, normalized table per canonical entity, across all sources.
 
 Rows that cannot be staged go to ``quarantine.rejected_rows`` with their reason, and
-``audit.reconciliation`` proves per run and source that raw = staged + quarantined + superseded.
+``audit.reconciliation`` proves per run and source that raw = staged + quarantined + superseded +
+deleted; records a source deleted are listed in ``audit.source_deletes``.
 Each run stages only the raw batches not staged yet (:mod:`crm_pipelines.staging_batches` says when
 more is restaged); the staging contract validates the rows being staged before they replace
 anything, and the counts behind drift and reconciliation are taken in the warehouse.
@@ -45,6 +46,7 @@ from crm_pipelines.staging_batches import (
     read_records,
     rules_fingerprint,
 )
+from crm_pipelines.staging_deletes import removed_this_run
 from crm_pipelines.staging_sql import reconciliation, refresh_referenced_customers, table_stats_sql
 from crm_pipelines.warehouse import Warehouse
 
@@ -76,18 +78,17 @@ def record_reconciliation(warehouse: Warehouse, rows: pd.DataFrame) -> None:
 
 def reconciliation_check(asset_key: dg.AssetKey, reconciliation: pd.DataFrame) -> dg.AssetCheckResult:
     bad = reconciliation[~reconciliation["reconciles"].astype(bool)] if len(reconciliation) else reconciliation
-    shown = reconciliation[["source", "rows_in", "rows_out", "rows_quarantined", "rows_superseded", "reconciles"]]
+    counts = ["rows_in", "rows_out", "rows_quarantined", "rows_superseded", "rows_deleted"]
+    shown = reconciliation[["source", *counts, "reconciles"]]
     return dg.AssetCheckResult(
         asset_key=asset_key,
         check_name=RECONCILES_CHECK,
         passed=bool(len(bad) == 0),
         severity=dg.AssetCheckSeverity.ERROR,
-        description="Every raw row is staged, quarantined or superseded by a newer version of its record.",
+        description="Every raw row is staged, quarantined, superseded by a newer version of its record, or "
+        "deleted by its source.",
         metadata={
-            "rows_in": int(reconciliation["rows_in"].sum()) if len(reconciliation) else 0,
-            "rows_out": int(reconciliation["rows_out"].sum()) if len(reconciliation) else 0,
-            "rows_quarantined": int(reconciliation["rows_quarantined"].sum()) if len(reconciliation) else 0,
-            "rows_superseded": int(reconciliation["rows_superseded"].sum()) if len(reconciliation) else 0,
+            **{name: int(reconciliation[name].sum()) if len(reconciliation) else 0 for name in counts},
             "by_source": dg.MetadataValue.md(shown.to_markdown(index=False) if len(shown) else "_(no sources)_"),
         },
     )
@@ -139,6 +140,10 @@ def _stage(
             wh, entity, plan, batches, run_id=run_id, fingerprint=fingerprint, as_of_end=cutoff,
             in_transaction=stubs,
         )
+    removed = removed_this_run(wh, entity, run_id)
+    if len(removed):
+        context.log.info(f"staging.{entity}: records removed because their source deleted them: "
+                         f"{dict(zip(removed['kind'], removed['records'].astype(int), strict=True))}")
     recon = reconciliation(wh, config, entity, run_id=run_id)
     record_reconciliation(wh, recon)
     checks.append(reconciliation_check(key, recon))
@@ -151,6 +156,7 @@ def _stage(
         "staging_reason": plan.reason,
         "batches_staged": dg.MetadataValue.md(_batches_markdown(applied)),
         "rows_staged_this_run": len(delta),
+        "records_deleted_by_source": int(removed["records"].sum()) if len(removed) else 0,
         **_staging_metadata(batches),
     }
     return checks, metadata
@@ -206,7 +212,9 @@ def _stub_refresher(config: CrmConfig, wh: Warehouse):
 def _batches_markdown(applied: list[dict]) -> str:
     if not applied:
         return "_(none)_"
-    shown = pd.DataFrame(applied)[["source", "batch_id", "rows", "rows_staged", "rows_quarantined", "rows_superseded"]]
+    shown = pd.DataFrame(applied)[
+        ["source", "batch_id", "rows", "rows_staged", "rows_quarantined", "rows_superseded", "rows_deleted"]
+    ]
     return shown.to_markdown(index=False)
 
 

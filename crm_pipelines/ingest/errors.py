@@ -64,10 +64,14 @@ def first_line(error: BaseException | str) -> str:
 
 
 def mapped_source_columns(entity: EntitySourceConfig) -> list[str]:
-    """Source columns crm.yaml refers to for an entity: mapped, identifier and incremental columns."""
+    """Source columns crm.yaml refers to for an entity: mapped, identifier, incremental and delete marker."""
     names = [*entity.columns.values(), *entity.identifiers.values()]
     if entity.incremental.column:
         names.append(entity.incremental.column)
+    if entity.deleted_column:
+        names.append(entity.deleted_column)
+    if entity.deleted_flag:
+        names.append(entity.deleted_flag.column)
     return list(dict.fromkeys(names))
 
 
@@ -83,5 +87,5 @@ def check_mapped_columns(ctx: SourceContext, entity: EntitySourceConfig, availab
     raise ctx.error(
         f"column(s) {missing} named in crm.yaml are not in the data{hint}; "
         f"available columns: {list(available)}",
-        f"Fix entities.{ctx.entity}.columns, identifiers or incremental.column in crm.yaml",
+        f"Fix entities.{ctx.entity}.columns, identifiers, incremental.column or the deleted marker in crm.yaml",
     )

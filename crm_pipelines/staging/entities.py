@@ -109,7 +109,8 @@ def customers(rows: EntityRows) -> None:
 def orders(rows: EntityRows) -> None:
     """Status, currency, amount in the reporting currency, refund flag.
 
-    Rules: ``unknown_currency``, ``negative_amount`` (a negative total that is not a refund).
+    Rules: ``unknown_currency``, ``negative_amount`` (a negative total that is not a refund),
+    ``implausible_amount`` (a total, or refund, above ``checks.max_order_amount`` in the reporting currency).
     """
     text, typed = rows.text, rows.typed
     map_vocabulary(rows, "status", ORDER_STATUSES, unknown=OTHER_ORDER_STATUS)
@@ -133,12 +134,30 @@ def orders(rows: EntityRows) -> None:
         total.lt(0) & ~refunded, "negative_amount", "total_amount", text["total_amount"],
         "is negative but the order is not refunded",
     )
-    typed["total_amount_reporting"] = total * rate
+    reporting = total * rate
+    ceiling = rows.config.checks.max_order_amount
+    unit = rows.config.reporting_currency
+
+    def too_large(labels: pd.Index) -> list[str]:
+        return [
+            f"total_amount {amount!r} ({code}) is {converted:,.0f} {unit}, above checks.max_order_amount "
+            f"({ceiling:,.0f} {unit})"
+            for amount, code, converted in zip(
+                text["total_amount"][labels], currency[labels], reporting[labels], strict=True
+            )
+        ]
+
+    rows.checks.reject(reporting.abs().gt(ceiling), "implausible_amount", "total_amount", too_large)
+    typed["total_amount_reporting"] = reporting
     typed["is_refund"] = (refunded | total.lt(0)).astype("boolean")
 
 
 def order_items(rows: EntityRows) -> None:
-    """Line amount; rule: ``negative_amount`` (unit price).
+    """Line amount; rules: ``negative_amount`` (unit price), ``implausible_amount``.
+
+    Lines carry no currency of their own, so a line is implausible when its amount is above
+    ``checks.max_order_amount`` even in the weakest currency of ``fx_rates``: a legitimate line is never
+    refused, and a 1e12 line always is.
 
     A negative quantity is kept: shops book returned units as negative lines on a credit note, so
     the line amount is negative too (fractional quantities fail typing as ``invalid_quantity``).
@@ -148,7 +167,26 @@ def order_items(rows: EntityRows) -> None:
     rows.checks.reject_values(
         unit_price.lt(0), "negative_amount", "unit_price", text["unit_price"], "is negative"
     )
-    typed["line_amount"] = quantity.astype("float64") * unit_price
+    line_amount = quantity.astype("float64") * unit_price
+    ceiling = line_ceiling(rows)
+
+    def too_large(labels: pd.Index) -> list[str]:
+        return [
+            f"unit_price {price!r} times quantity {count} is {amount:,.0f}, above checks.max_order_amount "
+            f"in the weakest currency of fx_rates ({ceiling:,.0f})"
+            for price, count, amount in zip(
+                text["unit_price"][labels], text["quantity"][labels], line_amount[labels], strict=True
+            )
+        ]
+
+    rows.checks.reject(line_amount.abs().gt(ceiling), "implausible_amount", "unit_price", too_large)
+    typed["line_amount"] = line_amount
+
+
+def line_ceiling(rows: EntityRows) -> float:
+    """The largest plausible line amount in any currency: the order ceiling at the lowest rate."""
+    config = rows.config
+    return config.checks.max_order_amount / min(config.fx_rates.values())
 
 
 def support_tickets(rows: EntityRows) -> None:

@@ -42,8 +42,11 @@ class StagingStats:
     defaults_applied: Counter[str] = field(default_factory=Counter)
     fields_nulled: Counter[str] = field(default_factory=Counter)
     """Malformed optional fields nulled (and quarantined as fields), by rule."""
+    identical_repeats: int = 0
+    """Rows repeating another row of the same record and delivery exactly (counted as superseded)."""
 
     def add(self, other: StagingStats) -> None:
+        self.identical_repeats += other.identical_repeats
         self.fields_nulled.update(other.fields_nulled)
         self.values_normalized.update(other.values_normalized)
         self.junk_nulled.update(other.junk_nulled)

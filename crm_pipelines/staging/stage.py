@@ -1,8 +1,10 @@
 """Staging of one canonical entity: raw source rows in, typed and normalized rows out.
 
-Every raw row ends as exactly one of three things, and the reconciliation says how many of each per
+Every raw row ends as exactly one of four things, and the reconciliation says how many of each per
 source: staged (the current version of a good record), superseded (an older version of a record that
-a later load replaced), or quarantined (with the first rule it failed and the raw row as JSON).
+a later load replaced, or an identical repeat; see :mod:`.versions`), quarantined (with the first rule
+it failed and the raw row as JSON), or deleted (its current version is marked deleted; see
+:mod:`.deletes`).
 """
 
 from __future__ import annotations
@@ -21,13 +23,13 @@ from crm_pipelines.schema import (
     CUSTOMER_IDENTIFIERS_COLUMNS,
     ENTITIES,
     QUARANTINE_COLUMNS,
-    RAW_BATCH_ID,
-    RAW_INGESTED_AT,
     RAW_METADATA_COLUMNS,
     RECONCILIATION_COLUMNS,
+    SOURCE_DELETE_COLUMNS,
     STAGING,
     Entity,
 )
+from crm_pipelines.staging.deletes import INVALID_DELETED_MARK, delete_marks, removal_reason, removed_records
 from crm_pipelines.staging.entities import ENTITY_RULES
 from crm_pipelines.staging.rules import (
     EntityRows,
@@ -37,6 +39,7 @@ from crm_pipelines.staging.rules import (
     type_columns,
 )
 from crm_pipelines.staging.values import as_utc_timestamp, clean_text, null_text, typed_frame
+from crm_pipelines.staging.versions import DUPLICATE_KEY_CONFLICT, resolve_versions, version_content, version_order
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +65,10 @@ class StagingResult:
     """CUSTOMER_IDENTIFIERS_COLUMNS (customers only; empty otherwise)."""
     summary: dict[str, Any]
     """Counts for asset metadata (plain JSON types)."""
+    deletes: pd.DataFrame = field(default_factory=lambda: typed_frame(SOURCE_DELETE_COLUMNS, {}, 0))
+    """SOURCE_DELETE_COLUMNS: records staged by the previous run that the source deleted since."""
+    deleted: pd.DataFrame = field(default_factory=lambda: pd.DataFrame({"source": [], "record_id": []}))
+    """``source``, ``record_id`` (text) of the records whose current version here is marked deleted."""
 
 
 @dataclass
@@ -69,6 +76,11 @@ class _SourceOutcome:
     source: str
     rows_in: int
     rows_superseded: int
+    rows_deleted: int
+    removed: pd.DataFrame
+    """record_id, kind: records the previous run staged that the source deleted."""
+    deleted_ids: pd.Series
+    """Record ids whose current version is marked deleted."""
     staged: pd.DataFrame
     rejected: pd.DataFrame
     """record_id, rule, column_name, reason, raw_values."""
@@ -88,20 +100,26 @@ def stage_entity(
     run_id: str,
     as_of_end: dt.datetime,
     now: dt.datetime | None = None,
+    previous: pd.DataFrame | None = None,
 ) -> StagingResult:
     """Type, normalize and check one entity's raw rows from every source that delivers it.
 
     ``raw`` holds, per source, the raw table as ingested: the source's own column names, text
     values, and the lineage columns ``_source``, ``_ingested_at``, ``_batch_id``. Timestamps after
     ``as_of_end`` (a naive value is UTC) are rejected as from the future; ``now`` stamps the
-    quarantine and reconciliation rows (default: the current time).
+    quarantine and reconciliation rows (default: the current time). ``previous`` holds ``source`` and
+    the record id of the records the previous run staged (not stubs): those that the source has
+    deleted since are listed in ``deletes``.
     """
     if entity not in ENTITIES:
         raise ValueError(f"unknown entity {entity!r}; known: {sorted(ENTITIES)}")
     spec = ENTITIES[entity]
     stamp = as_utc_timestamp(now or dt.datetime.now(dt.UTC))
     end = as_utc_timestamp(as_of_end)
-    outcomes = [_stage_source(config, spec, source, frame, end) for source, frame in _by_source(entity, raw)]
+    outcomes = [
+        _stage_source(config, spec, source, frame, end, _previous_ids(previous, spec, source.name))
+        for source, frame in _by_source(entity, raw)
+    ]
 
     staged = _concat([o.staged for o in outcomes], typed_frame(spec.staged_columns, {}, 0))
     identifiers = _concat([o.identifiers for o in outcomes], typed_frame(CUSTOMER_IDENTIFIERS_COLUMNS, {}, 0))
@@ -111,7 +129,29 @@ def stage_entity(
         reconciliation=_reconciliation_frame(outcomes, run_id, entity, stamp),
         identifiers=identifiers,
         summary=_summary(outcomes),
+        deletes=_deletes_frame(outcomes, run_id, entity, stamp),
+        deleted=_deleted_frame(outcomes),
     )
+
+
+def _deleted_frame(outcomes: list[_SourceOutcome]) -> pd.DataFrame:
+    ids = [pd.DataFrame({"source": o.source, "record_id": o.deleted_ids.astype("str").to_numpy()})
+           for o in outcomes]
+    return pd.concat(ids, ignore_index=True) if ids else pd.DataFrame({"source": [], "record_id": []})
+
+
+def _previous_ids(previous: pd.DataFrame | None, entity: Entity, source: str) -> pd.Series | None:
+    if previous is None:
+        return None
+    return previous.loc[previous["source"] == source, entity.record_id]
+
+
+def _deletes_frame(outcomes: list[_SourceOutcome], run_id: str, entity: str, stamp: pd.Timestamp) -> pd.DataFrame:
+    frames = [o.removed.assign(source=o.source) for o in outcomes if len(o.removed)]
+    removed = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["record_id", "kind", "source"])
+    reasons = [removal_reason(k, s, entity) for k, s in zip(removed["kind"], removed["source"], strict=True)]
+    data = {**removed.to_dict("series"), "reason": reasons, "run_id": run_id, "entity": entity, "recorded_at": stamp}
+    return typed_frame(SOURCE_DELETE_COLUMNS, data, len(removed))
 
 
 def _quarantine_frame(
@@ -128,7 +168,7 @@ def _quarantine_frame(
 def _reconciliation_frame(
     outcomes: list[_SourceOutcome], run_id: str, entity: str, stamp: pd.Timestamp
 ) -> pd.DataFrame:
-    """One row per source: rows in = rows out + quarantined + superseded."""
+    """One row per source: rows in = rows out + quarantined + superseded + deleted."""
     rows = [
         {
             "run_id": run_id,
@@ -140,7 +180,8 @@ def _reconciliation_frame(
             "rows_out": len(o.staged),
             "rows_quarantined": len(o.rejected),
             "rows_superseded": o.rows_superseded,
-            "reconciles": o.rows_in == len(o.staged) + len(o.rejected) + o.rows_superseded,
+            "reconciles": o.rows_in == len(o.staged) + len(o.rejected) + o.rows_superseded + o.rows_deleted,
+            "rows_deleted": o.rows_deleted,
         }
         for o in outcomes
     ]
@@ -166,15 +207,27 @@ def _by_source(
 
 
 def _stage_source(
-    config: CrmConfig, entity: Entity, source: SourceConfig, raw: pd.DataFrame, as_of_end: pd.Timestamp
+    config: CrmConfig,
+    entity: Entity,
+    source: SourceConfig,
+    raw: pd.DataFrame,
+    as_of_end: pd.Timestamp,
+    previous_ids: pd.Series | None = None,
 ) -> _SourceOutcome:
     raw = raw.reset_index(drop=True)
     stats = StagingStats()
     text, unmapped = _canonical_text(entity, source, raw, stats)
     record_ids = text[entity.record_id]
     missing_id = record_ids.isna()
-    superseded = _superseded_versions(record_ids, raw)
-    current = ~(missing_id | superseded)
+    versions = resolve_versions(
+        record_ids, version_content(entity, source, text, raw), raw,
+        lambda rows: version_order(entity, source, text.loc[rows], raw.loc[rows]), record_column=entity.record_id,
+    )
+    superseded = versions.superseded
+    latest = ~(missing_id | superseded | versions.conflicting)
+    marks = delete_marks(source.entities[entity.name], raw)
+    deleted, bad_mark = latest & marks.deleted, latest & marks.invalid
+    current = latest & ~deleted & ~bad_mark
 
     rows = EntityRows(entity, _subset(text, current), config, source, as_of_end, stats)
     check_required(rows)
@@ -191,7 +244,18 @@ def _stage_source(
         {"rule": MISSING_RECORD_ID, "column_name": entity.record_id, "reason": reason},
         index=raw.index[missing_id],
     )
-    rejected = pd.concat([missing, rows.checks.frame()]).sort_index()
+    conflicts = pd.DataFrame(
+        {"rule": DUPLICATE_KEY_CONFLICT, "column_name": entity.record_id, "reason": versions.conflict_reasons}
+    )
+    marks_rejected = pd.DataFrame(index=raw.index[bad_mark], columns=["rule", "column_name", "reason"])
+    if len(marks_rejected):
+        marks_rejected = marks_rejected.assign(
+            rule=INVALID_DELETED_MARK,
+            column_name=marks.column,
+            reason=[f"{marks.column} {v!r} {marks.problem}" for v in marks.values[bad_mark]],
+        )
+    parts = [f for f in (conflicts, marks_rejected) if len(f)]
+    rejected = pd.concat([missing, *parts, rows.checks.frame()]).sort_index()
     rejected.insert(0, "record_id", record_ids.reindex(rejected.index))
     rejected.insert(0, "source", source.name)
     rejected["raw_values"] = _raw_json(raw, rejected.index)
@@ -201,8 +265,11 @@ def _stage_source(
     nulled.insert(0, "source", source.name)
     nulled["raw_values"] = _raw_json(raw, nulled.index)
     by_rule = Counter(rows.checks.by_rule)
-    if len(missing):
-        by_rule[MISSING_RECORD_ID] += len(missing)
+    for rule, frame in ((MISSING_RECORD_ID, missing), (DUPLICATE_KEY_CONFLICT, conflicts),
+                        (INVALID_DELETED_MARK, marks_rejected)):
+        if len(frame):
+            by_rule[rule] += len(frame)
+    stats.identical_repeats += versions.identical_repeats
 
     identifiers = typed_frame(CUSTOMER_IDENTIFIERS_COLUMNS, {}, 0)
     if entity.name == "customers":
@@ -211,6 +278,9 @@ def _stage_source(
         source=source.name,
         rows_in=len(raw),
         rows_superseded=int(superseded.sum()),
+        rows_deleted=int(deleted.sum()),
+        removed=removed_records(previous_ids, record_ids, record_ids[deleted]),
+        deleted_ids=record_ids[deleted].drop_duplicates(),
         staged=staged,
         rejected=rejected.reset_index(drop=True),
         identifiers=identifiers,
@@ -267,20 +337,6 @@ def _canonical_text(
     return pd.DataFrame(columns, index=raw.index), absent
 
 
-def _superseded_versions(record_ids: pd.Series, raw: pd.DataFrame) -> pd.Series:
-    """Rows that are older versions of a record: all but the last by (_ingested_at, _batch_id, row)."""
-    superseded = pd.Series(False, index=record_ids.index)
-    repeated = record_ids.notna() & record_ids.duplicated(keep=False)
-    if not repeated.any():
-        return superseded
-    order = [c for c in (RAW_INGESTED_AT, RAW_BATCH_ID) if c in raw.columns]
-    versions = raw.loc[repeated, order].assign(_record_id=record_ids[repeated], _row=raw.index[repeated])
-    versions = versions.sort_values([*order, "_row"], kind="stable", na_position="first")
-    older = versions["_record_id"].duplicated(keep="last")
-    superseded[older[older].index] = True
-    return superseded
-
-
 def _raw_json(raw: pd.DataFrame, rows: pd.Index) -> list[str]:
     """The source's own columns of ``rows`` as one JSON object each (lineage columns left out)."""
     if not len(rows):
@@ -334,6 +390,9 @@ def _summary(outcomes: list[_SourceOutcome]) -> dict[str, Any]:
         "rows_staged": sum(len(o.staged) for o in outcomes),
         "rows_quarantined": sum(len(o.rejected) for o in outcomes),
         "rows_superseded": sum(o.rows_superseded for o in outcomes),
+        "identical_repeats": stats.identical_repeats,
+        "rows_deleted": sum(o.rows_deleted for o in outcomes),
+        "records_removed": dict(sorted(Counter(k for o in outcomes for k in o.removed["kind"]).items())),
         "quarantined_by_rule": dict(sorted(by_rule.items())),
         "fields_nulled_by_rule": dict(sorted(stats.fields_nulled.items())),
         "values_normalized": dict(sorted(stats.values_normalized.items())),
