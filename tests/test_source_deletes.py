@@ -154,3 +154,13 @@ def test_an_existing_reconciliation_table_gains_rows_deleted(warehouse):
     record_reconciliation(warehouse, new)
     table = warehouse.read_table(AUDIT, "reconciliation").set_index("run_id")
     assert table.loc["r1", "rows_deleted"] == 1 and pd.isna(table.loc["r0", "rows_deleted"])
+
+
+def test_an_existing_staged_batches_table_gains_rows_deleted(warehouse):
+    from crm_pipelines.staging_batches import STAGED_BATCHES, STAGED_BATCHES_COLUMNS, ensure_tables
+
+    old_columns = [c for c in STAGED_BATCHES_COLUMNS if c.name != "rows_deleted"]
+    warehouse.create_table(AUDIT, STAGED_BATCHES, old_columns)
+    ensure_tables(warehouse, "orders")
+    assert "rows_deleted" in warehouse.columns(AUDIT, STAGED_BATCHES)
+    assert warehouse.table_exists(AUDIT, "source_deletes")
