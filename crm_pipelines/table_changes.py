@@ -15,8 +15,6 @@ the complete table for that case.
 
 from __future__ import annotations
 
-import logging
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -26,8 +24,6 @@ import sqlalchemy as sa
 
 from crm_pipelines.schema import ColumnType
 from crm_pipelines.warehouse import Warehouse, WarehouseError, arrow_table
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -145,30 +141,15 @@ def publish_changes(
             whole[table], schema, _side_name(table, "new"), mode="replace", column_types=types.get(table)
         )
     swapped = [t for t in whole if t not in applied]
-    for attempt in range(1, attempts + 1):
-        try:
-            with warehouse.connect() as conn:
-                if warehouse.dialect == "postgresql":
-                    conn.execute(sa.text("SET LOCAL lock_timeout = '10s'"))
-                for table in [*applied, *swapped]:
-                    if table in applied:
-                        _apply_change(conn, warehouse, schema, table, changes[table].key, applied[table])
-                    else:
-                        conn.execute(sa.text(f"DROP TABLE IF EXISTS {warehouse.qualified(schema, table)}"))
-                        conn.execute(
-                            sa.text(
-                                f"ALTER TABLE {warehouse.qualified(schema, _side_name(table, 'new'))} "
-                                f"RENAME TO {warehouse.quote(table)}"
-                            )
-                        )
-                    if on_applied is not None:
-                        on_applied(table)
-            return written
-        except sa.exc.OperationalError as e:
-            if attempt == attempts:
-                raise WarehouseError(
-                    f"could not publish the changes to {schema}.{', '.join(changes)}: a table stayed locked ({e.orig})"
-                ) from e
-            log.warning("publishing %s changes: locked, retrying (%s/%s)", schema, attempt, attempts)
-            time.sleep(2 * attempt)
+
+    def apply_all(conn: sa.Connection) -> None:
+        for table in [*applied, *swapped]:
+            if table in applied:
+                _apply_change(conn, warehouse, schema, table, changes[table].key, applied[table])
+            else:
+                warehouse.rename_over(conn, schema, _side_name(table, "new"), table)
+            if on_applied is not None:
+                on_applied(table)
+
+    warehouse.in_publish_transaction(f"the changes to {schema}.{', '.join(changes)}", apply_all, attempts)
     return written

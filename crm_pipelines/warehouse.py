@@ -389,22 +389,32 @@ class Warehouse:
 
     def swap_in(self, schema: str, staging_name: str, table: str, attempts: int = 3) -> None:
         """Replace ``table`` by ``staging_name`` atomically (readers wait, never see a gap)."""
+        self.in_publish_transaction(
+            f"{schema}.{table}", lambda conn: self.rename_over(conn, schema, staging_name, table), attempts
+        )
+
+    def rename_over(self, conn: Connection, schema: str, new_table: str, table: str) -> None:
+        """Inside the caller's transaction: drop ``schema.table`` and rename ``new_table`` to it."""
+        conn.execute(sa.text(f"DROP TABLE IF EXISTS {self.qualified(schema, table)}"))
+        conn.execute(sa.text(f"ALTER TABLE {self.qualified(schema, new_table)} RENAME TO {self.quote(table)}"))
+
+    def in_publish_transaction(self, what: str, work: Callable[[Connection], None], attempts: int = 3) -> None:
+        """Run ``work`` in one transaction that publishes ``what``, retried while a table stays locked.
+
+        On PostgreSQL a rename needs an exclusive lock, which a BI query holding the table delays:
+        the transaction waits at most 10 s for it, then is retried after a pause.
+        """
         for attempt in range(1, attempts + 1):
             try:
                 with self.connect() as conn:
                     if self.dialect == "postgresql":
                         conn.execute(sa.text("SET LOCAL lock_timeout = '10s'"))
-                    conn.execute(sa.text(f"DROP TABLE IF EXISTS {self.qualified(schema, table)}"))
-                    conn.execute(
-                        sa.text(f"ALTER TABLE {self.qualified(schema, staging_name)} RENAME TO {self.quote(table)}")
-                    )
+                    work(conn)
                 return
             except sa.exc.OperationalError as e:
                 if attempt == attempts:
-                    raise WarehouseError(
-                        f"could not publish {schema}.{table}: the table stayed locked ({e.orig})"
-                    ) from e
-                log.warning("publishing %s.%s: table locked, retrying (%s/%s)", schema, table, attempt, attempts)
+                    raise WarehouseError(f"could not publish {what}: a table stayed locked ({e.orig})") from e
+                log.warning("publishing %s: locked, retrying (%s/%s)", what, attempt, attempts)
                 time.sleep(2 * attempt)
 
     def publish_together(
@@ -430,29 +440,14 @@ class Warehouse:
             )
             for table, data in tables.items()
         }
-        for attempt in range(1, attempts + 1):
-            try:
-                with self.connect() as conn:
-                    if self.dialect == "postgresql":
-                        conn.execute(sa.text("SET LOCAL lock_timeout = '10s'"))
-                    for table in tables:
-                        conn.execute(sa.text(f"DROP TABLE IF EXISTS {self.qualified(schema, table)}"))
-                        conn.execute(
-                            sa.text(
-                                f"ALTER TABLE {self.qualified(schema, f'{table}__new')} "
-                                f"RENAME TO {self.quote(table)}"
-                            )
-                        )
-                        if on_swapped is not None:
-                            on_swapped(table)
-                return rows
-            except sa.exc.OperationalError as e:
-                if attempt == attempts:
-                    raise WarehouseError(
-                        f"could not publish {schema}.{', '.join(tables)}: a table stayed locked ({e.orig})"
-                    ) from e
-                log.warning("publishing %s tables: locked, retrying (%s/%s)", schema, attempt, attempts)
-                time.sleep(2 * attempt)
+
+        def swap_all(conn: Connection) -> None:
+            for table in tables:
+                self.rename_over(conn, schema, f"{table}__new", table)
+                if on_swapped is not None:
+                    on_swapped(table)
+
+        self.in_publish_transaction(f"{schema}.{', '.join(tables)}", swap_all, attempts)
         return rows
 
     def analyze(self, schema: str, table: str) -> None:
