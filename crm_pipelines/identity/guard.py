@@ -133,7 +133,7 @@ def conflict_reason_sql(column: Column) -> str:
         f"CASE WHEN NOT {given} AND NOT {births} THEN 'given_name_and_birth_disagree'"
         f" WHEN {dl} IS NOT NULL AND {dr} IS NOT NULL AND NOT {births} AND {fl} IS NOT NULL AND {fr} IS NOT NULL"
         f" AND NOT {same_given} THEN 'similar_given_name_and_birth_disagrees'"
-        f" WHEN {gl} <> {gr} AND {fl} <> {fr} AND NOT coalesce({fl} = {column('last_name', 'r')}"
+        f" WHEN {gl} <> {gr} AND NOT coalesce({fl} = {fr}, false) AND NOT coalesce({fl} = {column('last_name', 'r')}"
         f" AND {fr} = {column('last_name', 'l')}, false) THEN 'gender_disagrees' END"
     )
 

@@ -33,6 +33,10 @@ from crm_pipelines.identity.model import (
 )
 from crm_pipelines.identity.settings import IdentitySettings
 
+HOUSEHOLD_EVIDENCE_ONLY = "household_evidence_only"
+"""A model link whose records cannot compare a given name or a birth date: surname and address alone
+are what a household shares, so they are no evidence of one person."""
+
 METHOD_RANK = {"identifier": 0, "email": 1, "phone": 2, "probabilistic": 3}
 """Which method names a link when a pair qualifies several ways: the strongest identifier first."""
 
@@ -136,7 +140,11 @@ def _candidates_from_predictions(
                match_weight, match_probability,
                CASE WHEN shares_identifier THEN 'identifier' WHEN shares_email THEN 'email'
                     WHEN shares_phone THEN 'phone' ELSE 'probabilistic' END AS method,
-               CASE WHEN NOT shares_trusted_identifier THEN guard_reason END AS conflict,
+               CASE WHEN NOT shares_trusted_identifier THEN coalesce(guard_reason,
+                    CASE WHEN NOT (shares_identifier OR shares_email OR shares_phone)
+                          AND (first_name_l IS NULL OR first_name_r IS NULL)
+                          AND (date_of_birth_l IS NULL OR date_of_birth_r IS NULL)
+                    THEN '{HOUSEHOLD_EVIDENCE_ONLY}' END) END AS conflict,
                {_evidence_sql(model)} AS evidence,
                CASE WHEN shares_trusted_identifier AND guard_reason IS NOT NULL
                     THEN '{OVERRIDE_FLAG}' END AS guard_override
