@@ -140,6 +140,16 @@ HOUSEHOLD = {
             "phone": "+492211234567",
         },
     ),
+    # Surname and address are all the two can compare: what a household shares, no evidence of one person.
+    "relative_without_given_name_or_birth_date": (
+        {**KATHARINA, "email": "k.schulze@mail.de"},
+        {**KATHARINA, "first_name": None, "date_of_birth": None, "email": "j.schulze@mail.de"},
+    ),
+    # No given name to compare, and the recorded gender disagrees: the husband on the family email.
+    "husband_without_given_name_on_the_family_email": (
+        {**KATHARINA, "email": "schulze.familie@mail.de"},
+        {**KATHARINA, "first_name": None, "date_of_birth": None, "gender": "male", "email": "schulze.familie@mail.de"},
+    ),
     "siblings_similar_names_shared_email": (
         {**KATHARINA, "first_name": "Maria", "email": "schulze.familie@mail.de"},
         {**KATHARINA, "first_name": "Marie", "date_of_birth": "1990-08-21", "email": "schulze.familie@mail.de"},
@@ -154,6 +164,16 @@ def test_household_members_stay_apart(model, case):
     result = resolve(frame, None, SETTINGS, model)
     assert customer_of(result, "crm", "1") != customer_of(result, "shop", "2")
     assert result.rejected_links["reason"].notna().all()
+
+
+def test_a_record_without_given_name_or_birth_date_joins_by_its_own_email(model):
+    """Household evidence alone links nobody; a shared email with nothing disagreeing still does."""
+    frame = pair(
+        {**KATHARINA, "email": "k.schulze@mail.de"},
+        {**KATHARINA, "first_name": None, "date_of_birth": None, "email": "k.schulze@mail.de"},
+    )
+    result = resolve(frame, None, SETTINGS, model)
+    assert customer_of(result, "crm", "1") == customer_of(result, "shop", "2")
 
 
 def test_a_trusted_identifier_joins_through_a_conflict_and_flags_it(model):
