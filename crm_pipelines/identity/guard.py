@@ -16,7 +16,8 @@ strangers. So are two records whose dates of birth disagree while their given na
 similar (Maria and Marie, Alex for Alexander or Alexandra): siblings sharing a family email.
 Given names incompatible while the dates of birth agree is left to the model's weights
 (a nickname the table lacks; twins, who also differ by gender most of the time, see below). Records
-of different recorded genders with different given names (Paul and Paula) are kept apart. A date of
+of different recorded genders are kept apart unless their given names are the same: different
+(Paul and Paula) or missing on a side (the husband, given name dropped, on the family email). A date of
 birth that disagrees while the given names are equal is no veto either: the model weighs it.
 
 A trusted declared identifier shared by the pair (a national id, a customer number: see

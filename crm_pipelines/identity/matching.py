@@ -2,7 +2,9 @@
 
 A candidate pair becomes a link when it shares a strong identifier (email, phone, declared
 identifier) or its match probability reaches the threshold, and the household guard
-(:mod:`crm_pipelines.identity.guard`) does not keep it apart. Every link carries its evidence: per compared
+(:mod:`crm_pipelines.identity.guard`) does not keep it apart. A model link whose records have no given
+name or birth date to compare (``household_evidence_only``) is refused: surname and address are
+what a household shares. Every link carries its evidence: per compared
 field, the level of agreement and its match weight.
 """
 
