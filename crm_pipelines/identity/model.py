@@ -373,6 +373,10 @@ def train_model(
         untrained = _untrained_levels(linker)
     trained["linker_uid"] = "identity"
     sampled_pairs = min(settings.u_sample_pairs, len(records) * (len(records) - 1) / 2)
+    # A swap with a typo besides is weaker agreement than the swap or the typo alone, however rarely
+    # random pairs reach it: capped like an untrained level (else Sophie Schmidt and Schmid Sophie, two
+    # common names, outweigh the same name and join strangers across the country).
+    untrained |= {("first_name", "swapped_with_last_name_and_typo"), ("last_name", "swapped_with_first_name_and_typo")}
     trained = _with_u_upper_bound(_with_m_floor(trained), sampled_pairs)
     return {
         "format": MODEL_FORMAT,
