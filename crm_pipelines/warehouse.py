@@ -358,10 +358,15 @@ class Warehouse:
         With ``docs``, on PostgreSQL the new table gets its key, indexes and comments before the swap."""
         staging_name = f"{table}__new"
         rows = self.write_table(data, schema, staging_name, mode="replace", column_types=column_types)
+        self.publish_staged(schema, staging_name, table, docs=docs)
+        return rows
+
+    def publish_staged(self, schema: str, staging_name: str, table: str, docs: TableDocs | None = None) -> None:
+        """Swap in ``schema.staging_name``, already written (and validated), as ``schema.table``;
+        with ``docs``, on PostgreSQL it gets its key, indexes and comments first."""
         if docs is not None and self.dialect == "postgresql":
             self._document(schema, staging_name, docs, keyed=True, label=f"{schema}.{table}", staged=True)
         self.swap_in(schema, staging_name, table)
-        return rows
 
     def document(self, schema: str, table: str, docs: TableDocs) -> None:
         """Comments, and the key and indexes if it has no key yet, on an existing table (PostgreSQL only):

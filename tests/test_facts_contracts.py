@@ -50,7 +50,7 @@ def no_pandas_validation(monkeypatch) -> None:
         raise AssertionError("a facts contract read its table into Python")
 
     monkeypatch.setattr(Warehouse, "read_table", refuse)
-    monkeypatch.setattr("crm_pipelines.assets.validation.validate", refuse)
+    monkeypatch.setattr("crm_pipelines.checks.gx.validate", refuse)
 
 
 def _materialize(tmp_path, warehouse_url: str) -> dg.ExecuteInProcessResult:

@@ -27,7 +27,7 @@ def scores_asset(frame: pd.DataFrame, config) -> dg.AssetsDefinition:
             not_null_columns=["customer_id"],
         )
         checks = validate_table(context, config, wh, KEY, "marts.scores", frame, suite)
-        return publish_checked(context, wh, MARTS, "scores", frame, checks)
+        return publish_checked(context, wh, MARTS, "scores", frame, checks, staged=True)
 
     @dg.asset(deps=[KEY])
     def downstream() -> None:
@@ -72,6 +72,9 @@ def test_failed_blocking_check_keeps_the_published_table(tmp_path, warehouse_url
     assert published["customer_id"].tolist() == ["a", "b", "c"]
     rejected = wh.read_table(QUARANTINE, rejected_table_name(MARTS, "scores"))
     assert sorted(rejected["customer_id"]) == ["a", "a", "d"]
+    # The version was validated in the warehouse under its temporary name, and moved from there.
+    assert not wh.table_exists(MARTS, "scores__new")
+    assert contract.metadata["rows_validated"].value == 3
     # Stats for drift are kept only for versions that were published.
     assert wh.row_count(AUDIT, "table_stats") == 1
     report = contract.metadata["report"].value

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import dagster as dg
 import pandas as pd
+import sqlalchemy as sa
 
 from crm_pipelines.assets.identity_publishing import publish_identity_tables
 from crm_pipelines.assets.identity_state import (
@@ -23,9 +24,9 @@ from crm_pipelines.assets.identity_state import (
     same_fingerprint_kind,
 )
 from crm_pipelines.assets.metadata import table_metadata
-from crm_pipelines.assets.publishing import blocking_failures, rejected_table_name
+from crm_pipelines.assets.publishing import blocking_failures, quarantine_staged
 from crm_pipelines.assets.staging import record_quarantine, record_reconciliation, staging_key
-from crm_pipelines.assets.validation import validate_table, validated_check_specs
+from crm_pipelines.assets.validation import validate_in_place, validate_table, validated_check_specs
 from crm_pipelines.attribution import IDENTITY_MAP, attribute
 from crm_pipelines.checks.suites import CORE_CONTRACT, core_entity_suite, identity_map_suite, unified_customers_suite
 from crm_pipelines.config import CrmConfig
@@ -231,6 +232,8 @@ def build_identity_asset(warehouse_kind: str, crm_config: CrmConfig) -> dg.Asset
                 f"{CORE}.{IDENTITY_MAP}",
                 tables[IDENTITY_MAP],
                 identity_map_suite(staged_count),
+                column_types={c.name: c.dtype for c in IDENTITY_MAP_COLUMNS},
+                keep_staged=False,
             ),
             "unified_customers": validate_table(
                 context,
@@ -240,6 +243,8 @@ def build_identity_asset(warehouse_kind: str, crm_config: CrmConfig) -> dg.Asset
                 f"{CORE}.unified_customers",
                 tables["unified_customers"],
                 unified_customers_suite(),
+                column_types={c.name: c.dtype for c in UNIFIED_CUSTOMER_COLUMNS},
+                keep_staged=False,
             ),
         }
         columns = {IDENTITY_MAP: IDENTITY_MAP_COLUMNS, "unified_customers": UNIFIED_CUSTOMER_COLUMNS}
@@ -326,18 +331,17 @@ def build_attributed_asset(config: CrmConfig, entity: str, warehouse_kind: str) 
         recon.insert(0, "recorded_at", pd.Timestamp.now(tz="UTC"))
         recon.insert(0, "run_id", context.run.run_id)
         record_reconciliation(wh, recon)
-        # The contract still validates a frame (Great Expectations on pandas); the rows were written in SQL.
-        attributed = wh.read_table(CORE, result.table, columns=[c.name for c in core_entity_columns(entity)])
-        checks = validate_table(context, config, wh, key, f"{CORE}.{entity}", attributed, core_entity_suite(entity))
+        # The contract runs on the new version where attribution built it, under its temporary name.
+        checks = validate_in_place(
+            context, config, wh, key, CORE, result.table, core_entity_suite(entity), f"{CORE}.{entity}"
+        )
+        preview = wh.query(sa.select(sa.text("*")).select_from(wh.table(CORE, result.table)).limit(5))
         extra = {"rows_orphaned": len(orphans), "reconciles": bool(recon["reconciles"].all())}
-        metadata = table_metadata(wh, CORE, entity, attributed, core_entity_columns(entity), extra)
+        metadata = table_metadata(wh, CORE, entity, preview, core_entity_columns(entity), extra)
+        metadata["dagster/row_count"] = wh.row_count(CORE, result.table)
         failures = blocking_failures(checks)
         if failures:
-            rejected = rejected_table_name(CORE, entity)
-            wh.drop_table(QUARANTINE, rejected)
-            wh.write_table(attributed, QUARANTINE, rejected, mode="replace",
-                           column_types={c.name: c.dtype for c in core_entity_columns(entity)})
-            wh.drop_table(CORE, result.table)
+            rejected = quarantine_staged(wh, CORE, result.table, entity)
             names = ", ".join(r.check_name or "?" for r in failures)
             context.log.error(
                 f"{CORE}.{entity} NOT published: blocking check(s) failed: {names}. The previous version stays "

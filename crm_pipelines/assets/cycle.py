@@ -353,7 +353,8 @@ def _replace_months(
     extra = {"months_written": ", ".join(sorted({f"{m:%Y-%m}" for m in pd.to_datetime(frame["month"])}))}
     if blocking_failures(checks):
         return publish_checked(context, wh, MARTS, SEGMENT_HISTORY, frame, checks,
-                               columns=SEGMENT_HISTORY_COLUMNS, extra_metadata=extra)  # fmt: skip
+                               columns=SEGMENT_HISTORY_COLUMNS, extra_metadata=extra, staged=True)  # fmt: skip
+    wh.drop_table(MARTS, f"{SEGMENT_HISTORY}__new")  # the validated copy; its months replace the history's below
     types = {c.name: c.dtype for c in SEGMENT_HISTORY_COLUMNS}
     months = sorted({int(m) for m in frame["month_index"]})
     if wh.table_exists(MARTS, SEGMENT_HISTORY):

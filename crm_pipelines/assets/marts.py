@@ -48,9 +48,15 @@ def as_of_timestamp(run_window: RunWindowResource) -> pd.Timestamp:
     return pd.Timestamp(run_window.cutoff())
 
 
-def validate_mart(context, config: CrmConfig, wh: Warehouse, table: str, frame: pd.DataFrame, suite) -> list:
-    """Contract and drift results for a new version of marts.<table>."""
-    return validate_table(context, config, wh, mart_key(table), f"{MARTS}.{table}", frame, suite)
+def validate_mart(
+    context, config: CrmConfig, wh: Warehouse, table: str, frame: pd.DataFrame, suite, columns=None
+) -> list:
+    """Contract and drift results for a new version of marts.<table>, written as ``marts.<table>__new``
+    (with ``columns``' types, default its documented ones) and validated there; publish it with
+    ``publish_checked(..., staged=True)``, or drop it."""
+    columns = MART_COLUMNS.get(table, ()) if columns is None else columns
+    types = {c.name: c.dtype for c in columns if c.name in frame.columns}
+    return validate_table(context, config, wh, mart_key(table), f"{MARTS}.{table}", frame, suite, column_types=types)
 
 
 def publish_mart(
@@ -62,9 +68,10 @@ def publish_mart(
     (:func:`to_published_mart`), so ``suite`` names the mart's columns as declared before the policy."""
     columns = MART_COLUMNS.get(table, ()) if columns is None else columns
     frame, columns, suite = to_published_mart(table, frame, columns, suite, config.pii)
-    checks = validate_mart(context, config, wh, table, frame, suite)
+    checks = validate_mart(context, config, wh, table, frame, suite, columns)
     return publish_checked(
-        context, wh, MARTS, table, frame, checks, columns=columns, key=MART_KEYS.get(table, ()), extra_metadata=extra
+        context, wh, MARTS, table, frame, checks, columns=columns, key=MART_KEYS.get(table, ()), extra_metadata=extra,
+        staged=True,
     )
 
 

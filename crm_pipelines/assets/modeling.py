@@ -104,7 +104,9 @@ def append_checked(
     Rows that fail their checks go to quarantine exactly as a rejected mart does; the history stays.
     """
     if blocking_failures(checks):
-        return publish_checked(context, wh, MARTS, table, frame, checks, columns=columns, extra_metadata=extra)
+        return publish_checked(context, wh, MARTS, table, frame, checks, columns=columns, extra_metadata=extra,
+                               staged=True)  # fmt: skip
+    wh.drop_table(MARTS, f"{table}__new")  # the validated copy (validate_mart); the rows are appended below
     wh.delete(MARTS, table, col("run_id") == context.run.run_id)
     wh.write_table(frame, MARTS, table, mode="append", column_types={c.name: c.dtype for c in columns})
     wh.document(MARTS, table, table_docs(table, columns, MART_KEYS.get(table, ())))

@@ -31,6 +31,18 @@ def table_docs(table: str, columns: Sequence[Column], key: Sequence[str] = ()) -
     return TableDocs(description=description, columns=columns, key=key)
 
 
+def quarantine_staged(warehouse: Warehouse, schema: str, staged: str, table: str) -> str:
+    """Move a rejected new version, ``schema.staged``, to ``quarantine.<schema>__<table>__rejected``
+    inside the warehouse (no round trip through Python); returns that table's name."""
+    rejected = rejected_table_name(schema, table)
+    warehouse.ensure_schemas(QUARANTINE)
+    warehouse.drop_table(QUARANTINE, rejected)
+    source, target = warehouse.qualified(schema, staged), warehouse.qualified(QUARANTINE, rejected)
+    warehouse.execute(f"CREATE TABLE {target} AS SELECT * FROM {source}")
+    warehouse.drop_table(schema, staged)
+    return rejected
+
+
 def blocking_failures(check_results: Sequence[dg.AssetCheckResult]) -> list[dg.AssetCheckResult]:
     return [r for r in check_results if not r.passed and r.severity == dg.AssetCheckSeverity.ERROR]
 
@@ -47,16 +59,24 @@ def publish_checked(
     key: Sequence[str] = (),
     asset_key: dg.AssetKey | None = None,
     extra_metadata: Mapping[str, Any] | None = None,
+    staged: bool = False,
 ) -> dg.MaterializeResult:
     """Swap ``frame`` in as ``schema.table`` unless a blocking check failed; report either way.
 
-    ``columns`` and ``key`` become the table's comments and primary key on PostgreSQL."""
+    With ``staged``, the frame was already written and validated as ``schema.<table>__new``
+    (:func:`crm_pipelines.assets.validation.validate_table`): that version is swapped in, or moved to
+    quarantine, without writing the frame again. ``columns`` and ``key`` become the table's comments
+    and primary key on PostgreSQL."""
     column_types = {c.name: c.dtype for c in columns if c.name in frame.columns}
     failures = blocking_failures(check_results)
     metadata = table_metadata(warehouse, schema, table, frame, columns, extra_metadata)
+    staged_table = f"{table}__new"
     if failures:
-        rejected = rejected_table_name(schema, table)
-        warehouse.write_table(frame, QUARANTINE, rejected, mode="replace", column_types=column_types)
+        if staged:
+            rejected = quarantine_staged(warehouse, schema, staged_table, table)
+        else:
+            rejected = rejected_table_name(schema, table)
+            warehouse.write_table(frame, QUARANTINE, rejected, mode="replace", column_types=column_types)
         names = ", ".join(r.check_name or "?" for r in failures)
         context.log.error(
             f"{schema}.{table} NOT published: blocking check(s) failed: {names}. The previous version stays "
@@ -65,6 +85,9 @@ def publish_checked(
         metadata.update({"published": False, "rejected_table": f"{QUARANTINE}.{rejected}"})
     else:
         docs = table_docs(table, columns, key) if schema == MARTS else None
-        warehouse.publish(frame, schema, table, column_types=column_types, docs=docs)
+        if staged:
+            warehouse.publish_staged(schema, staged_table, table, docs=docs)
+        else:
+            warehouse.publish(frame, schema, table, column_types=column_types, docs=docs)
         metadata["published"] = True
     return dg.MaterializeResult(asset_key=asset_key, metadata=metadata, check_results=list(check_results))

@@ -2,7 +2,6 @@
 
 import dagster as dg
 
-from crm_pipelines.checks.gx import prepare_in_background
 from crm_pipelines.checks.suites import RAW_CONTRACT
 from crm_pipelines.config import CrmConfig, SourceConfig
 from crm_pipelines.ingest.contracts import SourceContractError
@@ -50,8 +49,6 @@ def build_raw_asset(config: CrmConfig, source: SourceConfig, entity: str, wareho
         # The connectors (httpx, duckdb, ...) are imported by a run, not by loading the definitions.
         from crm_pipelines.ingest.loading import ingest_entity
 
-        # Validation starts downstream of ingestion; get its import out of the way meanwhile.
-        prepare_in_background()
         try:
             result = ingest_entity(
                 warehouse.get_warehouse(),

@@ -15,11 +15,16 @@ import pandas as pd
 import sqlalchemy as sa
 
 from crm_pipelines.assets.metadata import counts_markdown, table_metadata
-from crm_pipelines.assets.publishing import blocking_failures, rejected_table_name
+from crm_pipelines.assets.publishing import blocking_failures, quarantine_staged, rejected_table_name
 from crm_pipelines.assets.raw import raw_asset_key
-from crm_pipelines.assets.validation import previous_stats, record_stats, run_folder, validated_check_specs
+from crm_pipelines.assets.validation import (
+    previous_stats,
+    record_stats,
+    run_folder,
+    validate_rows,
+    validated_check_specs,
+)
 from crm_pipelines.checks.drift import drift_findings
-from crm_pipelines.checks.gx import validate
 from crm_pipelines.checks.report import render_html_report
 from crm_pipelines.checks.results import drift_check_result, suite_check_result
 from crm_pipelines.checks.suites import STAGING_CONTRACT, staging_suite
@@ -123,12 +128,10 @@ def _stage(
         for source, batch_id, rows in plan.batches
     ]
     delta = _net_staged(entity, batches)
-    contract = _contract(context, config, key, entity, delta, cutoff, bool(batches))
+    contract = _contract(context, config, wh, key, entity, delta, cutoff, bool(batches))
     checks = [contract]
     if blocking_failures(checks):
         rejected = rejected_table_name(STAGING, entity)
-        types = {c.name: c.dtype for c in ENTITIES[entity].staged_columns}
-        wh.write_table(delta, QUARANTINE, rejected, mode="replace", column_types=types)
         context.log.error(
             f"{STAGING}.{entity}: the new batches were NOT staged: the staging contract failed. The table stays "
             f"as it was; the rejected rows are in {QUARANTINE}.{rejected}; the batches are retried next run."
@@ -172,14 +175,31 @@ def _net_staged(entity: str, batches: list[StagedBatch]) -> pd.DataFrame:
     return delta.drop_duplicates(["source", ent.record_id], keep="last").reset_index(drop=True)
 
 
-def _contract(context, config: CrmConfig, key: dg.AssetKey, entity: str, delta: pd.DataFrame, cutoff, any_new: bool):
+def _contract(
+    context, config: CrmConfig, wh: Warehouse, key: dg.AssetKey, entity: str, delta: pd.DataFrame, cutoff,
+    any_new: bool,
+):
+    """The staging contract on the rows this run stages, validated in the warehouse: they are written
+    under a temporary name (as staging writes them) and the suite runs there in SQL; a version that
+    fails is moved to ``quarantine.staging__<entity>__rejected``, otherwise the copy is dropped."""
     if not any_new:
         return dg.AssetCheckResult(
             asset_key=key, check_name=STAGING_CONTRACT, passed=True,
             metadata={"rows_validated": 0, "note": "no new raw batches: nothing staged, nothing to validate"},
         )
     suite = staging_suite(entity, as_of_end=cutoff, currencies=list(config.fx_rates))
-    outcome = validate(delta, suite)
+    checked = f"{entity}__contract"
+    types = {c.name: c.dtype for c in ENTITIES[entity].staged_columns}
+    wh.write_table(delta, STAGING, checked, mode="replace", column_types=types)
+    try:
+        outcome = validate_rows(wh, STAGING, checked, suite)
+    except BaseException:
+        wh.drop_table(STAGING, checked)
+        raise
+    if outcome.blocking_failures:
+        quarantine_staged(wh, STAGING, checked, entity)
+    else:
+        wh.drop_table(STAGING, checked)
     report = render_html_report(
         [outcome], run_folder(config, context.run.run_id) / f"{STAGING}.{entity}.html",
         title=f"Validation of the rows {STAGING}.{entity} stages in this run", run_id=context.run.run_id,

@@ -1,5 +1,12 @@
 """Validate a table's new version before it is published: contract (blocking) and drift (warning).
 
+Every contract runs in the warehouse, on the new version under its temporary name
+(``<table>__new``, the name :meth:`~crm_pipelines.warehouse.Warehouse.publish` swaps in): a table
+built there by SQL is validated where it lies (:func:`validate_in_place`); a frame built in Python
+is first written there, as publishing would write it, and validated the same way
+(:func:`validate_table`). The suite compiles to SQL aggregates (:mod:`crm_pipelines.checks.sql`),
+so only counts and a few offending values reach Python, and BI never sees a version that failed.
+
 Each run's statistics per table are kept in ``audit.table_stats``, so the next run can compare its
 row count and null rates against them; the HTML report lands in the run's own folder.
 """
@@ -8,21 +15,22 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Mapping
 from pathlib import Path
 
 import dagster as dg
 import pandas as pd
 import sqlalchemy as sa
 
-from crm_pipelines.checks.drift import drift_findings, table_stats
-from crm_pipelines.checks.gx import SuiteOutcome, validate
+from crm_pipelines.checks.drift import drift_findings
+from crm_pipelines.checks.gx import SuiteOutcome
 from crm_pipelines.checks.report import render_html_report
 from crm_pipelines.checks.results import check_specs, drift_check_result, suite_check_result
 from crm_pipelines.checks.rules import SuiteSpec
 from crm_pipelines.checks.sql import table_stats_in_warehouse, validate_in_warehouse
 from crm_pipelines.checks.suites import DRIFT_CHECK
 from crm_pipelines.config import CrmConfig
-from crm_pipelines.schema import AUDIT, Column
+from crm_pipelines.schema import AUDIT, Column, ColumnType
 from crm_pipelines.warehouse import Warehouse, col
 
 TABLE_STATS = "table_stats"
@@ -74,6 +82,16 @@ def record_stats(warehouse: Warehouse, run_id: str, table_name: str, stats: dict
     )
 
 
+def staged_name(table: str) -> str:
+    """The temporary name a table's new version is written and validated under before the swap."""
+    return f"{table}__new"
+
+
+def validate_rows(warehouse: Warehouse, schema: str, table: str, suite: SuiteSpec) -> SuiteOutcome:
+    """``suite`` on ``schema.table``, in the warehouse (the one place every contract runs)."""
+    return validate_in_warehouse(warehouse, schema, table, suite)
+
+
 def validate_table(
     context: dg.AssetExecutionContext,
     config: CrmConfig,
@@ -82,10 +100,25 @@ def validate_table(
     table_name: str,
     frame: pd.DataFrame,
     suite: SuiteSpec,
+    *,
+    column_types: Mapping[str, ColumnType] | None = None,
+    keep_staged: bool = True,
 ) -> list[dg.AssetCheckResult]:
-    """Contract (Great Expectations, on the frame) and drift results for ``frame``, a new version of
-    ``table_name`` built in Python; the stats are recorded only if the contract holds."""
-    return _check_results(context, config, warehouse, key, table_name, validate(frame, suite), table_stats(frame))
+    """Contract and drift results for ``frame``, a new version of ``table_name`` built in Python.
+
+    The frame is written as ``<table>__new`` with ``column_types`` (as publishing writes it) and
+    validated there in SQL. With ``keep_staged`` it stays for :func:`publish_checked
+    <crm_pipelines.assets.publishing.publish_checked>` (``staged=True``) to swap in or quarantine;
+    otherwise it is dropped (a caller that publishes the frame its own way). The stats are recorded
+    only if the contract holds."""
+    schema, table = table_name.split(".", 1)
+    staged = staged_name(table)
+    warehouse.write_table(frame, schema, staged, mode="replace", column_types=column_types)
+    try:
+        return validate_in_place(context, config, warehouse, key, schema, staged, suite, table_name)
+    finally:
+        if not keep_staged:
+            warehouse.drop_table(schema, staged)
 
 
 def validate_in_place(
@@ -98,10 +131,10 @@ def validate_in_place(
     suite: SuiteSpec,
     table_name: str,
 ) -> list[dg.AssetCheckResult]:
-    """Contract and drift results for ``schema.table``, a new version of ``table_name`` built in the
+    """Contract and drift results for ``schema.table``, a new version of ``table_name`` in the
     warehouse: both computed there in SQL (:mod:`crm_pipelines.checks.sql`), so only counts and a
     few offending values reach Python, whatever the table's size."""
-    outcome = validate_in_warehouse(warehouse, schema, table, suite)
+    outcome = validate_rows(warehouse, schema, table, suite)
     stats = table_stats_in_warehouse(warehouse, schema, table)
     return _check_results(context, config, warehouse, key, table_name, outcome, stats)
 
