@@ -82,13 +82,11 @@ def recording_validator(comparisons: list[Comparison]):
     return validate_rows
 
 
-@pytest.fixture(scope="module", params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])
-def nightly_comparisons(request, tmp_path_factory) -> list[Comparison]:
+@pytest.fixture(scope="module")
+def nightly_comparisons(module_warehouse: Warehouse, tmp_path_factory) -> list[Comparison]:
     root = tmp_path_factory.mktemp("checks_demo")
     generate(root / "data" / "demo", people=250, seed=11, end_date=END)
-    url = f"duckdb:///{root / 'warehouse.duckdb'}"
-    if request.param == "postgres":
-        url = request.getfixturevalue("postgres_url")
+    url = module_warehouse.url
     comparisons: list[Comparison] = []
     patch = pytest.MonkeyPatch()
     spy = recording_validator(comparisons)
