@@ -24,6 +24,7 @@ from test_nightly import END, run_nightly
 from crm_pipelines.config import PROJECT_ROOT, config_from_dict
 from crm_pipelines.definitions import build_definitions
 from crm_pipelines.demo.generator import generate
+from crm_pipelines.erasure.execute import erase
 from crm_pipelines.erasure.keys import (
     EMAIL,
     PHONE,
@@ -36,7 +37,7 @@ from crm_pipelines.erasure.keys import (
     request_hashes,
 )
 from crm_pipelines.ingest.loading import reset_ingest_state
-from crm_pipelines.schema import AUDIT, CORE, RAW, STAGING, raw_table_name
+from crm_pipelines.schema import AUDIT, CORE, RAW, SOURCE_DELETE_COLUMNS, STAGING, raw_table_name
 from crm_pipelines.warehouse import Warehouse, dispose_engines
 
 DEMO_CONFIG = yaml.safe_load((PROJECT_ROOT / "crm.yaml").read_text())
@@ -95,6 +96,35 @@ def test_raw_rows_are_recognized_by_their_normalized_keys(tmp_path):
                             "requester_email": [None, "Jane.Doe@Example.com"]}, dtype="str")
     support = config.source("support")
     assert matching_rows(tickets, raw_key_columns(config, support, "support_tickets"), tombstones).all()
+
+
+def test_an_erasure_clears_the_persons_record_ids_from_source_deletes(tmp_path, warehouse_url):
+    """``audit.source_deletes`` names deleted records by id: the erased person's customer records and
+    orders leave it (also one only the request names, long gone from staging); others' stay."""
+    config = _config(tmp_path, warehouse_url)
+    wh = Warehouse(config.warehouse_url)
+    wh.write_table(pd.DataFrame({"source": ["crm", "crm"], "source_record_id": ["C1", "C2"],
+                                 "email": ["jane.doe@example.com", "max@example.com"], "phone": [None, None]}),
+                   STAGING, "customers", column_types={"phone": "string"})
+    wh.write_table(pd.DataFrame({"source": ["crm", "crm"], "source_record_id": ["C1", "C2"],
+                                 "customer_id": ["K1", "K2"]}), CORE, "customer_identity_map")
+    wh.write_table(pd.DataFrame({"source": ["shop", "shop"], "order_id": ["9001", "9002"],
+                                 "customer_id": ["K1", "K2"]}), CORE, "orders")
+    deleted = [("customers", "crm", "C1"), ("customers", "shop", "42"), ("orders", "shop", "9001"),
+               ("customers", "crm", "C2"), ("orders", "shop", "9002"), ("support_tickets", "support", "C1")]
+    wh.write_table(pd.DataFrame({
+        "run_id": "r1", "recorded_at": pd.Timestamp("2026-06-01", tz="UTC"),
+        "entity": [d[0] for d in deleted], "source": [d[1] for d in deleted], "record_id": [d[2] for d in deleted],
+        "kind": "missing_from_delivery", "reason": "gone from the export",
+    }), AUDIT, "source_deletes", column_types={c.name: c.dtype for c in SOURCE_DELETE_COLUMNS})
+
+    request = request_hashes(emails=["Jane.Doe@example.com"], source_records=["shop:42"], config=config)
+    result = erase(wh, config, request, requested_by="ticket DPO-2", dry_run=False)
+
+    left = wh.read_table(AUDIT, "source_deletes")
+    assert sorted(zip(left["entity"], left["source"], left["record_id"], strict=True)) == [
+        ("customers", "crm", "C2"), ("orders", "shop", "9002"), ("support_tickets", "support", "C1")]
+    assert result.rows_by_table["audit.source_deletes"] == 3
 
 
 # -- end to end -------------------------------------------------------------------------------------------

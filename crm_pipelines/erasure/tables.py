@@ -14,6 +14,10 @@ names its rows the way every table does:
 - a value: ``email``, ``requester_email``, ``phone``, and the suppression list's ``address``;
 - ``quarantine.rejected_rows``: its record id, and the keys inside its ``raw_values`` JSON.
 
+``audit`` holds counts and hashes, with one exception: ``audit.source_deletes`` lists the records a
+source deleted by their ids, so the rows whose ``<source>:<record id>`` is tombstoned (a customer
+record or an order of the erased person) are deleted there too.
+
 Tables in a source's own columns (``raw.<source>__<entity>``, ``quarantine.<source>__<entity>__delivery``)
 are searched with the keys of :mod:`crm_pipelines.erasure.keys`: the distinct values of each key column
 are normalized and hashed, and the rows holding a tombstoned one are deleted.
@@ -30,9 +34,18 @@ import pandas as pd
 import sqlalchemy as sa
 
 from crm_pipelines.config import CrmConfig, SourceConfig
-from crm_pipelines.erasure.keys import PHONE, KeyColumn, KeyHashes, key_frame_columns, matching_rows, raw_key_columns
+from crm_pipelines.erasure.hashing import ORDER, SOURCE_RECORD
+from crm_pipelines.erasure.keys import (
+    PHONE,
+    KeyColumn,
+    KeyHashes,
+    hashes_of,
+    key_frame_columns,
+    matching_rows,
+    raw_key_columns,
+)
 from crm_pipelines.erasure.plan import ErasurePlan
-from crm_pipelines.schema import CORE, ENTITIES, MARTS, QUARANTINE, RAW, STAGING, raw_table_name
+from crm_pipelines.schema import AUDIT, CORE, ENTITIES, MARTS, QUARANTINE, RAW, STAGING, raw_table_name
 from crm_pipelines.warehouse import Warehouse, col
 
 log = logging.getLogger(__name__)
@@ -43,6 +56,9 @@ DELIVERY_SUFFIX = "__delivery"
 # A refused delivery, a scratch table of a killed load, a table half-published: all in source columns.
 _LEFTOVER_SUFFIX = re.compile(r"(__delivery|__in_[0-9a-f]{8}|__new)$")
 EMAIL_VALUE_COLUMNS = ("email", "requester_email")
+SOURCE_DELETES = "source_deletes"
+# audit.source_deletes: the entities whose record ids are erasure keys, and the kind of key they are.
+_DELETED_RECORD_KEYS = {"customers": SOURCE_RECORD, "orders": ORDER}
 
 
 @dataclass(frozen=True)
@@ -200,6 +216,25 @@ def rejected_rows_where(
     return sa.or_(*clauses) if clauses else None
 
 
+def source_deletes_where(wh: Warehouse, tombstones: KeyHashes) -> sa.ColumnElement[bool] | None:
+    """Rows of ``audit.source_deletes`` naming a tombstoned customer record or order (distinct keys hashed)."""
+    table = wh.table(AUDIT, SOURCE_DELETES, ["entity", "source", "record_id"])
+    stmt = (sa.select(table.c.entity, table.c.source, table.c.record_id)
+            .where(table.c.entity.in_(list(_DELETED_RECORD_KEYS)), table.c.record_id.is_not(None)).distinct())
+    keys = wh.query(stmt).astype("str")
+    if keys.empty:
+        return None
+    digests = hashes_of(keys["source"] + ":" + keys["record_id"])
+    hit = [digest in tombstones.get(_DELETED_RECORD_KEYS[entity])
+           for entity, digest in zip(keys["entity"], digests, strict=True)]
+    found = keys[hit]
+    clauses = [
+        sa.and_(col("entity") == entity, col("source") == source, col("record_id").in_(sorted(group["record_id"])))
+        for (entity, source), group in found.groupby(["entity", "source"])
+    ]
+    return sa.or_(*clauses) if clauses else None
+
+
 def _json_object(text: object) -> dict[str, object]:
     try:
         value = json.loads(str(text))
@@ -226,4 +261,6 @@ def erasure_targets(wh: Warehouse, config: CrmConfig, plan: ErasurePlan, tombsto
             targets.append(TableTarget(schema, table, rejected_rows_where(wh, config, plan, tombstones)))
         else:
             targets.append(TableTarget(schema, table, generic_where(config, plan, schema, table, columns)))
+    if wh.table_exists(AUDIT, SOURCE_DELETES):
+        targets.append(TableTarget(AUDIT, SOURCE_DELETES, source_deletes_where(wh, tombstones)))
     return targets
