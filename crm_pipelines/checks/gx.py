@@ -5,8 +5,9 @@ in one ephemeral context per process: nothing is written to disk. Every expectat
 evaluated in a single validation run over one batch, so metrics shared by several expectations
 are computed once.
 
-DuckDB data is validated as pandas frames: Great Expectations 1.24 on DuckDB SQL fails every
-expectation.
+Runs do not use it: every contract is validated in the warehouse (:mod:`crm_pipelines.checks.sql`).
+This is the reference those SQL results are tested equal to, and a way to check a frame by hand.
+The outcome types (:class:`RuleResult`, :class:`SuiteOutcome`) live here and are shared by both.
 """
 
 from __future__ import annotations

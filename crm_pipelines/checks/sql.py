@@ -10,11 +10,14 @@ not evaluated by value rules; a uniqueness failure counts every row of a repeate
 are of the non-null values, of all rows for not-null rules), which tests check against the GX
 pandas validation of the same data on DuckDB and PostgreSQL.
 
-Why compiled SQL on PostgreSQL too, rather than Great Expectations' SQL data source there: GX 1.24
-fails every expectation on DuckDB (see STYLE.md), so DuckDB needs this path anyway; with it on both
-engines there is one path to test and explain, it needs no GX import (about 3 s) nor a GX context
-per run, and one aggregate scan beats GX's query per metric. GX keeps validating the frames that are
-built in Python (:func:`crm_pipelines.checks.gx.validate`).
+Every layer's contract runs here, on the new version of a table under its temporary name
+(:mod:`crm_pipelines.assets.validation`). Why compiled SQL on PostgreSQL too, rather than Great
+Expectations' SQL data source there: GX 1.24 fails every expectation on DuckDB (see STYLE.md), so
+DuckDB needs this path anyway; GX's SQL data source works on PostgreSQL but computes one query per
+metric (slower on a million rows, see README), costs its import (about 3 s) and a context per run,
+and cannot run the project's canonical-type expectation, which has a pandas implementation only.
+One path on both engines is one path to test and explain. :func:`crm_pipelines.checks.gx.validate`
+stays as the reference the tests hold this module equal to.
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ Raw deliveries are judged by their volume contract (:mod:`crm_pipelines.ingest.c
 they replace anything, not by a suite: ``raw_contract`` names that check.
 
 Each builder returns a :class:`~crm_pipelines.checks.rules.SuiteSpec` (plain data, see
-:mod:`crm_pipelines.checks.rules`); :func:`crm_pipelines.checks.gx.validate` runs it on a frame.
+:mod:`crm_pipelines.checks.rules`); :func:`crm_pipelines.checks.sql.validate_in_warehouse` runs it on a
+table in the warehouse, :func:`crm_pipelines.checks.gx.validate` on a frame.
 """
 
 from __future__ import annotations
