@@ -2,7 +2,7 @@
 
 Generates demo sources for N people (100,000 by default), runs ``crm_nightly`` in a fresh process on a
 fresh DuckDB warehouse (or ``--warehouse-url``), and prints seconds per step, the total, the seconds
-Great Expectations validation took inside it (summed from the checks' ``validation_seconds``), the
+contract validation took inside it (summed from the checks' ``validation_seconds``), the
 share validation adds to the run (target: at most 15%), and how long loading the Dagster definitions
 took (target: at most 3 s). With ``--warehouse-url`` it also runs the same sources on a fresh DuckDB
 file and prints the ratio of the two runs' times (target for PostgreSQL: at most 1.5) and the steps where
