@@ -15,7 +15,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -430,6 +430,7 @@ class Warehouse:
         *,
         on_swapped: Callable[[str], None] | None = None,
         attempts: int = 3,
+        already_written: Collection[str] = (),
     ) -> dict[str, int]:
         """Publish tables that belong together: all are swapped in within one transaction, or none.
 
@@ -438,9 +439,11 @@ class Warehouse:
         leaves the old tables untouched; one killed during the swap is rolled back by the database
         (DuckDB and PostgreSQL both run DDL inside transactions). ``on_swapped(table)`` is called
         inside the transaction after each swap, for tests that kill the process right there.
+        ``already_written`` names tables whose new version was written (and validated) under the
+        temporary name before: they are swapped in as they are.
         """
         rows = {
-            table: self.write_table(
+            table: len(data) if table in already_written else self.write_table(
                 data, schema, f"{table}__new", mode="replace", column_types=(column_types or {}).get(table)
             )
             for table, data in tables.items()

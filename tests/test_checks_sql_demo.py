@@ -100,6 +100,14 @@ def nightly_comparisons(module_warehouse: Warehouse, tmp_path_factory) -> list[C
         patch.undo()
         dispose_engines()
     assert result.success
+    # Every temporary version was swapped in, or dropped: none is left behind.
+    names = module_warehouse.query(
+        "SELECT table_schema, table_name FROM information_schema.tables "
+        "WHERE table_schema NOT IN ('information_schema', 'pg_catalog')"
+    )
+    leftovers = [f"{a}.{b}" for a, b in zip(names["table_schema"], names["table_name"], strict=True)
+                 if b.endswith(("__new", "__contract", "__damaged"))]
+    assert not leftovers, leftovers
     return comparisons
 
 

@@ -233,7 +233,6 @@ def build_identity_asset(warehouse_kind: str, crm_config: CrmConfig) -> dg.Asset
                 tables[IDENTITY_MAP],
                 identity_map_suite(staged_count),
                 column_types={c.name: c.dtype for c in IDENTITY_MAP_COLUMNS},
-                keep_staged=False,
             ),
             "unified_customers": validate_table(
                 context,
@@ -244,7 +243,6 @@ def build_identity_asset(warehouse_kind: str, crm_config: CrmConfig) -> dg.Asset
                 tables["unified_customers"],
                 unified_customers_suite(),
                 column_types={c.name: c.dtype for c in UNIFIED_CUSTOMER_COLUMNS},
-                keep_staged=False,
             ),
         }
         columns = {IDENTITY_MAP: IDENTITY_MAP_COLUMNS, "unified_customers": UNIFIED_CUSTOMER_COLUMNS}
@@ -279,6 +277,7 @@ def build_identity_asset(warehouse_kind: str, crm_config: CrmConfig) -> dg.Asset
             extra,
             changes=changes,
             partial=partial,
+            validated=checks,  # validated as <table>__new: swapped in as written, or dropped
         )
 
     return _identity

@@ -37,13 +37,16 @@ def publish_identity_tables(
     extra_metadata: Mapping[str, Mapping[str, Any]],
     changes: Mapping[str, TableChange] | None = None,
     partial: Collection[str] = (),
+    validated: Collection[str] = (),
 ) -> list[dg.MaterializeResult]:
     """Publish all ``tables`` at once unless a blocking check failed on one; report each either way.
 
     ``tables`` are the complete tables (validated, described in metadata); with ``changes``, only
     those changed rows are written, in one transaction; without, the whole tables are swapped in.
     ``partial`` names tables of ``tables`` that hold only the changed rows (never read whole): they are
-    never published whole, and their row count is taken from the warehouse after publishing."""
+    never published whole, and their row count is taken from the warehouse after publishing.
+    ``validated`` names tables whose complete version the checks validated under the temporary name
+    ``<table>__new``: a whole publish swaps that in without writing it again; otherwise it is dropped."""
     column_types = {
         table: {c.name: c.dtype for c in columns.get(table, ()) if c.name in frame.columns}
         for table, frame in tables.items()
@@ -54,6 +57,9 @@ def publish_identity_tables(
         table: table_metadata(warehouse, schema, table, frame, columns.get(table, ()), extra_metadata.get(table))
         for table, frame in tables.items()
     }
+    if failed or changes is not None:
+        for table in validated:
+            warehouse.drop_table(schema, f"{table}__new")
     if failed:
         for table, failures in failed.items():
             rejected = rejected_table_name(schema, table)
@@ -78,7 +84,7 @@ def publish_identity_tables(
             metadata[table]["dagster/row_count"] = warehouse.row_count(schema, table)
             metadata[table]["preview_rows"] = "the rows this run changed"
     else:
-        written = warehouse.publish_together(schema, tables, column_types)
+        written = warehouse.publish_together(schema, tables, column_types, already_written=validated)
     for table in tables:
         metadata[table]["published"] = not failed
         metadata[table]["rows_written"] = int(written.get(table, 0))
