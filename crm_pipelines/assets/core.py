@@ -329,12 +329,12 @@ def build_attributed_asset(config: CrmConfig, entity: str, warehouse_kind: str) 
         record_reconciliation(wh, recon)
         # The rows were written in SQL and are validated there: only counts, a few offending values and
         # a five-row preview reach Python, however many order lines there are.
-        names = [c.name for c in core_entity_columns(entity)]
+        column_names = [c.name for c in core_entity_columns(entity)]
         checks = validate_in_place(
             context, config, wh, key, CORE, result.table, core_entity_suite(entity), f"{CORE}.{entity}"
         )
         preview = wh.query(
-            sa.select(*(sa.column(n) for n in names)).select_from(wh.table(CORE, result.table)).limit(PREVIEW_ROWS)
+            sa.select(*map(sa.column, column_names)).select_from(wh.table(CORE, result.table)).limit(PREVIEW_ROWS)
         )
         extra = {"rows_orphaned": len(orphans), "reconciles": bool(recon["reconciles"].all())}
         metadata = table_metadata(wh, CORE, entity, preview, core_entity_columns(entity), extra)

@@ -12,6 +12,7 @@ import datetime as dt
 import decimal
 import gc
 import re
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -87,7 +88,7 @@ def _sqlite_arrow(engine: Engine, statement: sa.Select[Any], names: list[str]) -
         import adbc_driver_sqlite.dbapi as adbc_sqlite
 
         sql = str(statement.compile(dialect=engine.dialect, compile_kwargs={"literal_binds": True}))
-        uri = f"file:{Path(database).resolve()}?mode=ro"
+        uri = f"file:{urllib.parse.quote(str(Path(database).resolve()))}?mode=ro"
         with adbc_sqlite.connect(uri) as conn, conn.cursor() as cursor:
             cursor.execute(sql)
             table = cursor.fetch_arrow_table()
