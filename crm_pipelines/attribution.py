@@ -1,8 +1,9 @@
 """Attribute staged orders, tickets, consents, events and survey answers to unified customers.
 
 Set-based: one ``INSERT ... SELECT`` per entity runs inside the warehouse, joining the staging table
-to ``core.customer_identity_map`` and writing the attributed rows; only the orphans and counts per
-source come back to Python. A row names its customer either by a customer record id (in its own
+to ``core.customer_identity_map`` once and writing every row; the orphans (no customer found) are
+then read back and deleted from the new table, so only they and the counts per source come back to
+Python. A row names its customer either by a customer record id (in its own
 source, or in the source its entity's ``customer_source`` names) or, lacking one, by an email, which
 staging turned into the record ``email:<address>`` of the row's own source. Order items follow
 their order. Rows no customer can be found for are returned separately, for quarantine.
@@ -99,12 +100,16 @@ def attribute(warehouse: Warehouse, config: CrmConfig, entity: str, table: str) 
     warehouse.drop_table(CORE, table)
     warehouse.create_table(CORE, table, columns)
     target = warehouse.table(CORE, table, names)
-    found = rows.c.customer_id.is_not(None)
+    # The join runs once: every row goes in, then the few without a customer are read back and removed.
+    orphaned = target.c.customer_id.is_(None)
     with warehouse.connect() as conn:
-        attributed = sa.select(*(rows.c[n] for n in names)).where(found)
-        conn.execute(sa.insert(target).from_select([target.c[n] for n in names], attributed))
+        every_row = sa.select(*(rows.c[n] for n in names))
+        conn.execute(sa.insert(target).from_select([target.c[n] for n in names], every_row))
+    orphans = warehouse.query(sa.select(*(target.c[n] for n in names)).where(orphaned))
+    with warehouse.connect() as conn:
+        if len(orphans):
+            conn.execute(sa.delete(target).where(orphaned))
         written = conn.execute(sa.select(sa.func.count()).select_from(target)).scalar_one()
-    orphans = warehouse.query(sa.select(*(rows.c[n] for n in names)).where(~found))
     # Counted on each side of the join, so a join that duplicated or lost rows breaks the reconciliation.
     staged = warehouse.table(STAGING, entity, ["source"])
     rows_in = warehouse.query(
