@@ -71,28 +71,31 @@ def build_cycle_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.Assets
     def campaign_assignments_mart(
         context: dg.AssetExecutionContext, warehouse: WarehouseResource, run_window: RunWindowResource
     ) -> dg.MaterializeResult:
-        from crm_pipelines.analytics.audiences import marketing_consent
         from crm_pipelines.analytics.campaigns import GROUPS, campaign_assignments, carried_over
+        from crm_pipelines.facts.build import ensure_core_inputs
+        from crm_pipelines.facts.campaigns import read_source_campaign_assignments
+        from crm_pipelines.facts.consent import read_consent
 
         wh = warehouse.get_warehouse()
         as_of = as_of_timestamp(run_window)
-        customers = read_core(wh, "unified_customers")
-        events = read_core(wh, "campaign_events")
-        consent = marketing_consent(
-            customers[[c for c in ("customer_id", "email") if c in customers]],
-            read_core(wh, "subscriptions"),
-            events,
-            as_of,
-        )
+        # Consent and the source campaigns' rows are computed in the warehouse: one row per customer
+        # reaches Python, never the subscriptions or the events.
+        ensure_core_inputs(wh, "subscriptions", "campaign_events")
+        exportable = read_consent(wh, as_of, exportable_only=True)["customer_id"]
+        members = loyalty_members(wh, config)
         existing = wh.read_table(MARTS, CAMPAIGN_ASSIGNMENTS) if wh.table_exists(MARTS, CAMPAIGN_ASSIGNMENTS) else None
-        id_history = read_core(wh, "customer_id_history") if wh.table_exists(CORE, "customer_id_history") else None
+        id_history = (
+            wh.read_table(CORE, "customer_id_history", columns=["retired_customer_id", "merged_into_customer_id"])
+            if wh.table_exists(CORE, "customer_id_history")
+            else None
+        )
         frame = campaign_assignments(
             config.campaigns,
             existing,
             wh.read_table(MARTS, "customer_segments"),
-            consent.loc[consent["exportable"], "customer_id"],
-            events,
-            loyalty_members(wh, config),
+            exportable,
+            lambda campaign: read_source_campaign_assignments(wh, campaign, members, as_of),
+            members,
             as_of,
             id_history=id_history,
         )
