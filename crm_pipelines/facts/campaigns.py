@@ -20,9 +20,7 @@ from crm_pipelines.schema import CORE
 from crm_pipelines.warehouse import Warehouse
 
 
-def source_campaign_select(
-    wh: Warehouse, campaign: CampaignSettings, cutoff: dt.datetime | pd.Timestamp
-) -> sa.Select:
+def source_campaign_select(wh: Warehouse, campaign: CampaignSettings, cutoff: dt.datetime | pd.Timestamp) -> sa.Select:
     """Per customer of the campaign's ``sent`` and ``holdout`` events (within its dates, up to the
     cutoff): ``sent`` (any sent event) and ``enrolled_at`` (the first such event)."""
     e = wh.table(CORE, "campaign_events", ["customer_id", "campaign_id", "event_type", "occurred_at"])
