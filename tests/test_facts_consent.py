@@ -119,3 +119,80 @@ def test_source_campaign_assignments_equal_the_reference(loaded, core_frames, st
     assert list(actual.columns) == list(expected.columns)
     assert_same(actual.reset_index(drop=True), expected.reset_index(drop=True))
     assert actual.dtypes.to_dict() == expected.dtypes.to_dict()
+
+
+def _suppression_frames(frames: dict[str, pd.DataFrame]) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
+    """Subscriptions and events naming their source customer record (some without an address of their
+    own, from a source whose customer ids another source holds), an SMS list, ties and undated rows."""
+    ids = frames["customers"]["customer_id"].astype("str")
+    records = pd.DataFrame(
+        {
+            "source": "crm",
+            "source_record_id": [f"r-{i}" for i in range(40)],
+            "email": [f"rec{i}@example.com" if i % 5 else None for i in range(40)],
+            "phone": [f"+4915100000{i:02d}" if i % 3 else None for i in range(40)],
+        }
+    )
+    subs = pd.DataFrame(
+        [
+            ("app", "y-1", "r-1", None, "SMS alerts", "subscribed", "2025-03-01"),
+            ("app", "y-2", "r-1", None, "SMS alerts", "unsubscribed", "2025-04-01"),
+            ("app", "y-3", "r-2", None, "Newsletter", "unsubscribed", None),  # undated: suppressed
+            ("app", "y-4", "r-4", " Rec4@Example.com", "text messages", "unsubscribed", "2025-02-01"),
+            ("app", "y-5", "r-4", None, "Newsletter", "subscribed", "2025-03-01"),  # a later opt-in lifts it
+            ("app", "y-6", "r-5", None, "Newsletter", "unsubscribed", "2025-02-01"),  # record without email
+            ("app", "y-7", "r-7", "tie@example.com", "Newsletter", "subscribed", "2025-05-01"),
+            ("app", "y-8", "r-7", "tie@example.com", "Newsletter", "unsubscribed", "2025-05-01"),  # a tie: suppressed
+            ("app", "y-9", "r-8", None, "Newsletter", "subscribed", None),
+            ("app", "y-10", "r-8", None, "Newsletter", "unsubscribed", "2025-01-01"),  # after an undated opt-in
+            ("app", "y-11", "r-9", None, "Newsletter", "unsubscribed", "2025-08-01"),  # after the cutoff
+        ],
+        columns=["source", "subscription_id", "source_customer_id", "email", "list_name", "consent_status",
+                 "consent_at"],
+    )  # fmt: skip
+    subs = subs.assign(
+        customer_id=ids.iloc[: len(subs)].to_numpy(),
+        consent_at=pd.to_datetime(subs["consent_at"], utc=True).astype("datetime64[us, UTC]"),
+    )
+    events = pd.DataFrame(
+        [
+            ("app", "ye-1", "r-13", None, "bounce", "2025-06-01"),
+            ("app", "ye-2", "r-13", None, "unsubscribe", "2025-06-01"),  # same moment: the greater reason
+            ("mail", "ye-3", "r-11", None, "bounce", "2025-06-01"),  # source not mapped: no record
+            ("app", "ye-4", "r-12", "own@example.com", "unsubscribe", "2025-06-02"),
+        ],
+        columns=["source", "event_id", "source_customer_id", "email", "event_type", "occurred_at"],
+    )
+    events = events.assign(
+        customer_id=ids.iloc[: len(events)].to_numpy(),
+        campaign_id="camp-y",
+        occurred_at=pd.to_datetime(events["occurred_at"], utc=True).astype("datetime64[us, UTC]"),
+    )
+    base = {
+        name: frames[name].assign(source_customer_id=pd.Series(pd.NA, index=frames[name].index, dtype="str"))
+        for name in ("subscriptions", "events")
+    }
+    return {
+        **frames,
+        "subscriptions": pd.concat([base["subscriptions"], subs], ignore_index=True).astype({"email": "str"}),
+        "events": pd.concat([base["events"], events], ignore_index=True).astype({"email": "str"}),
+    }, records
+
+
+def test_suppression_list_equals_the_reference(warehouse, core_frames):
+    from crm_pipelines.analytics.suppression import suppression_list
+    from crm_pipelines.facts.suppression import read_suppression_list
+
+    frames, records = _suppression_frames(core_frames)
+    load_core(warehouse, frames)
+    warehouse.write_table(records, "staging", "customers")
+    sources = {"app": "crm"}
+    expected = suppression_list(frames["subscriptions"], frames["events"], records, AS_OF, sources)
+    actual = read_suppression_list(warehouse, AS_OF, sources)
+    assert list(actual.columns) == list(expected.columns)
+    assert len(actual) == len(expected)
+    assert_same(actual, expected)
+    by_address = actual.set_index("address")
+    assert by_address.loc["+491510000001", "address_kind"] == "phone"  # the SMS list's withdrawal
+    assert "rec4@example.com" not in by_address.index and "tie@example.com" in by_address.index
+    assert by_address.loc["rec13@example.com", "reason"] == "unsubscribe"

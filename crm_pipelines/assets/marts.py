@@ -225,19 +225,21 @@ def build_marts_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.Assets
     def marketing_audiences_mart(
         context: dg.AssetExecutionContext, warehouse: WarehouseResource, run_window: RunWindowResource
     ) -> dg.MaterializeResult:
-        from crm_pipelines.analytics.audiences import consent_summary, marketing_audiences, marketing_consent
+        from crm_pipelines.analytics.audiences import audiences_from_consent, consent_summary
+        from crm_pipelines.facts.build import ensure_core_inputs
+        from crm_pipelines.facts.consent import read_consent
 
         wh = warehouse.get_warehouse()
         as_of = as_of_timestamp(run_window)
+        # Consent and suppression are computed in the warehouse: one row per customer or address reaches
+        # Python, never the subscriptions or the events.
+        ensure_core_inputs(wh, "subscriptions", "campaign_events")
         segments = wh.read_table(MARTS, "customer_segments")
-        subscriptions, events = read_core(wh, "subscriptions"), read_core(wh, "campaign_events")
-        customers = read_core(wh, "unified_customers")
-        suppressed = address_suppression(config, wh, subscriptions, events, as_of)
-        audiences = marketing_audiences(
-            segments, subscriptions, events, as_of, customers=customers, suppressed=suppressed
-        )
+        consent = read_consent(wh, as_of)
+        suppressed = address_suppression(config, wh, as_of)
+        audiences = audiences_from_consent(segments, consent, suppressed=suppressed)
         audiences, held_out = campaign_audiences(wh, config, audiences, as_of)
-        consent = marketing_consent(segments, subscriptions, events, as_of)
+        consent = consent[consent["customer_id"].isin(segments["customer_id"].astype("str"))]
         suite = mart_suite(
             f"{MARTS}.marketing_audiences",
             columns=[c.name for c in MART_COLUMNS["marketing_audiences"]],
