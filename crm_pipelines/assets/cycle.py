@@ -4,6 +4,8 @@ Thin assets over :mod:`crm_pipelines.analytics.campaigns`, ``campaign_performanc
 ``goals``; each table is validated against its contract before it is published.
 """
 
+from functools import partial
+
 import dagster as dg
 import pandas as pd
 import sqlalchemy as sa
@@ -126,13 +128,18 @@ def build_cycle_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.Assets
     ) -> dg.MaterializeResult:
         from crm_pipelines.analytics.campaign_performance import METRICS, SUBGROUPS, campaign_performance
         from crm_pipelines.analytics.cycle_charts import uplift_chart_png
+        from crm_pipelines.facts.activity import read_window_outcomes
+        from crm_pipelines.facts.build import ensure_core_inputs
 
         wh = warehouse.get_warehouse()
+        as_of = as_of_timestamp(run_window)
+        ensure_core_inputs(wh, "orders")
         frame = campaign_performance(
             config.campaigns,
             wh.read_table(MARTS, CAMPAIGN_ASSIGNMENTS),
-            read_orders(wh),
-            as_of_timestamp(run_window),
+            # Each campaign's outcomes per enrolled customer are computed in the warehouse.
+            lambda rows, days: read_window_outcomes(wh, CAMPAIGN_ASSIGNMENTS, rows, days, as_of),
+            as_of,
         )
         suite = mart_suite(
             f"{MARTS}.{CAMPAIGN_PERFORMANCE}",
@@ -312,12 +319,17 @@ def _snapshots(wh: Warehouse, config: CrmConfig, as_of: pd.Timestamp) -> pd.Data
     from crm_pipelines.analytics.predictive_tables import clv_summary, fit_clv_models
 
     settings = config.clv
+    from crm_pipelines.facts.activity import read_month_activity
+    from crm_pipelines.facts.build import ensure_core_inputs
+
     clv_column = f"clv_{settings.clv_months}m"
-    orders = read_orders(wh)
+    ensure_core_inputs(wh, "orders")
     segments = wh.read_table(MARTS, "customer_segments", columns=["customer_id", "rfm_segment", "value_tier",
                                                                   "r_score", "f_score"])  # fmt: skip
     clv = wh.read_table(MARTS, CLV, columns=["customer_id", clv_column]) if wh.table_exists(MARTS, CLV) else None
-    current = snapshot(segments, None if clv is None else clv.set_index("customer_id")[clv_column], orders, as_of,
+    # This month's activity is computed in the warehouse; only the one-off backfill reads the orders.
+    activity = partial(read_month_activity, wh)
+    current = snapshot(segments, None if clv is None else clv.set_index("customer_id")[clv_column], activity, as_of,
                        config.portfolio)  # fmt: skip
     existing: set[int] = set()
     if wh.table_exists(MARTS, SEGMENT_HISTORY):
@@ -326,6 +338,7 @@ def _snapshots(wh: Warehouse, config: CrmConfig, as_of: pd.Timestamp) -> pd.Data
     parts = [current]
     backfill = months_to_backfill(as_of, existing, config.portfolio)
     if backfill:
+        orders = read_orders(wh)
         customers = read_core(wh, "unified_customers")
         fits = latest_weekly_clv_fits(wh, settings)
         if fits is None:  # before the first weekly refit: fit once on today's history, as the CLV mart does
