@@ -182,16 +182,22 @@ def build_marts_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.Assets
         kinds=kinds,
         deps=[core_key("customer_category_facts")],
         description="Per customer, the top 3 complementary categories not yet bought, ranked by co-purchase lift; "
-        "read from the customer-by-category facts built in the warehouse.",
+        "rules from category co-purchase counts and baskets from the customer-by-category facts, both in the "
+        "warehouse.",
         check_specs=validated_check_specs(mart_key("cross_sell_recommendations"), MART_CONTRACT),
     )
     def cross_sell_mart(
         context: dg.AssetExecutionContext, warehouse: WarehouseResource, run_window: RunWindowResource
     ) -> dg.MaterializeResult:
         from crm_pipelines.analytics.cross_sell import recommendations_from_facts
+        from crm_pipelines.facts.cross_sell import category_pairs_select
 
         wh = warehouse.get_warehouse()
-        recs = recommendations_from_facts(wh.read_table(CORE, "customer_category_facts"))
+        # The rules come from co-purchase counts per pair of categories, counted in the warehouse.
+        recs = recommendations_from_facts(
+            wh.read_table(CORE, "customer_category_facts", columns=["customer_id", "category"]),
+            pair_counts=wh.query(category_pairs_select(wh)),
+        )
         suite = mart_suite(
             f"{MARTS}.cross_sell_recommendations",
             columns=[c.name for c in MART_COLUMNS["cross_sell_recommendations"]],
