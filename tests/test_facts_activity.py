@@ -97,3 +97,32 @@ def test_month_activity_equals_the_reference(loaded, core_frames, month, until):
     np.testing.assert_allclose(actual_revenue, revenue, rtol=1e-9, atol=1e-9)
     np.testing.assert_array_equal(actual_bought, bought)
     assert bought.any()
+
+
+@pytest.mark.parametrize("month_end", ["2025-06-30 23:59:59.999999", "2024-11-30 23:59:59.999999"])
+def test_backfill_inputs_equal_the_reference(loaded, core_frames, month_end):
+    """The RFM scores and segments of a past month end, and its CLV summary, as the backfill of
+    customer_segment_history reads them."""
+    from functools import partial
+
+    from crm_pipelines.analytics.clv.settings import ClvSettings
+    from crm_pipelines.analytics.portfolio import backfill_segments
+    from crm_pipelines.analytics.predictive_tables import clv_summary
+    from crm_pipelines.analytics.segments import rfm_scores
+    from crm_pipelines.facts.activity import read_rfm_scores
+    from crm_pipelines.facts.build import build_purchases, utc_day
+    from crm_pipelines.facts.clv import clv_summary_from_purchases
+
+    month_end = pd.Timestamp(month_end, tz="UTC")
+    customers, orders = core_frames["customers"], core_frames["orders"]
+    assert_same(read_rfm_scores(loaded, customers, month_end), rfm_scores(orders, customers, month_end))
+    expected = backfill_segments(customers, orders, month_end, 0.2)
+    actual = backfill_segments(customers, partial(read_rfm_scores, loaded), month_end, 0.2)
+    assert len(actual) == len(expected) > 0
+    assert_same(actual.reset_index(drop=True), expected.reset_index(drop=True))
+    build_purchases(loaded, AS_OF, ("completed",))
+    settings = ClvSettings()
+    assert_same(
+        clv_summary_from_purchases(loaded, utc_day(month_end), settings.time_unit_days),
+        clv_summary(orders, month_end, settings),
+    )

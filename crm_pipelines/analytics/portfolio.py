@@ -106,17 +106,23 @@ def snapshot(
 
 
 def backfill_segments(
-    customers: pd.DataFrame, orders: pd.DataFrame, month_end: pd.Timestamp, key_share: float
+    customers: pd.DataFrame,
+    orders: pd.DataFrame | Callable[[pd.DataFrame, pd.Timestamp], pd.DataFrame],
+    month_end: pd.Timestamp,
+    key_share: float,
 ) -> pd.DataFrame:
     """RFM segment and value tier as of ``month_end`` for the customers known by then (created or
-    first purchase by then); the value tier without predicted value, which is not kept per month."""
+    first purchase by then); the value tier without predicted value, which is not kept per month.
+    ``orders`` is core.orders, or a function giving ``rfm_scores`` of (customers, as_of) without them
+    (computed in the warehouse, :func:`crm_pipelines.facts.activity.read_rfm_scores`)."""
+    scores = orders if callable(orders) else partial(rfm_scores, orders)
     known = customers
     if "created_at" in customers:
         created = pd.to_datetime(customers["created_at"], utc=True)
-        rfm_all = rfm_scores(orders, customers, month_end)
+        rfm_all = scores(customers, month_end)
         known_mask = (created <= month_end).to_numpy(dtype=bool) | (rfm_all["frequency"].to_numpy() > 0)
         known = customers.loc[known_mask]
-    rfm = rfm_scores(orders, known, month_end)
+    rfm = scores(known, month_end)
     buyer = rfm["frequency"].to_numpy() > 0
     segment = np.where(buyer, rfm_segment(rfm["r_score"], rfm["f_score"], rfm["m_score"]), NO_PURCHASES)
     return rfm.assign(rfm_segment=pd.array(segment, dtype="str"), value_tier=value_tier(rfm, key_share).array)

@@ -22,9 +22,8 @@ from crm_pipelines.analytics.cycle_columns import (
 from crm_pipelines.analytics.mart_boundary import MART_KEYS
 from crm_pipelines.analytics.mart_columns import CLV
 from crm_pipelines.assets.core import IDENTITY_MAP, core_key
-from crm_pipelines.assets.cycle_glue import core_orders as read_orders
 from crm_pipelines.assets.cycle_glue import loyalty_members
-from crm_pipelines.assets.marts import as_of_timestamp, core_deps, mart_key, publish_mart, read_core, validate_mart
+from crm_pipelines.assets.marts import as_of_timestamp, core_deps, mart_key, publish_mart, validate_mart
 from crm_pipelines.assets.metadata import table_metadata
 from crm_pipelines.assets.modeling import image_md, latest_weekly_clv_fits, metadata_number
 from crm_pipelines.assets.publishing import blocking_failures, publish_checked, table_docs
@@ -164,7 +163,12 @@ def build_cycle_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.Assets
             SEGMENT_HISTORY,
             "One row per customer and month: RFM segment, value tier, portfolio cell and expected CLV as of "
             "the month's latest run; earlier months rebuilt once from order history.",
-            [mart_key("customer_segments"), mart_key(CLV), *core_deps(config, "unified_customers", "orders")],
+            [
+                mart_key("customer_segments"),
+                mart_key(CLV),
+                core_key("purchases"),
+                *core_deps(config, "unified_customers", "orders"),
+            ],
             {"pandas", "scipy", warehouse_kind},
         )
     )
@@ -316,18 +320,18 @@ def _snapshots(wh: Warehouse, config: CrmConfig, as_of: pd.Timestamp) -> pd.Data
     """This month's snapshot, plus the backfilled months when there is no earlier snapshot."""
     from crm_pipelines.analytics.clv.value import score_customers
     from crm_pipelines.analytics.portfolio import backfill_segments, months_to_backfill, snapshot
-    from crm_pipelines.analytics.predictive_tables import clv_summary, fit_clv_models
+    from crm_pipelines.analytics.predictive_tables import fit_clv_models
+    from crm_pipelines.facts.activity import read_month_activity, read_rfm_scores
+    from crm_pipelines.facts.build import ensure_core_inputs, utc_day
+    from crm_pipelines.facts.clv import clv_summary_from_purchases
 
     settings = config.clv
-    from crm_pipelines.facts.activity import read_month_activity
-    from crm_pipelines.facts.build import ensure_core_inputs
-
     clv_column = f"clv_{settings.clv_months}m"
     ensure_core_inputs(wh, "orders")
     segments = wh.read_table(MARTS, "customer_segments", columns=["customer_id", "rfm_segment", "value_tier",
                                                                   "r_score", "f_score"])  # fmt: skip
     clv = wh.read_table(MARTS, CLV, columns=["customer_id", clv_column]) if wh.table_exists(MARTS, CLV) else None
-    # This month's activity is computed in the warehouse; only the one-off backfill reads the orders.
+    # Month activity, RFM inputs and CLV summaries are computed in the warehouse: the orders never reach Python.
     activity = partial(read_month_activity, wh)
     current = snapshot(segments, None if clv is None else clv.set_index("customer_id")[clv_column], activity, as_of,
                        config.portfolio)  # fmt: skip
@@ -338,24 +342,25 @@ def _snapshots(wh: Warehouse, config: CrmConfig, as_of: pd.Timestamp) -> pd.Data
     parts = [current]
     backfill = months_to_backfill(as_of, existing, config.portfolio)
     if backfill:
-        orders = read_orders(wh)
-        customers = read_core(wh, "unified_customers")
+        present = wh.columns(CORE, "unified_customers")
+        customers = wh.read_table(CORE, "unified_customers", columns=[c for c in ("customer_id", "created_at")
+                                                                      if c in present])  # fmt: skip
         fits = latest_weekly_clv_fits(wh, settings)
         if fits is None:  # before the first weekly refit: fit once on today's history, as the CLV mart does
             try:
-                today = clv_summary(orders, as_of, settings)
+                today = clv_summary_from_purchases(wh, utc_day(as_of), settings.time_unit_days)
                 fits = fit_clv_models(today, settings) if len(today) else None
             except ValueError:
                 fits = None  # too little history for the models: equity stays unknown for those months
         for month_end in backfill:
-            past = backfill_segments(customers, orders, month_end, config.segments.key_share)
+            past = backfill_segments(customers, partial(read_rfm_scores, wh), month_end, config.segments.key_share)
             values = None
             if fits is not None:
-                summary = clv_summary(orders, month_end, settings)
+                summary = clv_summary_from_purchases(wh, utc_day(month_end), settings.time_unit_days)
                 if len(summary):
                     scores = score_customers(summary, fits[0], fits[1], settings)
                     values = scores.set_index("customer_id")[clv_column].reindex(past["customer_id"]).fillna(0.0)
-            parts.append(snapshot(past, values, orders, month_end, config.portfolio, kind="backfill"))
+            parts.append(snapshot(past, values, activity, month_end, config.portfolio, kind="backfill"))
     return pd.concat(parts, ignore_index=True)
 
 

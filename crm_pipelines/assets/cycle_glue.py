@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import pandas as pd
 
-from crm_pipelines.analytics.activity import core_frame
 from crm_pipelines.assets.core import IDENTITY_MAP
 from crm_pipelines.config import CrmConfig
 from crm_pipelines.schema import CORE, MARTS, STAGING
@@ -29,10 +28,6 @@ def loyalty_members(wh: Warehouse, config: CrmConfig) -> set[str]:
     identity_map = wh.table(CORE, IDENTITY_MAP, ["source", "source_record_id", "customer_id"])
     members = wh.query(loyalty_members_query(identifiers, identity_map, config.loyalty))
     return set(members["customer_id"].astype("str"))
-
-
-def core_orders(wh: Warehouse) -> pd.DataFrame:
-    return wh.read_table(CORE, "orders") if wh.table_exists(CORE, "orders") else core_frame("orders")
 
 
 def campaign_audiences(

@@ -209,3 +209,54 @@ def read_month_activity(
     revenue = found["revenue"].reindex(ids).fillna(0.0).to_numpy(dtype="float64")
     bought = found["bought"].reindex(ids).fillna(0).to_numpy(dtype="int64") > 0
     return revenue, bought
+
+
+def rfm_inputs_select(wh: Warehouse, cutoff: dt.datetime | pd.Timestamp, growth_window_days: int) -> sa.Select:
+    """Per customer with orders up to ``cutoff``: purchases, net revenue, the last purchase day, and
+    purchases in the last ``growth_window_days`` days and in the same span before (``segments.rfm_scores``)."""
+    orders = order_effects(wh, cutoff)
+    age = utc_day_number(cutoff) - orders.c.day
+    bought = orders.c.purchase == 1
+
+    def purchases_if(condition: sa.ColumnElement[bool]) -> sa.ColumnElement[int]:
+        return as_bigint(sa.func.sum(sa.case((sa.and_(bought, condition), 1), else_=0)))
+
+    return sa.select(
+        orders.c.customer_id,
+        as_bigint(sa.func.sum(orders.c.purchase)).label("frequency"),
+        as_float(sa.func.sum(orders.c.revenue)).label("monetary"),
+        as_bigint(sa.func.max(sa.case((bought, orders.c.day)))).label("last_purchase_day"),
+        purchases_if(age < growth_window_days).label("orders_recent"),
+        purchases_if(sa.and_(age >= growth_window_days, age < 2 * growth_window_days)).label("orders_previous"),
+    ).group_by(orders.c.customer_id)
+
+
+def utc_day_number(cutoff: dt.datetime | pd.Timestamp) -> int:
+    ts = pd.Timestamp(cutoff)
+    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    return int(ts.as_unit("us").asm8.view("int64")) // 86_400_000_000
+
+
+def read_rfm_scores(
+    wh: Warehouse, customers: pd.DataFrame, as_of: dt.datetime | pd.Timestamp, growth_window_days: int = 180
+) -> pd.DataFrame:
+    """``segments.rfm_scores`` with the per-customer inputs counted in the warehouse."""
+    from crm_pipelines.analytics.segments import scored_rfm
+
+    found = wh.query(rfm_inputs_select(wh, as_of, growth_window_days))
+    found = found.set_index(found["customer_id"].astype("str"))
+    ids = customers["customer_id"].astype("str")
+
+    def column(name: str, dtype: str, fill: float = 0) -> np.ndarray:
+        return found[name].reindex(ids).fillna(fill).to_numpy(dtype=dtype)
+
+    last = found["last_purchase_day"].reindex(ids)
+    recency = np.where(last.notna(), utc_day_number(as_of) - last.fillna(0).to_numpy(dtype="int64"), -1)
+    return scored_rfm(
+        customers,
+        recency.astype("int64"),
+        column("frequency", "int64"),
+        column("monetary", "float64", 0.0),
+        column("orders_recent", "int64"),
+        column("orders_previous", "int64"),
+    )
