@@ -33,13 +33,6 @@ def mart_key(table: str) -> dg.AssetKey:
     return dg.AssetKey([MARTS, table])
 
 
-def read_core(wh: Warehouse, table: str) -> pd.DataFrame:
-    """``core.<table>``, or an empty frame of its shape where no source delivers that entity."""
-    from crm_pipelines.analytics.activity import core_frame
-
-    return wh.read_table(CORE, table) if wh.table_exists(CORE, table) else core_frame(table)
-
-
 def core_deps(config: CrmConfig, *tables: str) -> list[dg.AssetKey]:
     return [core_key(t) for t in tables if t == "unified_customers" or config.sources_for(t)]
 
