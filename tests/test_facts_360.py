@@ -100,3 +100,23 @@ def test_cross_sell_from_facts_equals_the_reference(loaded, core_frames):
     actual = recommendations_from_facts(loaded.read_table(CORE, "customer_category_facts"))
     assert len(actual) == len(expected) > 0
     assert_same(actual, expected)
+
+
+@pytest.mark.parametrize("min_support, min_lift", [(0.01, 1.0), (0.0, 0.0), (0.05, 1.1)])
+def test_cross_sell_from_pair_counts_equals_the_reference(loaded, core_frames, min_support, min_lift):
+    from crm_pipelines.analytics.cross_sell import association_rules
+    from crm_pipelines.facts.cross_sell import category_pairs_select
+
+    expected = cross_sell_recommendations(
+        core_frames["order_items"], core_frames["orders"], as_of=AS_OF, min_support=min_support, min_lift=min_lift
+    )
+    pairs = loaded.query(category_pairs_select(loaded))
+    facts = loaded.read_table(CORE, "customer_category_facts", columns=["customer_id", "category"])
+    actual = recommendations_from_facts(facts, min_support=min_support, min_lift=min_lift, pair_counts=pairs)
+    assert len(actual) == len(expected) > 0
+    assert_same(actual, expected)
+    # One row per pair of categories bought together: the diagonal counts each category's buyers.
+    rules = association_rules(core_frames["order_items"], core_frames["orders"], as_of=AS_OF, min_support=0.0)
+    both = pairs.set_index(["antecedent", "consequent"])["customers"]
+    for row in rules.head(20).itertuples():
+        assert both[(row.antecedent, row.consequent)] == row.baskets_with_both

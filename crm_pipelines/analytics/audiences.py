@@ -176,6 +176,17 @@ def marketing_audiences(
     consent = marketing_consent(
         people[[c for c in ("customer_id", "email") if c in people]], subscriptions, events, as_of
     )
+    return audiences_from_consent(segments, consent, audience_columns, suppressed)
+
+
+def audiences_from_consent(
+    segments: pd.DataFrame,
+    consent: pd.DataFrame,
+    audience_columns: tuple[str, ...] | Mapping[str, str] = AUDIENCE_COLUMNS,
+    suppressed: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """:func:`marketing_audiences` from the consent per customer (:func:`marketing_consent`, or the same
+    computed in the warehouse by :mod:`crm_pipelines.facts.consent`)."""
     allowed = consent.loc[consent["exportable"], ["customer_id", "email", "consent_at"]]
     if suppressed is not None:
         allowed = without_suppressed(allowed, suppressed)

@@ -10,7 +10,7 @@ non-members separately.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -97,18 +97,25 @@ def _row(
 def campaign_performance(
     campaigns: Sequence[CampaignSettings],
     assignments: pd.DataFrame,
-    orders: pd.DataFrame,
+    orders: pd.DataFrame | Callable[[pd.DataFrame, int], pd.DataFrame],
     as_of: pd.Timestamp,
 ) -> pd.DataFrame:
     """One row per configured campaign with enrolled customers, metric and subgroup (columns in
-    docs/marts.md)."""
+    docs/marts.md).
+
+    ``orders`` is core.orders, or a function giving :func:`window_outcomes` of one campaign's rows and
+    goal days without them (the nightly asset computes them in the warehouse,
+    :mod:`crm_pipelines.facts.activity`)."""
     as_of = pd.Timestamp(as_of)
     rows = []
     for campaign in campaigns:
         mine = assignments[assignments["campaign"] == campaign.name]
         if mine.empty:
             continue
-        outcomes = window_outcomes(mine, orders, campaign.goal.within_days, as_of)
+        if callable(orders):
+            outcomes = orders(mine, campaign.goal.within_days)
+        else:
+            outcomes = window_outcomes(mine, orders, campaign.goal.within_days, as_of)
         closes = measurement_end(campaign, assignments)
         window = {
             "first_enrolled_at": pd.to_datetime(mine["enrolled_at"], utc=True).min(),

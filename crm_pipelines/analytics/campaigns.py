@@ -19,7 +19,7 @@ Assignment rule (docs/marts.md, "Campaigns"):
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -33,6 +33,8 @@ GROUPS = (TREATMENT, CONTROL)
 HOLDOUT_EVENT = "holdout"
 ASSIGNMENT_COLUMNS = ("campaign", "customer_id", "campaign_group", "enrolled_at", "assigned_by", "loyalty_member")
 _HASH_SCALE = float(2**64)
+# A source campaign's assignment rows, as :func:`source_campaign_assignments` gives them from the events.
+SourceAssignments = Callable[[CampaignSettings], pd.DataFrame]
 
 
 def control_draw(campaign: str, customer_ids: Sequence[str]) -> np.ndarray:
@@ -180,20 +182,24 @@ def campaign_assignments(
     existing: pd.DataFrame | None,
     segments: pd.DataFrame,
     exportable: pd.Series,
-    events: pd.DataFrame,
+    events: pd.DataFrame | SourceAssignments,
     loyalty_members: set[str],
     as_of: pd.Timestamp,
     id_history: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """marts.campaign_assignments after this run: one row per campaign and enrolled customer.
 
+    ``events`` is core.campaign_events, or a function giving a source campaign's rows without them
+    (the nightly asset computes them in the warehouse, :mod:`crm_pipelines.facts.campaigns`).
     Rows of campaigns no longer configured are kept (they are history, not configuration).
     """
     existing = carried_over(existing, id_history)
     configured = {c.name for c in campaigns}
     parts = [existing[~existing["campaign"].isin(configured)]]
     for campaign in campaigns:
-        if campaign.source_campaign_id:
+        if campaign.source_campaign_id and callable(events):
+            parts.append(events(campaign))
+        elif campaign.source_campaign_id:
             parts.append(source_campaign_assignments(campaign, events, loyalty_members, as_of))
         else:
             parts.append(enrol_audience_campaign(campaign, existing, segments, exportable, loyalty_members, as_of))

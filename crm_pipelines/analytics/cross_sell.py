@@ -34,9 +34,7 @@ RECOMMENDATION_COLUMNS = (
 class _Baskets:
     """Distinct (customer, item) pairs as sorted integer codes, with the names behind the codes."""
 
-    def __init__(
-        self, order_items: pd.DataFrame, orders: pd.DataFrame, level: Level, as_of: pd.Timestamp | None
-    ):
+    def __init__(self, order_items: pd.DataFrame, orders: pd.DataFrame, level: Level, as_of: pd.Timestamp | None):
         if level not in ("category", "product"):
             raise ValueError(f"level must be 'category' or 'product', got {level!r}")
         ids = pd.unique(order_items["customer_id"].dropna().astype("str"))
@@ -49,10 +47,7 @@ class _Baskets:
             named = items.loc[items["product_name"].notna(), ["product_id", "product_name"]]
             first_name = named.sort_values(["product_id", "product_name"]).drop_duplicates("product_id")
             lookup = first_name.set_index("product_id")["product_name"]
-            self.display = np.asarray(
-                lookup.reindex(self.names).fillna(pd.Series(self.names, index=self.names))
-            )
-
+            self.display = np.asarray(lookup.reindex(self.names).fillna(pd.Series(self.names, index=self.names)))
 
     def _pair(self, code: np.ndarray, values: pd.Series) -> None:
         """Distinct (customer code, item) pairs of the non-empty ``values``."""
@@ -78,16 +73,46 @@ def _rules(baskets: _Baskets, min_support: float, min_lift: float) -> pd.DataFra
     """Rules strongest first: lift, confidence, support descending, then consequent and antecedent names."""
     n_baskets = len(sorted_unique(baskets.code))
     if n_baskets == 0 or len(baskets.names) < 2:
+        empty = np.empty(0, dtype="int64")
+        return _rules_from_counts(baskets.names, empty, empty, empty, empty, 0, min_support, min_lift)
+    shape = (int(baskets.code.max()) + 1, len(baskets.names))
+    matrix = sp.csr_matrix((np.ones(len(baskets.code), dtype="int32"), (baskets.code, baskets.item)), shape=shape)
+    both = (matrix.T @ matrix).tocoo()
+    with_item = np.bincount(baskets.item, minlength=len(baskets.names))
+    return _rules_from_counts(baskets.names, both.row, both.col, both.data, with_item, n_baskets, min_support, min_lift)
+
+
+def rules_from_pair_counts(
+    names: np.ndarray, pair_counts: pd.DataFrame, n_baskets: int, min_support: float, min_lift: float
+) -> pd.DataFrame:
+    """:func:`_rules` from co-purchase counts computed elsewhere (the warehouse): ``pair_counts`` holds
+    antecedent, consequent and customers (baskets with both; a category paired with itself counts the
+    baskets holding it), with the categories among ``names`` (sorted)."""
+    a = np.searchsorted(names, pair_counts["antecedent"].astype("str").to_numpy(dtype=object))
+    b = np.searchsorted(names, pair_counts["consequent"].astype("str").to_numpy(dtype=object))
+    count = pair_counts["customers"].to_numpy(dtype="int64")
+    same = a == b
+    with_item = np.zeros(len(names), dtype="int64")
+    with_item[a[same]] = count[same]
+    return _rules_from_counts(names, a, b, count, with_item, n_baskets, min_support, min_lift)
+
+
+def _rules_from_counts(
+    names: np.ndarray,
+    a: np.ndarray,
+    b: np.ndarray,
+    count: np.ndarray,
+    with_item: np.ndarray,
+    n_baskets: int,
+    min_support: float,
+    min_lift: float,
+) -> pd.DataFrame:
+    a, b, count = a.astype("int64"), b.astype("int64"), count.astype("float64")
+    with_item = with_item.astype("float64")
+    if n_baskets == 0 or len(names) < 2:
         a = b = np.empty(0, dtype="int64")
         count = confidence = lift = np.empty(0, dtype="float64")
     else:
-        shape = (int(baskets.code.max()) + 1, len(baskets.names))
-        matrix = sp.csr_matrix(
-            (np.ones(len(baskets.code), dtype="int32"), (baskets.code, baskets.item)), shape=shape
-        )
-        both = (matrix.T @ matrix).tocoo()
-        with_item = np.bincount(baskets.item, minlength=len(baskets.names)).astype("float64")
-        a, b, count = both.row.astype("int64"), both.col.astype("int64"), both.data.astype("float64")
         keep = (a != b) & (count / n_baskets >= min_support)
         a, b, count = a[keep], b[keep], count[keep]
         confidence = count / with_item[a]
@@ -98,8 +123,8 @@ def _rules(baskets: _Baskets, min_support: float, min_lift: float) -> pd.DataFra
     order = np.lexsort((a, b, -support, -confidence, -lift))
     return pd.DataFrame(
         {
-            "antecedent": pd.array(baskets.names[a[order]], dtype="str"),
-            "consequent": pd.array(baskets.names[b[order]], dtype="str"),
+            "antecedent": pd.array(names[a[order]], dtype="str"),
+            "consequent": pd.array(names[b[order]], dtype="str"),
             "baskets_with_both": count[order].astype("int64"),
             "support": support[order],
             "confidence": confidence[order],
@@ -144,17 +169,31 @@ def cross_sell_recommendations(
 
 
 def recommendations_from_facts(
-    category_facts: pd.DataFrame, top_n: int = 3, min_support: float = 0.01, min_lift: float = 1.0
+    category_facts: pd.DataFrame,
+    top_n: int = 3,
+    min_support: float = 0.01,
+    min_lift: float = 1.0,
+    pair_counts: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """:func:`cross_sell_recommendations` at category level from core.customer_category_facts (one row
-    per customer and category bought, built in the warehouse), never the order lines."""
-    return _recommend(_Baskets.from_category_facts(category_facts), "category", top_n, min_support, min_lift)
+    per customer and category bought, built in the warehouse), never the order lines. With
+    ``pair_counts`` (:func:`crm_pipelines.facts.cross_sell.category_pairs_select`: customers per pair of
+    categories, counted in the warehouse) the rules come from those counts."""
+    baskets = _Baskets.from_category_facts(category_facts)
+    rules = None
+    if pair_counts is not None:
+        rules = rules_from_pair_counts(
+            baskets.names, pair_counts, len(sorted_unique(baskets.code)), min_support, min_lift
+        )
+    return _recommend(baskets, "category", top_n, min_support, min_lift, rules)
 
 
-def _recommend(baskets: _Baskets, level: Level, top_n: int, min_support: float, min_lift: float) -> pd.DataFrame:
+def _recommend(
+    baskets: _Baskets, level: Level, top_n: int, min_support: float, min_lift: float, rules: pd.DataFrame | None = None
+) -> pd.DataFrame:
     if top_n < 1:
         raise ValueError(f"top_n must be at least 1, got {top_n}")
-    rules = _rules(baskets, min_support, min_lift)
+    rules = _rules(baskets, min_support, min_lift) if rules is None else rules
     # Rules are in global strength order, so a rule's row number is its rank: lower is stronger.
     rule_by_slot = np.argsort(rules["antecedent_code"].to_numpy(), kind="stable")
     per_item = np.bincount(rules["antecedent_code"].to_numpy(), minlength=baskets.width)
@@ -165,9 +204,7 @@ def _recommend(baskets: _Baskets, level: Level, top_n: int, min_support: float, 
     rows_per_pair = np.minimum(per_item[baskets.item], top_n + basket_size[baskets.code])
     consequent_of_rule = rules["consequent_code"].to_numpy()
     chosen = [
-        _top_candidates(
-            baskets, slice(start, stop), rows_per_pair, first_rule, rule_by_slot, consequent_of_rule, top_n
-        )
+        _top_candidates(baskets, slice(start, stop), rows_per_pair, first_rule, rule_by_slot, consequent_of_rule, top_n)
         for start, stop in _chunks(baskets.code, rows_per_pair)
     ]
     code = np.concatenate([c[0] for c in chosen]) if chosen else np.empty(0, "int64")

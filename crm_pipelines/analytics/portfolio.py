@@ -16,6 +16,9 @@ and month.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
+
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
@@ -24,6 +27,8 @@ from crm_pipelines.analytics.activity import MICROS_PER_DAY, as_of_timestamp, bo
 from crm_pipelines.analytics.cycle_settings import PortfolioSettings
 from crm_pipelines.analytics.segments import NO_PURCHASES, rfm_scores, rfm_segment, value_tier
 
+# month_activity without the orders: (customers, month, until) -> (net revenue, purchased) per customer row.
+MonthActivity = Callable[..., tuple[np.ndarray, np.ndarray]]
 PORTFOLIO_CELLS = ("stars", "develop", "maintain", "reconsider")
 DIMENSIONS = ("total", "value_tier", "rfm_segment", "portfolio_cell")
 MIGRATION_DIMENSIONS = ("rfm_segment", "value_tier")
@@ -65,16 +70,19 @@ def month_activity(
 def snapshot(
     segments: pd.DataFrame,
     clv: pd.Series | None,
-    orders: pd.DataFrame,
+    orders: pd.DataFrame | MonthActivity,
     as_of: pd.Timestamp,
     settings: PortfolioSettings,
     kind: str = "nightly",
 ) -> pd.DataFrame:
     """The month's snapshot rows from a customer_segments frame (customer_id, rfm_segment, value_tier,
-    r_score, f_score) and expected CLV per customer_id (None: unknown)."""
+    r_score, f_score) and expected CLV per customer_id (None: unknown). ``orders`` is core.orders, or a
+    function giving :func:`month_activity` without them (computed in the warehouse,
+    :mod:`crm_pipelines.facts.activity`)."""
     as_of = as_of_timestamp(as_of)
     month = month_start(as_of)
-    revenue, bought = month_activity(segments, orders, month, as_of)
+    activity = orders if callable(orders) else partial(month_activity, orders=orders)
+    revenue, bought = activity(customers=segments, month=month, until=as_of)
     ids = segments["customer_id"].astype("str")
     expected = ids.map(clv).to_numpy(dtype="float64", na_value=np.nan) if clv is not None else np.nan
     return pd.DataFrame(
@@ -98,17 +106,23 @@ def snapshot(
 
 
 def backfill_segments(
-    customers: pd.DataFrame, orders: pd.DataFrame, month_end: pd.Timestamp, key_share: float
+    customers: pd.DataFrame,
+    orders: pd.DataFrame | Callable[[pd.DataFrame, pd.Timestamp], pd.DataFrame],
+    month_end: pd.Timestamp,
+    key_share: float,
 ) -> pd.DataFrame:
     """RFM segment and value tier as of ``month_end`` for the customers known by then (created or
-    first purchase by then); the value tier without predicted value, which is not kept per month."""
+    first purchase by then); the value tier without predicted value, which is not kept per month.
+    ``orders`` is core.orders, or a function giving ``rfm_scores`` of (customers, as_of) without them
+    (computed in the warehouse, :func:`crm_pipelines.facts.activity.read_rfm_scores`)."""
+    scores = orders if callable(orders) else partial(rfm_scores, orders)
     known = customers
     if "created_at" in customers:
         created = pd.to_datetime(customers["created_at"], utc=True)
-        rfm_all = rfm_scores(orders, customers, month_end)
+        rfm_all = scores(customers, month_end)
         known_mask = (created <= month_end).to_numpy(dtype=bool) | (rfm_all["frequency"].to_numpy() > 0)
         known = customers.loc[known_mask]
-    rfm = rfm_scores(orders, known, month_end)
+    rfm = scores(known, month_end)
     buyer = rfm["frequency"].to_numpy() > 0
     segment = np.where(buyer, rfm_segment(rfm["r_score"], rfm["f_score"], rfm["m_score"]), NO_PURCHASES)
     return rfm.assign(rfm_segment=pd.array(segment, dtype="str"), value_tier=value_tier(rfm, key_share).array)

@@ -114,10 +114,10 @@ def rfm_scores(
         newest = pd.Series(age_days).groupby(code).min()
         recency[newest.index.to_numpy()] = newest.to_numpy()
 
-    return _scored(customers, recency, summary["orders"].to_numpy(), summary["revenue"].to_numpy(), recent, previous)
+    return scored_rfm(customers, recency, summary["orders"].to_numpy(), summary["revenue"].to_numpy(), recent, previous)
 
 
-def _scored(
+def scored_rfm(
     customers: pd.DataFrame,
     recency: np.ndarray,
     frequency: np.ndarray,
@@ -320,7 +320,7 @@ def segments_from_facts(
     customers = facts[["customer_id"]]
     frequency = facts["orders"].to_numpy(dtype="int64")
     recency = pd.to_numeric(facts["days_since_last_order"]).to_numpy(dtype="float64", na_value=np.nan)
-    rfm = _scored(
+    rfm = scored_rfm(
         customers,
         np.where(np.isnan(recency), -1, recency).astype("int64"),
         frequency,

@@ -26,7 +26,7 @@ from crm_pipelines.analytics.predictive_tables import (
     unscored_customers,
 )
 from crm_pipelines.assets.core import core_key
-from crm_pipelines.assets.marts import as_of_timestamp, core_deps, mart_key, publish_mart, read_core, validate_mart
+from crm_pipelines.assets.marts import as_of_timestamp, core_deps, mart_key, publish_mart, validate_mart
 from crm_pipelines.assets.modeling import (
     CHURN_INPUTS,
     MODELS_DIR,
@@ -49,7 +49,7 @@ from crm_pipelines.facts.churn import WarehouseOrderHistory
 from crm_pipelines.facts.orders import PURCHASES
 from crm_pipelines.resources.run_window import RunWindowResource
 from crm_pipelines.resources.warehouse import WarehouseResource
-from crm_pipelines.schema import MARTS
+from crm_pipelines.schema import CORE, MARTS
 from crm_pipelines.warehouse import Warehouse
 
 
@@ -207,7 +207,7 @@ def build_churn_assets(
                 # Stored as the weekly job would, so the first run leaves no model table unmaterialized.
                 stored = store_trained_model(context, wh, result, with_service, run_window.as_of_date())
                 record_inline_fit(context, CHURN_METRICS, stored)
-        customers = read_core(wh, "unified_customers")
+        customers = wh.read_table(CORE, "unified_customers", columns=["customer_id"])
         frame = churn_risk_frame(
             scores,
             customers["customer_id"],

@@ -4,6 +4,8 @@ Thin assets over :mod:`crm_pipelines.analytics.campaigns`, ``campaign_performanc
 ``goals``; each table is validated against its contract before it is published.
 """
 
+from functools import partial
+
 import dagster as dg
 import pandas as pd
 import sqlalchemy as sa
@@ -20,9 +22,8 @@ from crm_pipelines.analytics.cycle_columns import (
 from crm_pipelines.analytics.mart_boundary import MART_KEYS
 from crm_pipelines.analytics.mart_columns import CLV
 from crm_pipelines.assets.core import IDENTITY_MAP, core_key
-from crm_pipelines.assets.cycle_glue import core_orders as read_orders
 from crm_pipelines.assets.cycle_glue import loyalty_members
-from crm_pipelines.assets.marts import as_of_timestamp, core_deps, mart_key, publish_mart, read_core, validate_mart
+from crm_pipelines.assets.marts import as_of_timestamp, core_deps, mart_key, publish_mart, validate_mart
 from crm_pipelines.assets.metadata import table_metadata
 from crm_pipelines.assets.modeling import image_md, latest_weekly_clv_fits, metadata_number
 from crm_pipelines.assets.publishing import blocking_failures, publish_checked, table_docs
@@ -71,28 +72,31 @@ def build_cycle_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.Assets
     def campaign_assignments_mart(
         context: dg.AssetExecutionContext, warehouse: WarehouseResource, run_window: RunWindowResource
     ) -> dg.MaterializeResult:
-        from crm_pipelines.analytics.audiences import marketing_consent
         from crm_pipelines.analytics.campaigns import GROUPS, campaign_assignments, carried_over
+        from crm_pipelines.facts.build import ensure_core_inputs
+        from crm_pipelines.facts.campaigns import read_source_campaign_assignments
+        from crm_pipelines.facts.consent import read_consent
 
         wh = warehouse.get_warehouse()
         as_of = as_of_timestamp(run_window)
-        customers = read_core(wh, "unified_customers")
-        events = read_core(wh, "campaign_events")
-        consent = marketing_consent(
-            customers[[c for c in ("customer_id", "email") if c in customers]],
-            read_core(wh, "subscriptions"),
-            events,
-            as_of,
-        )
+        # Consent and the source campaigns' rows are computed in the warehouse: one row per customer
+        # reaches Python, never the subscriptions or the events.
+        ensure_core_inputs(wh, "subscriptions", "campaign_events")
+        exportable = read_consent(wh, as_of, exportable_only=True)["customer_id"]
+        members = loyalty_members(wh, config)
         existing = wh.read_table(MARTS, CAMPAIGN_ASSIGNMENTS) if wh.table_exists(MARTS, CAMPAIGN_ASSIGNMENTS) else None
-        id_history = read_core(wh, "customer_id_history") if wh.table_exists(CORE, "customer_id_history") else None
+        id_history = (
+            wh.read_table(CORE, "customer_id_history", columns=["retired_customer_id", "merged_into_customer_id"])
+            if wh.table_exists(CORE, "customer_id_history")
+            else None
+        )
         frame = campaign_assignments(
             config.campaigns,
             existing,
             wh.read_table(MARTS, "customer_segments"),
-            consent.loc[consent["exportable"], "customer_id"],
-            events,
-            loyalty_members(wh, config),
+            exportable,
+            lambda campaign: read_source_campaign_assignments(wh, campaign, members, as_of),
+            members,
             as_of,
             id_history=id_history,
         )
@@ -123,13 +127,18 @@ def build_cycle_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.Assets
     ) -> dg.MaterializeResult:
         from crm_pipelines.analytics.campaign_performance import METRICS, SUBGROUPS, campaign_performance
         from crm_pipelines.analytics.cycle_charts import uplift_chart_png
+        from crm_pipelines.facts.activity import read_window_outcomes
+        from crm_pipelines.facts.build import ensure_core_inputs
 
         wh = warehouse.get_warehouse()
+        as_of = as_of_timestamp(run_window)
+        ensure_core_inputs(wh, "orders")
         frame = campaign_performance(
             config.campaigns,
             wh.read_table(MARTS, CAMPAIGN_ASSIGNMENTS),
-            read_orders(wh),
-            as_of_timestamp(run_window),
+            # Each campaign's outcomes per enrolled customer are computed in the warehouse.
+            lambda rows, days: read_window_outcomes(wh, CAMPAIGN_ASSIGNMENTS, rows, days, as_of),
+            as_of,
         )
         suite = mart_suite(
             f"{MARTS}.{CAMPAIGN_PERFORMANCE}",
@@ -154,7 +163,12 @@ def build_cycle_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.Assets
             SEGMENT_HISTORY,
             "One row per customer and month: RFM segment, value tier, portfolio cell and expected CLV as of "
             "the month's latest run; earlier months rebuilt once from order history.",
-            [mart_key("customer_segments"), mart_key(CLV), *core_deps(config, "unified_customers", "orders")],
+            [
+                mart_key("customer_segments"),
+                mart_key(CLV),
+                core_key("purchases"),
+                *core_deps(config, "unified_customers", "orders"),
+            ],
             {"pandas", "scipy", warehouse_kind},
         )
     )
@@ -306,15 +320,20 @@ def _snapshots(wh: Warehouse, config: CrmConfig, as_of: pd.Timestamp) -> pd.Data
     """This month's snapshot, plus the backfilled months when there is no earlier snapshot."""
     from crm_pipelines.analytics.clv.value import score_customers
     from crm_pipelines.analytics.portfolio import backfill_segments, months_to_backfill, snapshot
-    from crm_pipelines.analytics.predictive_tables import clv_summary, fit_clv_models
+    from crm_pipelines.analytics.predictive_tables import fit_clv_models
+    from crm_pipelines.facts.activity import read_month_activity, read_rfm_scores
+    from crm_pipelines.facts.build import ensure_core_inputs, utc_day
+    from crm_pipelines.facts.clv import clv_summary_from_purchases
 
     settings = config.clv
     clv_column = f"clv_{settings.clv_months}m"
-    orders = read_orders(wh)
+    ensure_core_inputs(wh, "orders")
     segments = wh.read_table(MARTS, "customer_segments", columns=["customer_id", "rfm_segment", "value_tier",
                                                                   "r_score", "f_score"])  # fmt: skip
     clv = wh.read_table(MARTS, CLV, columns=["customer_id", clv_column]) if wh.table_exists(MARTS, CLV) else None
-    current = snapshot(segments, None if clv is None else clv.set_index("customer_id")[clv_column], orders, as_of,
+    # Month activity, RFM inputs and CLV summaries are computed in the warehouse: the orders never reach Python.
+    activity = partial(read_month_activity, wh)
+    current = snapshot(segments, None if clv is None else clv.set_index("customer_id")[clv_column], activity, as_of,
                        config.portfolio)  # fmt: skip
     existing: set[int] = set()
     if wh.table_exists(MARTS, SEGMENT_HISTORY):
@@ -323,23 +342,25 @@ def _snapshots(wh: Warehouse, config: CrmConfig, as_of: pd.Timestamp) -> pd.Data
     parts = [current]
     backfill = months_to_backfill(as_of, existing, config.portfolio)
     if backfill:
-        customers = read_core(wh, "unified_customers")
+        present = wh.columns(CORE, "unified_customers")
+        customers = wh.read_table(CORE, "unified_customers", columns=[c for c in ("customer_id", "created_at")
+                                                                      if c in present])  # fmt: skip
         fits = latest_weekly_clv_fits(wh, settings)
         if fits is None:  # before the first weekly refit: fit once on today's history, as the CLV mart does
             try:
-                today = clv_summary(orders, as_of, settings)
+                today = clv_summary_from_purchases(wh, utc_day(as_of), settings.time_unit_days)
                 fits = fit_clv_models(today, settings) if len(today) else None
             except ValueError:
                 fits = None  # too little history for the models: equity stays unknown for those months
         for month_end in backfill:
-            past = backfill_segments(customers, orders, month_end, config.segments.key_share)
+            past = backfill_segments(customers, partial(read_rfm_scores, wh), month_end, config.segments.key_share)
             values = None
             if fits is not None:
-                summary = clv_summary(orders, month_end, settings)
+                summary = clv_summary_from_purchases(wh, utc_day(month_end), settings.time_unit_days)
                 if len(summary):
                     scores = score_customers(summary, fits[0], fits[1], settings)
                     values = scores.set_index("customer_id")[clv_column].reindex(past["customer_id"]).fillna(0.0)
-            parts.append(snapshot(past, values, orders, month_end, config.portfolio, kind="backfill"))
+            parts.append(snapshot(past, values, activity, month_end, config.portfolio, kind="backfill"))
     return pd.concat(parts, ignore_index=True)
 
 

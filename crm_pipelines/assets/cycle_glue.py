@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import pandas as pd
 
-from crm_pipelines.analytics.activity import core_frame
 from crm_pipelines.assets.core import IDENTITY_MAP
 from crm_pipelines.config import CrmConfig
 from crm_pipelines.schema import CORE, MARTS, STAGING
@@ -31,10 +30,6 @@ def loyalty_members(wh: Warehouse, config: CrmConfig) -> set[str]:
     return set(members["customer_id"].astype("str"))
 
 
-def core_orders(wh: Warehouse) -> pd.DataFrame:
-    return wh.read_table(CORE, "orders") if wh.table_exists(CORE, "orders") else core_frame("orders")
-
-
 def campaign_audiences(
     wh: Warehouse, config: CrmConfig, audiences: pd.DataFrame, as_of: pd.Timestamp
 ) -> tuple[pd.DataFrame, int]:
@@ -53,19 +48,39 @@ def campaign_audiences(
 
 
 def loyalty_frame(wh: Warehouse, config: CrmConfig, customers: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
-    """customer_id, loyalty_member, regular_customer (joins customer_360)."""
-    from crm_pipelines.analytics.loyalty import loyalty_columns
+    """customer_id, loyalty_member, regular_customer (joins customer_360), as ``loyalty.loyalty_columns``
+    with the regular customers counted in the warehouse."""
+    from crm_pipelines.facts.activity import regular_customers_select
+    from crm_pipelines.facts.build import ensure_core_inputs
 
-    return loyalty_columns(customers, core_orders(wh), loyalty_members(wh, config), as_of, config.loyalty)
+    ensure_core_inputs(wh, "orders")
+    settings = config.loyalty
+    regular = wh.query(
+        regular_customers_select(wh, as_of, settings.regular_window_days, settings.regular_min_purchases)
+    )
+    ids = customers["customer_id"].astype("str")
+    return pd.DataFrame(
+        {
+            "customer_id": ids.to_numpy(),
+            "loyalty_member": ids.isin(loyalty_members(wh, config)).to_numpy(dtype=bool),
+            "regular_customer": ids.isin(set(regular["customer_id"].astype("str"))).to_numpy(dtype=bool),
+        }
+    )
 
 
 def with_loyalty_kpis(wh: Warehouse, config: CrmConfig, kpis: pd.DataFrame) -> pd.DataFrame:
-    """crm_kpis with loyalty_members and regular_customers per day."""
-    from crm_pipelines.analytics.loyalty import daily_loyalty_kpis
+    """crm_kpis with loyalty_members and regular_customers per day, as ``loyalty.daily_loyalty_kpis``
+    with the regular customers counted in the warehouse."""
+    from crm_pipelines.facts.activity import read_daily_regulars
+    from crm_pipelines.facts.build import ensure_core_inputs
 
     if kpis.empty:
         return kpis.assign(loyalty_members=pd.Series(dtype="int64"), regular_customers=pd.Series(dtype="int64"))
     customers = wh.read_table(CORE, "unified_customers", columns=["customer_id"])
     dates = kpis["kpi_date"] if "kpi_date" in kpis else kpis["date"]  # read in SQL with the mart's names
-    daily = daily_loyalty_kpis(dates, core_orders(wh), customers, loyalty_members(wh, config), config.loyalty)
+    ensure_core_inputs(wh, "orders")
+    settings = config.loyalty
+    members = loyalty_members(wh, config) & set(customers["customer_id"].astype("str"))
+    regulars = read_daily_regulars(wh, dates, settings.regular_window_days, settings.regular_min_purchases)
+    daily = pd.DataFrame({"loyalty_members": len(members), "regular_customers": regulars}, index=dates.index)
     return pd.concat([kpis, daily], axis=1)

@@ -33,13 +33,6 @@ def mart_key(table: str) -> dg.AssetKey:
     return dg.AssetKey([MARTS, table])
 
 
-def read_core(wh: Warehouse, table: str) -> pd.DataFrame:
-    """``core.<table>``, or an empty frame of its shape where no source delivers that entity."""
-    from crm_pipelines.analytics.activity import core_frame
-
-    return wh.read_table(CORE, table) if wh.table_exists(CORE, table) else core_frame(table)
-
-
 def core_deps(config: CrmConfig, *tables: str) -> list[dg.AssetKey]:
     return [core_key(t) for t in tables if t == "unified_customers" or config.sources_for(t)]
 
@@ -189,16 +182,22 @@ def build_marts_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.Assets
         kinds=kinds,
         deps=[core_key("customer_category_facts")],
         description="Per customer, the top 3 complementary categories not yet bought, ranked by co-purchase lift; "
-        "read from the customer-by-category facts built in the warehouse.",
+        "rules from category co-purchase counts and baskets from the customer-by-category facts, both in the "
+        "warehouse.",
         check_specs=validated_check_specs(mart_key("cross_sell_recommendations"), MART_CONTRACT),
     )
     def cross_sell_mart(
         context: dg.AssetExecutionContext, warehouse: WarehouseResource, run_window: RunWindowResource
     ) -> dg.MaterializeResult:
         from crm_pipelines.analytics.cross_sell import recommendations_from_facts
+        from crm_pipelines.facts.cross_sell import category_pairs_select
 
         wh = warehouse.get_warehouse()
-        recs = recommendations_from_facts(wh.read_table(CORE, "customer_category_facts"))
+        # The rules come from co-purchase counts per pair of categories, counted in the warehouse.
+        recs = recommendations_from_facts(
+            wh.read_table(CORE, "customer_category_facts", columns=["customer_id", "category"]),
+            pair_counts=wh.query(category_pairs_select(wh)),
+        )
         suite = mart_suite(
             f"{MARTS}.cross_sell_recommendations",
             columns=[c.name for c in MART_COLUMNS["cross_sell_recommendations"]],
@@ -232,19 +231,21 @@ def build_marts_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.Assets
     def marketing_audiences_mart(
         context: dg.AssetExecutionContext, warehouse: WarehouseResource, run_window: RunWindowResource
     ) -> dg.MaterializeResult:
-        from crm_pipelines.analytics.audiences import consent_summary, marketing_audiences, marketing_consent
+        from crm_pipelines.analytics.audiences import audiences_from_consent, consent_summary
+        from crm_pipelines.facts.build import ensure_core_inputs
+        from crm_pipelines.facts.consent import read_consent
 
         wh = warehouse.get_warehouse()
         as_of = as_of_timestamp(run_window)
+        # Consent and suppression are computed in the warehouse: one row per customer or address reaches
+        # Python, never the subscriptions or the events.
+        ensure_core_inputs(wh, "subscriptions", "campaign_events")
         segments = wh.read_table(MARTS, "customer_segments")
-        subscriptions, events = read_core(wh, "subscriptions"), read_core(wh, "campaign_events")
-        customers = read_core(wh, "unified_customers")
-        suppressed = address_suppression(config, wh, subscriptions, events, as_of)
-        audiences = marketing_audiences(
-            segments, subscriptions, events, as_of, customers=customers, suppressed=suppressed
-        )
+        consent = read_consent(wh, as_of)
+        suppressed = address_suppression(config, wh, as_of)
+        audiences = audiences_from_consent(segments, consent, suppressed=suppressed)
         audiences, held_out = campaign_audiences(wh, config, audiences, as_of)
-        consent = marketing_consent(segments, subscriptions, events, as_of)
+        consent = consent[consent["customer_id"].isin(segments["customer_id"].astype("str"))]
         suite = mart_suite(
             f"{MARTS}.marketing_audiences",
             columns=[c.name for c in MART_COLUMNS["marketing_audiences"]],
