@@ -21,6 +21,12 @@ of different recorded genders are kept apart unless their given names are the sa
 (Paul and Paula) or missing on a side (the husband, given name dropped, on the family email). A date of
 birth that disagrees while the given names are equal is no veto either: the model weighs it.
 
+A missing gender is read from the given name where the data allow
+(:func:`crm_pipelines.identity.prepare.infer_missing_gender`), so Klaus is told from the wife whose
+record has no given name. A pair that compares neither a given name nor a date of birth has only the
+surname left to say who it is: when the surnames plainly differ it is kept apart too (the partner who
+kept their name, on the family email).
+
 A trusted declared identifier shared by the pair (a national id, a customer number: see
 ``identity.untrusted_identifiers``) overrides the guard: the pair links and carries the
 ``identifier_overrides_guard`` flag, so a steward can look at the conflict.
