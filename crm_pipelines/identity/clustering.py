@@ -8,8 +8,8 @@ greedily from their strongest links down, refusing any merge that would join two
 records: the guard holds for the clusters a link would merge, not only for the pair it joins.
 
 A link's strength for that order is first what the pair shares (a declared identifier, then a link
-that compares a given name or a birth date, then an email, then a phone), then its match weight: the
-model's weight leaves out the shared email or phone, and a link that compares no given name or birth
+that compares a given name or a birth date, then how many contact details: email and phone), then its
+match weight: the model's weight leaves out the shared email or phone (a family shares either), and a link that compares no given name or birth
 date (a *weak* link: surname and address are what a household shares) must not decide between two
 people before the links that compare them. A record that reaches two disagreeing people through weak
 links only, equally strong, is left on its own: there is no evidence for either.
@@ -136,11 +136,12 @@ def link_tiers(
     shares_identifier: np.ndarray, weak: np.ndarray, shares_email: np.ndarray, shares_phone: np.ndarray
 ) -> np.ndarray:
     """What a link's pair shares, as a number that orders links before their weight: a declared
-    identifier, then a given name or birth date compared (not weak), then an email, then a phone."""
+    identifier, then a given name or birth date compared (not weak), then the number of contact
+    details shared (email, phone: a family shares either, so neither outranks the other)."""
     return (
         8 * np.asarray(shares_identifier, dtype=int)
         + 4 * ~np.asarray(weak, dtype=bool)
-        + 2 * np.asarray(shares_email, dtype=int)
+        + np.asarray(shares_email, dtype=int)
         + np.asarray(shares_phone, dtype=int)
     )
 
