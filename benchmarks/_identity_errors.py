@@ -37,7 +37,8 @@ def _all_scored_pairs(customers, identifiers, settings, model) -> tuple[pd.DataF
             con,
             "SELECT l.source || '/' || l.source_record_id AS key_l, r.source || '/' || r.source_record_id AS key_r, "
             "c.match_weight, c.match_probability, c.method, c.conflict, c.evidence "
-            "FROM candidates AS c JOIN records AS l ON l.unique_id = c.uid_l JOIN records AS r ON r.unique_id = c.uid_r",
+            "FROM candidates AS c JOIN records AS l ON l.unique_id = c.uid_l "
+            "JOIN records AS r ON r.unique_id = c.uid_r",
         )
         records = fetch_frame(
             con,
@@ -135,7 +136,8 @@ def diagnose(
         print(f"     {_record(records, row.key_r)}  person {person.get(row.key_r)}")
 
     total = sum(len(v) for v in missed.values())
-    print(f"\nfalse negatives: {total:,} pairs; by cause: " + ", ".join(f"{k} {len(v)}" for k, v in sorted(missed.items())))
+    causes = ", ".join(f"{k} {len(v)}" for k, v in sorted(missed.items()))
+    print(f"\nfalse negatives: {total:,} pairs; by cause: {causes}")
     for cause, pairs in sorted(missed.items(), key=lambda kv: -len(kv[1])):
         print(f"  {cause} ({len(pairs)}):")
         for a, b, detail in pairs[:show]:

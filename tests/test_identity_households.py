@@ -59,7 +59,9 @@ def model() -> dict[str, Any]:
 
 def records(*rows: dict[str, Any]) -> pd.DataFrame:
     """Rows as crm/1, shop/2, shop/3, ..., among background people."""
-    keyed = [{"source": "crm" if i == 0 else "shop", "source_record_id": str(i + 1), **row} for i, row in enumerate(rows)]
+    keyed = [
+        {"source": "crm" if i == 0 else "shop", "source_record_id": str(i + 1), **row} for i, row in enumerate(rows)
+    ]
     return pd.concat([customers(*keyed), BACKGROUND.assign(source="background"), GENDERED], ignore_index=True)
 
 

@@ -9,10 +9,11 @@ records: the guard holds for the clusters a link would merge, not only for the p
 
 A link's strength for that order is first what the pair shares (a declared identifier, then a link
 that compares a given name or a birth date, then how many contact details: email and phone), then its
-match weight: the model's weight leaves out the shared email or phone (a family shares either), and a link that compares no given name or birth
-date (a *weak* link: surname and address are what a household shares) must not decide between two
-people before the links that compare them. A record that reaches two disagreeing people through weak
-links only, equally strong, is left on its own: there is no evidence for either.
+match weight: the model's weight leaves out the shared email or phone (a family shares either), and a
+link that compares no given name or birth date (a *weak* link: surname and address are what a
+household shares) must not decide between two people before the links that compare them. A record
+that reaches two disagreeing people through weak links only, equally strong, is left on its own: there
+is no evidence for either.
 
 Only the few components that need it are rebuilt in Python; the rest stay as components.
 """
