@@ -11,7 +11,7 @@ Both CSVs go through the bundled raw and staging assets (as any user's sources w
 is trained on the staged records, and the identity map is scored pairwise, once without and once
 with a national id column declared under ``identifiers:``. Target: pairwise F1 >= 0.995 both ways.
 
-    .venv/bin/python benchmarks/febrl_like.py [--people 5000] [--seed 2024]
+    .venv/bin/python benchmarks/febrl_like.py [--people 5000] [--seed 2024] [--show-errors N]
 """
 
 from __future__ import annotations
@@ -228,7 +228,7 @@ def config_dict(root: Path, with_id: bool) -> dict:
     }
 
 
-def run(root: Path, truth: pd.DataFrame, with_id: bool) -> dict[str, float]:
+def run(root: Path, truth: pd.DataFrame, with_id: bool, show_errors: int = 0) -> dict[str, float]:
     import dagster as dg
 
     from crm_pipelines.config import load_config
@@ -257,6 +257,10 @@ def run(root: Path, truth: pd.DataFrame, with_id: bool) -> dict[str, float]:
     dispose_engines()
     model = train_model(customers, identifiers, config.identity)
     result = resolve(customers, identifiers, config.identity, model)
+    if show_errors:
+        from _identity_errors import diagnose
+
+        diagnose(result, customers, identifiers, config.identity, model, truth, show_errors)
     figures = score(result.identity_map, truth)
     print(
         f"  staged {len(customers):,} records; links {result.summary['links_by_method']}; "
@@ -269,6 +273,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--people", type=int, default=5000)
     parser.add_argument("--seed", type=int, default=2024)
+    parser.add_argument("--show-errors", type=int, default=0, metavar="N", help="list wrong and missed pairs by cause")
     args = parser.parse_args()
     verdict = []
     with tempfile.TemporaryDirectory(prefix="crm_febrl_like_") as tmp:
@@ -278,7 +283,7 @@ def main() -> None:
             started = time.perf_counter()
             label = "with national id" if with_id else "names, address, date of birth"
             print(f"{label}:")
-            figures = run(root, truth, with_id)
+            figures = run(root, truth, with_id, args.show_errors)
             print(
                 f"  precision {figures['pairwise_precision']:.4f}  recall {figures['pairwise_recall']:.4f}  "
                 f"F1 {figures['pairwise_f1']:.4f}  ({time.perf_counter() - started:.0f} s)"

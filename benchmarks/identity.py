@@ -34,6 +34,11 @@ the 1% nightly <= 60 s.
 
     .venv/bin/python benchmarks/identity.py [--people 5000] [--scale-people 100000] [--demo DIR]
                                             [--workdir DIR] [--skip-accuracy] [--skip-scale]
+                                            [--show-errors N] [--save-model PATH]
+
+The bundled fallback model (``crm_pipelines/identity/default_model.json``, used while a new
+installation has too few records to train on) is the accuracy part's model at 5,000 people:
+``--skip-scale --save-model crm_pipelines/identity/default_model.json``.
 """
 
 from __future__ import annotations
@@ -172,7 +177,7 @@ def blocking_recall(
     }
 
 
-def accuracy(people: int) -> dict[str, float]:
+def accuracy(people: int, show_errors: int = 0, save_model_to: Path | None = None) -> dict[str, float]:
     from crm_pipelines.identity.model import train_model
     from crm_pipelines.identity.resolve import resolve
 
@@ -188,8 +193,17 @@ def accuracy(people: int) -> dict[str, float]:
         started = time.perf_counter()
         model = train_model(customers, identifiers, settings)
         print(f"model trained in {time.perf_counter() - started:.1f} s")
+        if save_model_to:
+            from crm_pipelines.identity.model import save_model
+
+            print(f"model saved to {save_model(model, save_model_to)}")
         priority = {s.name: s.priority for s in config.sources}
         result = resolve(customers, identifiers, settings, model, source_priority=priority)
+        if show_errors:
+            from _identity_errors import diagnose
+
+            unplaceable = {f"{s}/{r}" for keys in unresolvable_references(customers, truth).values() for s, r in keys}
+            diagnose(result, customers, identifiers, settings, model, truth, show_errors, unplaceable)
     figures = score(result.identity_map, truth)
     figures.update(blocking_recall(customers, identifiers, settings, truth))
     unresolvable = unresolvable_references(customers, truth)
@@ -282,12 +296,22 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, help="keep the pipeline part's warehouse here")
     parser.add_argument("--skip-accuracy", action="store_true")
     parser.add_argument("--skip-scale", action="store_true")
+    parser.add_argument(
+        "--save-model",
+        type=Path,
+        metavar="PATH",
+        help="save the model trained on the demo (how crm_pipelines/identity/default_model.json is made)",
+    )
+    parser.add_argument(
+        "--show-errors", type=int, default=0, metavar="N",
+        help="list wrong and missed pairs by cause (N examples each; benchmarks/_identity_errors.py)",
+    )
     args = parser.parse_args()
     logging.getLogger("splink").setLevel(logging.ERROR)
     logging.getLogger("dagster").setLevel(logging.ERROR)
     verdicts = []
     if not args.skip_accuracy:
-        verdicts += report_accuracy(accuracy(args.people))
+        verdicts += report_accuracy(accuracy(args.people, args.show_errors, args.save_model))
     if not args.skip_scale:
         verdicts += report_scale(scale(args.scale_people, args.demo, args.workdir))
     if not verdicts:

@@ -5,8 +5,15 @@ through it the spouses join, although their first names disagree. So clustering 
 cannot-link constraints: two records whose first names or dates of birth disagree never share a
 cluster. Components that contain such a pair, or that grow past ``max_cluster_size``, are rebuilt
 greedily from their strongest links down, refusing any merge that would join two disagreeing
-records. A record with nothing of its own to compare (no first name, no date of birth) that links
-equally well to two disagreeing people is left on its own: there is no evidence for either.
+records: the guard holds for the clusters a link would merge, not only for the pair it joins.
+
+A link's strength for that order is first what the pair shares (a declared identifier, then a link
+that compares a given name or a birth date, then how many contact details: email and phone), then its
+match weight: the model's weight leaves out the shared email or phone (a family shares either), and a
+link that compares no given name or birth date (a *weak* link: surname and address are what a
+household shares) must not decide between two people before the links that compare them. A record
+that reaches two disagreeing people through weak links only, equally strong, is left on its own: there
+is no evidence for either.
 
 Only the few components that need it are rebuilt in Python; the rest stay as components.
 """
@@ -32,6 +39,8 @@ FLAG_OVERSIZE_SPLIT = "oversize_split"
 FLAG_OVERSIZE_SINGLETON = "oversize_singleton"
 
 _WEIGHT_TIE = 1e-6
+# Strength = tier * _TIER + match weight (clipped), so the tier decides first and the weight breaks ties.
+_TIER = 1000.0
 
 
 @dataclass(frozen=True)
@@ -84,8 +93,8 @@ class _ConstrainedUnion:
         return True
 
 
-Edge = tuple[int, int, int, float, float]
-"""(position, uid_l, uid_r, match_weight, match_probability), strongest first."""
+Edge = tuple[int, int, int, float, float, bool]
+"""(position, uid_l, uid_r, strength, match_probability, weak), strongest first."""
 
 
 def _greedy(
@@ -100,30 +109,48 @@ def _greedy(
     return {n: union.find(n) for n in nodes}, blocked
 
 
-def _ambiguous_nodes(
-    edges: list[Edge], roots: dict[int, int], blocked: list[Edge], nameless: np.ndarray
-) -> set[int]:
-    """Nameless records whose blocked link was as strong as the strongest link that holds for them."""
+def _ambiguous_nodes(edges: list[Edge], roots: dict[int, int], blocked: list[Edge]) -> set[int]:
+    """Records whose blocked weak link was as strong as the strongest link that holds for them, all
+    of their held links being weak too: they were pulled equally towards two disagreeing people."""
     if not blocked:
         return set()
     best_held: dict[int, float] = defaultdict(lambda: -np.inf)
-    for _, a, b, weight, _ in edges:
+    compared: set[int] = set()
+    for _, a, b, strength, _, weak in edges:
         if roots[a] == roots[b]:
-            best_held[a] = max(best_held[a], weight)
-            best_held[b] = max(best_held[b], weight)
+            best_held[a] = max(best_held[a], strength)
+            best_held[b] = max(best_held[b], strength)
+            if not weak:
+                compared.update((a, b))
     return {
         node
-        for _, a, b, weight, _ in blocked
+        for _, a, b, strength, _, weak in blocked
         for node in (a, b)
-        if nameless[node] and weight >= best_held[node] - _WEIGHT_TIE
+        if weak
+        and node not in compared
+        and np.isfinite(best_held[node])
+        and strength >= best_held[node] - _WEIGHT_TIE
     }
+
+
+def link_tiers(
+    shares_identifier: np.ndarray, weak: np.ndarray, shares_email: np.ndarray, shares_phone: np.ndarray
+) -> np.ndarray:
+    """What a link's pair shares, as a number that orders links before their weight: a declared
+    identifier, then a given name or birth date compared (not weak), then the number of contact
+    details shared (email, phone: a family shares either, so neither outranks the other)."""
+    return (
+        8 * np.asarray(shares_identifier, dtype=int)
+        + 4 * ~np.asarray(weak, dtype=bool)
+        + np.asarray(shares_email, dtype=int)
+        + np.asarray(shares_phone, dtype=int)
+    )
 
 
 def _rebuild_component(
     nodes: list[int],
     edges: list[Edge],
     conflicts: dict[int, set[int]],
-    nameless: np.ndarray,
     max_size: int,
     split_probability: float,
 ) -> tuple[dict[int, int], dict[int, str], dict[int, str]]:
@@ -139,7 +166,7 @@ def _rebuild_component(
     ambiguous: set[int] = set()
     for _ in range(3):
         roots, blocked = _greedy(nodes, working, conflicts)
-        found = _ambiguous_nodes(working, roots, blocked, nameless) - ambiguous
+        found = _ambiguous_nodes(working, roots, blocked) - ambiguous
         if not found:
             break
         ambiguous |= found
@@ -164,21 +191,25 @@ def cluster_records(
     n_nodes: int,
     edges: pd.DataFrame,
     conflict_pairs: pd.DataFrame,
-    nameless: np.ndarray,
     max_cluster_size: int,
     split_probability: float,
 ) -> Clusters:
-    """Cluster records along ``edges`` (uid_l, uid_r, match_weight, match_probability).
+    """Cluster records along ``edges`` (uid_l, uid_r, match_weight, match_probability, and optionally
+    ``tier``: what the pair shares, higher first, see :func:`link_tiers`; ``weak``: the pair compares
+    no given name or birth date).
 
     ``conflict_pairs`` (uid_l, uid_r) lists every pair of records that disagree on first name or date
     of birth within a component of three or more records (a two-record component's only pair is
-    its link, already vetoed if it conflicted). ``nameless`` marks records without first name and
-    date of birth. ``edges`` must have a default index; ``edge_status`` follows its order.
-    Edge order does not matter: ties are broken by ids.
+    its link, already vetoed if it conflicted). ``edges`` must have a default index; ``edge_status``
+    follows its order. Edge order does not matter: ties are broken by ids.
     """
-    edges = edges.sort_values(
-        ["match_weight", "uid_l", "uid_r"], ascending=[False, True, True], kind="stable"
+    tier = edges["tier"].to_numpy(dtype=float) if "tier" in edges else np.zeros(len(edges))
+    weight = np.clip(edges["match_weight"].to_numpy(dtype=float), -_TIER / 2, _TIER / 2)
+    edges = edges.assign(
+        strength=tier * _TIER + np.nan_to_num(weight, nan=-_TIER / 2),
+        weak=edges["weak"].to_numpy(dtype=bool) if "weak" in edges else np.zeros(len(edges), dtype=bool),
     )
+    edges = edges.sort_values(["strength", "uid_l", "uid_r"], ascending=[False, True, True], kind="stable")
     left = edges["uid_l"].to_numpy(dtype=np.int64)
     right = edges["uid_r"].to_numpy(dtype=np.int64)
     cluster = components(n_nodes, left, right)
@@ -196,12 +227,20 @@ def cluster_records(
         rebuilt = np.fromiter(rebuild, dtype=np.int64)
         positions = np.flatnonzero(np.isin(cluster[left], rebuilt))
         edge_lists: dict[int, list[Edge]] = defaultdict(list)
-        weights, probabilities = edges["match_weight"].to_numpy(), edges["match_probability"].to_numpy()
+        strengths, probabilities = edges["strength"].to_numpy(), edges["match_probability"].to_numpy()
+        weak = edges["weak"].to_numpy()
         labels = edges.index.to_numpy()
         # positions are in strength order already (edges were sorted above)
         for p in positions.tolist():
             edge_lists[int(cluster[left[p]])].append(
-                (int(labels[p]), int(left[p]), int(right[p]), float(weights[p]), float(probabilities[p]))
+                (
+                    int(labels[p]),
+                    int(left[p]),
+                    int(right[p]),
+                    float(strengths[p]),
+                    float(probabilities[p]),
+                    bool(weak[p]),
+                )
             )
         node_ids = np.flatnonzero(np.isin(cluster, rebuilt))
         node_lists: dict[int, list[int]] = defaultdict(list)
@@ -213,7 +252,6 @@ def cluster_records(
                 node_lists[component],
                 edge_lists[component],
                 conflicts,
-                nameless,
                 max_cluster_size,
                 split_probability,
             )

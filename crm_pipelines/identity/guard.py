@@ -6,8 +6,9 @@ any of those is only evidence. The guard weighs the two fields a household does 
 - given names are *compatible* when they are the same name under real-world noise: equal, a typo
   apart (Damerau-Levenshtein 1 or Jaro-Winkler >= 0.92), nickname and full name (Bill/William,
   Kathi/Katharina: a shipped table), an initial (J./Jana), swapped with the surname (a form filled
-  in the wrong order: both names, each within a typo; one name alone is what a household member
-  shares with a swapped record), or missing on one side;
+  in the wrong order: both names, each within a typo, or one exact and the other alike, Jaro-Winkler
+  >= 0.8; one name alone is what a household member shares with a swapped record), or missing on
+  one side;
 - dates of birth are *compatible* when equal, one digit apart, or day and month swapped.
 
 Two records are kept apart when their given names are incompatible and their dates of birth give
@@ -19,6 +20,12 @@ Given names incompatible while the dates of birth agree is left to the model's w
 of different recorded genders are kept apart unless their given names are the same: different
 (Paul and Paula) or missing on a side (the husband, given name dropped, on the family email). A date of
 birth that disagrees while the given names are equal is no veto either: the model weighs it.
+
+A missing gender is read from the given name where the data allow
+(:func:`crm_pipelines.identity.prepare.infer_missing_gender`), so Klaus is told from the wife whose
+record has no given name. A pair that compares neither a given name nor a date of birth has only the
+surname left to say who it is: when the surnames plainly differ it is kept apart too (the partner who
+kept their name, on the family email).
 
 A trusted declared identifier shared by the pair (a national id, a customer number: see
 ``identity.untrusted_identifiers``) overrides the guard: the pair links and carries the
@@ -43,6 +50,12 @@ OVERRIDE_FLAG = "identifier_overrides_guard"
 # Stricter than the model's loosest name level (0.8): Oliver/Olivia, Martin/Maria and Johanna/Jana
 # score 0.84-0.91 and are often two people of one family; one typo stays within 0.92 or one edit.
 GIVEN_COMPATIBLE_JW = 0.92
+# As loose as the model's "similar" name level: only surnames that plainly differ count against a pair.
+SURNAME_SIMILAR_JW = 0.80
+SURNAME_DISAGREES_WITHOUT_GIVEN_NAME = "surname_disagrees_without_given_name"
+# Names swapped, one half exact: the other half may be further off than a typo (Studer misread as
+# Stucler, Andi for Andreas). A household member shares only the exact half (the surname).
+SWAP_OTHER_HALF_JW = 0.80
 
 Column = Callable[[str, str], str]
 """(field, side) -> a SQL reference to that field of the left ('l') or right ('r') record."""
@@ -95,6 +108,8 @@ def given_names_compatible_sql(column: Column) -> str:
         f" OR damerau_levenshtein({fl}, {fr}) <= 1"
         f" OR ((length({fl}) = 1 OR length({fr}) = 1) AND left({fl}, 1) = left({fr}, 1))"
         f" OR ({_within_one_typo(fl, lr)} AND {_within_one_typo(fr, ll)})"
+        f" OR ({fl} = {lr} AND jaro_winkler_similarity({fr}, {ll}) >= {SWAP_OTHER_HALF_JW})"
+        f" OR ({fr} = {ll} AND jaro_winkler_similarity({fl}, {lr}) >= {SWAP_OTHER_HALF_JW})"
         f" OR list_has_any({_roots(column, 'l')}, {_roots(column, 'r')}), false)"
     )
 
@@ -106,6 +121,21 @@ def dates_of_birth_compatible_sql(column: Column) -> str:
         f"coalesce({dl} = {dr} OR damerau_levenshtein({dl}, {dr}) <= 1"
         f" OR (left({dl}, 4) = left({dr}, 4) AND substr({dl}, 6, 2) = substr({dr}, 9, 2)"
         f" AND substr({dl}, 9, 2) = substr({dr}, 6, 2)), false)"
+    )
+
+
+def surnames_compatible_sql(column: Column) -> str:
+    """Surnames that may be one person's: missing on a side, alike (Jaro-Winkler >= 0.8, a typo or a
+    misread letter group), one part of the other's double-barrelled name (Fischer, Fischer-Bauer), or
+    alike the other's given name (a record with the names swapped)."""
+    ll, lr = column("last_name", "l"), column("last_name", "r")
+    fl, fr = column("first_name", "l"), column("first_name", "r")
+    # A record with given name and surname the wrong way round carries the surname as its given name.
+    return (
+        f"coalesce({ll} IS NULL OR {lr} IS NULL OR jaro_winkler_similarity({ll}, {lr}) >= {SURNAME_SIMILAR_JW}"
+        f" OR list_has_any(string_split({ll}, ' '), string_split({lr}, ' '))"
+        f" OR jaro_winkler_similarity({ll}, coalesce({fr}, '')) >= {SURNAME_SIMILAR_JW}"
+        f" OR jaro_winkler_similarity(coalesce({fl}, ''), {lr}) >= {SURNAME_SIMILAR_JW}, true)"
     )
 
 
@@ -135,7 +165,9 @@ def conflict_reason_sql(column: Column) -> str:
         f" WHEN {dl} IS NOT NULL AND {dr} IS NOT NULL AND NOT {births} AND {fl} IS NOT NULL AND {fr} IS NOT NULL"
         f" AND NOT {same_given} THEN 'similar_given_name_and_birth_disagrees'"
         f" WHEN {gl} <> {gr} AND NOT coalesce({fl} = {fr}, false) AND NOT coalesce({fl} = {column('last_name', 'r')}"
-        f" AND {fr} = {column('last_name', 'l')}, false) THEN 'gender_disagrees' END"
+        f" AND {fr} = {column('last_name', 'l')}, false) THEN 'gender_disagrees'"
+        f" WHEN ({fl} IS NULL OR {fr} IS NULL) AND ({dl} IS NULL OR {dr} IS NULL)"
+        f" AND NOT {surnames_compatible_sql(column)} THEN '{SURNAME_DISAGREES_WITHOUT_GIVEN_NAME}' END"
     )
 
 

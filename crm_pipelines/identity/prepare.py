@@ -280,7 +280,11 @@ def build_match_records(
     """
     union = " UNION ALL BY NAME ".join(f"SELECT * FROM {t}" for t in tables)
     limit = {"limit": settings.shared_value_limit}
-    con.execute(f"CREATE OR REPLACE TEMP VIEW all_cleaned AS {union}")
+    # Sub-addressing: anna+shop@mail.de reaches anna@mail.de's mailbox, so it is the same address.
+    con.execute(
+        "CREATE OR REPLACE TEMP VIEW all_cleaned AS SELECT * REPLACE ("
+        f"regexp_replace(email, '\\+[^@]*@', '@') AS email) FROM ({union})"
+    )
     con.execute(
         """
         CREATE OR REPLACE TEMP TABLE shared_values AS
@@ -317,7 +321,42 @@ def build_match_records(
         con.execute("CREATE OR REPLACE TABLE match_records AS SELECT * FROM all_cleaned")
     con.execute("DROP VIEW all_cleaned")
     add_name_keys(con)
+    infer_missing_gender(con)
     return {f"shared_{kind}s": int(shared.get(kind, 0)) for kind in ("email", "phone", "identifier")}
+
+
+GENDER_FROM_NAME_MIN_RECORDS = 5
+GENDER_FROM_NAME_MIN_SHARE = 0.95
+
+
+def infer_missing_gender(con: duckdb.DuckDBPyConnection) -> None:
+    """Give a record without a recorded gender the gender its given name has in these records.
+
+    A shop or an email tool rarely asks for a gender, a CRM often does: the household guard can only
+    tell Klaus from the wife on the family landline when both records say who they are. A name counts
+    when at least ``GENDER_FROM_NAME_MIN_RECORDS`` records carrying it record a gender and
+    ``GENDER_FROM_NAME_MIN_SHARE`` of them agree, so a name used for both (Kim, Andrea, Sam) and a name
+    seen too rarely give nothing. Learned from the data at hand, not a shipped list: the same name can be
+    a man's in one country and a woman's in another. Only matching uses it; golden records keep what
+    the sources recorded.
+    """
+    con.execute(
+        """
+        CREATE OR REPLACE TABLE match_records AS
+        WITH counted AS (
+            SELECT first_name, gender, count(*) AS n FROM match_records
+            WHERE length(first_name) > 1 AND gender IS NOT NULL GROUP BY first_name, gender
+        ),
+        name_gender AS (
+            SELECT first_name, arg_max(gender, n) AS gender FROM counted GROUP BY first_name
+            HAVING sum(n) >= $min_records AND max(n) >= $min_share * sum(n)
+        )
+        SELECT m.* REPLACE (coalesce(m.gender, g.gender) AS gender)
+        FROM match_records AS m LEFT JOIN name_gender AS g ON g.first_name = m.first_name
+        ORDER BY m.unique_id
+        """,
+        {"min_records": GENDER_FROM_NAME_MIN_RECORDS, "min_share": GENDER_FROM_NAME_MIN_SHARE},
+    )
 
 
 NAME_KEY_COLUMNS = ("first_name_sound", "last_name_sound", "first_name_roots")

@@ -17,7 +17,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from crm_pipelines.identity.clustering import ACCEPTED, cluster_records, components
+from crm_pipelines.identity.clustering import ACCEPTED, cluster_records, components, link_tiers
 from crm_pipelines.identity.engine import duckdb_session, fetch_frame, register_frame
 from crm_pipelines.identity.golden import build_golden_records
 from crm_pipelines.identity.guard import OVERRIDE_FLAG
@@ -102,12 +102,26 @@ def utc_now(recorded_at: dt.datetime | None) -> dt.datetime:
 
 
 def _candidates(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """Scored candidate pairs, with what each pair shares and whether it compares a given name or a
+    birth date (``weak`` when it compares neither), for the order clustering merges in."""
     frame = fetch_frame(
         con,
-        "SELECT uid_l, uid_r, match_weight, match_probability, method, conflict, guard_override FROM candidates "
-        "ORDER BY uid_l, uid_r",
+        """
+        SELECT c.uid_l, c.uid_r, c.match_weight, c.match_probability, c.method, c.conflict, c.guard_override,
+               c.method = 'identifier' AS shares_identifier,
+               coalesce(l.email = r.email, false) AS shares_email,
+               coalesce(l.phone = r.phone, false) AS shares_phone,
+               (l.first_name IS NULL OR r.first_name IS NULL)
+                 AND (l.date_of_birth IS NULL OR r.date_of_birth IS NULL) AS weak
+        FROM candidates AS c
+        JOIN match_records AS l ON l.unique_id = c.uid_l
+        JOIN match_records AS r ON r.unique_id = c.uid_r
+        ORDER BY c.uid_l, c.uid_r
+        """,
     )
-    return frame.drop_duplicates(["uid_l", "uid_r"]).reset_index(drop=True)
+    frame = frame.drop_duplicates(["uid_l", "uid_r"]).reset_index(drop=True)
+    frame["tier"] = link_tiers(frame["shares_identifier"], frame["weak"], frame["shares_email"], frame["shares_phone"])
+    return frame.drop(columns=["shares_identifier", "shares_email", "shares_phone"])
 
 
 def _clusters(
@@ -122,14 +136,7 @@ def _clusters(
     sizes = np.bincount(component, minlength=n_nodes)
     large = scope[sizes[component[scope]] >= 3]
     conflicts = conflict_pairs(con, pd.DataFrame({"unique_id": large, "component": component[large]}), settings)
-    nameless = con.execute(
-        "SELECT unique_id FROM match_records WHERE first_name IS NULL AND date_of_birth IS NULL"
-    ).fetchnumpy()["unique_id"]
-    nameless_mask = np.zeros(n_nodes, dtype=bool)
-    nameless_mask[nameless] = True
-    return cluster_records(
-        n_nodes, edges, conflicts, nameless_mask, settings.max_cluster_size, settings.split_threshold
-    )
+    return cluster_records(n_nodes, edges, conflicts, settings.max_cluster_size, settings.split_threshold)
 
 
 def _join_methods(members: pd.DataFrame, held: pd.DataFrame) -> pd.DataFrame:
