@@ -25,7 +25,7 @@ from crm_pipelines.assets.identity_state import (
 from crm_pipelines.assets.metadata import table_metadata
 from crm_pipelines.assets.publishing import blocking_failures, rejected_table_name
 from crm_pipelines.assets.staging import record_quarantine, record_reconciliation, staging_key
-from crm_pipelines.assets.validation import validate_table, validated_check_specs
+from crm_pipelines.assets.validation import validate_frame_in_sql, validate_table, validated_check_specs
 from crm_pipelines.attribution import IDENTITY_MAP, attribute
 from crm_pipelines.checks.suites import CORE_CONTRACT, core_entity_suite, identity_map_suite, unified_customers_suite
 from crm_pipelines.config import CrmConfig
@@ -223,7 +223,7 @@ def build_identity_asset(warehouse_kind: str, crm_config: CrmConfig) -> dg.Asset
         staged_count = wh.row_count(STAGING, "customers")
         summary = {k: v for k, v in run_summary.items() if not isinstance(v, (dict, list))}
         checks = {
-            IDENTITY_MAP: validate_table(
+            IDENTITY_MAP: validate_frame_in_sql(
                 context,
                 crm_config,
                 wh,
@@ -232,7 +232,7 @@ def build_identity_asset(warehouse_kind: str, crm_config: CrmConfig) -> dg.Asset
                 tables[IDENTITY_MAP],
                 identity_map_suite(staged_count),
             ),
-            "unified_customers": validate_table(
+            "unified_customers": validate_frame_in_sql(
                 context,
                 crm_config,
                 wh,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
 import pandas as pd
@@ -19,11 +20,14 @@ from crm_pipelines.checks.gx import SuiteOutcome, validate
 from crm_pipelines.checks.report import render_html_report
 from crm_pipelines.checks.results import check_specs, drift_check_result, suite_check_result
 from crm_pipelines.checks.rules import SuiteSpec
-from crm_pipelines.checks.sql import table_stats_in_warehouse, validate_in_warehouse
+from crm_pipelines.checks.sql import table_stats_in_warehouse, validate_frame_in_duckdb, validate_in_warehouse
 from crm_pipelines.checks.suites import DRIFT_CHECK
 from crm_pipelines.config import CrmConfig
 from crm_pipelines.schema import AUDIT, Column
 from crm_pipelines.warehouse import Warehouse, col
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 TABLE_STATS = "table_stats"
 TABLE_STATS_COLUMNS = (
@@ -86,6 +90,21 @@ def validate_table(
     """Contract (Great Expectations, on the frame) and drift results for ``frame``, a new version of
     ``table_name`` built in Python; the stats are recorded only if the contract holds."""
     return _check_results(context, config, warehouse, key, table_name, validate(frame, suite), table_stats(frame))
+
+
+def validate_frame_in_sql(
+    context: dg.AssetExecutionContext,
+    config: CrmConfig,
+    warehouse: Warehouse,
+    key: dg.AssetKey,
+    table_name: str,
+    frame: pd.DataFrame | pa.Table,
+    suite: SuiteSpec,
+) -> list[dg.AssetCheckResult]:
+    """As :func:`validate_table`, for a large frame: the suite compiled to SQL runs on a copy of the
+    frame in a throwaway DuckDB (:func:`crm_pipelines.checks.sql.validate_frame_in_duckdb`)."""
+    outcome, stats = validate_frame_in_duckdb(frame, suite)
+    return _check_results(context, config, warehouse, key, table_name, outcome, stats)
 
 
 def validate_in_place(
