@@ -136,10 +136,15 @@ def test_incremental_night_writes_only_the_touched_customers(config, warehouse_u
         wh = warehouse.get_warehouse()
         _, tables, changes = run_identity(context, config, wh, full=False)
         assert changes is not None, "the second night must be incremental"
-        # The whole tables as a full publish would write them: links and lineage come back as the
-        # changed rows only (they are never read whole), so yesterday's rows of untouched customers
-        # are added here.
+        # The whole tables as a full publish would write them: links, lineage, fingerprints and
+        # matching state come back as the changed rows only (they are never read whole), so
+        # yesterday's rows of untouched customers and records are added here.
         whole = dict(tables)
+        for table in ("customer_record_fingerprints", "identity_match_records"):
+            old, fresh = wh.read_table(CORE, table), tables[table]
+            fresh_keys = set(zip(fresh["source"], fresh["source_record_id"], strict=True))
+            kept = [k not in fresh_keys for k in zip(old["source"], old["source_record_id"], strict=True)]
+            whole[table] = pd.concat([old[kept], fresh], ignore_index=True)
         scope = changes["customer_identity_map"].rows
         scope_keys = set(zip(scope["source"], scope["source_record_id"], strict=True))
         links = wh.read_table(CORE, "identity_links")
