@@ -84,13 +84,6 @@ def staged_rows_of(warehouse: Warehouse, table: str, keys: pd.DataFrame) -> pd.D
         warehouse.execute(f"DROP TABLE IF EXISTS {warehouse.qualified(CORE, side)}")
 
 
-def same_fingerprint_kind(old: pd.DataFrame, current: pd.DataFrame) -> bool:
-    """Whether the last run's fingerprints were made the same way (older ones were 64-bit hashes)."""
-    if old.empty or current.empty:
-        return True
-    return len(str(old["fingerprint"].iloc[0])) == len(str(current["fingerprint"].iloc[0]))
-
-
 # Read back in the order a whole-table publish wrote them: incremental publishing deletes and
 # inserts rows, and the next run numbers records (and breaks ties) by their order.
 _READ_ORDER = {
