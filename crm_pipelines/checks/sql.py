@@ -25,15 +25,17 @@ import tempfile
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-import pyarrow as pa
 import sqlalchemy as sa
 
 from crm_pipelines.checks.gx import SAMPLE_SIZE, RuleResult, SuiteOutcome, _distinct, _jsonable
 from crm_pipelines.checks.rules import Rule, SuiteSpec
 from crm_pipelines.warehouse import Warehouse, col
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 _OPERATORS: dict[str, Callable[[Any, Any], Any]] = {
     "==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
