@@ -14,13 +14,12 @@ import pandas as pd
 
 from crm_pipelines.assets.identity_publishing import publish_identity_tables
 from crm_pipelines.assets.identity_state import (
-    changed_fingerprints,
+    changed_records,
     empty_like,
     fingerprints,
     incremental_changes,
     read_if_exists,
     record_keys,
-    records_left_staging,
     replace_affected,
     staged_rows_of,
 )
@@ -98,21 +97,6 @@ def _identifiers(wh: Warehouse) -> pd.DataFrame | None:
     return wh.read_table(STAGING, "customer_identifiers") if wh.table_exists(STAGING, "customer_identifiers") else None
 
 
-def _changed_records(context, wh: Warehouse, full: bool) -> pd.DataFrame | None:
-    """The fingerprints of the new and changed records when the run can be incremental, else None."""
-    if full or not all(wh.table_exists(CORE, t) for t in IDENTITY_TABLES):
-        return None
-    fresh = changed_fingerprints(wh)
-    if fresh is None:
-        context.log.info("the last run's record fingerprints were made another way: resolving all records")
-        return None
-    gone = records_left_staging(wh)
-    if gone:
-        context.log.info(f"{gone} records left staging since the last run: resolving all records")
-        return None
-    return fresh
-
-
 def run_identity(
     context: dg.AssetExecutionContext, config: CrmConfig, wh: Warehouse, full: bool
 ) -> tuple[dict, dict[str, pd.DataFrame], dict[str, TableChange] | None]:
@@ -127,7 +111,7 @@ def run_identity(
 
     settings = config.identity
     priority = {s.name: s.priority for s in config.sources}
-    fresh_fingerprints = _changed_records(context, wh, full)
+    fresh_fingerprints = None if full else changed_records(wh, IDENTITY_TABLES, context.log.info)
     if fresh_fingerprints is None:
         customers, identifiers = wh.read_table(STAGING, "customers"), _identifiers(wh)
         prev_map, prev_history = read_if_exists(wh, IDENTITY_MAP), read_if_exists(wh, "customer_id_history")

@@ -7,6 +7,8 @@ costs one scan of staging.customers, not two million formatted rows in pandas.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import pandas as pd
 import sqlalchemy as sa
 
@@ -56,6 +58,24 @@ def changed_fingerprints(warehouse: Warehouse) -> pd.DataFrame | None:
         .order_by(*(current.c[k] for k in _KEY))
     )
     return warehouse.query(stmt).astype("string")
+
+
+def changed_records(
+    warehouse: Warehouse, identity_tables: Sequence[str], log: Callable[[str], object]
+) -> pd.DataFrame | None:
+    """The fingerprints of the new and changed records when the run can be incremental, else None
+    (a first run, or one after records left staging, resolves every record)."""
+    if not all(warehouse.table_exists(CORE, t) for t in identity_tables):
+        return None
+    fresh = changed_fingerprints(warehouse)
+    if fresh is None:
+        log("the last run's record fingerprints were made another way: resolving all records")
+        return None
+    gone = records_left_staging(warehouse)
+    if gone:
+        log(f"{gone} records left staging since the last run: resolving all records")
+        return None
+    return fresh
 
 
 def records_left_staging(warehouse: Warehouse) -> int:
