@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -47,6 +48,30 @@ def prepare(root: Path, demo: Path, people: int) -> Path:
     config_path = root / "crm.yaml"
     config_path.write_text(yaml.safe_dump(data, sort_keys=False))
     return config_path
+
+
+def keep_staged(warehouse: Path, snapshot: Path) -> None:
+    """Checkpoint the staged warehouse (its write-ahead log folded in) and copy it to ``snapshot``."""
+    import duckdb
+
+    con = duckdb.connect(str(warehouse))
+    con.execute("CHECKPOINT")
+    con.close()
+    shutil.copyfile(warehouse, snapshot)
+
+
+def restore_staged(snapshot: Path, warehouse: Path) -> None:
+    """Put a kept staged warehouse back, with no identity tables yet."""
+    Path(f"{warehouse}.wal").unlink(missing_ok=True)
+    shutil.copyfile(snapshot, warehouse)
+
+
+def forget_model(config_path: Path) -> None:
+    """Remove the saved identity model, so the next identity run trains one (a first run)."""
+    from crm_pipelines.config import load_config
+
+    config = load_config(config_path)
+    config.resolve_path(config.identity.model_path).unlink(missing_ok=True)
 
 
 def change_one_percent(config_path: Path) -> dict[str, int]:

@@ -129,6 +129,12 @@ class Warehouse:
                 close_pooled(self._adbc_uri)
             self._engine.dispose()
 
+    def forget(self) -> None:
+        """Dispose of the engine and drop it from the per-process cache (a throwaway warehouse)."""
+        self.dispose()
+        _ENGINES.pop(self.url, None)
+        self._engine = None
+
     # -- names -----------------------------------------------------------------------------------
     def quote(self, name: str) -> str:
         # Always quoted: DuckDB's dialect does not know all of DuckDB's reserved words (e.g. "at").

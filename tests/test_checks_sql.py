@@ -187,3 +187,37 @@ def test_drift_stats_in_sql_equal_the_frame_stats(warehouse):
 def test_a_missing_table_is_a_clear_error(warehouse):
     with pytest.raises(ValueError, match="checks_sql.nothing_here.*does not exist"):
         validate_in_warehouse(warehouse, SCHEMA, "nothing_here", every_kind("x"))
+
+
+def _identity_map_frame() -> pd.DataFrame:
+    """An identity map with one offence of each kind its contract knows, and nulls it must skip."""
+    return pd.DataFrame(
+        {
+            "source": ["crm", "crm", "shop", "shop", "email"],
+            "source_record_id": ["1", "1", "7", "8", "x@y.org"],
+            "customer_id": ["C1", "C1", None, "C2", "C3"],
+            "match_method": ["seed", "email", "probabilistic", "telepathy", "singleton"],
+            "match_probability": [1.0, 1.0, 1.5, 0.97, float("nan")],
+            "cluster_flag": [None, None, "ambiguous", None, None],
+        }
+    )
+
+
+def test_a_frame_validated_in_a_scratch_duckdb_agrees_with_great_expectations():
+    from crm_pipelines.checks.sql import validate_frame_in_duckdb
+    from crm_pipelines.checks.suites import identity_map_suite
+
+    frame = _identity_map_frame()
+    suite = identity_map_suite(staged_customer_count=6)
+    in_sql, stats = validate_frame_in_duckdb(frame, suite)
+    by_gx = validate(frame, suite)
+    assert in_sql.row_count == by_gx.row_count == len(frame)
+    for sql_result, gx_result in zip(in_sql.results, by_gx.results, strict=True):
+        assert sql_result.success == gx_result.success, (sql_result, gx_result)
+        if gx_result.unexpected_count is not None:
+            assert sql_result.unexpected_count == gx_result.unexpected_count, (sql_result, gx_result)
+    failed = {r.rule for r in in_sql.blocking_failures}
+    assert {"record_mapped_once", "every_record_mapped", "customer_id_not_null"} <= failed
+    assert stats == table_stats(frame)
+    passing, _ = validate_frame_in_duckdb(frame.iloc[[0, 4]], identity_map_suite(2))
+    assert passing.success, passing.to_markdown()

@@ -136,10 +136,15 @@ def test_incremental_night_writes_only_the_touched_customers(config, warehouse_u
         wh = warehouse.get_warehouse()
         _, tables, changes = run_identity(context, config, wh, full=False)
         assert changes is not None, "the second night must be incremental"
-        # The whole tables as a full publish would write them: links and lineage come back as the
-        # changed rows only (they are never read whole), so yesterday's rows of untouched customers
-        # are added here.
+        # The whole tables as a full publish would write them: links, lineage, fingerprints and
+        # matching state come back as the changed rows only (they are never read whole), so
+        # yesterday's rows of untouched customers and records are added here.
         whole = dict(tables)
+        for table in ("customer_record_fingerprints", "identity_match_records"):
+            old, fresh = wh.read_table(CORE, table), tables[table]
+            fresh_keys = set(zip(fresh["source"], fresh["source_record_id"], strict=True))
+            kept = [k not in fresh_keys for k in zip(old["source"], old["source_record_id"], strict=True)]
+            whole[table] = pd.concat([old[kept], fresh], ignore_index=True)
         scope = changes["customer_identity_map"].rows
         scope_keys = set(zip(scope["source"], scope["source_record_id"], strict=True))
         links = wh.read_table(CORE, "identity_links")
@@ -172,3 +177,34 @@ def test_incremental_night_writes_only_the_touched_customers(config, warehouse_u
         assert sorted(merged.loc[same, "source_record_id"]) == ["1", "4", "s1"]
     for table in IDENTITY_TABLES:
         assert _sorted_rows(wh, CORE, table) == _sorted_rows(wh, "core_whole", table), table
+
+
+def test_changes_are_found_in_the_warehouse(config, warehouse_url):
+    """The night's new and changed records, the records that left staging and the staged rows of given
+    keys come from SQL in the warehouse; old-style fingerprints make the night resolve everything."""
+    from crm_pipelines.assets.identity_state import (
+        changed_fingerprints,
+        fingerprints,
+        records_left_staging,
+        staged_rows_of,
+    )
+
+    wh = Warehouse(warehouse_url)
+    assert night(config, warehouse_url, staged(BASE)).success
+    assert changed_fingerprints(wh).empty and records_left_staging(wh) == 0
+    changed = [BASE[0], BASE[1], ("crm", "2", "Ben", "Adler-Neu", "1990-02-02", "ben@mail.de")]
+    wh.write_table(staged([*changed, ("crm", "3", "Cleo", "Dorn", "1970-03-03", None)]), STAGING, "customers")
+    fresh = changed_fingerprints(wh)
+    assert list(zip(fresh["source"], fresh["source_record_id"], strict=True)) == [("crm", "2"), ("crm", "3")]
+    current = fingerprints(wh).set_index(["source", "source_record_id"])["fingerprint"]
+    assert fresh.set_index(["source", "source_record_id"])["fingerprint"].equals(
+        current.loc[[("crm", "2"), ("crm", "3")]]
+    )
+    rows = staged_rows_of(wh, "customers", fresh)
+    assert sorted(rows["last_name"]) == ["Adler-Neu", "Dorn"]
+    assert not wh.table_exists(CORE, "identity_resolution__keys")
+    wh.write_table(staged(BASE[1:]), STAGING, "customers")
+    assert records_left_staging(wh) == 1
+    old_style = wh.read_table(CORE, "customer_record_fingerprints").assign(fingerprint="12345678901234567")
+    wh.write_table(old_style, CORE, "customer_record_fingerprints")
+    assert changed_fingerprints(wh) is None

@@ -6,7 +6,7 @@ the golden records with their lineage, and the history of retired ids. The attri
 (``core.orders``, ``core.support_tickets``, ...) join staging to the map inside the warehouse.
 """
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -15,13 +15,14 @@ import sqlalchemy as sa
 
 from crm_pipelines.assets.identity_publishing import publish_identity_tables
 from crm_pipelines.assets.identity_state import (
+    changed_records,
     empty_like,
     fingerprints,
     incremental_changes,
     read_if_exists,
     record_keys,
     replace_affected,
-    same_fingerprint_kind,
+    staged_rows_of,
 )
 from crm_pipelines.assets.metadata import table_metadata
 from crm_pipelines.assets.publishing import blocking_failures, quarantine_staged
@@ -54,6 +55,8 @@ IDENTITY_TABLES = (
     "identity_match_records",
 )
 NOT_READ = ("identity_links", "golden_lineage")
+NIGHTLY_PARTIAL = (*NOT_READ, "customer_record_fingerprints", "identity_match_records")
+"""Tables an incremental night holds only the changed rows of: never read whole, never published whole."""
 
 
 def core_key(table: str) -> dg.AssetKey:
@@ -68,8 +71,11 @@ class IdentityRunConfig(dg.Config):
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "identity" / "default_model.json"
 
 
-def identity_model(context, config: CrmConfig, customers: pd.DataFrame, identifiers: pd.DataFrame | None) -> dict:
-    """The saved model; trained once on these records when none is saved yet.
+def identity_model(
+    context, config: CrmConfig, records: Callable[[], tuple[pd.DataFrame, pd.DataFrame | None]]
+) -> dict:
+    """The saved model; trained once on the staged records (``records()`` reads them) when none is
+    saved yet.
 
     Where there are too few records to train on (a new installation's first trickle of data), the
     model shipped with the package, trained on the demo data, is used until there are enough.
@@ -80,73 +86,68 @@ def identity_model(context, config: CrmConfig, customers: pd.DataFrame, identifi
 
     path = config.resolve_path(config.identity.model_path)
     try:
-        return ensure_model(path, customers, identifiers, config.identity)
+        if path.exists():
+            return load_model(path)
+        return ensure_model(path, *records(), config.identity)
     except (ValueError, EMTrainingException) as e:  # a handful of records gives EM no pairs to learn from
         context.log.warning(f"cannot train an identity model on this data ({e}): using the bundled model")
         return load_model(DEFAULT_MODEL)
+
+
+def _identifiers(wh: Warehouse) -> pd.DataFrame | None:
+    return wh.read_table(STAGING, "customer_identifiers") if wh.table_exists(STAGING, "customer_identifiers") else None
 
 
 def run_identity(
     context: dg.AssetExecutionContext, config: CrmConfig, wh: Warehouse, full: bool
 ) -> tuple[dict, dict[str, pd.DataFrame], dict[str, TableChange] | None]:
     """Resolve; return the run's summary, the complete tables, and on an incremental night the rows
-    that changed in each (None when the tables are to be published whole)."""
+    that changed in each (None when the tables are to be published whole).
+
+    An incremental night finds the new and changed records in the warehouse and reads only those
+    and the records of the customers they touch; the fingerprints and matching state it returns
+    are the changed rows only (see NIGHTLY_PARTIAL), as are the links and the lineage."""
     from crm_pipelines.identity.incremental import resolve_incremental
     from crm_pipelines.identity.resolve import resolve
 
     settings = config.identity
-    customers = wh.read_table(STAGING, "customers")
-    identifiers = (
-        wh.read_table(STAGING, "customer_identifiers") if wh.table_exists(STAGING, "customer_identifiers") else None
-    )
     priority = {s.name: s.priority for s in config.sources}
-    # The links and the lineage (the largest tables) are never read: a full run replaces them, an
-    # incremental one changes the touched customers' rows in place.
-    previous = {t: None if t in NOT_READ else read_if_exists(wh, t) for t in IDENTITY_TABLES}
-    prev_map, prev_history = previous[IDENTITY_MAP], previous["customer_id_history"]
-    current = fingerprints(wh)
-    incremental = not full and all(wh.table_exists(CORE, t) for t in IDENTITY_TABLES)
-    if incremental and not same_fingerprint_kind(previous["customer_record_fingerprints"], current):
-        context.log.info("the last run's record fingerprints were made another way: resolving all records")
-        incremental = False
-    if incremental:
-        gone = ~record_keys(prev_map).isin(record_keys(current))
-        if gone.any():
-            context.log.info(f"{int(gone.sum())} records left staging since the last run: resolving all records")
-            incremental = False
-    if incremental:
-        old = previous["customer_record_fingerprints"]
-        known = current.merge(old, on=["source", "source_record_id"], how="left", suffixes=("", "_old"))
-        changed = (known["fingerprint"] != known["fingerprint_old"]).fillna(True).to_numpy()
-        fresh = customers[changed]
-        context.log.info(f"incremental identity run: {len(fresh)} new or changed of {len(customers)} records")
-        if fresh.empty:
-            tables = {t: empty_like(wh, t) if previous[t] is None else previous[t] for t in IDENTITY_TABLES}
-            unchanged = {t: TableChange(tables[t].iloc[:0]) for t in IDENTITY_TABLES}
-            return {"new_or_changed_records": 0, "records": len(prev_map)}, tables, unchanged
-    model = identity_model(context, config, customers, identifiers)
-    changes = None
-    if not incremental:
+    fresh_fingerprints = None if full else changed_records(wh, IDENTITY_TABLES, context.log.info)
+    if fresh_fingerprints is None:
+        customers, identifiers = wh.read_table(STAGING, "customers"), _identifiers(wh)
+        prev_map, prev_history = read_if_exists(wh, IDENTITY_MAP), read_if_exists(wh, "customer_id_history")
+        current = fingerprints(wh)
+        model = identity_model(context, config, lambda: (customers, identifiers))
         result = resolve(
-            customers,
-            identifiers,
-            settings,
-            model,
-            prev_map,
-            prev_history,
-            context.run.run_id,
+            customers, identifiers, settings, model, prev_map, prev_history, context.run.run_id,
             source_priority=priority,
         )
+        del customers
         tables = {
             IDENTITY_MAP: result.identity_map,
             "identity_links": result.links,
             "unified_customers": result.unified_customers,
             "golden_lineage": result.golden_lineage,
         }
+        changes = None
     else:
+        previous = {
+            t: read_if_exists(wh, t)
+            for t in (IDENTITY_MAP, "unified_customers", "customer_id_history", "identity_match_records")
+        }
+        prev_map, prev_history = previous[IDENTITY_MAP], previous["customer_id_history"]
+        fresh = staged_rows_of(wh, "customers", fresh_fingerprints)
+        context.log.info(f"incremental identity run: {len(fresh)} new or changed records")
+        if fresh.empty:
+            tables = {t: empty_like(wh, t) if previous.get(t) is None else previous[t] for t in IDENTITY_TABLES}
+            unchanged = {t: TableChange(tables[t].iloc[:0]) for t in IDENTITY_TABLES}
+            return {"new_or_changed_records": 0, "records": len(prev_map)}, tables, unchanged
+        has_identifiers = wh.table_exists(STAGING, "customer_identifiers")
+        identifiers = staged_rows_of(wh, "customer_identifiers", fresh) if has_identifiers else None
+        model = identity_model(context, config, lambda: (wh.read_table(STAGING, "customers"), _identifiers(wh)))
         result = resolve_incremental(
             fresh,
-            customers,
+            lambda keys: staged_rows_of(wh, "customers", keys),
             prev_map,
             identifiers,
             settings,
@@ -155,7 +156,9 @@ def run_identity(
             context.run.run_id,
             existing_match_records=previous["identity_match_records"],
             source_priority=priority,
+            whole_state=False,
         )
+        current = fresh_fingerprints
         changes = incremental_changes(result, current, record_keys(fresh))
         affected = set(result.affected_customer_ids or [])
         tables = {
@@ -220,7 +223,7 @@ def build_identity_asset(warehouse_kind: str, crm_config: CrmConfig) -> dg.Asset
     ) -> Iterator[dg.MaterializeResult]:
         wh = warehouse.get_warehouse()
         run_summary, tables, changes = run_identity(context, crm_config, wh, config.full_resolution)
-        partial = NOT_READ if changes is not None else ()
+        partial = NIGHTLY_PARTIAL if changes is not None else ()
         staged_count = wh.row_count(STAGING, "customers")
         summary = {k: v for k, v in run_summary.items() if not isinstance(v, (dict, list))}
         checks = {

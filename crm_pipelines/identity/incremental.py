@@ -10,7 +10,7 @@ does not normalize a million old ones again.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import duckdb
@@ -37,10 +37,19 @@ from crm_pipelines.identity.resolve import (
 )
 from crm_pipelines.identity.settings import IdentitySettings
 
+CustomerRecords = pd.DataFrame | Callable[[pd.DataFrame], pd.DataFrame]
+"""The existing staged customer records: a frame of all of them, or a function returning the rows of
+the given keys (source, source_record_id), so a night reads only the records it re-resolves."""
+
+
+def _rows_of(customers: CustomerRecords, keys: pd.DataFrame) -> pd.DataFrame:
+    return customers(keys) if callable(customers) else _records_of_keys(customers, keys)
+
 
 def _existing_state(
     con: duckdb.DuckDBPyConnection,
-    existing_customers: pd.DataFrame,
+    existing_customers: CustomerRecords,
+    existing_map: pd.DataFrame,
     existing_match_records: pd.DataFrame | None,
     identifiers: pd.DataFrame | None,
     settings: IdentitySettings,
@@ -50,7 +59,8 @@ def _existing_state(
     if existing_match_records is not None:
         register_state(con, existing_match_records, "state_cleaned")
         return
-    load_records(con, existing_customers, source_priority)
+    records = existing_customers if isinstance(existing_customers, pd.DataFrame) else existing_customers(existing_map)
+    load_records(con, records, source_priority)
     clean_records(con, identifiers, settings)
     con.execute("CREATE OR REPLACE TABLE state_cleaned AS SELECT * FROM cleaned")
     con.execute("DROP TABLE cleaned")
@@ -81,7 +91,7 @@ def _records_of_keys(customers: pd.DataFrame, keys: pd.DataFrame) -> pd.DataFram
 
 def resolve_incremental(
     new_or_changed_customers: pd.DataFrame,
-    existing_customers: pd.DataFrame,
+    existing_customers: CustomerRecords,
     existing_map: pd.DataFrame,
     identifiers: pd.DataFrame | None,
     settings: IdentitySettings,
@@ -92,6 +102,7 @@ def resolve_incremental(
     existing_match_records: pd.DataFrame | None = None,
     source_priority: Mapping[str, int] | None = None,
     recorded_at: dt.datetime | None = None,
+    whole_state: bool = True,
 ) -> IdentityResult:
     """Match new or changed records against the existing ones, and update only what they touch.
 
@@ -103,13 +114,15 @@ def resolve_incremental(
     costs about as much as the rest of the run). ``identity_map`` and ``match_records`` of the
     result are whole; golden records, lineage and links cover the affected customers only
     (``affected_customer_ids``: replace those). Removed records, and values that became shared by
-    many records, are only picked up by :func:`resolve`.
+    many records, are only picked up by :func:`resolve`. ``existing_customers`` may be a function of
+    keys (see :data:`CustomerRecords`); with ``whole_state=False`` the result's ``match_records`` hold
+    the new and changed records only (what a night writes).
     """
     watch = Stopwatch()
     now = utc_now(recorded_at)
     with duckdb_session(settings) as con:
         _existing_state(
-            con, existing_customers, existing_match_records, identifiers, settings, source_priority
+            con, existing_customers, existing_map, existing_match_records, identifiers, settings, source_priority
         )
         register_frame(
             con, "new_keys", new_or_changed_customers[["source", "source_record_id"]].astype("str")
@@ -145,7 +158,7 @@ def resolve_incremental(
         )["customer_id"].dropna()
         touched_ids = set(touched)
         scope_map = existing_map[existing_map["customer_id"].isin(touched_ids)]
-        scope_existing = _records_of_keys(existing_customers, scope_map)
+        scope_existing = _rows_of(existing_customers, scope_map)
         load_records(con, scope_existing, source_priority, unique_ids_from="state_cleaned")
         scope = con.execute("SELECT unique_id FROM records ORDER BY unique_id").fetchnumpy()["unique_id"]
         scope = scope.astype(np.int64)
@@ -157,7 +170,7 @@ def resolve_incremental(
             con, scope, settings, scope_map, previous_history, run_id, now, reserved
         )
         watch.lap("cluster_ids_golden")
-        state = fetch_state(con, ("state_cleaned", "cleaned"))
+        state = fetch_state(con, ("state_cleaned", "cleaned") if whole_state else ("cleaned",))
     # Every existing row of a touched customer (changed records included) was re-resolved.
     untouched = existing_map[~existing_map["customer_id"].isin(touched_ids)]
     full_map = pd.concat([untouched, identity_map], ignore_index=True).reindex(columns=list(MAP_COLUMNS))

@@ -28,6 +28,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pandas as pd
 import splink.comparison_level_library as cll
 import splink.comparison_library as cl
@@ -335,6 +336,36 @@ def _rounded(value: Any) -> Any:
     return value
 
 
+_SAMPLE_BUCKETS = 10_000
+
+
+def training_rule(con: duckdb.DuckDBPyConnection, columns: tuple[str, ...], max_pairs: float) -> Any:
+    """The expectation-maximisation blocking rule on ``columns`` of ``match_records``.
+
+    Its pairs grow with the square of the records: at a million people, records sharing first and
+    last name make hundreds of millions of pairs, and EM would compare every one. When the blocks
+    hold more than ``max_pairs`` pairs, the rule keeps a deterministic share of whole blocks, chosen
+    by a hash of the block's key, so the pairs it trains on are a sample of blocks independent of
+    how the records in them compare (a sample of records would split true pairs). Below the limit
+    (every demo and test size up to 100,000 people) it is the plain rule, and training is as before.
+    """
+    quoted = [f'"{c}"' for c in columns]
+    present = " AND ".join(f"{c} IS NOT NULL" for c in quoted)
+    pairs = con.execute(
+        f"SELECT coalesce(sum(n * (n - 1) / 2), 0) FROM (SELECT count(*) AS n FROM match_records "
+        f"WHERE {present} GROUP BY {', '.join(quoted)})"
+    ).fetchall()[0][0]
+    if pairs <= max_pairs:
+        return block_on(*columns)
+    kept = max(1, int(_SAMPLE_BUCKETS * max_pairs / pairs))
+    logging.getLogger(__name__).info(
+        "training on %s: %d pairs, sampling %d of %d blocks' buckets", columns, pairs, kept, _SAMPLE_BUCKETS
+    )
+    equal = " AND ".join(f"l.{c} = r.{c}" for c in quoted)
+    key = ", ".join(f"l.{c}" for c in quoted)
+    return CustomRule(f"{equal} AND hash({key}) % {_SAMPLE_BUCKETS} < {kept}")
+
+
 def train_model(
     customers: pd.DataFrame, identifiers: pd.DataFrame | None, settings: IdentitySettings
 ) -> dict[str, Any]:
@@ -367,7 +398,7 @@ def train_model(
         with unobserved_levels_summarised(logging.getLogger(__name__)):
             for rule in settings.training_blocking_rules:
                 linker.training.estimate_parameters_using_expectation_maximisation(
-                    block_on(*rule), estimate_without_term_frequencies=True
+                    training_rule(con, rule, settings.training_max_pairs), estimate_without_term_frequencies=True
                 )
         trained = linker.misc.save_model_to_json()
         untrained = _untrained_levels(linker)

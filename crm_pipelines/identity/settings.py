@@ -164,6 +164,13 @@ class IdentitySettings(BaseModel):
         (("date_of_birth",), ("first_name", "last_name")),
         description="Blocking rules of the expectation-maximisation passes that estimate m.",
     )
+    training_max_pairs: float = Field(
+        4e6,
+        ge=1e4,
+        description="Most record pairs one expectation-maximisation pass trains on: a rule whose blocks "
+        "hold more pairs trains on a deterministic sample of whole blocks (at a million people, pairs "
+        "sharing first and last name number hundreds of millions).",
+    )
     random_seed: int = Field(42, description="Seed of the random sample that estimates u.")
     u_sample_pairs: float = Field(
         3e6, ge=1e4, description="Record pairs sampled at random to estimate u probabilities."

@@ -1,0 +1,63 @@
+"""Training at scale: an expectation-maximisation pass whose blocks hold too many pairs trains on a
+deterministic sample of whole blocks; below the limit it is the plain rule, as always."""
+
+from __future__ import annotations
+
+import duckdb
+import pytest
+
+from crm_pipelines.identity.model import train_model, training_rule
+from crm_pipelines.identity.settings import IdentitySettings
+from crm_pipelines.identity.synthetic import synthetic_customers
+
+
+@pytest.fixture()
+def con():
+    connection = duckdb.connect(":memory:")
+    # 200 blocks of 10 records sharing first and last name: 200 * 45 = 9,000 pairs.
+    connection.execute(
+        "CREATE TABLE match_records AS SELECT i AS unique_id, 'name' || (i // 10) AS first_name, "
+        "'surname' || (i // 10) AS last_name FROM range(2000) AS t(i)"
+    )
+    yield connection
+    connection.close()
+
+
+def _pairs(con, rule) -> int:
+    condition = rule.get_blocking_rule(sql_dialect_str="duckdb").blocking_rule_sql
+    return con.execute(
+        f"SELECT count(*) FROM match_records AS l JOIN match_records AS r ON {condition} AND l.unique_id < r.unique_id"
+    ).fetchall()[0][0]
+
+
+def test_below_the_limit_the_rule_is_the_plain_one(con):
+    rule = training_rule(con, ("first_name", "last_name"), 9_000)
+    assert "hash" not in rule.get_blocking_rule(sql_dialect_str="duckdb").blocking_rule_sql
+    assert _pairs(con, rule) == 9_000
+
+
+def test_above_the_limit_whole_blocks_are_sampled_deterministically(con):
+    rule = training_rule(con, ("first_name", "last_name"), 3_000)
+    pairs = _pairs(con, rule)
+    assert 1_000 < pairs < 5_500  # about a third of the blocks
+    assert pairs % 45 == 0  # whole blocks only: a sample of records would split them
+    assert _pairs(con, training_rule(con, ("first_name", "last_name"), 3_000)) == pairs
+
+
+def test_a_model_trained_on_sampled_blocks_is_close_to_the_full_one():
+    data = synthetic_customers(1200, seed=7)
+    full = train_model(data.customers, data.identifiers, IdentitySettings())
+    sampled = train_model(data.customers, data.identifiers, IdentitySettings(training_max_pairs=1e4))
+
+    def m_values(model):
+        return {
+            (c["output_column_name"], level.get("label_for_charts")): level["m_probability"]
+            for c in model["splink_settings"]["comparisons"]
+            for level in c["comparison_levels"]
+            if not level.get("is_null_level")
+        }
+
+    full_m, sampled_m = m_values(full), m_values(sampled)
+    assert full_m.keys() == sampled_m.keys()
+    exact = [k for k in full_m if k[1] == "exact"]
+    assert exact and all(abs(full_m[k] - sampled_m[k]) < 0.15 for k in exact)
