@@ -8,9 +8,9 @@ the golden records with their lineage, and the history of retired ids. The attri
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
-import pandas as pd
 
 from crm_pipelines.assets.identity_publishing import publish_identity_tables
 from crm_pipelines.assets.identity_state import (
@@ -43,6 +43,9 @@ from crm_pipelines.schema import (
 from crm_pipelines.table_changes import TableChange
 from crm_pipelines.warehouse import Warehouse
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 IDENTITY_TABLES = (
     IDENTITY_MAP,
     "identity_links",
@@ -67,7 +70,7 @@ class IdentityRunConfig(dg.Config):
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "identity" / "default_model.json"
 
 
-def identity_model(context, config: CrmConfig, customers: pd.DataFrame, identifiers: pd.DataFrame | None) -> dict:
+def identity_model(context, config: CrmConfig, customers: "pd.DataFrame", identifiers: "pd.DataFrame | None") -> dict:
     """The saved model; trained once on these records when none is saved yet.
 
     Where there are too few records to train on (a new installation's first trickle of data), the
@@ -87,9 +90,11 @@ def identity_model(context, config: CrmConfig, customers: pd.DataFrame, identifi
 
 def run_identity(
     context: dg.AssetExecutionContext, config: CrmConfig, wh: Warehouse, full: bool
-) -> tuple[dict, dict[str, pd.DataFrame], dict[str, TableChange] | None]:
+) -> "tuple[dict, dict[str, pd.DataFrame], dict[str, TableChange] | None]":
     """Resolve; return the run's summary, the complete tables, and on an incremental night the rows
     that changed in each (None when the tables are to be published whole)."""
+    import pandas as pd
+
     from crm_pipelines.identity.incremental import resolve_incremental
     from crm_pipelines.identity.resolve import resolve
 
@@ -294,6 +299,7 @@ def build_attributed_asset(config: CrmConfig, entity: str, warehouse_kind: str) 
         check_specs=validated_check_specs(key, CORE_CONTRACT),
     )
     def _attributed(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+        import pandas as pd
         wh = warehouse.get_warehouse()
         result = attribute(wh, config, entity, f"{entity}__new")
         orphans = result.orphans

@@ -6,13 +6,16 @@ Imported by :mod:`crm_pipelines.assets.marts`, so it imports no asset module its
 
 from __future__ import annotations
 
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from crm_pipelines.analytics.activity import core_frame
 from crm_pipelines.assets.core import IDENTITY_MAP
 from crm_pipelines.config import CrmConfig
 from crm_pipelines.schema import CORE, MARTS, STAGING
 from crm_pipelines.warehouse import Warehouse
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 CAMPAIGN_ASSIGNMENTS = "campaign_assignments"
 
@@ -61,6 +64,8 @@ def loyalty_frame(wh: Warehouse, config: CrmConfig, customers: pd.DataFrame, as_
 
 def with_loyalty_kpis(wh: Warehouse, config: CrmConfig, kpis: pd.DataFrame) -> pd.DataFrame:
     """crm_kpis with loyalty_members and regular_customers per day."""
+    import pandas as pd
+
     from crm_pipelines.analytics.loyalty import daily_loyalty_kpis
 
     if kpis.empty:

@@ -7,13 +7,15 @@ costs one scan of staging.customers, not two million formatted rows in pandas.
 
 from __future__ import annotations
 
-import pandas as pd
-import sqlalchemy as sa
+from typing import TYPE_CHECKING
 
 from crm_pipelines.attribution import IDENTITY_MAP
 from crm_pipelines.schema import CORE, ENTITIES, STAGING
 from crm_pipelines.table_changes import TableChange
 from crm_pipelines.warehouse import Warehouse, col
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 MATCHED_COLUMNS = [c.name for c in ENTITIES["customers"].staged_columns]
 
@@ -23,6 +25,7 @@ _NULL_MARK = "\u2400"  # ␀: a null and an empty string must not hash alike
 def fingerprints(warehouse: Warehouse) -> pd.DataFrame:
     """An MD5 per staged customer record, computed in the warehouse, to find the records that changed
     since the last run. (Formatting two million timestamps as strings in pandas took minutes.)"""
+    import sqlalchemy as sa
     values = [sa.func.coalesce(sa.cast(col(c), sa.Text), _NULL_MARK) for c in MATCHED_COLUMNS]
     stmt = sa.select(
         sa.cast(col("source"), sa.Text).label("source"),
@@ -49,6 +52,7 @@ _READ_ORDER = {
 
 
 def read_if_exists(warehouse: Warehouse, table: str) -> pd.DataFrame | None:
+    import sqlalchemy as sa
     if not warehouse.table_exists(CORE, table):
         return None
     order = _READ_ORDER.get(table)
@@ -59,14 +63,17 @@ def read_if_exists(warehouse: Warehouse, table: str) -> pd.DataFrame | None:
 
 
 def empty_like(warehouse: Warehouse, table: str) -> pd.DataFrame:
+    import sqlalchemy as sa
     return warehouse.query(sa.select(sa.text("*")).select_from(warehouse.table(CORE, table)).limit(0))
 
 
 def record_keys(frame: pd.DataFrame, left: str = "source", right: str = "source_record_id") -> pd.MultiIndex:
+    import pandas as pd
     return pd.MultiIndex.from_frame(frame[[left, right]].astype("string"))
 
 
 def replace_affected(previous: pd.DataFrame | None, fresh: pd.DataFrame, drop: pd.Series) -> pd.DataFrame:
+    import pandas as pd
     if previous is None:
         return fresh
     return pd.concat([previous[~drop], fresh], ignore_index=True)
@@ -80,6 +87,7 @@ def incremental_changes(result, current: pd.DataFrame, fresh_keys: pd.MultiIndex
     records and lineage; new history rows are appended; new and changed records replace their
     fingerprints and matching values.
     """
+    import pandas as pd
     record_key = ("source", "source_record_id")
     affected = pd.DataFrame({"customer_id": pd.array(sorted(result.affected_customer_ids or []), dtype="string")})
     scope_map = result.identity_map[result.identity_map["customer_id"].isin(affected["customer_id"])]

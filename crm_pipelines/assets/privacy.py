@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from crm_pipelines.analytics.suppression import suppression_list
 from crm_pipelines.config import CrmConfig
 from crm_pipelines.erasure.tombstones import ERASED_REASON, HASHED_ADDRESS_KINDS, TOMBSTONES_TABLE
 from crm_pipelines.schema import AUDIT, CORE, STAGING
 from crm_pipelines.warehouse import Warehouse
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 SUPPRESSION_TABLE = "suppression_list"
 
@@ -17,6 +20,7 @@ def with_erased_addresses(suppressed: pd.DataFrame, wh: Warehouse) -> pd.DataFra
     """The suppression list plus every erased email and phone, by SHA-256 only (``email_sha256``,
     ``phone_sha256``, reason ``erased``): an erased person is never marketed to again, and the list never
     holds their address. An export checks an address by hashing its normalized form."""
+    import pandas as pd
     if not wh.table_exists(AUDIT, TOMBSTONES_TABLE):
         return suppressed
     tombstones = wh.read_table(AUDIT, TOMBSTONES_TABLE, columns=["key_kind", "key_hash", "recorded_at"])
@@ -43,6 +47,7 @@ def address_suppression(
 ) -> pd.DataFrame:
     """The suppressed addresses (see :mod:`crm_pipelines.analytics.suppression`), published as
     ``core.suppression_list`` for other exports (SMS, ad audiences) to honour too."""
+    import pandas as pd
     columns = ["source", "source_record_id", "email", "phone"]
     records = (
         wh.read_table(STAGING, "customers", columns=columns)
