@@ -18,7 +18,7 @@ plus what ``import great_expectations`` costs in a fresh interpreter (a run no l
 Then, unless ``--skip-nightly``, the end-to-end figures the targets are about: ``benchmarks/nightly.py``
 runs ``crm_nightly`` on demo sources for the same number of people and prints what validation adds
 to the run's wall time (target: at most 15%) and how long loading the Dagster definitions takes
-(target: at most 3 s).
+(target: at most 2 s).
 """
 
 from __future__ import annotations

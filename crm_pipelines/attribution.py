@@ -12,13 +12,15 @@ their order. Rows no customer can be found for are returned separately, for quar
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import pandas as pd
-import sqlalchemy as sa
+from typing import TYPE_CHECKING
 
 from crm_pipelines.config import CrmConfig
 from crm_pipelines.schema import CORE, ENTITIES, STAGING, core_entity_columns
 from crm_pipelines.warehouse import Warehouse, col
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import sqlalchemy as sa
 
 IDENTITY_MAP = "customer_identity_map"
 EMAIL_COLUMN = {
@@ -43,6 +45,7 @@ class Attribution:
 
 def reference_expressions(config: CrmConfig, entity: str) -> tuple[sa.ColumnElement, sa.ColumnElement]:
     """SQL for the (source, source_record_id) of the customer record a staged row names."""
+    import sqlalchemy as sa
     redirects = {
         s.name: s.entities[entity].customer_source
         for s in config.sources_for(entity)
@@ -65,6 +68,7 @@ def reference_expressions(config: CrmConfig, entity: str) -> tuple[sa.ColumnElem
 
 def attributed_rows(warehouse: Warehouse, config: CrmConfig, entity: str) -> sa.Subquery:
     """Every staged row of ``entity`` with the customer_id it belongs to (null when none is found)."""
+    import sqlalchemy as sa
     staged_columns = [c.name for c in ENTITIES[entity].staged_columns]
     staged = warehouse.table(STAGING, entity, staged_columns).alias("s")
     if entity == "order_items":
@@ -94,6 +98,8 @@ def attributed_rows(warehouse: Warehouse, config: CrmConfig, entity: str) -> sa.
 def attribute(warehouse: Warehouse, config: CrmConfig, entity: str, table: str) -> Attribution:
     """Write ``entity``'s attributed rows to ``core.<table>`` (replacing it) with one ``INSERT ... SELECT``
     inside the warehouse; only the orphans and the per-source counts come back to Python."""
+    import pandas as pd
+    import sqlalchemy as sa
     columns = core_entity_columns(entity)
     names = [c.name for c in columns]
     rows = attributed_rows(warehouse, config, entity)

@@ -22,12 +22,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-
-import sqlalchemy as sa
+from typing import TYPE_CHECKING
 
 from crm_pipelines.config import RESERVED_DUCKDB_CATALOGS, duckdb_catalog_name
 from crm_pipelines.schema import MARTS
 from crm_pipelines.warehouse import Warehouse
+
+if TYPE_CHECKING:
+    import sqlalchemy as sa
 
 # Publishing writes ``<table>__new`` before the swap; a killed run can leave one behind.
 _STAGING_SUFFIX = "__new"
@@ -54,6 +56,7 @@ def export_enabled(mode: str, warehouse_kind: str) -> bool:
 
 def mart_tables(wh: Warehouse, schema: str = MARTS) -> list[str]:
     """The published tables of ``schema`` (not views, not half-published staging tables), sorted."""
+    import sqlalchemy as sa
     tables = sa.table(
         "tables",
         sa.column("table_schema"),
@@ -122,6 +125,7 @@ def _copy_from_duckdb(wh: Warehouse, tmp: Path, schema: str, tables: Sequence[st
 
 def _copy_through_arrow(wh: Warehouse, tmp: Path, schema: str, tables: Sequence[str]) -> None:
     import duckdb
+    import sqlalchemy as sa
 
     # A server warehouse is read table by table as Arrow (ADBC on PostgreSQL), keeping its types.
     with contextlib.closing(duckdb.connect(str(tmp))) as duck:

@@ -24,6 +24,8 @@ from crm_pipelines.identity.settings import IdentitySettings
 from crm_pipelines.schema import ENTITIES
 
 CONFIG_ENV = "CRM_CONFIG"
+# libyaml's parser where PyYAML was built with it: about 8x faster than the pure-Python one.
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 WAREHOUSE_URL_ENV = "CRM_WAREHOUSE_URL"
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -454,7 +456,7 @@ def load_config(path: str | os.PathLike[str] | None = None) -> CrmConfig:
     except OSError as e:
         raise ConfigError(f"{file}: cannot read configuration: {e.strerror}") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_YAML_LOADER)
     except yaml.YAMLError as e:
         raise ConfigError(f"{file}: not valid YAML: {e}") from None
     if not isinstance(data, dict):

@@ -24,10 +24,7 @@ import json
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import pandas as pd
-import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from typing import TYPE_CHECKING
 
 from crm_pipelines.config import CrmConfig, SourceConfig
 from crm_pipelines.schema import (
@@ -49,6 +46,11 @@ from crm_pipelines.staging.stage import StagingResult
 from crm_pipelines.staging.values import typed_frame
 from crm_pipelines.staging_deletes import RUN_KEYS_COLUMNS, SOURCE_DELETES, record_removed, run_keys
 from crm_pipelines.warehouse import Warehouse, col
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import sqlalchemy as sa
+    from sqlalchemy.engine import Connection
 
 STAGED_BATCHES = "staged_batches"
 STAGED_BATCHES_COLUMNS = (
@@ -141,6 +143,8 @@ def ensure_tables(wh: Warehouse, entity: str) -> None:
 
 def raw_batches(wh: Warehouse, source: SourceConfig, entity: str) -> pd.DataFrame:
     """batch_id, rows, ingested_at of a source's raw table, oldest batch first."""
+    import pandas as pd
+    import sqlalchemy as sa
     table = raw_table_name(source.name, entity)
     if not wh.table_exists(RAW, table):
         return pd.DataFrame({"batch_id": [], "rows": [], "ingested_at": []})
@@ -156,6 +160,7 @@ def raw_batches(wh: Warehouse, source: SourceConfig, entity: str) -> pd.DataFram
 
 
 def _recorded(wh: Warehouse, entity: str) -> pd.DataFrame:
+    import sqlalchemy as sa
     t = wh.table(AUDIT, STAGED_BATCHES, ["source", "batch_id", "rows", "rules_fingerprint", "as_of_end", "entity"])
     stmt = sa.select(t.c.source, t.c.batch_id, t.c.rows, t.c.rules_fingerprint, t.c.as_of_end).where(
         t.c.entity == entity
@@ -167,6 +172,7 @@ def plan_staging(
     wh: Warehouse, config: CrmConfig, entity: str, fingerprint: str, as_of_end: dt.datetime
 ) -> StagingPlan:
     """Decide which batches this run stages (see the module docstring for what forces a restage)."""
+    import pandas as pd
     ensure_tables(wh, entity)
     recorded = _recorded(wh, entity)
     sources = config.sources_for(entity)
@@ -206,6 +212,7 @@ def plan_staging(
 
 def _time_bound(wh: Warehouse, config: CrmConfig, entity: str) -> list[tuple[SourceConfig, str, list[str]]]:
     """Records whose current version a time-bound rule quarantined (as a row or a field), by batch."""
+    import sqlalchemy as sa
     q = wh.table(QUARANTINE, QUARANTINE_TABLE, ["layer", "entity", "source", "record_id", "rule"])
     i = wh.table(AUDIT, STAGED_RECORDS, ["entity", "source", "record_id", "batch_id"])
     stmt = (
@@ -228,6 +235,7 @@ def read_records(
     wh: Warehouse, source: SourceConfig, entity: str, batch_id: str, record_ids: list[str]
 ) -> pd.DataFrame:
     """The raw rows of ``batch_id`` whose record id (trimmed, as staging cleans it) is one of ``record_ids``."""
+    import sqlalchemy as sa
     ent = ENTITIES[entity]
     raw_column = source.entities[entity].columns.get(ent.record_id)
     if raw_column is None:  # a derived id (order lines without line ids): judge the whole batch again
@@ -269,11 +277,13 @@ def only_records(entity: str, result: StagingResult, record_ids: list[str]) -> S
 
 
 def _key_frame(source: str, ids: pd.Series) -> pd.DataFrame:
+    import pandas as pd
     ids = ids.dropna().drop_duplicates()
     return pd.DataFrame({"source": source, "record_id": ids.astype("str").to_numpy()})
 
 
 def _record_index(entity: str, batch: StagedBatch, stamp: pd.Timestamp) -> pd.DataFrame:
+    import pandas as pd
     record_id = ENTITIES[entity].record_id
     staged = batch.result.staged[record_id]
     rejected = batch.result.quarantined
@@ -288,11 +298,13 @@ def _record_index(entity: str, batch: StagedBatch, stamp: pd.Timestamp) -> pd.Da
 
 def row_level(quarantine: sa.TableClause) -> sa.ColumnElement[bool]:
     """Quarantine rows that stand for a whole raw row (not a field nulled in a staged record)."""
+    import sqlalchemy as sa
     return sa.not_(sa.func.coalesce(quarantine.c.reason, "").endswith(FIELD_NULLED, autoescape=True))
 
 
 def staged_records_only(entity: str, t: sa.TableClause) -> sa.ColumnElement[bool]:
     """Customer rows that are records, not stubs for people only other entities name."""
+    import sqlalchemy as sa
     if entity != "customers":
         return sa.true()
     return sa.func.coalesce(t.c.record_kind, "record") != "referenced"
@@ -304,6 +316,7 @@ def _scratch_prefix(entity: str) -> str:
 
 def _drop_leftover_scratch(wh: Warehouse, entity: str) -> None:
     """Scratch tables of this entity a killed run left behind (one run stages an entity at a time)."""
+    import sqlalchemy as sa
     if wh.dialect not in ("duckdb", "postgresql"):
         return
     tables = sa.table("tables", sa.column("table_schema"), sa.column("table_name"), schema="information_schema")
@@ -330,6 +343,7 @@ class _Scratch:
         return name
 
     def drop(self, conn: Connection) -> None:
+        import sqlalchemy as sa
         for name in self.names:
             conn.execute(sa.text(f"DROP TABLE IF EXISTS {self.wh.qualified(STAGING, name)}"))
 
@@ -352,6 +366,8 @@ def apply_batches(
     """Replace the staged, quarantined and indexed rows of the batches' records, oldest batch first,
     and record the batches, all in one transaction. ``in_transaction(conn)`` runs last inside it.
     Returns the staged_batches rows written."""
+    import pandas as pd
+    import sqlalchemy as sa
     ent = ENTITIES[entity]
     stamp = pd.Timestamp(dt.datetime.now(dt.UTC))
     scratch = _Scratch(wh, entity)
@@ -442,6 +458,7 @@ def apply_batches(
 
 
 def _insert_from(conn: Connection, wh: Warehouse, target: sa.TableClause, scratch: str, columns) -> None:
+    import sqlalchemy as sa
     names = [c.name for c in columns]
     source = wh.table(STAGING, scratch, names)
     conn.execute(sa.insert(target).from_select([target.c[n] for n in names], sa.select(*(source.c[n] for n in names))))

@@ -11,14 +11,17 @@ as ``flagged_deleted`` or ``missing_from_delivery``, with the run that removed i
 
 from __future__ import annotations
 
-import pandas as pd
-import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from typing import TYPE_CHECKING
 
 from crm_pipelines.schema import AUDIT, SOURCE_DELETE_COLUMNS, Column
 from crm_pipelines.staging.deletes import FLAGGED_DELETED, MISSING_FROM_DELIVERY
 from crm_pipelines.staging.stage import StagingResult
 from crm_pipelines.warehouse import Warehouse
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import sqlalchemy as sa
+    from sqlalchemy.engine import Connection
 
 SOURCE_DELETES = "source_deletes"
 RUN_KEYS_COLUMNS = (
@@ -32,6 +35,7 @@ def run_keys(entity_record_id: str, results: list[tuple[str, StagingResult]]) ->
     """Every record the run's batches hold, in the state the last of them leaves it: deleted or not.
 
     ``results`` are (source, result) in the order the batches are applied."""
+    import pandas as pd
     frames = []
     for source, res in results:
         present = pd.concat([res.staged[entity_record_id], res.quarantined["record_id"]], ignore_index=True)
@@ -60,6 +64,7 @@ def record_removed(
     """Before the run changes anything: write to ``audit.source_deletes`` the records ``index``
     (``audit.staged_records``) holds as staged that the run removes: those the run's batches leave
     marked deleted, and, in ``whole_sources`` (restaged whole), those no batch of the run holds."""
+    import sqlalchemy as sa
     deletes = wh.table(AUDIT, SOURCE_DELETES, [c.name for c in SOURCE_DELETE_COLUMNS])
     keys = wh.table(keys_schema, keys_table, [c.name for c in RUN_KEYS_COLUMNS])
     flagged = keys.c.deleted.is_(True)
@@ -91,6 +96,7 @@ def record_removed(
 
 def removed_this_run(wh: Warehouse, entity: str, run_id: str) -> pd.DataFrame:
     """kind, records: what ``run_id`` removed from ``entity`` because its sources deleted it."""
+    import sqlalchemy as sa
     deletes = wh.table(AUDIT, SOURCE_DELETES, ["run_id", "entity", "kind"])
     stmt = (
         sa.select(deletes.c.kind, sa.func.count().label("records"))

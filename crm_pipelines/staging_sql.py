@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-
-import pandas as pd
-import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from typing import TYPE_CHECKING
 
 from crm_pipelines.attribution import EMAIL_COLUMN, reference_expressions
 from crm_pipelines.config import CrmConfig
@@ -33,6 +30,11 @@ from crm_pipelines.staging_batches import (
 )
 from crm_pipelines.warehouse import Warehouse, col
 
+if TYPE_CHECKING:
+    import pandas as pd
+    import sqlalchemy as sa
+    from sqlalchemy.engine import Connection
+
 
 def reconciliation(
     wh: Warehouse, config: CrmConfig, entity: str, *, run_id: str, now: dt.datetime | None = None
@@ -45,6 +47,8 @@ def reconciliation(
     deleted. Raw rows that changed outside staging, a lost or duplicated
     quarantine row, or a staged record counted twice all break the equation.
     """
+    import pandas as pd
+    import sqlalchemy as sa
     stamp = pd.Timestamp(now or dt.datetime.now(dt.UTC))
     staged = wh.table(STAGING, entity, ["source", "record_kind"] if entity == "customers" else ["source"])
     quarantine = wh.table(QUARANTINE, QUARANTINE_TABLE, [c.name for c in QUARANTINE_COLUMNS])
@@ -84,6 +88,7 @@ def reconciliation(
 
 def table_stats_sql(wh: Warehouse, schema: str, table: str, columns: list[str]) -> dict:
     """Like :func:`crm_pipelines.checks.table_stats`, counted in the warehouse."""
+    import sqlalchemy as sa
     t = wh.table(schema, table, columns)
     stmt = sa.select(sa.func.count(), *(sa.func.count(t.c[c]) for c in columns)).select_from(t)
     with wh.connect() as conn:
@@ -95,6 +100,7 @@ def table_stats_sql(wh: Warehouse, schema: str, table: str, columns: list[str]) 
 
 def _references(wh: Warehouse, config: CrmConfig, entity: str) -> sa.Select:
     """(source, source_record_id, email, created_at) of the customer each staged row names."""
+    import sqlalchemy as sa
     ref_source, ref_id = reference_expressions(config, entity)
     email_column = EMAIL_COLUMN.get(entity)
     by_email = ref_id.startswith(EMAIL_PREFIX, autoescape=True)
@@ -120,6 +126,7 @@ def refresh_referenced_customers(
     earliest referencing time as created_at. Stubs that did not change keep their rows. Returns (added,
     removed).
     """
+    import sqlalchemy as sa
     customers = wh.table(STAGING, "customers", [c.name for c in CUSTOMERS.staged_columns])
     stub = customers.c.record_kind == REFERENCED
     if not entities:

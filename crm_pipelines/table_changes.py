@@ -17,13 +17,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-
-import pandas as pd
-import pyarrow as pa
-import sqlalchemy as sa
+from typing import TYPE_CHECKING
 
 from crm_pipelines.schema import ColumnType
 from crm_pipelines.warehouse import Warehouse, WarehouseError, arrow_table
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+    import sqlalchemy as sa
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,7 @@ def _side_name(table: str, kind: str) -> str:
 
 def _cast_to(arrow: pa.Table, target: pa.Schema) -> pa.Table:
     """``arrow`` with the target's column order and types (all-null columns take any type)."""
+    import pyarrow as pa
     arrays = []
     for field in target:
         column = arrow[field.name]
@@ -62,6 +65,7 @@ def _cast_to(arrow: pa.Table, target: pa.Schema) -> pa.Table:
 
 
 def _live_schema(warehouse: Warehouse, schema: str, table: str) -> pa.Schema | None:
+    import sqlalchemy as sa
     if not warehouse.table_exists(schema, table):
         return None
     return warehouse.query_arrow(sa.select(sa.text("*")).select_from(warehouse.table(schema, table)).limit(0)).schema
@@ -76,6 +80,7 @@ def _stage_change(
 ) -> tuple[int, list[str]] | None:
     """Write the change's side tables: (rows, the table's columns); None when the table must be
     published whole instead."""
+    import pyarrow as pa
     live = _live_schema(warehouse, schema, table)
     rows = arrow_table(change.rows, column_types)
     if live is None or set(live.names) != set(rows.column_names):
@@ -92,6 +97,7 @@ def _stage_change(
 def _apply_change(
     conn: sa.Connection, warehouse: Warehouse, schema: str, table: str, key: Sequence[str], columns: Sequence[str]
 ) -> None:
+    import sqlalchemy as sa
     target = warehouse.table(schema, table, columns)
     if key:
         replaced = warehouse.table(schema, _side_name(table, "replaced"), key)

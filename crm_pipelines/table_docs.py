@@ -14,11 +14,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-
-import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from typing import TYPE_CHECKING
 
 from crm_pipelines.schema import Column
+
+if TYPE_CHECKING:
+    import sqlalchemy as sa
+    from sqlalchemy.engine import Connection
 
 # PostgreSQL truncates identifiers longer than this; the table part of an index name is cut to fit.
 _MAX_IDENTIFIER = 63
@@ -35,11 +37,13 @@ class TableDocs:
 
 
 def _name(table: str, kind: str, suffix: str) -> str:
+    import sqlalchemy as sa
     tail = f"_{kind}_{suffix}"
     return sa.quoted_name(table[: _MAX_IDENTIFIER - len(tail)] + tail, True)
 
 
 def _table(schema: str, table: str, present: Sequence[str], docs: TableDocs) -> sa.Table:
+    import sqlalchemy as sa
     described = {c.name: c.description for c in docs.columns}
     return sa.Table(
         sa.quoted_name(table, True),
@@ -58,6 +62,7 @@ def document_postgres_table(
     SQLAlchemy's DDL constructs render the comments as escaped literals (PostgreSQL's COMMENT takes
     no bind parameters).
     """
+    import sqlalchemy as sa
     target = _table(schema, table, present, docs)
     conn.execute(sa.schema.SetTableComment(target))
     for column in target.columns:
@@ -78,6 +83,7 @@ def document_postgres_table(
 
 
 def has_primary_key(conn: Connection, schema: str, table: str) -> bool:
+    import sqlalchemy as sa
     constraints = sa.table(
         "table_constraints",
         sa.column("table_schema"),

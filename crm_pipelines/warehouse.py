@@ -17,27 +17,32 @@ import time
 import uuid
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
-import pyarrow as pa
-import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
+from typing import TYPE_CHECKING, Any
 
 from crm_pipelines.adbc_pool import adbc_connection, close_pooled
 from crm_pipelines.schema import Column, ColumnType
 from crm_pipelines.table_docs import TableDocs, document_postgres_table, has_primary_key
 
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+    import sqlalchemy as sa
+    from sqlalchemy.engine import Connection, Engine
+
 log = logging.getLogger(__name__)
 
-ARROW_TYPES: dict[str, pa.DataType] = {
-    "string": pa.string(),
-    "timestamp": pa.timestamp("us", tz="UTC"),
-    "date": pa.date32(),
-    "float": pa.float64(),
-    "integer": pa.int64(),
-    "boolean": pa.bool_(),
-}
+
+def arrow_type(dtype: str) -> pa.DataType | None:
+    """The Arrow type a canonical column type (``ColumnType``) is written as; None for any other name."""
+    import pyarrow as pa
+    return {
+        "string": pa.string(),
+        "timestamp": pa.timestamp("us", tz="UTC"),
+        "date": pa.date32(),
+        "float": pa.float64(),
+        "integer": pa.int64(),
+        "boolean": pa.bool_(),
+    }.get(dtype)
 
 
 class WarehouseError(RuntimeError):
@@ -49,6 +54,7 @@ _ENGINES: dict[str, Engine] = {}
 
 def _engine(url: str) -> Engine:
     """One engine per URL per process: DuckDB allows one writer process per file, so share it."""
+    import sqlalchemy as sa
     if url not in _ENGINES:
         if url.startswith("duckdb:///"):
             path = url[len("duckdb:///") :]
@@ -68,12 +74,13 @@ def dispose_engines() -> None:
 
 def arrow_table(frame: pd.DataFrame | pa.Table, column_types: Mapping[str, ColumnType] | None = None) -> pa.Table:
     """Arrow table with declared columns cast to their types and untyped all-null columns as strings."""
+    import pyarrow as pa
     table = frame if isinstance(frame, pa.Table) else pa.Table.from_pandas(frame, preserve_index=False)
     column_types = column_types or {}
     fields = []
     arrays = []
     for name, col in zip(table.column_names, table.columns, strict=True):
-        target = ARROW_TYPES.get(column_types.get(name, ""))
+        target = arrow_type(column_types.get(name, ""))
         if target is None:
             if pa.types.is_null(col.type):
                 target = pa.string()
@@ -113,6 +120,7 @@ class Warehouse:
     @contextlib.contextmanager
     def connect(self) -> Iterator[Connection]:
         """A connection inside one transaction: committed on success, rolled back on error."""
+        import sqlalchemy as sa
         try:
             connection = self.engine.connect()
         except sa.exc.OperationalError as e:
@@ -145,10 +153,12 @@ class Warehouse:
 
     def table(self, schema: str, table: str, columns: Sequence[str] = ()) -> sa.TableClause:
         """A lightweight table construct for building statements with SQLAlchemy (names always quoted)."""
+        import sqlalchemy as sa
         return sa.table(sa.quoted_name(table, True), *(col(c) for c in columns), schema=sa.quoted_name(schema, True))
 
     # -- inspection ------------------------------------------------------------------------------
     def ensure_schemas(self, *schemas: str) -> None:
+        import sqlalchemy as sa
         with self.connect() as conn:
             for schema in schemas:
                 conn.execute(sa.schema.CreateSchema(schema, if_not_exists=True))
@@ -159,6 +169,7 @@ class Warehouse:
         return self.dialect in ("duckdb", "postgresql")
 
     def table_exists(self, schema: str, table: str) -> bool:
+        import sqlalchemy as sa
         if not self._information_schema():
             with self.connect() as conn:
                 return sa.inspect(conn).has_table(table, schema=schema)
@@ -172,6 +183,7 @@ class Warehouse:
             return bool(conn.execute(stmt).scalar_one())
 
     def columns(self, schema: str, table: str) -> list[str]:
+        import sqlalchemy as sa
         if not self._information_schema():
             with self.connect() as conn:
                 return [c["name"] for c in sa.inspect(conn).get_columns(table, schema=schema)]
@@ -192,6 +204,7 @@ class Warehouse:
             return [r[0] for r in conn.execute(stmt)]
 
     def row_count(self, schema: str, table: str, where: sa.ColumnElement[bool] | None = None) -> int:
+        import sqlalchemy as sa
         stmt = sa.select(sa.func.count()).select_from(self.table(schema, table))
         if where is not None:
             stmt = stmt.where(where)
@@ -202,6 +215,7 @@ class Warehouse:
     def read_table(
         self, schema: str, table: str, columns: Sequence[str] | None = None, where: Any = None
     ) -> pd.DataFrame:
+        import sqlalchemy as sa
         cols = [col(c) for c in columns] if columns else [sa.text("*")]
         stmt = sa.select(*cols).select_from(self.table(schema, table))
         if where is not None:
@@ -213,6 +227,9 @@ class Warehouse:
         return self.query_arrow(statement, params).to_pandas()
 
     def query_arrow(self, statement: str | sa.Executable, params: Mapping[str, Any] | None = None) -> pa.Table:
+        import pandas as pd
+        import pyarrow as pa
+        import sqlalchemy as sa
         stmt = sa.text(statement) if isinstance(statement, str) else statement
         if self.dialect == "duckdb":
             sql = str(stmt.compile(dialect=self.engine.dialect, compile_kwargs={"literal_binds": True}))
@@ -230,6 +247,7 @@ class Warehouse:
         return pa.Table.from_pandas(frame, preserve_index=False)
 
     def _duckdb_fetch_params(self, stmt: sa.Executable, params: Mapping[str, Any]) -> pa.Table:
+        import pyarrow as pa
         with self.connect() as conn:
             result = conn.execute(stmt, dict(params))
             rows = result.fetchall()
@@ -240,6 +258,7 @@ class Warehouse:
             )
 
     def execute(self, statement: str | sa.Executable, params: Mapping[str, Any] | None = None) -> None:
+        import sqlalchemy as sa
         stmt = sa.text(statement) if isinstance(statement, str) else statement
         with self.connect() as conn:
             conn.execute(stmt, dict(params or {}))
@@ -247,7 +266,8 @@ class Warehouse:
     # -- writing ---------------------------------------------------------------------------------
     def create_table(self, schema: str, table: str, columns: Sequence[Column]) -> None:
         """Create an empty table with canonical column types, if it does not exist."""
-        empty = pa.table({c.name: pa.array([], ARROW_TYPES[c.dtype]) for c in columns})
+        import pyarrow as pa
+        empty = pa.table({c.name: pa.array([], arrow_type(c.dtype)) for c in columns})
         if not self.table_exists(schema, table):
             self.write_table(empty, schema, table, mode="create")
 
@@ -278,6 +298,7 @@ class Warehouse:
         return arrow.num_rows
 
     def _align_to_table(self, schema: str, table: str, arrow: pa.Table) -> pa.Table:
+        import pyarrow as pa
         existing = self.columns(schema, table)
         arrays = []
         for name in existing:
@@ -289,6 +310,7 @@ class Warehouse:
         return aligned
 
     def _add_missing_columns(self, schema: str, table: str, arrow: pa.Table) -> None:
+        import sqlalchemy as sa
         existing = set(self.columns(schema, table))
         missing = [f for f in arrow.schema if f.name not in existing]
         if not missing:
@@ -386,6 +408,7 @@ class Warehouse:
     def _document(
         self, schema: str, table: str, docs: TableDocs, *, keyed: bool, label: str, staged: bool
     ) -> None:
+        import sqlalchemy as sa
         present = self.columns(schema, table)
         try:
             with self.connect() as conn:
@@ -406,6 +429,7 @@ class Warehouse:
 
     def rename_over(self, conn: Connection, schema: str, new_table: str, table: str) -> None:
         """Inside the caller's transaction: drop ``schema.table`` and rename ``new_table`` to it."""
+        import sqlalchemy as sa
         conn.execute(sa.text(f"DROP TABLE IF EXISTS {self.qualified(schema, table)}"))
         conn.execute(sa.text(f"ALTER TABLE {self.qualified(schema, new_table)} RENAME TO {self.quote(table)}"))
 
@@ -415,6 +439,7 @@ class Warehouse:
         On PostgreSQL a rename needs an exclusive lock, which a BI query holding the table delays:
         the transaction waits at most 10 s for it, then is retried after a pause.
         """
+        import sqlalchemy as sa
         for attempt in range(1, attempts + 1):
             try:
                 with self.connect() as conn:
@@ -475,6 +500,7 @@ class Warehouse:
         self.execute(f"DROP TABLE IF EXISTS {self.qualified(schema, table)}")
 
     def delete(self, schema: str, table: str, where: sa.ColumnElement[bool]) -> int:
+        import sqlalchemy as sa
         if not self.table_exists(schema, table):
             return 0
         stmt = sa.delete(self.table(schema, table)).where(where)
@@ -484,10 +510,13 @@ class Warehouse:
 
 def col(name: str) -> sa.ColumnClause[Any]:
     """A column reference that is always quoted (DuckDB reserves words SQLAlchemy does not know)."""
+    import sqlalchemy as sa
     return sa.column(sa.quoted_name(name, True))
 
 
 def _sql_type_for(arrow_type: pa.DataType) -> sa.types.TypeEngine[Any]:
+    import pyarrow as pa
+    import sqlalchemy as sa
     if pa.types.is_timestamp(arrow_type):
         return sa.DateTime(timezone=arrow_type.tz is not None)
     if pa.types.is_date(arrow_type):

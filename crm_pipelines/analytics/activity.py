@@ -18,12 +18,7 @@ heavy lifting runs on integer codes with ``numpy.bincount`` and grouped reductio
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
-
-import numpy as np
-import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
+from typing import TYPE_CHECKING, Any
 
 from crm_pipelines.schema import (
     CORE_ATTRIBUTED_ENTITIES,
@@ -31,6 +26,10 @@ from crm_pipelines.schema import (
     Column,
     core_entity_columns,
 )
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
 
 MICROS_PER_DAY = 86_400_000_000
 DEFAULT_PURCHASE_STATUSES = ("completed",)
@@ -53,6 +52,7 @@ def core_frame(table: str, rows: Iterable[Mapping[str, Any]] = ()) -> pd.DataFra
     Missing columns are null. Useful where a source delivers no such entity (pass an empty frame) and for
     building small inputs by hand.
     """
+    import pandas as pd
     if table == "unified_customers":
         columns: list[Column] = list(UNIFIED_CUSTOMER_COLUMNS)
     elif table in CORE_ATTRIBUTED_ENTITIES:
@@ -77,6 +77,7 @@ def core_frame(table: str, rows: Iterable[Mapping[str, Any]] = ()) -> pd.DataFra
 
 def as_of_timestamp(as_of: pd.Timestamp | str) -> pd.Timestamp:
     """``as_of`` as a UTC timestamp; a naive value is read as UTC."""
+    import pandas as pd
     ts = pd.Timestamp(as_of)
     return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
@@ -92,6 +93,7 @@ def as_of_day(as_of: pd.Timestamp) -> int:
 
 def utc_micros(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """Microseconds since the epoch (UTC) as int64, and a mask of the values that are present."""
+    import pandas as pd
     ts = pd.to_datetime(values, utc=True)
     present = ts.notna().to_numpy()
     micros = ts.dt.tz_localize(None).to_numpy(dtype="datetime64[us]").view("int64")
@@ -102,6 +104,8 @@ def micros_to_timestamps(
     micros: np.ndarray, present: np.ndarray | None = None
 ) -> pd.api.extensions.ExtensionArray:
     """int64 microseconds to a datetime64[us, UTC] array (absent values become NaT)."""
+    import numpy as np
+    import pandas as pd
     values = np.asarray(micros, dtype="int64").view("datetime64[us]").copy()
     if present is not None:
         values[~present] = np.datetime64("NaT")
@@ -110,6 +114,7 @@ def micros_to_timestamps(
 
 def customer_index(customers: pd.DataFrame) -> pd.Index:
     """The unified customer ids, in input order; duplicates mean a broken core layer, so they raise."""
+    import pandas as pd
     ids = pd.Index(customers["customer_id"].astype("str"), name="customer_id")
     if ids.hasnans:
         raise ValueError("unified customers contain rows without customer_id")
@@ -121,6 +126,9 @@ def customer_index(customers: pd.DataFrame) -> pd.Index:
 
 def customer_codes(frame: pd.DataFrame, index: pd.Index) -> np.ndarray:
     """Position of each row's customer in ``index``; -1 for rows of no known customer."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
     if frame.empty:
         return np.empty(0, dtype="int64")
     # Arrow's hash lookup is an order of magnitude faster than Index.get_indexer on string ids.
@@ -131,6 +139,7 @@ def customer_codes(frame: pd.DataFrame, index: pd.Index) -> np.ndarray:
 
 def sorted_unique(values: np.ndarray) -> np.ndarray:
     """``np.unique`` for integers, by sorting (much faster than its hash path on large arrays)."""
+    import numpy as np
     ordered = np.sort(values)
     if len(ordered) == 0:
         return ordered
@@ -169,6 +178,8 @@ def bounded_orders(
     revenue: the amount of a purchase, minus the absolute amount of a negative refund record, else 0),
     ``is_refund``, ``is_cancelled``.
     """
+    import numpy as np
+    import pandas as pd
     codes = customer_codes(orders, index)
     micros, present = utc_micros(orders["ordered_at"])
     keep = (codes >= 0) & present & (micros <= as_of_micros(as_of))
@@ -193,6 +204,8 @@ def bounded_orders(
 
 def order_summary(facts: pd.DataFrame, n_customers: int) -> pd.DataFrame:
     """Per-customer order facts (one row per customer position) from :func:`bounded_orders` output."""
+    import numpy as np
+    import pandas as pd
     code = facts["code"].to_numpy()
     purchase = facts["is_purchase"].to_numpy()
     orders = np.bincount(code[purchase], minlength=n_customers)
@@ -228,6 +241,8 @@ def purchased_items(
     Lines join their order on ``(source, order_id)`` (order ids are unique within a source only).
     Columns: ``code``, ``category``, ``product_id``, ``product_name``.
     """
+    import numpy as np
+    import pandas as pd
     empty = pd.DataFrame(
         {
             "code": np.empty(0, "int64"),
@@ -270,6 +285,8 @@ def engagement_summary(
     ``resolved_at`` counts as resolved when its status is resolved or closed. Satisfaction is averaged over
     the rated tickets opened up to ``as_of``; the latest NPS is the score of the most recent answer.
     """
+    import numpy as np
+    import pandas as pd
     n = len(index)
     limit = as_of_micros(as_of)
     out = pd.DataFrame(index=pd.RangeIndex(n))

@@ -15,11 +15,11 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
 from crm_pipelines.analytics.clv.settings import ClvSettings
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from crm_pipelines.analytics.churn import ChurnResult
 
 CHURN_MODEL_FILE = "churn_model.joblib"

@@ -15,8 +15,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-import pandas as pd
-
 from crm_pipelines.analytics.clv.settings import ClvSettings
 from crm_pipelines.analytics.cycle_columns import CYCLE_MART_GRAIN, CYCLE_MART_KEYS
 from crm_pipelines.analytics.mart_columns import (
@@ -30,6 +28,8 @@ from crm_pipelines.analytics.pii_settings import PiiSettings
 from crm_pipelines.schema import Column
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from crm_pipelines.checks.rules import SuiteSpec
 
 # Model name -> mart name, per mart. The lifetime value's are renamed by

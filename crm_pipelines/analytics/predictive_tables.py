@@ -13,9 +13,6 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pandas as pd
-
 from crm_pipelines.analytics.clv.settings import ClvSettings
 from crm_pipelines.analytics.clv.summary import day_number, purchase_days, summary_from_orders
 from crm_pipelines.analytics.mart_boundary import MART_RENAMES
@@ -30,6 +27,9 @@ from crm_pipelines.analytics.mart_columns import (
 from crm_pipelines.schema import Column
 
 if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
     from crm_pipelines.analytics.clv.gamma_gamma import GammaGammaFit
     from crm_pipelines.analytics.clv.value import TransactionFit
 
@@ -53,11 +53,13 @@ def column_names(columns: Sequence[Column]) -> list[str]:
 
 def empty_frame(columns: Sequence[Column]) -> pd.DataFrame:
     """A frame with no rows and ``columns`` typed as the warehouse will store them."""
+    import pandas as pd
     return pd.DataFrame({c.name: pd.Series(dtype=_EMPTY_DTYPES[c.dtype]) for c in columns})
 
 
 def month_dates(frame: pd.DataFrame, *names: str) -> pd.DataFrame:
     """Month columns (UTC midnight timestamps) as naive timestamps, which publish as dates."""
+    import pandas as pd
     return frame.assign(**{n: pd.to_datetime(frame[n], utc=True).dt.tz_localize(None) for n in names})
 
 
@@ -81,6 +83,7 @@ def clv_summary(
 
 def calibration_end_for(as_of: pd.Timestamp, settings: ClvSettings) -> pd.Timestamp:
     """Midnight (UTC) starting the holdout: ``calibration_holdout_days`` before the as-of day."""
+    import pandas as pd
     return pd.Timestamp(day_number(as_of) - settings.calibration_holdout_days, unit="D", tz="UTC")
 
 
@@ -100,6 +103,7 @@ def params_frame(
     fits: Sequence[TransactionFit | GammaGammaFit], run_id: str, fitted_at: pd.Timestamp, as_of: dt.date
 ) -> pd.DataFrame:
     """One row per parameter of each fit, in the marts.clv_model_params shape."""
+    import pandas as pd
     frame = pd.concat([fit.to_frame() for fit in fits], ignore_index=True)
     by_model = {fit.model: fit for fit in fits}
     frame["time_unit_days"] = [by_model[m].time_unit_days for m in frame["model"]]
@@ -114,6 +118,8 @@ def latest_clv_fits(
     """The newest parameters in ``history`` (rows of marts.clv_model_params, at least
     :data:`CLV_PARAMS_HISTORY_COLUMNS`) for the configured model and time unit, as (purchase model,
     spend model, run_id); None when there are none yet. A ValueError when they fit no model."""
+    import numpy as np
+
     from crm_pipelines.analytics.clv.bgnbd import BgNbdFit
     from crm_pipelines.analytics.clv.gamma_gamma import GammaGammaFit
     from crm_pipelines.analytics.clv.pareto_nbd import ParetoNbdFit
@@ -154,6 +160,7 @@ def lifetime_value_frame(
 
     Without ``scores`` (no model could be fitted) buyers keep their history and get null predictions.
     """
+    import pandas as pd
     columns = column_names(clv_columns(settings))
     scored = scores if scores is not None else summary
     # The models count time in settings.time_unit_days; the mart's names promise weeks.
@@ -178,6 +185,7 @@ def lifetime_value_frame(
 
 def diagnostics_frame(table: pd.DataFrame, correlation: float, mae: float, **run: Any) -> pd.DataFrame:
     """The holdout table with the run's identity; run-level figures on the "all" row only."""
+    import numpy as np
     is_total = table["calibration_frequency"] == "all"
     frame = table.assign(**run)
     frame["correlation"] = np.where(is_total, correlation, np.nan)
@@ -198,6 +206,7 @@ def service_features_cover_training(
     A feature no training customer has breaks the gradient boosting's binning, and says nothing:
     a shop without a support desk, or whose surveys started recently, trains on purchases alone.
     """
+    import pandas as pd
     train_cutoff = pd.Timestamp(day_number(as_of) - 2 * settings.churn_horizon_days, unit="D", tz="UTC")
     at_train = features(train_cutoff)
     buyers = at_train[at_train["customer_id"].isin(orders["customer_id"].astype("str"))]
@@ -213,6 +222,7 @@ def churn_risk_frame(
     as_of: dt.date,
 ) -> pd.DataFrame:
     """The scores of known customers in the marts.churn_risk shape."""
+    import pandas as pd
     known = scores[scores["customer_id"].astype("str").isin(customer_ids.astype("str"))]
     frame = known.reset_index(drop=True).assign(
         horizon_days=int(horizon_days),
@@ -232,6 +242,8 @@ def unscored_buyers(orders: pd.DataFrame, as_of: pd.Timestamp, settings: ClvSett
 
 def unscored_customers(ids: Sequence[str] | np.ndarray) -> pd.DataFrame:
     """The given customers with no churn score."""
+    import numpy as np
+    import pandas as pd
     return pd.DataFrame(
         {
             "customer_id": pd.array(ids, dtype="str"),
@@ -245,6 +257,7 @@ def churn_metrics_frame(
     metrics: Mapping[str, Any], calibration: pd.DataFrame, importance: pd.DataFrame, **run: Any
 ) -> pd.DataFrame:
     """One row: the run's churn model metrics, with calibration and importance as JSON."""
+    import pandas as pd
     row = {**{c.name: metrics.get(c.name) for c in CHURN_METRICS_COLUMNS}, **run}
     for name in ("train_cutoff", "holdout_cutoff"):
         row[name] = pd.Timestamp(metrics[name])

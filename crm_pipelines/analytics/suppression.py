@@ -19,15 +19,17 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from crm_pipelines.analytics.activity import as_of_micros, is_value, normalized_text, utc_micros
 
-NONE = np.iinfo("int64").min
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+NONE = -(2**63)  # np.iinfo("int64").min
 UNDATED_OPT_IN = NONE + 1
-UNDATED_WITHDRAWAL = np.iinfo("int64").max
+UNDATED_WITHDRAWAL = 2**63 - 1  # np.iinfo("int64").max
 SMS_LIST = r"\b(?:sms|text)"
 SUPPRESSION_COLUMNS = ("address_kind", "address", "reason", "source", "suppressed_since")
 
@@ -41,6 +43,7 @@ def _record_addresses(
     frame: pd.DataFrame, records: pd.DataFrame, customer_sources: Mapping[str, str], column: str
 ) -> pd.Series:
     """The ``column`` (email or phone) of the customer record each row of ``frame`` names."""
+    import pandas as pd
     if records.empty or "source_customer_id" not in frame:
         return pd.Series(pd.NA, index=frame.index, dtype="str")
     lookup = records.dropna(subset=[column]).drop_duplicates(["source", "source_record_id"], keep="last")
@@ -57,6 +60,7 @@ def _record_addresses(
 def _signals(
     frame: pd.DataFrame, address: pd.Series, micros: np.ndarray, kind: str, reason: pd.Series | str
 ) -> pd.DataFrame:
+    import pandas as pd
     return pd.DataFrame(
         {
             "address_kind": kind,
@@ -82,6 +86,8 @@ def suppression_list(
     ``staging.customers`` (source, source_record_id, email, phone); ``customer_sources`` maps a source to
     the source whose customer ids its ``source_customer_id`` holds (crm.yaml ``customer_source``).
     """
+    import numpy as np
+    import pandas as pd
     sources = dict(customer_sources or {})
     limit = as_of_micros(as_of)
     parts_in, parts_out = [], []

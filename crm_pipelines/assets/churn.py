@@ -3,9 +3,9 @@
 import datetime as dt
 import os
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import dagster as dg
-import pandas as pd
 
 from crm_pipelines.analytics.churn_model_store import (
     CHURN_MODEL_FILE,
@@ -52,6 +52,9 @@ from crm_pipelines.resources.warehouse import WarehouseResource
 from crm_pipelines.schema import CORE, MARTS
 from crm_pipelines.warehouse import Warehouse
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 
 def build_churn_assets(
     config: CrmConfig, warehouse_kind: str, models_dir: str | os.PathLike[str] = MODELS_DIR
@@ -64,10 +67,10 @@ def build_churn_assets(
     def spec(table: str, description: str, kinds: set[str], deps: Sequence[dg.AssetKey], weekly: bool) -> dict:
         return mart_spec(config, warehouse_kind, table, description, kinds, deps, weekly)
 
-    def validated(context, wh: Warehouse, table: str, frame: pd.DataFrame, suite: SuiteSpec) -> list:
+    def validated(context, wh: Warehouse, table: str, frame: "pd.DataFrame", suite: SuiteSpec) -> list:
         return validate_mart(context, config, wh, table, frame, suite)
 
-    def fit_churn(wh: Warehouse, history, cutoff: pd.Timestamp):
+    def fit_churn(wh: Warehouse, history, cutoff: "pd.Timestamp"):
         """The churn model trained as of ``cutoff``, and whether service features went into it."""
         from crm_pipelines.analytics.churn import train_churn_model  # scikit-learn: imported when used
 
@@ -85,6 +88,7 @@ def build_churn_assets(
         context: dg.AssetExecutionContext, wh: Warehouse, result, service_features: bool, as_of: dt.date
     ) -> dg.MaterializeResult:
         """Append the model's holdout metrics to marts.churn_model_metrics and, if they pass, save it."""
+        import pandas as pd
         trained_at = pd.Timestamp.now(tz="UTC")
         frame = churn_metrics_frame(
             result.metrics,

@@ -4,7 +4,6 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import dagster as dg
-import pandas as pd
 
 from crm_pipelines.analytics.mart_columns import (
     CLV,
@@ -46,6 +45,8 @@ from crm_pipelines.schema import CORE, MARTS
 from crm_pipelines.warehouse import Warehouse
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from crm_pipelines.analytics.clv.gamma_gamma import GammaGammaFit
     from crm_pipelines.analytics.clv.value import TransactionFit
 
@@ -59,13 +60,14 @@ def build_clv_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.AssetsDe
     def spec(table: str, description: str, kinds: set[str], deps: Sequence[dg.AssetKey], weekly: bool) -> dict:
         return mart_spec(config, warehouse_kind, table, description, kinds, deps, weekly)
 
-    def validated(context, wh: Warehouse, table: str, frame: pd.DataFrame, suite: SuiteSpec) -> list:
+    def validated(context, wh: Warehouse, table: str, frame: "pd.DataFrame", suite: SuiteSpec) -> list:
         return validate_mart(context, config, wh, table, frame, suite)
 
     def store_params(
         context: dg.AssetExecutionContext, wh: Warehouse, fits, customers: int, run_window: RunWindowResource
     ) -> dg.MaterializeResult:
         """Append the fitted parameters to marts.clv_model_params (one row per parameter)."""
+        import pandas as pd
         frame = params_frame(fits, context.run.run_id, pd.Timestamp.now(tz="UTC"), run_window.as_of_date())
         suite = mart_suite(
             f"{MARTS}.{CLV_PARAMS}",
@@ -95,6 +97,8 @@ def build_clv_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.AssetsDe
         context: dg.AssetExecutionContext, wh: Warehouse, run_window: RunWindowResource
     ) -> dg.MaterializeResult:
         """Refit the purchase model without the holdout days and append how it forecast them."""
+        import pandas as pd
+
         from crm_pipelines.analytics.clv.diagnostics import calibration_holdout_diagnostics
         from crm_pipelines.analytics.clv.workflow import fit_transaction_model
         from crm_pipelines.analytics.reporting import calibration_chart_png

@@ -8,10 +8,9 @@ the golden records with their lineage, and the history of retired ids. The attri
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
-import pandas as pd
-import sqlalchemy as sa
 
 from crm_pipelines.assets.identity_publishing import publish_identity_tables
 from crm_pipelines.assets.identity_state import (
@@ -45,6 +44,9 @@ from crm_pipelines.schema import (
 from crm_pipelines.table_changes import TableChange
 from crm_pipelines.warehouse import Warehouse
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 IDENTITY_TABLES = (
     IDENTITY_MAP,
     "identity_links",
@@ -72,7 +74,7 @@ DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "identity" / "default_mode
 
 
 def identity_model(
-    context, config: CrmConfig, records: Callable[[], tuple[pd.DataFrame, pd.DataFrame | None]]
+    context, config: CrmConfig, records: "Callable[[], tuple[pd.DataFrame, pd.DataFrame | None]]"
 ) -> dict:
     """The saved model; trained once on the staged records (``records()`` reads them) when none is
     saved yet.
@@ -100,13 +102,15 @@ def _identifiers(wh: Warehouse) -> pd.DataFrame | None:
 
 def run_identity(
     context: dg.AssetExecutionContext, config: CrmConfig, wh: Warehouse, full: bool
-) -> tuple[dict, dict[str, pd.DataFrame], dict[str, TableChange] | None]:
+) -> "tuple[dict, dict[str, pd.DataFrame], dict[str, TableChange] | None]":
     """Resolve; return the run's summary, the complete tables, and on an incremental night the rows
     that changed in each (None when the tables are to be published whole).
 
     An incremental night finds the new and changed records in the warehouse and reads only those
     and the records of the customers they touch; the fingerprints and matching state it returns
     are the changed rows only (see NIGHTLY_PARTIAL), as are the links and the lineage."""
+    import pandas as pd
+
     from crm_pipelines.identity.incremental import resolve_incremental
     from crm_pipelines.identity.resolve import resolve
 
@@ -301,6 +305,9 @@ def build_attributed_asset(config: CrmConfig, entity: str, warehouse_kind: str) 
         check_specs=validated_check_specs(key, CORE_CONTRACT),
     )
     def _attributed(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+        import pandas as pd
+        import sqlalchemy as sa
+
         wh = warehouse.get_warehouse()
         result = attribute(wh, config, entity, f"{entity}__new")
         orphans = result.orphans

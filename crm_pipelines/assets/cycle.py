@@ -5,10 +5,9 @@ Thin assets over :mod:`crm_pipelines.analytics.campaigns`, ``campaign_performanc
 """
 
 from functools import partial
+from typing import TYPE_CHECKING
 
 import dagster as dg
-import pandas as pd
-import sqlalchemy as sa
 
 from crm_pipelines.analytics.cycle_columns import (
     CAMPAIGN_ASSIGNMENTS,
@@ -35,6 +34,10 @@ from crm_pipelines.resources.run_window import RunWindowResource
 from crm_pipelines.resources.warehouse import WarehouseResource
 from crm_pipelines.schema import CORE, MARTS
 from crm_pipelines.warehouse import Warehouse, col
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import sqlalchemy as sa
 
 
 def loyalty_deps(config: CrmConfig) -> list[dg.AssetKey]:
@@ -310,14 +313,17 @@ def build_cycle_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.Assets
     ]
 
 
-def _history_table(wh: Warehouse) -> sa.TableClause:
+def _history_table(wh: Warehouse) -> "sa.TableClause":
     from crm_pipelines.analytics.portfolio import HISTORY_COLUMNS
 
     return wh.table(MARTS, SEGMENT_HISTORY, list(HISTORY_COLUMNS))
 
 
-def _snapshots(wh: Warehouse, config: CrmConfig, as_of: pd.Timestamp) -> pd.DataFrame:
+def _snapshots(wh: Warehouse, config: CrmConfig, as_of: "pd.Timestamp") -> "pd.DataFrame":
     """This month's snapshot, plus the backfilled months when there is no earlier snapshot."""
+    import pandas as pd
+    import sqlalchemy as sa
+
     from crm_pipelines.analytics.clv.value import score_customers
     from crm_pipelines.analytics.portfolio import backfill_segments, months_to_backfill, snapshot
     from crm_pipelines.analytics.predictive_tables import fit_clv_models
@@ -365,10 +371,12 @@ def _snapshots(wh: Warehouse, config: CrmConfig, as_of: pd.Timestamp) -> pd.Data
 
 
 def _replace_months(
-    context: dg.AssetExecutionContext, wh: Warehouse, frame: pd.DataFrame, checks: list
+    context: dg.AssetExecutionContext, wh: Warehouse, frame: "pd.DataFrame", checks: list
 ) -> dg.MaterializeResult:
     """Replace the months ``frame`` holds in the history (the month's latest run wins), unless a
     blocking check failed: then the history stays and the rows go to quarantine."""
+    import pandas as pd
+
     from crm_pipelines.analytics.cycle_columns import SEGMENT_HISTORY_COLUMNS
 
     extra = {"months_written": ", ".join(sorted({f"{m:%Y-%m}" for m in pd.to_datetime(frame["month"])}))}

@@ -6,12 +6,15 @@ Imported by :mod:`crm_pipelines.assets.marts`, so it imports no asset module its
 
 from __future__ import annotations
 
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from crm_pipelines.assets.core import IDENTITY_MAP
 from crm_pipelines.config import CrmConfig
 from crm_pipelines.schema import CORE, MARTS, STAGING
 from crm_pipelines.warehouse import Warehouse
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 CAMPAIGN_ASSIGNMENTS = "campaign_assignments"
 

@@ -9,7 +9,6 @@ queries are in :mod:`crm_pipelines.facts`.
 """
 
 import dagster as dg
-import sqlalchemy as sa
 
 from crm_pipelines.assets.core import core_key
 from crm_pipelines.assets.marts import core_deps
@@ -62,6 +61,7 @@ class ContractGate:
 
 
 def facts_result(wh: Warehouse, table: str, rows: int, gate: ContractGate, **extra) -> dg.MaterializeResult:
+    import sqlalchemy as sa
     if gate.rejected is None:
         preview = wh.query(sa.select(sa.text("*")).select_from(wh.table(CORE, table)).limit(5))
         metadata = table_metadata(wh, CORE, table, preview, extra=extra)

@@ -14,16 +14,18 @@ records writes thousands of rows, not millions. Each table's metadata says how m
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
-import pandas as pd
 
 from crm_pipelines.assets.metadata import table_metadata
 from crm_pipelines.assets.publishing import blocking_failures, rejected_table_name
 from crm_pipelines.schema import QUARANTINE, Column
 from crm_pipelines.table_changes import TableChange, publish_changes
 from crm_pipelines.warehouse import Warehouse, WarehouseError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def publish_identity_tables(

@@ -8,14 +8,16 @@ costs one scan of staging.customers, not two million formatted rows in pandas.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-
-import pandas as pd
-import sqlalchemy as sa
+from typing import TYPE_CHECKING
 
 from crm_pipelines.attribution import IDENTITY_MAP
 from crm_pipelines.schema import CORE, ENTITIES, STAGING
 from crm_pipelines.table_changes import TableChange
 from crm_pipelines.warehouse import Warehouse, col
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import sqlalchemy as sa
 
 MATCHED_COLUMNS = [c.name for c in ENTITIES["customers"].staged_columns]
 
@@ -27,6 +29,8 @@ _KEY = ("source", "source_record_id")
 
 
 def _fingerprint_select(warehouse: Warehouse) -> sa.Select:
+    import sqlalchemy as sa
+
     values = [sa.func.coalesce(sa.cast(col(c), sa.Text), _NULL_MARK) for c in MATCHED_COLUMNS]
     return sa.select(
         sa.cast(col("source"), sa.Text).label("source"),
@@ -45,6 +49,8 @@ def changed_fingerprints(warehouse: Warehouse) -> pd.DataFrame | None:
     """The fingerprints of the records that are new or changed since the last run, compared with the
     last run's in the warehouse: a 1% night brings 1% of the keys into Python, not all of them.
     None when the last run's fingerprints were made another way (compare everything then)."""
+    import sqlalchemy as sa
+
     old = warehouse.table(CORE, FINGERPRINTS, (*_KEY, "fingerprint"))
     sample = warehouse.query(sa.select(old.c.fingerprint).limit(1))
     if len(sample) and len(str(sample.iloc[0, 0])) != 32:  # older runs kept 64-bit hashes, not MD5s
@@ -80,6 +86,8 @@ def changed_records(
 
 def records_left_staging(warehouse: Warehouse) -> int:
     """How many records of the last run's identity map are no longer staged."""
+    import sqlalchemy as sa
+
     mapped = warehouse.table(CORE, IDENTITY_MAP, _KEY)
     staged = warehouse.table(STAGING, "customers", _KEY)
     gone = sa.select(sa.func.count()).select_from(mapped).where(
@@ -92,6 +100,8 @@ def records_left_staging(warehouse: Warehouse) -> int:
 def staged_rows_of(warehouse: Warehouse, table: str, keys: pd.DataFrame) -> pd.DataFrame:
     """The rows of ``staging.<table>`` whose (source, source_record_id) is in ``keys``: the keys are
     written to a side table and joined in the warehouse, so only those rows reach Python."""
+    import sqlalchemy as sa
+
     side = "identity_resolution__keys"
     frame = keys[list(_KEY)].astype("string").drop_duplicates()
     warehouse.write_table(frame, CORE, side, mode="replace", column_types=dict.fromkeys(_KEY, "string"))
@@ -114,6 +124,8 @@ _READ_ORDER = {
 
 
 def read_if_exists(warehouse: Warehouse, table: str) -> pd.DataFrame | None:
+    import sqlalchemy as sa
+
     if not warehouse.table_exists(CORE, table):
         return None
     order = _READ_ORDER.get(table)
@@ -124,14 +136,18 @@ def read_if_exists(warehouse: Warehouse, table: str) -> pd.DataFrame | None:
 
 
 def empty_like(warehouse: Warehouse, table: str) -> pd.DataFrame:
+    import sqlalchemy as sa
+
     return warehouse.query(sa.select(sa.text("*")).select_from(warehouse.table(CORE, table)).limit(0))
 
 
 def record_keys(frame: pd.DataFrame, left: str = "source", right: str = "source_record_id") -> pd.MultiIndex:
+    import pandas as pd
     return pd.MultiIndex.from_frame(frame[[left, right]].astype("string"))
 
 
 def replace_affected(previous: pd.DataFrame | None, fresh: pd.DataFrame, drop: pd.Series) -> pd.DataFrame:
+    import pandas as pd
     if previous is None:
         return fresh
     return pd.concat([previous[~drop], fresh], ignore_index=True)
@@ -145,6 +161,7 @@ def incremental_changes(result, current: pd.DataFrame, fresh_keys: pd.MultiIndex
     records and lineage; new history rows are appended; new and changed records replace their
     fingerprints and matching values.
     """
+    import pandas as pd
     record_key = ("source", "source_record_id")
     affected = pd.DataFrame({"customer_id": pd.array(sorted(result.affected_customer_ids or []), dtype="string")})
     scope_map = result.identity_map[result.identity_map["customer_id"].isin(affected["customer_id"])]

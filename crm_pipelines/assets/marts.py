@@ -4,8 +4,9 @@ Each mart is validated against its contract before it is swapped in; its column 
 ``docs/marts.md`` (generated from :mod:`crm_pipelines.analytics.mart_columns`).
 """
 
+from typing import TYPE_CHECKING
+
 import dagster as dg
-import pandas as pd
 
 from crm_pipelines.analytics.mart_boundary import (
     CUSTOMER_360_EXTRAS,
@@ -26,6 +27,9 @@ from crm_pipelines.resources.warehouse import WarehouseResource
 from crm_pipelines.schema import CORE, CORE_ATTRIBUTED_ENTITIES, MARTS
 from crm_pipelines.warehouse import Warehouse
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 CORE_INPUTS = ("unified_customers", *CORE_ATTRIBUTED_ENTITIES)
 
 
@@ -37,12 +41,13 @@ def core_deps(config: CrmConfig, *tables: str) -> list[dg.AssetKey]:
     return [core_key(t) for t in tables if t == "unified_customers" or config.sources_for(t)]
 
 
-def as_of_timestamp(run_window: RunWindowResource) -> pd.Timestamp:
+def as_of_timestamp(run_window: RunWindowResource) -> "pd.Timestamp":
+    import pandas as pd
     return pd.Timestamp(run_window.cutoff())
 
 
 def validate_mart(
-    context, config: CrmConfig, wh: Warehouse, table: str, frame: pd.DataFrame, suite, columns=None
+    context, config: CrmConfig, wh: Warehouse, table: str, frame: "pd.DataFrame", suite, columns=None
 ) -> list:
     """Contract and drift results for a new version of marts.<table>, written as ``marts.<table>__new``
     (with ``columns``' types, default its documented ones) and validated there; publish it with
@@ -53,7 +58,7 @@ def validate_mart(
 
 
 def publish_mart(
-    context, config: CrmConfig, wh: Warehouse, table: str, frame: pd.DataFrame, suite, columns=None, extra=None
+    context, config: CrmConfig, wh: Warehouse, table: str, frame: "pd.DataFrame", suite, columns=None, extra=None
 ) -> dg.MaterializeResult:
     """Validate ``frame`` and swap it in as marts.<table>; ``columns`` default to its documented ones.
 

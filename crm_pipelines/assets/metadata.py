@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
-import pandas as pd
 
 from crm_pipelines.schema import Column
 from crm_pipelines.warehouse import Warehouse
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 PREVIEW_ROWS = 5
 
@@ -63,5 +65,6 @@ def table_metadata(
 
 
 def counts_markdown(counts: Mapping[str, int], key: str = "value", value: str = "rows") -> dg.MetadataValue:
+    import pandas as pd
     frame = pd.DataFrame({key: list(counts), value: list(counts.values())})
     return dg.MetadataValue.md(frame.to_markdown(index=False) if len(frame) else "_(none)_")

@@ -4,8 +4,6 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import dagster as dg
-import pandas as pd
-import sqlalchemy as sa
 
 from crm_pipelines.analytics.activity import core_frame
 from crm_pipelines.analytics.clv.settings import ClvSettings
@@ -30,6 +28,8 @@ from crm_pipelines.schema import CORE, MARTS, Column
 from crm_pipelines.warehouse import Warehouse, col
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from crm_pipelines.analytics.clv.gamma_gamma import GammaGammaFit
     from crm_pipelines.analytics.clv.value import TransactionFit
 
@@ -39,9 +39,11 @@ REFIT_TAGS = {REFIT_TAG[0]: REFIT_TAG[1]}
 
 
 # -- reading, publishing and metadata ----------------------------------------------------------------
-def purchase_customers(wh: Warehouse, through_day: int | None = None) -> pd.DataFrame:
+def purchase_customers(wh: Warehouse, through_day: int | None = None) -> "pd.DataFrame":
     """One row per customer with a purchase in core.purchases (up to ``through_day``): ``customer_id``
     and the last ``ordered_at``; for the functions that only ask who bought, without reading orders."""
+    import sqlalchemy as sa
+
     from crm_pipelines.facts.orders import PURCHASES
 
     if not wh.table_exists(CORE, PURCHASES):
@@ -70,7 +72,7 @@ def churn_metrics_stored(wh: Warehouse, run_id: str | None) -> bool:
     )
 
 
-def all_service_features(wh: Warehouse) -> Callable[[pd.Timestamp], pd.DataFrame]:
+def all_service_features(wh: Warehouse) -> "Callable[[pd.Timestamp], pd.DataFrame]":
     """Point-in-time support and survey features of every customer (``churn.service_features``), one
     warehouse query per cutoff."""
     from crm_pipelines.facts.build import ensure_core_inputs
@@ -81,8 +83,8 @@ def all_service_features(wh: Warehouse) -> Callable[[pd.Timestamp], pd.DataFrame
 
 
 def service_history(
-    wh: Warehouse, orders: pd.DataFrame, as_of: pd.Timestamp, settings: ClvSettings
-) -> Callable[[pd.Timestamp], pd.DataFrame] | None:
+    wh: Warehouse, orders: "pd.DataFrame", as_of: "pd.Timestamp", settings: ClvSettings
+) -> "Callable[[pd.Timestamp], pd.DataFrame] | None":
     """The support and survey features for training the churn model, or None when some of them would
     be empty for every buyer of the training window (:func:`service_features_cover_training`)."""
     features = all_service_features(wh)
@@ -93,7 +95,7 @@ def append_checked(
     context: dg.AssetExecutionContext,
     wh: Warehouse,
     table: str,
-    frame: pd.DataFrame,
+    frame: "pd.DataFrame",
     checks: Sequence[dg.AssetCheckResult],
     columns: Sequence[Column],
     extra: Mapping[str, Any] | None = None,
@@ -138,12 +140,13 @@ def record_inline_fit(context: dg.AssetExecutionContext, table: str, stored: dg.
 
 def metadata_number(value: Any) -> float | None:
     """A float for metadata, None for NaN (Dagster shows it as empty rather than as nan)."""
+    import pandas as pd
     return None if value is None or pd.isna(value) else float(value)
 
 
 # reporting imports the segmentation code (scikit-learn) and draws with matplotlib: imported when a
 # run renders, not when the code location loads.
-def table_md(frame: pd.DataFrame, **options: Any) -> dg.MetadataValue:
+def table_md(frame: "pd.DataFrame", **options: Any) -> dg.MetadataValue:
     from crm_pipelines.analytics.reporting import markdown_table
 
     return dg.MetadataValue.md(markdown_table(frame, **options))

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from crm_pipelines.config import CrmConfig
 from crm_pipelines.erasure.tombstones import ERASED_REASON, HASHED_ADDRESS_KINDS, TOMBSTONES_TABLE
 from crm_pipelines.schema import AUDIT, CORE
 from crm_pipelines.warehouse import Warehouse
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 SUPPRESSION_TABLE = "suppression_list"
 
@@ -16,6 +19,7 @@ def with_erased_addresses(suppressed: pd.DataFrame, wh: Warehouse) -> pd.DataFra
     """The suppression list plus every erased email and phone, by SHA-256 only (``email_sha256``,
     ``phone_sha256``, reason ``erased``): an erased person is never marketed to again, and the list never
     holds their address. An export checks an address by hashing its normalized form."""
+    import pandas as pd
     if not wh.table_exists(AUDIT, TOMBSTONES_TABLE):
         return suppressed
     tombstones = wh.read_table(AUDIT, TOMBSTONES_TABLE, columns=["key_kind", "key_hash", "recorded_at"])

@@ -8,16 +8,18 @@ and the blocking check result fails the step, so downstream assets do not run on
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
-import pandas as pd
 
 from crm_pipelines.analytics.mart_boundary import MART_GRAIN
 from crm_pipelines.assets.metadata import table_metadata
 from crm_pipelines.schema import MARTS, QUARANTINE, Column
 from crm_pipelines.table_docs import TableDocs
 from crm_pipelines.warehouse import Warehouse
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def rejected_table_name(schema: str, table: str) -> str:

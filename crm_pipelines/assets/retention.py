@@ -1,9 +1,9 @@
 """``marts``: retention cohorts and the monthly retention summary."""
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import dagster as dg
-import pandas as pd
 
 from crm_pipelines.analytics.mart_columns import (
     RETENTION_COHORTS,
@@ -33,6 +33,9 @@ from crm_pipelines.resources.warehouse import WarehouseResource
 from crm_pipelines.schema import MARTS
 from crm_pipelines.warehouse import Warehouse
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 
 def build_retention_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.AssetsDefinition]:
     """Cohort retention and the monthly retention summary (nightly)."""
@@ -40,7 +43,7 @@ def build_retention_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.As
     def spec(table: str, description: str, kinds: set[str], deps: Sequence[dg.AssetKey], weekly: bool) -> dict:
         return mart_spec(config, warehouse_kind, table, description, kinds, deps, weekly)
 
-    def validated(context, wh: Warehouse, table: str, frame: pd.DataFrame, suite: SuiteSpec) -> list:
+    def validated(context, wh: Warehouse, table: str, frame: "pd.DataFrame", suite: SuiteSpec) -> list:
         return validate_mart(context, config, wh, table, frame, suite)
 
     @dg.asset(

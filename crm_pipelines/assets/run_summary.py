@@ -8,7 +8,6 @@ started by the daemon, the UI or `make run` (which has no daemon to run sensors)
 from collections.abc import Sequence
 
 import dagster as dg
-import sqlalchemy as sa
 
 from crm_pipelines.assets.staging import QUARANTINE_TABLE
 from crm_pipelines.assets.validation import run_folder
@@ -47,6 +46,7 @@ def _warned_checks(context: dg.AssetExecutionContext) -> list[str]:
 
 
 def _quarantined_rows(warehouse: WarehouseResource, run_id: str) -> int:
+    import sqlalchemy as sa
     wh = warehouse.get_warehouse()
     if not wh.table_exists(QUARANTINE, QUARANTINE_TABLE):
         return 0

@@ -9,10 +9,9 @@ anything, and the counts behind drift and reconciliation are taken in the wareho
 """
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import dagster as dg
-import pandas as pd
-import sqlalchemy as sa
 
 from crm_pipelines.assets.metadata import counts_markdown, table_metadata
 from crm_pipelines.assets.publishing import blocking_failures, quarantine_staged, rejected_table_name
@@ -55,6 +54,9 @@ from crm_pipelines.staging_deletes import removed_this_run
 from crm_pipelines.staging_sql import reconciliation, refresh_referenced_customers, table_stats_sql
 from crm_pipelines.warehouse import Warehouse
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 QUARANTINE_TABLE = "rejected_rows"
 RECONCILIATION_TABLE = "reconciliation"
 RECONCILES_CHECK = "reconciles"
@@ -65,8 +67,9 @@ def staging_key(entity: str) -> dg.AssetKey:
     return dg.AssetKey([STAGING, entity])
 
 
-def record_quarantine(warehouse: Warehouse, layer: str, entity: str, rows: pd.DataFrame) -> None:
+def record_quarantine(warehouse: Warehouse, layer: str, entity: str, rows: "pd.DataFrame") -> None:
     """Replace the layer's quarantined rows for ``entity`` with this run's."""
+    import sqlalchemy as sa
     warehouse.create_table(QUARANTINE, QUARANTINE_TABLE, QUARANTINE_COLUMNS)
     warehouse.delete(QUARANTINE, QUARANTINE_TABLE, sa.and_(sa.column("layer") == layer, sa.column("entity") == entity))
     if len(rows):
@@ -74,14 +77,14 @@ def record_quarantine(warehouse: Warehouse, layer: str, entity: str, rows: pd.Da
         warehouse.write_table(rows, QUARANTINE, QUARANTINE_TABLE, mode="append", column_types=types)
 
 
-def record_reconciliation(warehouse: Warehouse, rows: pd.DataFrame) -> None:
+def record_reconciliation(warehouse: Warehouse, rows: "pd.DataFrame") -> None:
     warehouse.create_table(AUDIT, RECONCILIATION_TABLE, RECONCILIATION_COLUMNS)
     if len(rows):
         types = {c.name: c.dtype for c in RECONCILIATION_COLUMNS}
         warehouse.write_table(rows, AUDIT, RECONCILIATION_TABLE, mode="append", column_types=types)
 
 
-def reconciliation_check(asset_key: dg.AssetKey, reconciliation: pd.DataFrame) -> dg.AssetCheckResult:
+def reconciliation_check(asset_key: dg.AssetKey, reconciliation: "pd.DataFrame") -> dg.AssetCheckResult:
     bad = reconciliation[~reconciliation["reconciles"].astype(bool)] if len(reconciliation) else reconciliation
     counts = ["rows_in", "rows_out", "rows_quarantined", "rows_superseded", "rows_deleted"]
     shown = reconciliation[["source", *counts, "reconciles"]]
@@ -165,8 +168,9 @@ def _stage(
     return checks, metadata
 
 
-def _net_staged(entity: str, batches: list[StagedBatch]) -> pd.DataFrame:
+def _net_staged(entity: str, batches: list[StagedBatch]) -> "pd.DataFrame":
     """The rows this run stages: a record staged by two new batches counts once, in its newest version."""
+    import pandas as pd
     ent = ENTITIES[entity]
     frames = [b.result.staged for b in batches if len(b.result.staged)]
     if not frames:
@@ -176,7 +180,7 @@ def _net_staged(entity: str, batches: list[StagedBatch]) -> pd.DataFrame:
 
 
 def _contract(
-    context, config: CrmConfig, wh: Warehouse, key: dg.AssetKey, entity: str, delta: pd.DataFrame, cutoff,
+    context, config: CrmConfig, wh: Warehouse, key: dg.AssetKey, entity: str, delta: "pd.DataFrame", cutoff,
     any_new: bool,
 ):
     """The staging contract on the rows this run stages, validated in the warehouse: they are written
@@ -230,6 +234,7 @@ def _stub_refresher(config: CrmConfig, wh: Warehouse):
 
 
 def _batches_markdown(applied: list[dict]) -> str:
+    import pandas as pd
     if not applied:
         return "_(none)_"
     shown = pd.DataFrame(applied)[
@@ -239,6 +244,7 @@ def _batches_markdown(applied: list[dict]) -> str:
 
 
 def _staging_metadata(batches: list[StagedBatch]) -> dict:
+    import pandas as pd
     quarantined = [b.result.quarantined for b in batches if len(b.result.quarantined)]
     frame = pd.concat(quarantined, ignore_index=True) if quarantined else pd.DataFrame({"rule": []})
     summaries = [b.result.summary for b in batches]
@@ -313,6 +319,7 @@ def build_staging_customers(config: CrmConfig, warehouse_kind: str) -> dg.Assets
     def _staging_customers(
         context: dg.AssetExecutionContext, warehouse: WarehouseResource, run_window: RunWindowResource
     ) -> Iterator[dg.MaterializeResult]:
+        import sqlalchemy as sa
         wh = warehouse.get_warehouse()
         checks, metadata = _stage(context, wh, config, key, "customers", run_window.cutoff())
         metadata["referenced_stubs"] = wh.row_count(STAGING, "customers", sa.column("record_kind") == "referenced")

@@ -17,10 +17,9 @@ import datetime as dt
 import json
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
-import pandas as pd
-import sqlalchemy as sa
 
 from crm_pipelines.checks.drift import drift_findings
 from crm_pipelines.checks.gx import SuiteOutcome
@@ -32,6 +31,9 @@ from crm_pipelines.checks.suites import DRIFT_CHECK
 from crm_pipelines.config import CrmConfig
 from crm_pipelines.schema import AUDIT, Column, ColumnType
 from crm_pipelines.warehouse import Warehouse, col
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 TABLE_STATS = "table_stats"
 TABLE_STATS_COLUMNS = (
@@ -52,6 +54,7 @@ def run_folder(config: CrmConfig, run_id: str) -> Path:
 
 
 def previous_stats(warehouse: Warehouse, table_name: str) -> dict | None:
+    import sqlalchemy as sa
     if not warehouse.table_exists(AUDIT, TABLE_STATS):
         return None
     stmt = (
@@ -67,6 +70,7 @@ def previous_stats(warehouse: Warehouse, table_name: str) -> dict | None:
 
 
 def record_stats(warehouse: Warehouse, run_id: str, table_name: str, stats: dict) -> None:
+    import pandas as pd
     warehouse.create_table(AUDIT, TABLE_STATS, TABLE_STATS_COLUMNS)
     row = pd.DataFrame(
         {

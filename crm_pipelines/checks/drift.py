@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import pandas as pd
+if TYPE_CHECKING:
+    import pandas as pd
 
 DriftKind = Literal["row_count", "null_rate", "column_added", "column_removed"]
 
@@ -21,6 +22,7 @@ DEFAULT_MAX_NULL_RATE_INCREASE = 0.10
 
 def table_stats(frame: pd.DataFrame) -> dict[str, Any]:
     """``{"row_count": n, "null_rates": {column: share of null values, 0..1}}`` of ``frame``."""
+    import pandas as pd
     rows = len(frame)
     null_counts = frame.isna().sum() if rows else pd.Series(0, index=frame.columns)
     rates = {str(c): round(float(null_counts[c]) / rows, 6) if rows else 0.0 for c in frame.columns}

@@ -23,12 +23,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pandas as pd
-
 from crm_pipelines.checks.rules import Rule, SuiteSpec
 
 if TYPE_CHECKING:
+    import pandas as pd
     from great_expectations.core import ExpectationSuite
     from great_expectations.core.batch_definition import BatchDefinition
 
@@ -249,6 +247,8 @@ _BOUND_KEYS = ("min_value", "max_value")
 
 
 def _is_moment(value: Any) -> bool:
+    import numpy as np
+    import pandas as pd
     return isinstance(value, (dt.date, pd.Timestamp, np.datetime64))
 
 
@@ -260,6 +260,7 @@ def _prepare(frame: pd.DataFrame, rules: Sequence[Rule]) -> tuple[pd.DataFrame, 
     Such columns are viewed as datetime64 and bounds take the column's time zone; the caller's
     frame is left untouched.
     """
+    import pandas as pd
     converted: dict[str, pd.Series] = {}
     kwargs_by_rule: dict[str, dict[str, Any]] = {}
     for rule in rules:
@@ -287,6 +288,8 @@ def _prepare(frame: pd.DataFrame, rules: Sequence[Rule]) -> tuple[pd.DataFrame, 
 
 
 def _jsonable(value: Any) -> Any:
+    import numpy as np
+    import pandas as pd
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple, set)):

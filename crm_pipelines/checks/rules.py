@@ -13,18 +13,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Literal
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 if TYPE_CHECKING:
+    import pandas as pd
     from great_expectations.core import ExpectationSuite
 
 Severity = Literal["error", "warn"]
 SEVERITIES: tuple[Severity, ...] = ("error", "warn")
 ROW_CONDITION_OPERATORS = ("==", "!=", "<", "<=", ">", ">=")
 
-Bound = float | int | pd.Timestamp | None
+Bound: TypeAlias = "float | int | pd.Timestamp | None"
 
 # Expectation arguments that name the columns a rule reads.
 _COLUMN_KWARGS = ("column", "column_A", "column_B")

@@ -30,15 +30,14 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-import sqlalchemy as sa
-
 from crm_pipelines.checks.gx import SAMPLE_SIZE, RuleResult, SuiteOutcome, _distinct, _jsonable
 from crm_pipelines.checks.rules import Rule, SuiteSpec
 from crm_pipelines.warehouse import Warehouse, col
 
 if TYPE_CHECKING:
+    import pandas as pd
     import pyarrow as pa
+    import sqlalchemy as sa
 
 _OPERATORS: dict[str, Callable[[Any, Any], Any]] = {
     "==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
@@ -66,6 +65,7 @@ SUPPORTED_EXPECTATIONS = frozenset({
 
 def column_types(wh: Warehouse, schema: str, table: str) -> dict[str, str]:
     """``{column: data type}`` as information_schema spells it (DECIMAL(18,2) -> DECIMAL), upper case."""
+    import sqlalchemy as sa
     cols = sa.table("columns", sa.column("table_schema"), sa.column("table_name"), sa.column("column_name"),
                     sa.column("data_type"), sa.column("ordinal_position"), schema="information_schema")
     stmt = (sa.select(cols.c.column_name, cols.c.data_type)
@@ -77,6 +77,7 @@ def column_types(wh: Warehouse, schema: str, table: str) -> dict[str, str]:
 
 def _bound(value: Any, data_type: str) -> Any:
     """A rule's bound as a Python value comparable with the column (instants aligned as gx._prepare does)."""
+    import pandas as pd
     if not isinstance(value, (dt.date, pd.Timestamp)):
         return value
     stamp = pd.Timestamp(value)
@@ -95,12 +96,14 @@ class _Compiler:
         self.types = types
 
     def condition(self, rule: Rule) -> sa.ColumnElement[bool]:
+        import sqlalchemy as sa
         if rule.row_condition is None:
             return sa.true()
         column, op, value = rule.row_condition
         return _OPERATORS[op](col(column), value)
 
     def regex(self, column: sa.ColumnElement[Any], pattern: str) -> sa.ColumnElement[bool]:
+        import sqlalchemy as sa
         text = sa.cast(column, sa.String)
         if self.wh.dialect == "duckdb":  # DuckDB's ~ is a full match; regexp_matches searches, as GX does
             return sa.func.regexp_matches(text, pattern)
@@ -108,6 +111,7 @@ class _Compiler:
 
     def value_ok(self, rule: Rule) -> sa.ColumnElement[bool] | None:
         """For value rules: the condition a non-null value must meet (None: the column type decides)."""
+        import sqlalchemy as sa
         kw = rule.kwargs
         c = col(kw["column"]) if "column" in kw else None
         if rule.expectation == "ExpectColumnValuesToBeInSet":
@@ -136,6 +140,7 @@ class _Compiler:
 
     def domain(self, rule: Rule) -> sa.ColumnElement[bool]:
         """Rows a rule evaluates (GX's nonnull/unignored rows under the row condition)."""
+        import sqlalchemy as sa
         cond = self.condition(rule)
         kw = rule.kwargs
         if rule.expectation in (*_MAP_RULES, "ExpectColumnValuesToBeUnique"):
@@ -159,6 +164,7 @@ class _Compiler:
         return cond
 
     def unexpected(self, rule: Rule) -> sa.ColumnElement[bool]:
+        import sqlalchemy as sa
         if rule.expectation == "ExpectColumnValuesToNotBeNull":
             return sa.and_(self.condition(rule), col(rule.kwargs["column"]).is_(None))
         return sa.and_(self.domain(rule), sa.not_(self.value_ok(rule)))
@@ -176,6 +182,7 @@ def validate_in_warehouse(
     wh: Warehouse, schema: str, table: str, suite: SuiteSpec, *, sample_size: int = SAMPLE_SIZE
 ) -> SuiteOutcome:
     """Validate ``schema.table`` against ``suite`` in the warehouse; the outcome is as from ``gx.validate``."""
+    import sqlalchemy as sa
     started = time.perf_counter()
     types = column_types(wh, schema, table)
     if not types:
@@ -249,6 +256,7 @@ def _result(conn: sa.Connection, compiler: _Compiler, source: sa.TableClause, ty
 
 def _sample(conn: sa.Connection, compiler: _Compiler, source: sa.TableClause, rule: Rule, size: int) -> list[Any]:
     """Up to ``size`` distinct offending values (rows as dicts for multi-column rules)."""
+    import sqlalchemy as sa
     if rule.expectation in _UNIQUE_RULES:
         names = compiler.key_columns(rule)
         keys = [col(c) for c in names]
@@ -268,6 +276,7 @@ def _sample(conn: sa.Connection, compiler: _Compiler, source: sa.TableClause, ru
 
 def table_stats_in_warehouse(wh: Warehouse, schema: str, table: str) -> dict[str, Any]:
     """:func:`crm_pipelines.checks.drift.table_stats` of a warehouse table, from one aggregate query."""
+    import sqlalchemy as sa
     columns = wh.columns(schema, table)
     stmt = sa.select(sa.func.count().label("rows"), *(sa.func.count(col(c)) for c in columns)).select_from(
         wh.table(schema, table))

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from crm_pipelines.checks.rules import (
     Bound,
@@ -36,6 +34,9 @@ from crm_pipelines.schema import (
     core_entity_columns,
 )
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 # Check names: one Dagster asset check per suite kind.
 RAW_CONTRACT = "raw_contract"
 STAGING_CONTRACT = "staging_contract"
@@ -56,7 +57,7 @@ EMAIL_REGEX = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 E164_REGEX = r"^\+[1-9]\d{6,14}$"
 COUNTRY_REGEX = r"^[A-Z]{2}$"
 CURRENCY_REGEX = r"^[A-Z]{3}$"
-EARLIEST_BIRTH_DATE = pd.Timestamp("1900-01-01")
+EARLIEST_BIRTH_DATE = "1900-01-01"
 
 # Ranges marts commonly declare, as (min, max); None leaves a side open.
 PROBABILITY = (0.0, 1.0)
@@ -66,6 +67,7 @@ NON_NEGATIVE = (0.0, None)
 
 # -- staging ----------------------------------------------------------------------------------------
 def _as_timestamp(value: dt.datetime | dt.date | pd.Timestamp) -> pd.Timestamp:
+    import pandas as pd
     stamp = pd.Timestamp(value)
     return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
 
@@ -111,10 +113,11 @@ def staging_suite(
 
 
 def _staging_value_rules(entity: str, cutoff: pd.Timestamp, currencies: Iterable[str] | None) -> list[Rule]:
+    import pandas as pd
     if entity == "customers":
         return [
             between(
-                "date_of_birth", EARLIEST_BIRTH_DATE, cutoff.tz_localize(None),
+                "date_of_birth", pd.Timestamp(EARLIEST_BIRTH_DATE), cutoff.tz_localize(None),
                 name="date_of_birth_plausible",
                 description="date_of_birth is on or after 1900-01-01 and not after the cutoff.",
             ),

@@ -39,7 +39,7 @@ from crm_pipelines.erasure.tombstones import (
     read_tombstones,
 )
 from crm_pipelines.schema import AUDIT, CORE, Column
-from crm_pipelines.warehouse import ARROW_TYPES, Warehouse
+from crm_pipelines.warehouse import Warehouse, arrow_type
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ class ErasureResult:
 
 
 def _arrow(columns: tuple[Column, ...], rows: list[dict[str, object]]) -> pa.Table:
-    return pa.table({c.name: pa.array([r[c.name] for r in rows], ARROW_TYPES[c.dtype]) for c in columns})
+    return pa.table({c.name: pa.array([r[c.name] for r in rows], arrow_type(c.dtype)) for c in columns})
 
 
 def ensure_audit_tables(wh: Warehouse) -> None:

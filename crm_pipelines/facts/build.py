@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
-
-import pandas as pd
-import sqlalchemy as sa
+from typing import TYPE_CHECKING
 
 from crm_pipelines.facts.engagement import (
     CUSTOMER_ENGAGEMENT_FACTS,
@@ -29,11 +27,16 @@ from crm_pipelines.facts.sql import PublishGate, publish_select
 from crm_pipelines.schema import CORE, core_entity_columns
 from crm_pipelines.warehouse import Warehouse
 
+if TYPE_CHECKING:
+    import pandas as pd
+    import sqlalchemy as sa
+
 FACT_TABLES = (PURCHASES, CUSTOMER_ORDER_FACTS, CUSTOMER_CATEGORY_FACTS, CUSTOMER_ENGAGEMENT_FACTS)
 
 
 def utc_day(cutoff: dt.datetime | pd.Timestamp) -> int:
     """The UTC day number of an instant (naive values are read as UTC)."""
+    import pandas as pd
     ts = pd.Timestamp(cutoff)
     ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
     return int(ts.value // 86_400_000_000_000)

@@ -8,20 +8,23 @@ orders into Python.
 
 from __future__ import annotations
 
-import numpy as np
-import pandas as pd
-import sqlalchemy as sa
+from typing import TYPE_CHECKING
 
 from crm_pipelines.facts.orders import PURCHASES, core_orders, purchase_days_cte
 from crm_pipelines.facts.sql import as_bigint, as_float, day_of, text_value, truthy
 from crm_pipelines.schema import CORE
 from crm_pipelines.warehouse import Warehouse
 
+if TYPE_CHECKING:
+    import pandas as pd
+    import sqlalchemy as sa
+
 RECENT_DAYS = 90
 
 
 def churn_features_select(wh: Warehouse, cutoff_day: int) -> sa.Select:
     """One row per customer with a purchase day up to ``cutoff_day``: the raw aggregates of the features."""
+    import sqlalchemy as sa
     days = purchase_days_cte(wh, cutoff_day, "churn_days")
     gaps = sa.select(
         days,
@@ -72,6 +75,9 @@ def churn_features_select(wh: Warehouse, cutoff_day: int) -> sa.Select:
 
 def churn_features_from_warehouse(wh: Warehouse, cutoff_day: int) -> pd.DataFrame:
     """The churn features as of the end of ``cutoff_day`` (index: customer_id, sorted), as the reference."""
+    import numpy as np
+    import pandas as pd
+
     from crm_pipelines.analytics.churn import BASE_FEATURES
 
     raw = wh.query(churn_features_select(wh, cutoff_day))
@@ -119,6 +125,8 @@ class WarehouseOrderHistory:
 
     def buyers(self, after_day: int, through_day: int) -> pd.Index:
         """Customers with a purchase day in (after_day, through_day]."""
+        import pandas as pd
+        import sqlalchemy as sa
         p = self.wh.table(CORE, PURCHASES, ["customer_id", "purchase_day"])
         stmt = (
             sa.select(p.c.customer_id)
@@ -130,6 +138,7 @@ class WarehouseOrderHistory:
 
 def service_features_select(wh: Warehouse, cutoff_day: int, window_days: int = 90) -> sa.Select:
     """Support and survey features as of the end of ``cutoff_day`` (``churn.service_features``)."""
+    import sqlalchemy as sa
     t = wh.table(CORE, "support_tickets", ["customer_id", "opened_at", "resolved_at", "satisfaction_score"])
     s = wh.table(CORE, "survey_responses", ["customer_id", "responded_at", "nps_score", "response_id"])
     opened = day_of(t.c.opened_at)
@@ -185,6 +194,7 @@ def service_features_from_warehouse(wh: Warehouse, window_days: int = 90):
     a day) returning one row per customer with a ticket or an answer."""
 
     def as_of(cutoff: pd.Timestamp) -> pd.DataFrame:
+        import pandas as pd
         day = int(pd.Timestamp(cutoff).value // 86_400_000_000_000)
         frame = wh.query(service_features_select(wh, day, window_days)).astype({"customer_id": "str"})
         columns = ["tickets_total", f"tickets_last_{window_days}d", "satisfaction_mean", "nps_latest"]

@@ -8,19 +8,23 @@ repeat purchase days; times in ``time_unit_days``.
 
 from __future__ import annotations
 
-import pandas as pd
-import sqlalchemy as sa
+from typing import TYPE_CHECKING
 
 from crm_pipelines.facts.orders import CUSTOMER_ORDER_FACTS, PURCHASES, day_summary_cte, purchase_days_cte
 from crm_pipelines.facts.sql import as_bigint, as_float
 from crm_pipelines.schema import CORE
 from crm_pipelines.warehouse import Warehouse
 
+if TYPE_CHECKING:
+    import pandas as pd
+    import sqlalchemy as sa
+
 SUMMARY_COLUMNS = ("customer_id", "frequency", "recency", "T", "monetary_value")
 
 
 def _summary_columns(days: sa.ColumnElement, first: sa.ColumnElement, last: sa.ColumnElement,
                      repeat_value: sa.ColumnElement, end_day: int, time_unit_days: float) -> list:
+    import sqlalchemy as sa
     repeats = days - 1
     return [
         as_bigint(repeats).label("frequency"),
@@ -36,6 +40,7 @@ def _without_purchases(wh: Warehouse) -> bool:
 
 
 def _empty(*extra: str) -> pd.DataFrame:
+    import pandas as pd
     return pd.DataFrame(
         {c: pd.Series(dtype="str" if c == "customer_id" else "float64") for c in (*SUMMARY_COLUMNS, *extra)}
     )
@@ -51,6 +56,7 @@ def _sorted(frame: pd.DataFrame) -> pd.DataFrame:
 
 def clv_summary_from_facts(wh: Warehouse, as_of_day: int, time_unit_days: float) -> pd.DataFrame:
     """The summary as of ``as_of_day`` from core.customer_order_facts (built for that day)."""
+    import sqlalchemy as sa
     if not wh.table_exists(CORE, CUSTOMER_ORDER_FACTS):
         return _empty()
     f = wh.table(
@@ -70,6 +76,7 @@ def clv_summary_from_facts(wh: Warehouse, as_of_day: int, time_unit_days: float)
 def clv_summary_from_purchases(wh: Warehouse, as_of_day: int, time_unit_days: float) -> pd.DataFrame:
     """The summary as of ``as_of_day`` aggregated from core.purchases by one query with the day as its
     parameter (for the weekly refit, which runs before the night's facts are rebuilt)."""
+    import sqlalchemy as sa
     if _without_purchases(wh):
         return _empty()
     summary = day_summary_cte(purchase_days_cte(wh, as_of_day))
@@ -89,6 +96,7 @@ def clv_calibration_summary(
     """The summary of the calibration period (purchase days up to ``calibration_day``) with the holdout
     columns for (calibration_day, as_of_day]: ``frequency_holdout``, ``monetary_value_holdout``,
     ``duration_holdout``; computed from core.purchases with the cutoff as a parameter."""
+    import sqlalchemy as sa
     if calibration_day >= as_of_day:
         raise ValueError(f"the calibration end (day {calibration_day}) must be before the as-of day ({as_of_day})")
     if _without_purchases(wh):

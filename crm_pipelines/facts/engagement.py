@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Collection
-
-import pandas as pd
-import sqlalchemy as sa
+from typing import TYPE_CHECKING
 
 from crm_pipelines.facts.sql import as_bigint, as_float, instant, text_value
 from crm_pipelines.schema import CORE
 from crm_pipelines.warehouse import Warehouse
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import sqlalchemy as sa
 
 CUSTOMER_ENGAGEMENT_FACTS = "customer_engagement_facts"
 ENGAGEMENT_INPUTS = ("support_tickets", "survey_responses", "campaign_events")
@@ -31,10 +33,12 @@ COUNT_COLUMNS = (
 
 
 def _count_if(condition: sa.ColumnElement[bool]) -> sa.ColumnElement[int]:
+    import sqlalchemy as sa
     return as_bigint(sa.func.sum(sa.case((condition, 1), else_=0)))
 
 
 def _tickets(wh: Warehouse, cutoff: sa.ColumnElement) -> sa.CTE:
+    import sqlalchemy as sa
     t = wh.table(CORE, "support_tickets", ["customer_id", "opened_at", "resolved_at", "status", "satisfaction_score"])
     resolved = sa.case(
         (t.c.resolved_at.is_not(None), t.c.resolved_at <= cutoff),
@@ -54,6 +58,7 @@ def _tickets(wh: Warehouse, cutoff: sa.ColumnElement) -> sa.CTE:
 
 
 def _surveys(wh: Warehouse, cutoff: sa.ColumnElement) -> sa.CTE:
+    import sqlalchemy as sa
     s = wh.table(CORE, "survey_responses", ["customer_id", "responded_at", "nps_score", "response_id"])
     latest_first = sa.case((s.c.nps_score.is_not(None), 0), else_=1)
     ranked = (
@@ -84,6 +89,7 @@ def _surveys(wh: Warehouse, cutoff: sa.ColumnElement) -> sa.CTE:
 
 
 def _events(wh: Warehouse, cutoff: sa.ColumnElement) -> sa.CTE:
+    import sqlalchemy as sa
     e = wh.table(CORE, "campaign_events", ["customer_id", "occurred_at", "event_type"])
     kind = text_value(e.c.event_type)
     return (
@@ -102,6 +108,7 @@ def customer_engagement_facts_select(
     wh: Warehouse, cutoff: dt.datetime | pd.Timestamp, present: Collection[str] = ENGAGEMENT_INPUTS
 ) -> sa.Select:
     """One row per core.unified_customers row; ``present`` names the core tables that exist."""
+    import sqlalchemy as sa
     customers = wh.table(CORE, "unified_customers", ["customer_id"])
     limit = instant(cutoff)
     builders = {"support_tickets": _tickets, "survey_responses": _surveys, "campaign_events": _events}

@@ -7,16 +7,18 @@ the same way.
 from __future__ import annotations
 
 import datetime as dt
-
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from crm_pipelines.facts.build import utc_day
 from crm_pipelines.facts.retention import first_purchase_month, retention_cohorts_select, retention_summary_select
 from crm_pipelines.warehouse import Warehouse
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 
 def _month_number(day: int) -> int:
+    import numpy as np
     return int(np.array([day], dtype="int64").astype("datetime64[D]").astype("datetime64[M]").astype("int64")[0])
 
 
@@ -28,6 +30,7 @@ def _month_window(as_of: dt.datetime | pd.Timestamp) -> tuple[int, int, bool]:
 
 
 def _utc_months(frame: pd.DataFrame, *names: str) -> pd.DataFrame:
+    import pandas as pd
     return frame.assign(
         **{n: pd.to_datetime(frame[n]).astype("datetime64[us]").dt.tz_localize("UTC") for n in names}
     )
@@ -60,6 +63,8 @@ def read_crm_kpis(
     wh: Warehouse, cutoff: dt.datetime | pd.Timestamp, purchase_statuses: tuple[str, ...] = ("completed",)
 ) -> pd.DataFrame:
     """marts.crm_kpis computed in the warehouse (see :mod:`crm_pipelines.facts.kpis`)."""
+    import pandas as pd
+
     from crm_pipelines.facts.kpis import crm_kpis_select
 
     frame = wh.query(crm_kpis_select(wh, cutoff, utc_day(cutoff), purchase_statuses))

@@ -21,13 +21,15 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
-
-import pandas as pd
-import sqlalchemy as sa
+from typing import TYPE_CHECKING
 
 from crm_pipelines.facts.sql import as_bigint, as_float, day_of, instant, month_of_day, ratio, text_value, truthy
 from crm_pipelines.schema import CORE
 from crm_pipelines.warehouse import Warehouse
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import sqlalchemy as sa
 
 PURCHASES = "purchases"
 CUSTOMER_ORDER_FACTS = "customer_order_facts"
@@ -45,6 +47,7 @@ def normalized_statuses(purchase_statuses: Iterable[str]) -> list[str]:
 
 def is_purchase(orders: sa.TableClause, purchase_statuses: Iterable[str]) -> sa.ColumnElement[bool]:
     """The purchase predicate on a core.orders row (besides the cutoff)."""
+    import sqlalchemy as sa
     return sa.and_(
         text_value(orders.c.status).in_(normalized_statuses(purchase_statuses)),
         sa.not_(truthy(orders.c.is_refund)),
@@ -57,6 +60,7 @@ def core_orders(wh: Warehouse) -> sa.TableClause:
 
 def purchases_select(wh: Warehouse, cutoff: dt.datetime | pd.Timestamp, purchase_statuses: Iterable[str]) -> sa.Select:
     """One row per purchase (see the module docstring) placed up to ``cutoff``."""
+    import sqlalchemy as sa
     orders = core_orders(wh)
     day = day_of(orders.c.ordered_at)
     return sa.select(
@@ -81,6 +85,7 @@ def purchases_table(wh: Warehouse) -> sa.TableClause:
 
 def purchase_days_cte(wh: Warehouse, last_day: int | None = None, name: str = "purchase_days") -> sa.CTE:
     """One row per customer and purchase day (up to ``last_day``): ``customer_id``, ``day``, ``value``."""
+    import sqlalchemy as sa
     p = purchases_table(wh)
     stmt = sa.select(p.c.customer_id, p.c.purchase_day.label("day"), sa.func.sum(p.c.amount).label("value"))
     if last_day is not None:
@@ -90,6 +95,7 @@ def purchase_days_cte(wh: Warehouse, last_day: int | None = None, name: str = "p
 
 def day_summary_cte(days: sa.CTE, name: str = "day_summary") -> sa.CTE:
     """Per customer: purchase days, first and last day, total value and value after the first day."""
+    import sqlalchemy as sa
     ranked = sa.select(
         days.c.customer_id,
         days.c.day,
@@ -120,6 +126,7 @@ def customer_order_facts_select(
     Reads core.purchases (built with the same cutoff) for purchases and core.orders for cancellations,
     refunds and net revenue.
     """
+    import sqlalchemy as sa
     customers = wh.table(CORE, "unified_customers", ["customer_id"])
     orders = core_orders(wh)
     p = purchases_table(wh)
@@ -197,6 +204,7 @@ def customer_category_facts_select(wh: Warehouse) -> sa.Select:
     lines without a category are left out. Segments read the shop's core categories and add-on buyers
     from it, one row per customer and category instead of every order line.
     """
+    import sqlalchemy as sa
     items = wh.table(CORE, "order_items", ["source", "order_id", "category"])
     p = wh.table(CORE, PURCHASES, ["customer_id", "source", "order_id"])
     return (

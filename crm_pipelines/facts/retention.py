@@ -7,21 +7,26 @@ included but flagged ``period_complete = false`` unless the as-of day is its las
 
 from __future__ import annotations
 
-import sqlalchemy as sa
+from typing import TYPE_CHECKING
 
 from crm_pipelines.facts.orders import purchase_days_cte, purchases_table
 from crm_pipelines.facts.sql import as_bigint, as_float, month_of_day, month_series, ratio
 from crm_pipelines.warehouse import Warehouse
 
+if TYPE_CHECKING:
+    import sqlalchemy as sa
+
 
 def month_start(month: sa.ColumnElement[int]) -> sa.ColumnElement:
     """The first day of a month number, as a date."""
+    import sqlalchemy as sa
     year = sa.cast(sa.func.floor(as_float(month) / 12), sa.Integer) + 1970
     return sa.func.make_date(year, sa.cast(sa.func.mod(month, 12), sa.Integer) + 1, 1)
 
 
 def _monthly(wh: Warehouse, end_day: int) -> tuple[sa.CTE, sa.CTE]:
     """Per customer and month with a purchase: its value; and each customer's first month (cohort)."""
+    import sqlalchemy as sa
     p = purchases_table(wh)
     monthly = (
         sa.select(p.c.customer_id, p.c.purchase_month.label("month"), sa.func.sum(p.c.amount).label("value"))
@@ -39,6 +44,7 @@ def _monthly(wh: Warehouse, end_day: int) -> tuple[sa.CTE, sa.CTE]:
 
 def first_purchase_month(wh: Warehouse, end_day: int) -> int | None:
     """The month of the earliest purchase up to ``end_day``, or None without purchases."""
+    import sqlalchemy as sa
     p = purchases_table(wh)
     stmt = sa.select(sa.func.min(p.c.purchase_month)).where(p.c.purchase_day <= end_day)
     with wh.connect() as conn:
@@ -47,6 +53,7 @@ def first_purchase_month(wh: Warehouse, end_day: int) -> int | None:
 
 
 def _complete(month: sa.ColumnElement[int], as_of_month: int, as_of_month_complete: bool) -> sa.ColumnElement[bool]:
+    import sqlalchemy as sa
     return sa.or_(month < as_of_month, sa.literal(as_of_month_complete))
 
 
@@ -54,6 +61,7 @@ def retention_cohorts_select(
     wh: Warehouse, end_day: int, first_month: int, as_of_month: int, as_of_month_complete: bool
 ) -> sa.Select:
     """Every cohort and every month from its first to the as-of month (the full triangle)."""
+    import sqlalchemy as sa
     monthly, firsts = _monthly(wh, end_day)
     sizes = (
         sa.select(firsts.c.cohort, sa.func.count().label("cohort_size")).group_by(firsts.c.cohort).cte("cohort_sizes")
@@ -98,6 +106,7 @@ def retention_summary_select(
     wh: Warehouse, end_day: int, first_month: int, as_of_month: int, as_of_month_complete: bool
 ) -> sa.Select:
     """One row per month from the first purchase month to the as-of month."""
+    import sqlalchemy as sa
     monthly, firsts = _monthly(wh, end_day)
     days = purchase_days_cte(wh, end_day)
     nth_day = sa.select(

@@ -15,27 +15,32 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from typing import Any
-
-import pandas as pd
-import sqlalchemy as sa
+from typing import TYPE_CHECKING, Any
 
 from crm_pipelines.warehouse import Warehouse
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import sqlalchemy as sa
 
 SECONDS_PER_DAY = 86_400
 
 
 def text_value(column: sa.ColumnElement[Any]) -> sa.ColumnElement[str]:
     """Trimmed, lower-case text, as the pandas reference compares status and type columns."""
+    import sqlalchemy as sa
     return sa.func.lower(sa.func.trim(column))
 
 
 def truthy(column: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
+    import sqlalchemy as sa
     return sa.func.coalesce(column, sa.false())
 
 
 def instant(value: dt.datetime | pd.Timestamp | str) -> sa.ColumnElement[Any]:
     """A UTC instant as a literal (rendered inline, so the statement can be compiled to text)."""
+    import pandas as pd
+    import sqlalchemy as sa
     ts = pd.Timestamp(value)
     ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
     return sa.cast(sa.literal(ts.strftime("%Y-%m-%d %H:%M:%S.%f+00:00")), sa.DateTime(timezone=True))
@@ -43,11 +48,13 @@ def instant(value: dt.datetime | pd.Timestamp | str) -> sa.ColumnElement[Any]:
 
 def day_of(timestamp: sa.ColumnElement[Any]) -> sa.ColumnElement[int]:
     """The UTC day number of a timestamp with time zone."""
+    import sqlalchemy as sa
     return sa.cast(sa.func.floor(sa.extract("epoch", timestamp) / SECONDS_PER_DAY), sa.BigInteger)
 
 
 def month_of_day(day: sa.ColumnElement[int]) -> sa.ColumnElement[int]:
     """The month number (months since January 1970) of a day number."""
+    import sqlalchemy as sa
     date = sa.cast(sa.literal("1970-01-01"), sa.Date) + sa.cast(day, sa.Integer)
     return sa.cast(
         (sa.extract("year", date) - 1970) * 12 + sa.extract("month", date) - 1, sa.BigInteger
@@ -55,21 +62,25 @@ def month_of_day(day: sa.ColumnElement[int]) -> sa.ColumnElement[int]:
 
 
 def as_bigint(value: Any) -> sa.ColumnElement[int]:
+    import sqlalchemy as sa
     # DuckDB sums integers to HUGEINT and PostgreSQL to NUMERIC: both read back as decimals.
     return sa.cast(value, sa.BigInteger)
 
 
 def as_float(value: Any) -> sa.ColumnElement[float]:
+    import sqlalchemy as sa
     return sa.cast(value, sa.Double)  # sa.Float is 32-bit REAL on DuckDB
 
 
 def ratio(numerator: Any, denominator: Any) -> sa.ColumnElement[float]:
     """numerator / denominator as a float, NULL when the denominator is not positive."""
+    import sqlalchemy as sa
     return sa.case((denominator > 0, as_float(numerator) / as_float(denominator)), else_=sa.null())
 
 
 def month_series(first: sa.ColumnElement[int] | int, last: int, name: str = "month") -> sa.TableValuedAlias:
     """One row per month number from ``first`` to ``last`` (both engines know generate_series)."""
+    import sqlalchemy as sa
     return sa.func.generate_series(first, last).table_valued(name).render_derived(name="months")
 
 

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-
-import pyarrow as pa
-import sqlalchemy as sa
+from typing import TYPE_CHECKING
 
 from crm_pipelines.ingest.errors import SourceError
 from crm_pipelines.schema import QUARANTINE, Column
 from crm_pipelines.warehouse import Warehouse
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 REJECTED_DELIVERIES = "rejected_deliveries"
 REJECTED_DELIVERY_COLUMNS = (
@@ -95,6 +96,7 @@ def quarantine_delivery(
     now: dt.datetime,
 ) -> str:
     """Keep the refused rows and why, for the operator to inspect; returns the quarantine table name."""
+    import sqlalchemy as sa
     table = delivery_quarantine_table(raw_table)
     warehouse.ensure_schemas(QUARANTINE)
     warehouse.write_table(rows, QUARANTINE, table, mode="replace")

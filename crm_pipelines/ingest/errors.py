@@ -6,12 +6,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import sqlalchemy as sa
-
 from crm_pipelines.config import EntitySourceConfig
 
 if TYPE_CHECKING:
     import httpx
+    import sqlalchemy as sa
 
 
 class SourceError(RuntimeError):
@@ -41,6 +40,7 @@ class SourceContext:
 
 def display_sql_url(url: str | sa.URL) -> str:
     """A SQLAlchemy URL as users may see it: the password replaced by ***."""
+    import sqlalchemy as sa
     try:
         return sa.make_url(url).render_as_string(hide_password=True)
     except sa.exc.ArgumentError:

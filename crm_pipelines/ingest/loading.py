@@ -34,7 +34,7 @@ from crm_pipelines.schema import (
     Column,
     raw_table_name,
 )
-from crm_pipelines.warehouse import ARROW_TYPES, Warehouse
+from crm_pipelines.warehouse import Warehouse, arrow_type
 
 log = logging.getLogger(__name__)
 
@@ -379,7 +379,7 @@ def _add_missing_state_columns(warehouse: Warehouse) -> None:
     present = set(warehouse.columns(AUDIT, INGEST_STATE_TABLE))
     missing = [c for c in INGEST_STATE_COLUMNS if c.name not in present]
     if missing:
-        empty = pa.table({c.name: pa.array([], ARROW_TYPES[c.dtype]) for c in missing})
+        empty = pa.table({c.name: pa.array([], arrow_type(c.dtype)) for c in missing})
         warehouse.write_table(empty, AUDIT, INGEST_STATE_TABLE, mode="append")
 
 

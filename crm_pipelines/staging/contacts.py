@@ -13,11 +13,7 @@ import re
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
-
-import numpy as np
-import pandas as pd
-import pycountry
-from email_validator import EmailNotValidError, validate_email
+from typing import TYPE_CHECKING
 
 from crm_pipelines.staging.values import apply_unique, map_unique
 from crm_pipelines.staging.vocabularies import (
@@ -27,6 +23,9 @@ from crm_pipelines.staging.vocabularies import (
     UNKNOWN_GENDER,
     vocabulary_key,
 )
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +57,8 @@ class Normalized:
 
 def judge(text: pd.Series, judge_value: Callable[[str], Verdict]) -> Normalized:
     """Judge each distinct value of ``text`` once and spread the verdicts over its rows."""
+    import numpy as np
+    import pandas as pd
     codes, verdicts = apply_unique(text, judge_value)
     distinct = verdicts[:-1]
     values = np.array([np.nan if v.value is None else v.value for v in distinct] + [np.nan], dtype=object)
@@ -98,6 +99,7 @@ class EmailNormalizer:
         self._valid_domains: set[str] = set()
 
     def __call__(self, raw: str) -> Verdict:
+        from email_validator import EmailNotValidError, validate_email
         address = raw.strip()
         lowered = address.lower()
         local, _, domain = lowered.rpartition("@")
@@ -146,11 +148,13 @@ def normalize_name(raw: str) -> str:
 
 
 def normalize_names(text: pd.Series) -> pd.Series:
+    import pandas as pd
     return pd.Series(map_unique(text, normalize_name), index=text.index, dtype="str")
 
 
 # -- countries --------------------------------------------------------------------------------------
 def _country_verdict(raw: str) -> Verdict:
+    import pycountry
     key = vocabulary_key(raw)
     if key in COUNTRY_PLACEHOLDERS:
         return JUNK
@@ -170,5 +174,6 @@ def normalize_countries(text: pd.Series) -> Normalized:
 # -- gender -----------------------------------------------------------------------------------------
 def normalize_genders(text: pd.Series) -> pd.Series:
     """female, male, other or unknown; a form not recognized is unknown (a customer is kept)."""
+    import pandas as pd
     mapped = map_unique(text, lambda v: GENDERS.get(vocabulary_key(v), UNKNOWN_GENDER))
     return pd.Series(mapped, index=text.index, dtype="str")

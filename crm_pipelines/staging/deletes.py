@@ -15,11 +15,13 @@ leaving the marts can always be traced to what the source did.
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from crm_pipelines.config import EntitySourceConfig
 from crm_pipelines.staging.values import clean_text, parse_booleans, parse_timestamps
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 INVALID_DELETED_MARK = "invalid_deleted_mark"
 FLAGGED_DELETED = "flagged_deleted"
@@ -40,6 +42,7 @@ class DeleteMarks:
 
 def delete_marks(settings: EntitySourceConfig, raw: pd.DataFrame) -> DeleteMarks:
     """Read the declared delete mark of every raw row (no mark declared: nothing is deleted)."""
+    import pandas as pd
     nothing = pd.Series(False, index=raw.index)
     if settings.deleted_flag is not None:
         column = settings.deleted_flag.column
@@ -71,6 +74,7 @@ def removed_records(
     run); ``raw_ids``: every record id in the raw table now; ``flagged_ids``: the records whose current
     version is marked deleted.
     """
+    import pandas as pd
     if previous_ids is None or previous_ids.empty:
         return pd.DataFrame({"record_id": pd.Series([], dtype="str"), "kind": pd.Series([], dtype="str")})
     previous = pd.Index(previous_ids.dropna().astype("str").unique())

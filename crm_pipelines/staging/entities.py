@@ -8,8 +8,7 @@ is the order in which its rules judge a row.
 from __future__ import annotations
 
 from collections.abc import Callable
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from crm_pipelines.staging.contacts import (
     normalize_countries,
@@ -29,7 +28,10 @@ from crm_pipelines.staging.vocabularies import (
     vocabulary_key,
 )
 
-EARLIEST_BIRTH_DATE = pd.Timestamp("1900-01-01")
+if TYPE_CHECKING:
+    import pandas as pd
+
+EARLIEST_BIRTH_DATE = "1900-01-01"
 FREE_TEXT_COLUMNS = ("address_line1", "address_line2", "city", "region", "company")
 
 
@@ -47,6 +49,7 @@ def map_vocabulary(
 ) -> None:
     """Canonical values from synonyms; a value not in ``vocabulary`` becomes ``unknown`` or, when
     ``unknown`` is None, rejects the row with ``unknown_value``."""
+    import pandas as pd
     text = rows.text[column]
     mapped = pd.Series(
         map_unique(text, lambda v: vocabulary.get(vocabulary_key(v), unknown)), index=text.index, dtype="str"
@@ -77,6 +80,7 @@ def customers(rows: EntityRows) -> None:
 
     Rules: ``implausible_birth_date``, ``invalid_email``, ``invalid_phone``, ``unknown_country``.
     """
+    import pandas as pd
     text, typed = rows.text, rows.typed
     for column in ("first_name", "last_name"):
         rows.set_normalized(column, normalize_names(text[column]))
@@ -90,10 +94,10 @@ def customers(rows: EntityRows) -> None:
     typed["record_kind"] = pd.Series("record", index=text.index, dtype="str")
 
     birth = typed["date_of_birth"]
-    implausible = birth.lt(EARLIEST_BIRTH_DATE) | birth.gt(date_bound(rows.as_of_end.date()))
+    implausible = birth.lt(pd.Timestamp(EARLIEST_BIRTH_DATE)) | birth.gt(date_bound(rows.as_of_end.date()))
     reject_or_null(
         rows, implausible, "implausible_birth_date", "date_of_birth", text["date_of_birth"],
-        f"is before {EARLIEST_BIRTH_DATE.date()} or after the as-of date {rows.as_of_end.date()}",
+        f"is before {EARLIEST_BIRTH_DATE} or after the as-of date {rows.as_of_end.date()}",
     )
     normalize_email_column(rows, "email")
 

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import functools
 import re
-
-import pandas as pd
-import phonenumbers
-from phonenumbers import COUNTRY_CODE_TO_REGION_CODE, PhoneMetadata, PhoneNumber
+from typing import TYPE_CHECKING
 
 from crm_pipelines.staging.contacts import JUNK, Normalized, Verdict, judge
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from phonenumbers import PhoneNumber
 
 _PUNCTUATION = r"[\s\-./()]"
 _KEY_SEPARATOR = "\x1f"
@@ -37,6 +38,7 @@ def _plain_trunk_prefix(region: str) -> tuple[int, str | None] | None:
 
     None when parsing national numbers involves more (carrier codes, transform rules, patterns).
     """
+    from phonenumbers import PhoneMetadata
     metadata = PhoneMetadata.metadata_for_region(region)
     if metadata is None or metadata.national_prefix_transform_rule is not None:
         return None
@@ -48,6 +50,8 @@ def _plain_trunk_prefix(region: str) -> tuple[int, str | None] | None:
 
 def _split(number: str, region: str) -> PhoneNumber | None:
     """What ``phonenumbers.parse`` would make of a plain digit string, when that is a mere split."""
+    import phonenumbers
+    from phonenumbers import COUNTRY_CODE_TO_REGION_CODE, PhoneNumber
     if not _DIGITS.fullmatch(number):
         return None
     if number.startswith("+"):
@@ -73,6 +77,7 @@ def _split(number: str, region: str) -> PhoneNumber | None:
 
 def phone_verdict(key: str) -> Verdict:
     """The verdict on one ``<digits><separator><region>`` key (see :func:`normalize_phones`)."""
+    import phonenumbers
     number, _, region = key.partition(_KEY_SEPARATOR)
     digits = re.sub(r"\D", "", number)
     if _placeholder_digits(digits):

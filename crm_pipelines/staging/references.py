@@ -16,12 +16,14 @@ Order lines are attributed through their order.
 from __future__ import annotations
 
 from collections.abc import Mapping
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from crm_pipelines.config import CrmConfig
 from crm_pipelines.schema import CUSTOMERS, ENTITIES
 from crm_pipelines.staging.values import typed_frame
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 EMAIL_PREFIX = "email:"
 REFERENCED = "referenced"
@@ -86,6 +88,7 @@ def _customer_source(config: CrmConfig, source_name: str, entity: str) -> str:
 
 
 def _items_reference(config: CrmConfig, items: pd.DataFrame, orders: pd.DataFrame) -> pd.DataFrame:
+    import pandas as pd
     order_refs = customer_reference(config, "orders", orders)
     keyed = pd.concat([orders[["source", "order_id"]], order_refs], axis=1)
     keyed = keyed.drop_duplicates(["source", "order_id"])
@@ -94,6 +97,7 @@ def _items_reference(config: CrmConfig, items: pd.DataFrame, orders: pd.DataFram
 
 
 def _reference(sources: pd.Series, record_ids: pd.Series, index: pd.Index) -> pd.DataFrame:
+    import pandas as pd
     return pd.DataFrame(
         {
             "customer_source": sources.astype("str").to_numpy(),
@@ -114,6 +118,7 @@ def referenced_customers(
     ``email`` filled for email references, ``created_at`` the earliest referencing time,
     ``record_kind = 'referenced'``, everything else null.
     """
+    import pandas as pd
     parts = []
     for entity, frame in staged.items():
         if entity not in EVENT_TIME_COLUMNS or frame.empty:

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeAlias
 
-import numpy as np
-import pandas as pd
+if TYPE_CHECKING:
+    import pandas as pd
 
 FIELD_NULLED = "the field was nulled and the record staged"
 """Ends the reason of a quarantined field (as opposed to a quarantined row)."""
-ReasonBuilder = Callable[[pd.Index], list[str]]
+ReasonBuilder: TypeAlias = "Callable[[pd.Index], list[str]]"
 """Builds the reasons for the newly rejected rows (by index label); only rejected rows pay for it."""
 
 
@@ -23,6 +24,7 @@ class Rejections:
     """The verdicts on one frame's rows, keyed by the frame's index."""
 
     def __init__(self, index: pd.Index):
+        import numpy as np
         self.index = index
         length = len(index)
         self._rejected = np.zeros(length, dtype=bool)
@@ -34,10 +36,12 @@ class Rejections:
 
     @property
     def rejected(self) -> pd.Series:
+        import pandas as pd
         return pd.Series(self._rejected, index=self.index)
 
     @property
     def accepted(self) -> pd.Series:
+        import pandas as pd
         return pd.Series(~self._rejected, index=self.index)
 
     def reject(self, failing: pd.Series, rule: str, column: str | None, reasons: ReasonBuilder) -> int:
@@ -61,6 +65,7 @@ class Rejections:
         """Reject with the reason ``"<column> '<value>' <problem>"``; ``problem`` may vary per row."""
 
         def reasons(labels: pd.Index) -> list[str]:
+            import pandas as pd
             shown = values.reindex(labels)
             problems = problem.reindex(labels) if isinstance(problem, pd.Series) else [problem] * len(labels)
             return [f"{column} {_show(v)} {p}" for v, p in zip(shown, problems, strict=True)]
@@ -75,6 +80,7 @@ class Rejections:
         Returns the mask of fields to null. Entries of rows that a rule rejects later are dropped, as the
         whole row is quarantined then.
         """
+        import pandas as pd
         mask = failing.reindex(self.index, fill_value=False).fillna(False).to_numpy(dtype=bool) & ~self._rejected
         labels = self.index[mask]
         if len(labels):
@@ -91,6 +97,7 @@ class Rejections:
 
     def field_frame(self) -> pd.DataFrame:
         """The quarantined fields of rows that were staged: index label, rule, column_name, reason."""
+        import pandas as pd
         if not self._field_problems:
             return pd.DataFrame({"rule": [], "column_name": [], "reason": []}, dtype=object)
         fields = pd.concat(self._field_problems)
@@ -98,6 +105,7 @@ class Rejections:
 
     def frame(self) -> pd.DataFrame:
         """The rejected rows: index label, rule, column_name, reason."""
+        import pandas as pd
         rows = self._rejected
         return pd.DataFrame(
             {"rule": self._rule[rows], "column_name": self._column[rows], "reason": self._reason[rows]},
@@ -107,6 +115,8 @@ class Rejections:
 
 def _show(value: object) -> str:
     """A raw value as the reason shows it: quoted text, or the value itself for numbers and times."""
+    import numpy as np
+    import pandas as pd
     if isinstance(value, str):
         return repr(value if len(value) <= 200 else value[:200] + "...")
     if value is None or value is pd.NaT or (isinstance(value, float) and np.isnan(value)):

@@ -13,8 +13,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from crm_pipelines.config import CrmConfig, EntitySourceConfig, SourceConfig
 from crm_pipelines.schema import Entity
@@ -28,7 +27,11 @@ from crm_pipelines.staging.values import (
     whole_numbers,
 )
 
-EARLIEST_TIMESTAMP = pd.Timestamp("1900-01-01", tz="UTC")
+if TYPE_CHECKING:
+    import pandas as pd
+
+EARLIEST_TIMESTAMP = "1900-01-01"
+"""The earliest plausible timestamp, UTC (ISO text: no pandas at load time)."""
 # Integer columns whose non-whole values break a rule of their own rather than plain typing.
 WHOLE_NUMBER_RULES = {"quantity": "invalid_quantity"}
 
@@ -119,6 +122,7 @@ def check_required(rows: EntityRows) -> None:
 
 def type_columns(rows: EntityRows) -> None:
     """Parse every column to its schema type; a present value that does not parse rejects the row."""
+    import pandas as pd
     settings = rows.settings
     for column in rows.entity.columns:
         text = rows.text[column.name]
@@ -134,8 +138,8 @@ def type_columns(rows: EntityRows) -> None:
             _reject_unparsed(rows, column.name, typed, "invalid_timestamp", problem)
             # Year-0001 style values are system placeholders, not times anything happened.
             rows.checks.reject_values(
-                typed.lt(EARLIEST_TIMESTAMP), "invalid_timestamp", column.name, text,
-                f"is before {EARLIEST_TIMESTAMP.date()}",
+                typed.lt(pd.Timestamp(EARLIEST_TIMESTAMP, tz="UTC")), "invalid_timestamp", column.name, text,
+                f"is before {EARLIEST_TIMESTAMP}",
             )
         elif column.dtype == "date":
             typed = parse_dates(text, settings.timestamp_format)

@@ -14,9 +14,7 @@ import logging
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from crm_pipelines.config import CrmConfig, SourceConfig
 from crm_pipelines.schema import (
@@ -41,10 +39,18 @@ from crm_pipelines.staging.rules import (
 from crm_pipelines.staging.values import as_utc_timestamp, clean_text, null_text, typed_frame
 from crm_pipelines.staging.versions import DUPLICATE_KEY_CONFLICT, resolve_versions, version_content, version_order
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 log = logging.getLogger(__name__)
 
 MISSING_RECORD_ID = "missing_record_id"
-PandasData = TypeVar("PandasData", pd.Series, pd.DataFrame)
+PandasData = TypeVar("PandasData", "pd.Series", "pd.DataFrame")
+
+
+def _nothing_deleted() -> pd.DataFrame:
+    import pandas as pd
+    return pd.DataFrame({"source": [], "record_id": []})
 
 
 @dataclass
@@ -67,7 +73,7 @@ class StagingResult:
     """Counts for asset metadata (plain JSON types)."""
     deletes: pd.DataFrame = field(default_factory=lambda: typed_frame(SOURCE_DELETE_COLUMNS, {}, 0))
     """SOURCE_DELETE_COLUMNS: records staged by the previous run that the source deleted since."""
-    deleted: pd.DataFrame = field(default_factory=lambda: pd.DataFrame({"source": [], "record_id": []}))
+    deleted: pd.DataFrame = field(default_factory=_nothing_deleted)
     """``source``, ``record_id`` (text) of the records whose current version here is marked deleted."""
 
 
@@ -135,6 +141,7 @@ def stage_entity(
 
 
 def _deleted_frame(outcomes: list[_SourceOutcome]) -> pd.DataFrame:
+    import pandas as pd
     ids = [pd.DataFrame({"source": o.source, "record_id": o.deleted_ids.astype("str").to_numpy()})
            for o in outcomes]
     return pd.concat(ids, ignore_index=True) if ids else pd.DataFrame({"source": [], "record_id": []})
@@ -147,6 +154,7 @@ def _previous_ids(previous: pd.DataFrame | None, entity: Entity, source: str) ->
 
 
 def _deletes_frame(outcomes: list[_SourceOutcome], run_id: str, entity: str, stamp: pd.Timestamp) -> pd.DataFrame:
+    import pandas as pd
     frames = [o.removed.assign(source=o.source) for o in outcomes if len(o.removed)]
     removed = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["record_id", "kind", "source"])
     reasons = [removal_reason(k, s, entity) for k, s in zip(removed["kind"], removed["source"], strict=True)]
@@ -157,6 +165,7 @@ def _deletes_frame(outcomes: list[_SourceOutcome], run_id: str, entity: str, sta
 def _quarantine_frame(
     outcomes: list[_SourceOutcome], run_id: str, entity: str, stamp: pd.Timestamp
 ) -> pd.DataFrame:
+    import pandas as pd
     frames = [f for o in outcomes for f in (o.rejected, o.nulled_fields) if f is not None]
     rejected = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     data: dict[str, Any] = {"run_id": run_id, "layer": STAGING, "entity": entity, "rejected_at": stamp}
@@ -169,6 +178,7 @@ def _reconciliation_frame(
     outcomes: list[_SourceOutcome], run_id: str, entity: str, stamp: pd.Timestamp
 ) -> pd.DataFrame:
     """One row per source: rows in = rows out + quarantined + superseded + deleted."""
+    import pandas as pd
     rows = [
         {
             "run_id": run_id,
@@ -193,6 +203,7 @@ def _by_source(
     entity: str, raw: Sequence[tuple[SourceConfig, pd.DataFrame]]
 ) -> list[tuple[SourceConfig, pd.DataFrame]]:
     """One frame per source (a source listed twice has its frames concatenated), in input order."""
+    import pandas as pd
     grouped: dict[str, tuple[SourceConfig, list[pd.DataFrame]]] = {}
     for source, frame in raw:
         if entity not in source.entities:
@@ -214,6 +225,7 @@ def _stage_source(
     as_of_end: pd.Timestamp,
     previous_ids: pd.Series | None = None,
 ) -> _SourceOutcome:
+    import pandas as pd
     raw = raw.reset_index(drop=True)
     stats = StagingStats()
     text, unmapped = _canonical_text(entity, source, raw, stats)
@@ -313,6 +325,7 @@ def _canonical_text(
 ) -> tuple[pd.DataFrame, list[str]]:
     """Cleaned text under canonical names; unmapped columns are null. Also the mapped source columns
     the raw table does not have (they are null too, and named in the summary)."""
+    import pandas as pd
     mapping = source.entities[entity.name].columns
     defaults = source.entities[entity.name].defaults
     columns: dict[str, pd.Series] = {}
@@ -352,6 +365,7 @@ def _identifiers(
     source: SourceConfig, raw: pd.DataFrame, typed: dict[str, pd.Series], accepted: pd.Series
 ) -> pd.DataFrame:
     """Declared identifier fields of the staged customer records, trimmed and upper-cased."""
+    import pandas as pd
     declared = source.entities["customers"].identifiers
     record_ids = typed["source_record_id"][accepted]
     parts = []
@@ -375,6 +389,7 @@ def _identifiers(
 
 
 def _concat(frames: list[pd.DataFrame], empty: pd.DataFrame) -> pd.DataFrame:
+    import pandas as pd
     frames = [f for f in frames if len(f)]
     return pd.concat(frames, ignore_index=True) if frames else empty
 

@@ -12,14 +12,13 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Callable, Sequence
-from typing import Any
-
-import numpy as np
-import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
+from typing import TYPE_CHECKING, Any
 
 from crm_pipelines.schema import Column, ColumnType
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
 
 # Values that mean "nothing here" in any text column (compared case-insensitively after trimming).
 PLACEHOLDERS = frozenset(
@@ -48,6 +47,8 @@ FALSE_WORDS = frozenset({"false", "f", "no", "n", "0", "nein", "falsch"})
 
 def null_text(length: int, index: pd.Index | None = None) -> pd.Series:
     """An all-null text column."""
+    import numpy as np
+    import pandas as pd
     return pd.Series(np.full(length, np.nan, dtype=object), index=index, dtype="str")
 
 
@@ -75,6 +76,8 @@ def apply_unique(values: pd.Series, function: Callable[[str], Any]) -> tuple[np.
     null rows. This is the per-value cache of staging: a million orders in three currencies cost
     three calls.
     """
+    import numpy as np
+    import pandas as pd
     codes, uniques = pd.factorize(values, use_na_sentinel=True)
     results = np.empty(len(uniques) + 1, dtype=object)
     results[: len(uniques)] = [function(u) for u in uniques]
@@ -102,6 +105,7 @@ def parse_timestamps(text: pd.Series, timestamp_format: str | None, timezone: st
     exports often mix both. In the hour a daylight-saving change repeats, the standard-time reading
     wins; a time skipped by the change moves forward to the first valid instant.
     """
+    import pandas as pd
     result = pd.Series(pd.NaT, index=text.index, dtype="datetime64[us, UTC]")
     present = text.notna()
     if not present.any():
@@ -120,6 +124,7 @@ def parse_timestamps(text: pd.Series, timestamp_format: str | None, timezone: st
 
 
 def _parse_iso(values: pd.Series, timezone: str) -> pd.Series:
+    import pandas as pd
     if timezone == "UTC":
         # Naive values are UTC already: one pass of pandas' C parser handles both kinds.
         return _as_us(pd.to_datetime(values, format="ISO8601", utc=True, errors="coerce"))
@@ -138,6 +143,7 @@ def _parse_iso(values: pd.Series, timezone: str) -> pd.Series:
 
 
 def _parse_with_format(values: pd.Series, timestamp_format: str, timezone: str) -> pd.Series:
+    import pandas as pd
     if "%z" in timestamp_format or "%Z" in timestamp_format:
         return _as_us(pd.to_datetime(values, format=timestamp_format, utc=True, errors="coerce"))
     local = pd.to_datetime(values, format=timestamp_format, errors="coerce")
@@ -145,6 +151,7 @@ def _parse_with_format(values: pd.Series, timestamp_format: str, timezone: str) 
 
 
 def _localize(local: pd.Series, timezone: str) -> pd.Series:
+    import numpy as np
     if local.dt.tz is not None:
         return _as_us(local.dt.tz_convert("UTC"))
     standard_time = np.zeros(len(local), dtype=bool)
@@ -158,6 +165,7 @@ def _as_us(values: pd.Series) -> pd.Series:
 
 def as_utc_timestamp(value: dt.datetime | pd.Timestamp) -> pd.Timestamp:
     """A point in time as a UTC timestamp; a naive value is taken to be UTC."""
+    import pandas as pd
     stamp = pd.Timestamp(value)
     return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
 
@@ -170,6 +178,7 @@ def parse_dates(text: pd.Series, timestamp_format: str | None = None) -> pd.Seri
     then the date part of the source's timestamp format, then ``17.05.1980``, ``1980/05/17`` and
     ``19800517``. Ambiguous forms such as ``05/06/1980`` need the source's ``timestamp_format``.
     """
+    import pandas as pd
     result = pd.Series(pd.NaT, index=text.index, dtype="datetime64[s]")
     remaining = text.notna()
     if not remaining.any():
@@ -201,6 +210,8 @@ def _date_formats(timestamp_format: str | None) -> list[str]:
 
 def to_date_objects(dates: pd.Series) -> pd.Series:
     """``datetime.date`` values (None when missing): the form the warehouse's DATE columns read back as."""
+    import numpy as np
+    import pandas as pd
     objects = np.full(len(dates), None, dtype=object)
     present = dates.notna().to_numpy()
     if present.any():
@@ -210,12 +221,17 @@ def to_date_objects(dates: pd.Series) -> pd.Series:
 
 def date_bound(value: dt.date) -> pd.Timestamp:
     """A date as the naive midnight timestamp :func:`parse_dates` compares against."""
+    import pandas as pd
     return pd.Timestamp(value)
 
 
 # -- numbers and booleans -----------------------------------------------------------------------
 def parse_numbers(text: pd.Series) -> pd.Series:
     """Finite floats; anything else that was present (``12,50``, ``inf``, ``abc``) becomes NaN."""
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.compute as pc
     try:
         # Arrow's cast is an order of magnitude faster than to_numeric, but all-or-nothing.
         cast = pc.cast(pa.array(text, type=pa.large_string(), from_pandas=True), pa.float64())
@@ -227,11 +243,13 @@ def parse_numbers(text: pd.Series) -> pd.Series:
 
 def whole_numbers(numbers: pd.Series) -> pd.Series:
     """Mask of values that are whole numbers (``3``, ``3.0``); False for fractions and NaN."""
+    import numpy as np
     return numbers.notna() & numbers.eq(np.floor(numbers))
 
 
 def parse_booleans(text: pd.Series) -> pd.Series:
     """``boolean`` from yes/no words (true, yes, 1, ja / false, no, 0, nein); others null."""
+    import pandas as pd
     words = text.str.lower()
     result = pd.Series(pd.NA, index=text.index, dtype="boolean")
     result[words.isin(TRUE_WORDS)] = True
@@ -242,6 +260,7 @@ def parse_booleans(text: pd.Series) -> pd.Series:
 # -- frames ---------------------------------------------------------------------------------------
 def typed_frame(columns: Sequence[Column], data: dict[str, Any], length: int) -> pd.DataFrame:
     """A frame with exactly ``columns`` in order and their pandas dtypes; absent columns are null."""
+    import pandas as pd
     out: dict[str, pd.Series] = {}
     index = pd.RangeIndex(length)
     for column in columns:

@@ -16,12 +16,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from crm_pipelines.config import SourceConfig
 from crm_pipelines.schema import RAW_BATCH_ID, RAW_INGESTED_AT, Entity
 from crm_pipelines.staging.values import clean_text, parse_numbers, parse_timestamps
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 DUPLICATE_KEY_CONFLICT = "duplicate_key_conflict"
 _RECORD, _BATCH, _ROW = "_record_id", "_batch", "_row"
@@ -53,6 +55,7 @@ def resolve_versions(
     make two rows the same record version), the raw lineage columns, and ``order``, which gives for
     the rows it is passed the name and the typed values of what orders a record's rows (an update time
     or cursor; None when nothing does). It is only called for differing rows of one delivery."""
+    import pandas as pd
     index = record_ids.index
     superseded = pd.Series(False, index=index)
     conflicting = pd.Series(False, index=index)
@@ -140,6 +143,7 @@ def version_order(
 def version_content(entity: Entity, source: SourceConfig, text: pd.DataFrame, raw: pd.DataFrame) -> pd.DataFrame:
     """The values two rows of one record must share to be the same version: the canonical ones, plus
     what staging also reads from raw (declared identifiers, the delete mark, the cursor that orders)."""
+    import pandas as pd
     settings = source.entities[entity.name]
     extra = [*settings.identifiers.values(), settings.deleted_column, settings.incremental.column]
     extra.append(settings.deleted_flag.column if settings.deleted_flag else None)

@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
-
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING, TypeAlias
 
 from crm_pipelines.analytics.activity import DEFAULT_PURCHASE_STATUSES, purchase_mask
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 ORDER_COLUMNS = ("customer_id", "ordered_at", "status", "total_amount_reporting", "is_refund")
 SUMMARY_COLUMNS = ("customer_id", "frequency", "recency", "T", "monetary_value")
@@ -34,11 +35,13 @@ HOLDOUT_COLUMNS = ("frequency_holdout", "monetary_value_holdout", "duration_hold
 _MICROS_PER_DAY = 86_400_000_000
 _NANOS_PER_DAY = 86_400_000_000_000
 
-DateLike = dt.date | dt.datetime | pd.Timestamp | str
+# A string, so that the alias needs no pandas import at load time.
+DateLike: TypeAlias = "dt.date | dt.datetime | pd.Timestamp | str"
 
 
 def day_number(value: DateLike) -> int:
     """The UTC calendar day of ``value`` as days since 1970-01-01 (naive values are read as UTC)."""
+    import pandas as pd
     ts = pd.Timestamp(value)
     ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
     return int(ts.value // _NANOS_PER_DAY)  # Timestamp.value is in nanoseconds whatever its unit
@@ -59,6 +62,7 @@ def purchase_days(
 
     Orders without a customer or an order time are ignored; a missing amount counts as 0.
     """
+    import pandas as pd
     _check_columns(orders)
     ordered_at = pd.to_datetime(orders["ordered_at"], utc=True)
     # One definition of a purchase for every mart (crm_pipelines.analytics.activity.purchase_mask).
@@ -80,6 +84,8 @@ def purchase_days(
 
 def _summarise(days: pd.DataFrame, end_day: int, time_unit_days: float) -> pd.DataFrame:
     """frequency, recency, T, monetary_value per customer from sorted purchase days up to ``end_day``."""
+    import numpy as np
+    import pandas as pd
     days = days[days["day"] <= end_day]
     if days.empty:
         return pd.DataFrame(
