@@ -96,7 +96,7 @@ def identity_model(
         return load_model(DEFAULT_MODEL)
 
 
-def _identifiers(wh: Warehouse) -> pd.DataFrame | None:
+def _identifiers(wh: Warehouse) -> "pd.DataFrame | None":
     return wh.read_table(STAGING, "customer_identifiers") if wh.table_exists(STAGING, "customer_identifiers") else None
 
 
