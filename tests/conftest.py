@@ -110,3 +110,15 @@ def module_warehouse(request, tmp_path_factory) -> Iterator[Warehouse]:
     yield Warehouse(url)
     dispose_engines()
     _drop_database(admin, url)
+
+
+@pytest.fixture
+def no_pandas_validation(monkeypatch) -> None:
+    """Fails the test if a table is read into Python or validated as a frame by Great Expectations:
+    for contracts that must run in the warehouse."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a contract read its table into Python instead of validating it in the warehouse")
+
+    monkeypatch.setattr(Warehouse, "read_table", refuse)
+    monkeypatch.setattr("crm_pipelines.checks.gx.validate", refuse)

@@ -47,15 +47,6 @@ def _own_warehouse(monkeypatch) -> None:
     monkeypatch.delenv(WAREHOUSE_URL_ENV, raising=False)
 
 
-@pytest.fixture
-def no_pandas_validation(monkeypatch) -> None:
-    def refuse(*args, **kwargs):
-        raise AssertionError("an attributed core table was read into Python")
-
-    monkeypatch.setattr(Warehouse, "read_table", refuse)
-    monkeypatch.setattr("crm_pipelines.assets.validation.validate", refuse)
-
-
 def _types(columns) -> dict[str, str]:
     return {c.name: c.dtype for c in columns}
 

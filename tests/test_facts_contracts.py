@@ -44,15 +44,6 @@ def _own_warehouse(monkeypatch) -> None:
     monkeypatch.delenv(WAREHOUSE_URL_ENV, raising=False)
 
 
-@pytest.fixture
-def no_pandas_validation(monkeypatch) -> None:
-    def refuse(*args, **kwargs):
-        raise AssertionError("a facts contract read its table into Python")
-
-    monkeypatch.setattr(Warehouse, "read_table", refuse)
-    monkeypatch.setattr("crm_pipelines.checks.gx.validate", refuse)
-
-
 def _materialize(tmp_path, warehouse_url: str) -> dg.ExecuteInProcessResult:
     config = config_from_dict(
         {"warehouse": {"url": warehouse_url}, "as_of": AS_OF, "sources": SOURCES}, tmp_path / "crm.yaml"
