@@ -53,6 +53,8 @@ def campaign_audiences(
 def loyalty_frame(wh: Warehouse, config: CrmConfig, customers: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
     """customer_id, loyalty_member, regular_customer (joins customer_360), as ``loyalty.loyalty_columns``
     with the regular customers counted in the warehouse."""
+    import pandas as pd
+
     from crm_pipelines.facts.activity import regular_customers_select
     from crm_pipelines.facts.build import ensure_core_inputs
 
@@ -74,6 +76,8 @@ def loyalty_frame(wh: Warehouse, config: CrmConfig, customers: pd.DataFrame, as_
 def with_loyalty_kpis(wh: Warehouse, config: CrmConfig, kpis: pd.DataFrame) -> pd.DataFrame:
     """crm_kpis with loyalty_members and regular_customers per day, as ``loyalty.daily_loyalty_kpis``
     with the regular customers counted in the warehouse."""
+    import pandas as pd
+
     from crm_pipelines.facts.activity import read_daily_regulars
     from crm_pipelines.facts.build import ensure_core_inputs
 

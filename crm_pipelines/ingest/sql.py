@@ -90,6 +90,11 @@ def _sqlite_arrow(engine: Engine, statement: sa.Select[Any], names: list[str]) -
         sql = str(statement.compile(dialect=engine.dialect, compile_kwargs={"literal_binds": True}))
         uri = f"file:{urllib.parse.quote(str(Path(database).resolve()))}?mode=ro"
         with adbc_sqlite.connect(uri) as conn, conn.cursor() as cursor:
+            # Within its first batch the driver turns a column holding numbers and text
+            # into text of its own format (3.5 becomes '3.500000e+00'): such columns go row by row.
+            cursor.execute(_mixed_storage_classes_sql(engine, sql, names))
+            if any(count > 1 for count in cursor.fetchone()):
+                return None
             cursor.execute(sql)
             table = cursor.fetch_arrow_table()
     except Exception:  # noqa: BLE001 - any driver or compilation problem: the row-by-row path decides
@@ -97,6 +102,18 @@ def _sqlite_arrow(engine: Engine, statement: sa.Select[Any], names: list[str]) -
     if table.column_names != names or table.num_rows == 0:
         return None
     return table
+
+
+def _mixed_storage_classes_sql(engine: Engine, sql: str, names: list[str]) -> str:
+    """One row: per column, how many kinds of value it holds (number, text, blob; integers and reals
+    count as one, which the driver reads alike)."""
+    quote = engine.dialect.identifier_preparer.quote
+    kinds = [
+        f"count(DISTINCT CASE typeof({quote(name)}) WHEN 'integer' THEN 'real' WHEN 'null' THEN NULL "
+        f"ELSE typeof({quote(name)}) END)"
+        for name in names
+    ]
+    return f"SELECT {', '.join(kinds)} FROM ({sql})"
 
 
 def _slices(table: pa.Table, chunk_rows: int) -> Iterator[pa.Table]:
