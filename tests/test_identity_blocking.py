@@ -62,3 +62,52 @@ def test_sounds_survive_typos_and_swaps():
     # Typos in both names, in another town of the region; the names swapped with a typo: all reached.
     assert report.recall == 1.0
     assert name_sound("schmidt") == name_sound("schmitt") == name_sound("shmidt")
+
+
+def _crowded_block(size: int) -> pd.DataFrame:
+    """``size`` (at most 99) records named Anna Meyer in region 5, no two sharing a birth year, a birth
+    day or a postcode, but for one pair that shares birth date, postcode and city besides."""
+    rows = pd.DataFrame(
+        {
+            "source": ["crm"] * size,
+            "source_record_id": [str(i) for i in range(size)],
+            "first_name": ["Anna"] * size,
+            "last_name": ["Meyer"] * size,
+            "date_of_birth": [f"{1900 + i}-{1 + i % 12:02d}-{1 + i // 12:02d}" for i in range(size)],
+            "postcode": [f"5{i:04d}" for i in range(size)],
+            "city": [f"Town {i}" for i in range(size)],
+        }
+    )
+    rows.loc[1, ["date_of_birth", "postcode", "city"]] = rows.loc[0, ["date_of_birth", "postcode", "city"]]
+    return rows
+
+
+def test_blocks_over_the_cap_are_skipped_and_reported():
+    size = 60
+    rows = _crowded_block(size)
+    truth = rows[["source", "source_record_id"]].assign(person_id=[f"p{i}" for i in range(size)])
+    truth.loc[1, "person_id"] = "p0"
+
+    uncapped = blocking_report(rows, None, IdentitySettings(max_block_size=None), truth)
+    assert uncapped.candidate_pairs == size * (size - 1) // 2
+    assert uncapped.oversized_blocks == {}
+
+    capped = blocking_report(rows, None, IdentitySettings(max_block_size=size - 1), truth)
+    # Every name rule's single block is over the cap; the pair that also shares a birth date and a
+    # postcode is still reached by the narrower rules, and nothing else is made.
+    assert capped.recall == 1.0
+    assert capped.candidate_pairs == 1, capped
+    over = capped.oversized_blocks
+    name_sounds = over["first_name_sound + last_name_sound + substr(postcode, 1, 1)"]
+    assert name_sounds == {"blocks": 1, "records": size, "pairs_skipped": size * (size - 1) // 2}
+    assert over["names swapped"]["blocks"] == 1
+    # A cap the block fits under changes nothing.
+    roomy = blocking_report(rows, None, IdentitySettings(max_block_size=size), truth)
+    assert roomy.candidate_pairs == uncapped.candidate_pairs and roomy.oversized_blocks == {}
+
+
+def test_max_block_size_is_a_setting():
+    assert IdentitySettings().max_block_size is not None
+    assert IdentitySettings.model_validate({"max_block_size": None}).max_block_size is None
+    with pytest.raises(ValueError):
+        IdentitySettings(max_block_size=1)
