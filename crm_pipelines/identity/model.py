@@ -35,8 +35,8 @@ import splink.comparison_library as cl
 from splink import DuckDBAPI, Linker, SettingsCreator, block_on
 from splink.blocking_rule_library import CustomRule
 
-from crm_pipelines.identity.engine import duckdb_session
 from crm_pipelines.identity.block_limits import BlockKey, capped_rule_sql
+from crm_pipelines.identity.engine import duckdb_session
 from crm_pipelines.identity.prepare import build_match_records, clean_records, load_records
 from crm_pipelines.identity.settings import IdentitySettings
 from crm_pipelines.identity.splink_log import unobserved_levels_summarised
