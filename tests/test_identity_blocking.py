@@ -66,7 +66,8 @@ def test_sounds_survive_typos_and_swaps():
 
 def _crowded_block(size: int) -> pd.DataFrame:
     """``size`` (at most 99) records named Anna Meyer in region 5, no two sharing a birth year, a birth
-    day or a postcode, but for one pair that shares birth date, postcode and city besides."""
+    day or a postcode, but for one pair that shares birth date, postcode and city besides; and the
+    first of them once more as Meyer Anna (names the wrong way round), elsewhere."""
     rows = pd.DataFrame(
         {
             "source": ["crm"] * size,
@@ -79,31 +80,38 @@ def _crowded_block(size: int) -> pd.DataFrame:
         }
     )
     rows.loc[1, ["date_of_birth", "postcode", "city"]] = rows.loc[0, ["date_of_birth", "postcode", "city"]]
-    return rows
+    swapped = {"source": "shop", "source_record_id": "s", "first_name": "Meyer", "last_name": "Anna"}
+    elsewhere = {"date_of_birth": "1990-06-15", "postcode": "10115", "city": "Berlin"}
+    return pd.concat([rows, pd.DataFrame([swapped | elsewhere])], ignore_index=True)
 
 
 def test_blocks_over_the_cap_are_skipped_and_reported():
     size = 60
     rows = _crowded_block(size)
-    truth = rows[["source", "source_record_id"]].assign(person_id=[f"p{i}" for i in range(size)])
-    truth.loc[1, "person_id"] = "p0"
+    truth = rows[["source", "source_record_id"]].assign(person_id=[f"p{i}" for i in range(len(rows))])
+    truth.loc[[1, size], "person_id"] = "p0"  # the pair sharing a birth date, and the swapped twin
 
     uncapped = blocking_report(rows, None, IdentitySettings(max_block_size=None), truth)
-    assert uncapped.candidate_pairs == size * (size - 1) // 2
+    assert uncapped.candidate_pairs == size * (size - 1) // 2 + size
     assert uncapped.oversized_blocks == {}
 
     capped = blocking_report(rows, None, IdentitySettings(max_block_size=size - 1), truth)
-    # Every name rule's single block is over the cap; the pair that also shares a birth date and a
-    # postcode is still reached by the narrower rules, and nothing else is made.
+    # Every name rule's block of Anna Meyers is over the cap: only the pair that also shares a birth
+    # date and a postcode is made, by the narrower rules. The swapped rules' block makes 60 pairs,
+    # fewer than a block at the cap: the twin is still paired with every Anna Meyer.
     assert capped.recall == 1.0
-    assert capped.candidate_pairs == 1, capped
+    assert capped.candidate_pairs == 1 + size, capped
     over = capped.oversized_blocks
     name_sounds = over["first_name_sound + last_name_sound + substr(postcode, 1, 1)"]
     assert name_sounds == {"blocks": 1, "records": size, "pairs_skipped": size * (size - 1) // 2}
-    assert over["names swapped"]["blocks"] == 1
+    assert "names swapped" not in over and "name sounds swapped" not in over
     # A cap the block fits under changes nothing.
     roomy = blocking_report(rows, None, IdentitySettings(max_block_size=size), truth)
     assert roomy.candidate_pairs == uncapped.candidate_pairs and roomy.oversized_blocks == {}
+    # The swapped block is capped on its pairs: 60 pairs are more than a block of 11 records makes.
+    tight = blocking_report(rows, None, IdentitySettings(max_block_size=11), truth)
+    assert tight.oversized_blocks["names swapped"] == {"blocks": 1, "records": size + 1, "pairs_skipped": size}
+    assert tight.candidate_pairs == 1 and tight.reached_pairs == 1
 
 
 def test_max_block_size_is_a_setting():

@@ -199,15 +199,6 @@ def strong_identifier_rules() -> list[Any]:
     return [rule for rule, _ in _strong_identifier_rules_and_keys()]
 
 
-def _unordered(first: str, last: str) -> tuple[str, str]:
-    """The block of the swapped-name rules: the unordered pair of both names, when both are known."""
-    both = f"{first} IS NOT NULL AND {last} IS NOT NULL"
-    return (
-        f"CASE WHEN {both} THEN least({first}, {last}) END",
-        f"CASE WHEN {both} THEN greatest({first}, {last}) END",
-    )
-
-
 def _strong_identifier_rules_and_keys() -> list[tuple[Any, BlockKey | None]]:
     # Shared emails, phones and identifiers are bounded by shared_value_limit, not by block size.
     return [
@@ -216,7 +207,7 @@ def _strong_identifier_rules_and_keys() -> list[tuple[Any, BlockKey | None]]:
         (block_on(IDENTIFIER_KEYS, arrays_to_explode=[IDENTIFIER_KEYS]), None),
         (
             CustomRule("l.first_name = r.last_name AND l.last_name = r.first_name"),
-            BlockKey(_unordered("first_name", "last_name"), "names swapped"),
+            BlockKey(("first_name", "last_name"), "names swapped", swapped=True),
         ),
     ]
 
@@ -247,7 +238,7 @@ def _noise_tolerant_rules_and_keys() -> list[tuple[Any, BlockKey | None]]:
         keyed("first_name_sound", "last_name_sound", "substr(postcode, 1, 1)"),
         (
             CustomRule("l.first_name_sound = r.last_name_sound AND l.last_name_sound = r.first_name_sound"),
-            BlockKey(_unordered("first_name_sound", "last_name_sound"), "name sounds swapped"),
+            BlockKey(("first_name_sound", "last_name_sound"), "name sounds swapped", swapped=True),
         ),
         keyed("last_name_sound", "postcode"),
     ]
@@ -297,7 +288,7 @@ def blocking_rules_for_run(settings: IdentitySettings) -> list[dict[str, Any]]:
     if settings.max_block_size is not None:
         for index, (rule, key) in enumerate(zip(rules, prediction_block_keys(settings), strict=True)):
             if key is not None:
-                rule["blocking_rule"] = capped_rule_sql(rule["blocking_rule"], index, settings.max_block_size)
+                rule["blocking_rule"] = capped_rule_sql(rule["blocking_rule"], index, key, settings.max_block_size)
     return rules
 
 
