@@ -161,7 +161,7 @@ class IdentitySettings(BaseModel):
         "crm_pipelines.identity.model.noise_tolerant_rules).",
     )
     max_block_size: int | None = Field(
-        2000,
+        300,
         ge=2,
         description="Largest block a name, birth-date or address blocking rule expands: a block of n "
         "records makes n(n-1)/2 candidate pairs, so the few largest blocks grow with the square of the "
