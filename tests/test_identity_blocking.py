@@ -14,7 +14,9 @@ import pandas as pd
 import pytest
 
 from crm_pipelines.identity.blocking import blocking_report
+from crm_pipelines.identity.model import load_model
 from crm_pipelines.identity.prepare import name_sound
+from crm_pipelines.identity.resolve import resolve
 from crm_pipelines.identity.settings import IdentitySettings
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -119,3 +121,15 @@ def test_max_block_size_is_a_setting():
     assert IdentitySettings.model_validate({"max_block_size": None}).max_block_size is None
     with pytest.raises(ValueError):
         IdentitySettings(max_block_size=1)
+
+
+def test_resolution_reports_the_blocks_it_left_out():
+    rows = _crowded_block(30).assign(created_at="2020-01-01", updated_at="2020-01-01", record_kind="record")
+    model = load_model(Path(__file__).resolve().parents[1] / "crm_pipelines" / "identity" / "default_model.json")
+    capped = resolve(rows, None, IdentitySettings(max_block_size=29), model)
+    assert capped.summary["oversized_blocks"] >= 1
+    sounds = capped.summary["oversized_blocks_by_rule"]["first_name_sound + last_name_sound + substr(postcode, 1, 1)"]
+    assert sounds == {"blocks": 1, "records": 30, "pairs_skipped": 435}
+    uncapped = resolve(rows, None, IdentitySettings(max_block_size=None), model)
+    assert uncapped.summary["oversized_blocks"] == 0
+    assert capped.summary["pairs_scored"] < uncapped.summary["pairs_scored"]
