@@ -172,10 +172,16 @@ def blocking_recall(
     )
     for rule, pairs in report.pairs_by_rule:
         print(f"  {pairs:>10,}  {rule}")
+    for rule, over in report.oversized_blocks.items():
+        print(
+            f"  over max_block_size ({settings.max_block_size}): {rule}: {over['blocks']:,} blocks, "
+            f"{over['records']:,} records, {over['pairs_skipped']:,} pairs not made"
+        )
     return {
         "blocking_recall": report.recall,
         "candidate_pairs": report.candidate_pairs,
         "true_pairs": report.true_pairs,
+        "oversized_blocks": sum(over["blocks"] for over in report.oversized_blocks.values()),
     }
 
 

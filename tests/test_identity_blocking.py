@@ -14,7 +14,9 @@ import pandas as pd
 import pytest
 
 from crm_pipelines.identity.blocking import blocking_report
+from crm_pipelines.identity.model import load_model
 from crm_pipelines.identity.prepare import name_sound
+from crm_pipelines.identity.resolve import resolve
 from crm_pipelines.identity.settings import IdentitySettings
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -62,3 +64,72 @@ def test_sounds_survive_typos_and_swaps():
     # Typos in both names, in another town of the region; the names swapped with a typo: all reached.
     assert report.recall == 1.0
     assert name_sound("schmidt") == name_sound("schmitt") == name_sound("shmidt")
+
+
+def _crowded_block(size: int) -> pd.DataFrame:
+    """``size`` (at most 99) records named Anna Meyer in region 5, no two sharing a birth year, a birth
+    day or a postcode, but for one pair that shares birth date, postcode and city besides; and the
+    first of them once more as Meyer Anna (names the wrong way round), elsewhere."""
+    rows = pd.DataFrame(
+        {
+            "source": ["crm"] * size,
+            "source_record_id": [str(i) for i in range(size)],
+            "first_name": ["Anna"] * size,
+            "last_name": ["Meyer"] * size,
+            "date_of_birth": [f"{1900 + i}-{1 + i % 12:02d}-{1 + i // 12:02d}" for i in range(size)],
+            "postcode": [f"5{i:04d}" for i in range(size)],
+            "city": [f"Town {i}" for i in range(size)],
+        }
+    )
+    rows.loc[1, ["date_of_birth", "postcode", "city"]] = rows.loc[0, ["date_of_birth", "postcode", "city"]]
+    swapped = {"source": "shop", "source_record_id": "s", "first_name": "Meyer", "last_name": "Anna"}
+    elsewhere = {"date_of_birth": "1990-06-15", "postcode": "10115", "city": "Berlin"}
+    return pd.concat([rows, pd.DataFrame([swapped | elsewhere])], ignore_index=True)
+
+
+def test_blocks_over_the_cap_are_skipped_and_reported():
+    size = 60
+    rows = _crowded_block(size)
+    truth = rows[["source", "source_record_id"]].assign(person_id=[f"p{i}" for i in range(len(rows))])
+    truth.loc[[1, size], "person_id"] = "p0"  # the pair sharing a birth date, and the swapped twin
+
+    uncapped = blocking_report(rows, None, IdentitySettings(max_block_size=None), truth)
+    assert uncapped.candidate_pairs == size * (size - 1) // 2 + size
+    assert uncapped.oversized_blocks == {}
+
+    capped = blocking_report(rows, None, IdentitySettings(max_block_size=size - 1), truth)
+    # Every name rule's block of Anna Meyers is over the cap: only the pair that also shares a birth
+    # date and a postcode is made, by the narrower rules. The swapped rules' block makes 60 pairs,
+    # fewer than a block at the cap: the twin is still paired with every Anna Meyer.
+    assert capped.recall == 1.0
+    assert capped.candidate_pairs == 1 + size, capped
+    over = capped.oversized_blocks
+    name_sounds = over["first_name_sound + last_name_sound + substr(postcode, 1, 1)"]
+    assert name_sounds == {"blocks": 1, "records": size, "pairs_skipped": size * (size - 1) // 2}
+    assert "names swapped" not in over and "name sounds swapped" not in over
+    # A cap the block fits under changes nothing.
+    roomy = blocking_report(rows, None, IdentitySettings(max_block_size=size), truth)
+    assert roomy.candidate_pairs == uncapped.candidate_pairs and roomy.oversized_blocks == {}
+    # The swapped block is capped on its pairs: 60 pairs are more than a block of 11 records makes.
+    tight = blocking_report(rows, None, IdentitySettings(max_block_size=11), truth)
+    assert tight.oversized_blocks["names swapped"] == {"blocks": 1, "records": size + 1, "pairs_skipped": size}
+    assert tight.candidate_pairs == 1 and tight.reached_pairs == 1
+
+
+def test_max_block_size_is_a_setting():
+    assert IdentitySettings().max_block_size is not None
+    assert IdentitySettings.model_validate({"max_block_size": None}).max_block_size is None
+    with pytest.raises(ValueError):
+        IdentitySettings(max_block_size=1)
+
+
+def test_resolution_reports_the_blocks_it_left_out():
+    rows = _crowded_block(30).assign(created_at="2020-01-01", updated_at="2020-01-01", record_kind="record")
+    model = load_model(Path(__file__).resolve().parents[1] / "crm_pipelines" / "identity" / "default_model.json")
+    capped = resolve(rows, None, IdentitySettings(max_block_size=29), model)
+    assert capped.summary["oversized_blocks"] >= 1
+    sounds = capped.summary["oversized_blocks_by_rule"]["first_name_sound + last_name_sound + substr(postcode, 1, 1)"]
+    assert sounds == {"blocks": 1, "records": 30, "pairs_skipped": 435}
+    uncapped = resolve(rows, None, IdentitySettings(max_block_size=None), model)
+    assert uncapped.summary["oversized_blocks"] == 0
+    assert capped.summary["pairs_scored"] < uncapped.summary["pairs_scored"]

@@ -270,6 +270,7 @@ def build_identity_asset(warehouse_kind: str, crm_config: CrmConfig) -> dg.Asset
                 ),
                 "records_by_method": dg.MetadataValue.json(run_summary.get("records_by_method", {})),
                 "stage_seconds": dg.MetadataValue.json(run_summary.get("stage_seconds", {})),
+                "oversized_blocks_by_rule": dg.MetadataValue.json(run_summary.get("oversized_blocks_by_rule", {})),
                 "rejected_links_by_reason": dg.MetadataValue.json(run_summary.get("rejected_by_reason", {})),
             }
         }

@@ -3,16 +3,18 @@
 A pair that no blocking rule makes a candidate is never scored, so it can never be linked. Given a
 ground truth (source, source_record_id, person_id), :func:`blocking_report` counts the true pairs
 some rule reaches, and the candidate pairs the rules make, in all and rule by rule: the price of
-the recall.
+the recall; and the blocks each rule left out for holding more than ``identity.max_block_size``
+records.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
 
 from crm_pipelines.identity.engine import duckdb_session, register_frame
+from crm_pipelines.identity.matching import prepare_block_limits
 from crm_pipelines.identity.model import blocking_rules_for_run
 from crm_pipelines.identity.prepare import build_match_records, clean_records, load_records
 from crm_pipelines.identity.settings import IdentitySettings
@@ -26,6 +28,8 @@ class BlockingReport:
     """Distinct record pairs some rule makes a candidate."""
     pairs_by_rule: tuple[tuple[str, int], ...]
     """Each rule's SQL and the pairs it makes (a pair two rules make counts for both)."""
+    oversized_blocks: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Per capped rule, the blocks over ``max_block_size`` it left out: blocks, records, pairs skipped."""
 
     @property
     def recall(self) -> float:
@@ -46,6 +50,7 @@ def blocking_report(
         load_records(con, customers, None)
         clean_records(con, identifiers, settings)
         build_match_records(con, settings)
+        oversized = prepare_block_limits(con, settings)
         con.execute("CREATE TABLE blocked (a BIGINT, b BIGINT)")
         by_rule: list[tuple[str, int]] = []
         for rule in blocking_rules_for_run(settings):
@@ -81,4 +86,4 @@ def blocking_report(
             FROM true_pairs AS t LEFT JOIN distinct_blocked AS k ON k.a = t.a AND k.b = t.b
             """
         ).fetchall()[0]
-    return BlockingReport(int(true_pairs), int(reached), int(candidates), tuple(by_rule))
+    return BlockingReport(int(true_pairs), int(reached), int(candidates), tuple(by_rule), oversized)

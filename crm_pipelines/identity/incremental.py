@@ -179,6 +179,8 @@ def resolve_incremental(
     summary = run_summary(identity_map, links, rejected, history)
     summary.update(
         pairs_scored=scorer.pairs_scored,
+        oversized_blocks=sum(r["blocks"] for r in scorer.oversized_blocks.values()),
+        oversized_blocks_by_rule=scorer.oversized_blocks,
         cleaning=cleaning,
         new_or_changed_records=int(len(new_or_changed_customers)),
         records_reclustered=int(len(scope)),

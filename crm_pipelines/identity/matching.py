@@ -18,6 +18,7 @@ import duckdb
 import pandas as pd
 from splink import DuckDBAPI, Linker
 
+from crm_pipelines.identity.block_limits import add_block_sizes, oversized_blocks
 from crm_pipelines.identity.engine import fetch_frame, register_frame
 from crm_pipelines.identity.guard import (
     OVERRIDE_FLAG,
@@ -32,6 +33,7 @@ from crm_pipelines.identity.model import (
     RETAINED_COLUMNS,
     blocking_rules_for_run,
     level_labels,
+    prediction_block_keys,
 )
 from crm_pipelines.identity.settings import IdentitySettings
 
@@ -156,6 +158,15 @@ def _candidates_from_predictions(
     con.execute("DROP TABLE flagged")
 
 
+def prepare_block_limits(con: duckdb.DuckDBPyConnection, settings: IdentitySettings) -> dict[str, dict[str, int]]:
+    """Add the block sizes the capped rules read to ``match_records``; the blocks over the cap, by rule."""
+    if settings.max_block_size is None:
+        return {}
+    block_keys = prediction_block_keys(settings)
+    add_block_sizes(con, block_keys)
+    return oversized_blocks(con, block_keys, settings.max_block_size)
+
+
 def _create_candidates_table(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(
         """
@@ -171,6 +182,7 @@ class Scorer:
 
     def __init__(self, con: duckdb.DuckDBPyConnection, model: dict[str, Any], settings: IdentitySettings):
         self.con, self.model, self.settings = con, model, settings
+        self.oversized_blocks = prepare_block_limits(con, settings)
         self.db_api, self.linker = _linker(con, "match_records", model, settings)
         register_nicknames(con)
         self.pairs_scored = 0

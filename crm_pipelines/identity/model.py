@@ -35,6 +35,7 @@ import splink.comparison_library as cl
 from splink import DuckDBAPI, Linker, SettingsCreator, block_on
 from splink.blocking_rule_library import CustomRule
 
+from crm_pipelines.identity.block_limits import BlockKey, capped_rule_sql
 from crm_pipelines.identity.engine import duckdb_session
 from crm_pipelines.identity.prepare import build_match_records, clean_records, load_records
 from crm_pipelines.identity.settings import IdentitySettings
@@ -195,11 +196,19 @@ def strong_identifier_rules() -> list[Any]:
 
     So are records whose given name and surname are swapped: no column-equality rule finds them.
     """
+    return [rule for rule, _ in _strong_identifier_rules_and_keys()]
+
+
+def _strong_identifier_rules_and_keys() -> list[tuple[Any, BlockKey | None]]:
+    # Shared emails, phones and identifiers are bounded by shared_value_limit, not by block size.
     return [
-        block_on("email"),
-        block_on("phone"),
-        block_on(IDENTIFIER_KEYS, arrays_to_explode=[IDENTIFIER_KEYS]),
-        CustomRule("l.first_name = r.last_name AND l.last_name = r.first_name"),
+        (block_on("email"), None),
+        (block_on("phone"), None),
+        (block_on(IDENTIFIER_KEYS, arrays_to_explode=[IDENTIFIER_KEYS]), None),
+        (
+            CustomRule("l.first_name = r.last_name AND l.last_name = r.first_name"),
+            BlockKey(("first_name", "last_name"), "names swapped", swapped=True),
+        ),
     ]
 
 
@@ -216,21 +225,41 @@ def noise_tolerant_rules() -> list[Any]:
     records, about 35M at a million) for pairs that, with both names mistyped and no place in
     common, could not reach the match threshold anyway.
     """
+    return [rule for rule, _ in _noise_tolerant_rules_and_keys()]
+
+
+def _noise_tolerant_rules_and_keys() -> list[tuple[Any, BlockKey | None]]:
+    def keyed(*columns: str) -> tuple[Any, BlockKey]:
+        return block_on(*columns), BlockKey(columns)
+
     return [
-        block_on("substr(last_name, 1, 3)", "substr(date_of_birth, 1, 4)"),
-        block_on("substr(first_name, 1, 3)", "substr(date_of_birth, 6, 5)"),
-        block_on("first_name_sound", "last_name_sound", "substr(postcode, 1, 1)"),
-        CustomRule("l.first_name_sound = r.last_name_sound AND l.last_name_sound = r.first_name_sound"),
-        block_on("last_name_sound", "postcode"),
+        keyed("substr(last_name, 1, 3)", "substr(date_of_birth, 1, 4)"),
+        keyed("substr(first_name, 1, 3)", "substr(date_of_birth, 6, 5)"),
+        keyed("first_name_sound", "last_name_sound", "substr(postcode, 1, 1)"),
+        (
+            CustomRule("l.first_name_sound = r.last_name_sound AND l.last_name_sound = r.first_name_sound"),
+            BlockKey(("first_name_sound", "last_name_sound"), "name sounds swapped", swapped=True),
+        ),
+        keyed("last_name_sound", "postcode"),
     ]
 
 
-def prediction_rules(settings: IdentitySettings) -> list[Any]:
+def _prediction_rules_and_keys(settings: IdentitySettings) -> list[tuple[Any, BlockKey | None]]:
     return (
-        strong_identifier_rules()
-        + [block_on(*rule) for rule in settings.blocking_rules]
-        + noise_tolerant_rules()
+        _strong_identifier_rules_and_keys()
+        + [(block_on(*rule), BlockKey(rule)) for rule in settings.blocking_rules]
+        + _noise_tolerant_rules_and_keys()
     )
+
+
+def prediction_rules(settings: IdentitySettings) -> list[Any]:
+    return [rule for rule, _ in _prediction_rules_and_keys(settings)]
+
+
+def prediction_block_keys(settings: IdentitySettings) -> list[BlockKey | None]:
+    """Each prediction rule's block key, aligned with :func:`blocking_rules_for_run`; ``None`` for the
+    strong identifiers, which are never capped (:mod:`crm_pipelines.identity.block_limits`)."""
+    return [key for _, key in _prediction_rules_and_keys(settings)]
 
 
 def splink_settings(settings: IdentitySettings) -> SettingsCreator:
@@ -248,10 +277,19 @@ def splink_settings(settings: IdentitySettings) -> SettingsCreator:
 
 
 def blocking_rules_for_run(settings: IdentitySettings) -> list[dict[str, Any]]:
-    """The settings' blocking rules as Splink JSON, so a saved model follows the current config."""
-    return SettingsCreator(
+    """The settings' blocking rules as Splink JSON, so a saved model follows the current config.
+
+    With ``max_block_size`` set, each keyed rule skips its blocks larger than that: the rules read
+    the ``block_size_<n>`` columns :func:`~crm_pipelines.identity.block_limits.add_block_sizes` adds.
+    """
+    rules = SettingsCreator(
         link_type="dedupe_only", blocking_rules_to_generate_predictions=prediction_rules(settings)
     ).create_settings_dict("duckdb")["blocking_rules_to_generate_predictions"]
+    if settings.max_block_size is not None:
+        for index, (rule, key) in enumerate(zip(rules, prediction_block_keys(settings), strict=True)):
+            if key is not None:
+                rule["blocking_rule"] = capped_rule_sql(rule["blocking_rule"], index, key, settings.max_block_size)
+    return rules
 
 
 def _with_m_floor(splink_model: dict[str, Any]) -> dict[str, Any]:

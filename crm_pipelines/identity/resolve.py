@@ -302,7 +302,12 @@ def resolve(
         state = fetch_state(con, ("cleaned",))
     summary = run_summary(identity_map, links, rejected, history)
     summary.update(
-        pairs_scored=scorer.pairs_scored, cleaning=cleaning, seconds=watch.total, stage_seconds=watch.stages
+        pairs_scored=scorer.pairs_scored,
+        oversized_blocks=sum(r["blocks"] for r in scorer.oversized_blocks.values()),
+        oversized_blocks_by_rule=scorer.oversized_blocks,
+        cleaning=cleaning,
+        seconds=watch.total,
+        stage_seconds=watch.stages,
     )
     return IdentityResult(
         identity_map, links, rejected, unified, lineage, history, summary, match_records=state

@@ -1,0 +1,142 @@
+"""Bound the pairs a broad blocking rule makes, so scoring grows about linearly with the records.
+
+A rule compares every pair of records sharing its key: a block of n records makes n(n-1)/2 pairs,
+so the few largest blocks (common names in one postal region, a common surname's first letters
+with a birth year) grow with the square of the records and dominate the run at a million records.
+Each rule but the strong identifiers (email, phone and declared identifiers, which
+``shared_value_limit`` bounds already) therefore skips blocks of more than
+``identity.max_block_size`` records: their pairs are left to the other rules, which split the same
+people by other keys (a birth date, a postcode, a city). Every record of a block has the same size,
+so the rule checks it on both sides of the join, and DuckDB filters the records out before joining.
+
+The sizes are columns ``block_size_<n>`` of ``match_records``, counted over all records (on an
+incremental night too, so a block does not escape the cap by arriving a few records a night).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import duckdb
+
+BLOCK_SIZE_PREFIX = "block_size_"
+
+
+@dataclass(frozen=True)
+class BlockKey:
+    """The SQL expressions over ``match_records`` whose equal values make one block of a rule.
+
+    ``swapped``: the rule pairs a record's first key with another's second and the other way round
+    (given name and surname the wrong way round). Its block is the records named (x, y) with those
+    named (y, x); it makes pairs only across the two orders, so such a block is capped on its pairs
+    (as many as a block of ``max_block_size`` records makes), not on its records: the thousand
+    records of a common name lose none of their few swapped twins to the cap.
+    """
+
+    keys: tuple[str, ...]
+    label: str = ""
+    swapped: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.label or " + ".join(self.keys)
+
+
+def size_column(index: int) -> str:
+    return f"{BLOCK_SIZE_PREFIX}{index}"
+
+
+def block_limit(block: BlockKey, max_block_size: int) -> int:
+    """The largest value of the rule's size column it expands: records, or pairs for a swapped rule."""
+    cap = int(max_block_size)
+    return cap * (cap - 1) // 2 if block.swapped else cap
+
+
+def capped_rule_sql(rule_sql: str, index: int, block: BlockKey, max_block_size: int) -> str:
+    """``rule_sql`` restricted to the rule's blocks within ``max_block_size``."""
+    column, limit = size_column(index), block_limit(block, max_block_size)
+    return f"({rule_sql}) AND l.{column} <= {limit} AND r.{column} <= {limit}"
+
+
+def _swapped_groups(block: BlockKey) -> str:
+    """Per (x, y) named both ways round: the records named (x, y), (y, x), and the pairs across."""
+    first, second = block.keys
+    return f"""
+        WITH named AS (
+            SELECT {first} AS x, {second} AS y, count(*) AS n FROM match_records
+            WHERE {first} IS NOT NULL AND {second} IS NOT NULL GROUP BY ALL
+        )
+        SELECT a.x, a.y, a.n AS n_same, b.n AS n_swapped,
+               CASE WHEN a.x = a.y THEN a.n * (a.n - 1) // 2 ELSE a.n * b.n END AS pairs
+        FROM named AS a JOIN named AS b ON a.x = b.y AND a.y = b.x
+    """
+
+
+def add_block_sizes(con: duckdb.DuckDBPyConnection, block_keys: Sequence[BlockKey | None]) -> None:
+    """Add each keyed rule's block size to ``match_records`` (NULL where the record is in no block).
+
+    ``block_keys`` is aligned with the prediction rules; ``None`` marks a rule that is never capped.
+    Columns from an earlier call are replaced.
+    """
+    existing = [
+        row[0]
+        for row in con.execute(
+            "SELECT column_name FROM duckdb_columns() WHERE table_name = 'match_records' "
+            "AND starts_with(column_name, $prefix)",
+            {"prefix": BLOCK_SIZE_PREFIX},
+        ).fetchall()
+    ]
+    sizes, joins = [], []
+    for index, block in enumerate(block_keys):
+        if block is None:
+            continue
+        column = size_column(index)
+        if block.swapped:
+            first, second = block.keys
+            joins.append(
+                f"LEFT JOIN ({_swapped_groups(block)}) AS s{index} "
+                f"ON s{index}.x = m.{first} AND s{index}.y = m.{second}"
+            )
+            sizes.append(f"s{index}.pairs::BIGINT AS {column}")
+            continue
+        keys = ", ".join(f"m.{key}" if key.isidentifier() else key for key in block.keys)
+        present = " AND ".join(f"({key}) IS NOT NULL" for key in block.keys)
+        sizes.append(f"CASE WHEN {present} THEN count(*) OVER (PARTITION BY {keys}) END::BIGINT AS {column}")
+    if not sizes and not existing:
+        return
+    exclude = f"EXCLUDE ({', '.join(existing)})" if existing else ""
+    columns = ", ".join([f"m.* {exclude}", *sizes])
+    con.execute(
+        f"CREATE OR REPLACE TABLE match_records AS SELECT {columns} FROM match_records AS m "
+        f"{' '.join(joins)} ORDER BY m.unique_id"
+    )
+
+
+def oversized_blocks(
+    con: duckdb.DuckDBPyConnection, block_keys: Sequence[BlockKey | None], max_block_size: int
+) -> dict[str, dict[str, int]]:
+    """Per capped rule with oversized blocks: how many blocks, their records, and the pairs not made."""
+    found: dict[str, dict[str, int]] = {}
+    for index, block in enumerate(block_keys):
+        if block is None:
+            continue
+        limit = {"limit": block_limit(block, max_block_size)}
+        if block.swapped:
+            # Each block appears as (x, y) and as (y, x): count it once.
+            query = f"""
+                SELECT count(*), coalesce(sum(CASE WHEN x = y THEN n_same ELSE n_same + n_swapped END), 0),
+                       coalesce(sum(pairs), 0)
+                FROM ({_swapped_groups(block)}) WHERE pairs > $limit AND x <= y
+            """
+        else:
+            column = size_column(index)
+            query = f"""
+                SELECT count(*), coalesce(sum(n), 0), coalesce(sum(n * (n - 1) // 2), 0)
+                FROM (SELECT {", ".join(block.keys)}, any_value({column}) AS n FROM match_records
+                      WHERE {column} > $limit GROUP BY ALL)
+            """
+        blocks, records, pairs = con.execute(query, limit).fetchall()[0]
+        if blocks:
+            found[block.name] = {"blocks": int(blocks), "records": int(records), "pairs_skipped": int(pairs)}
+    return found
