@@ -63,7 +63,8 @@ def read_source_campaign_assignments(
             "campaign_group": pd.array(np.where(rows["sent"].astype(bool), TREATMENT, CONTROL), dtype="str"),
             "enrolled_at": pd.to_datetime(rows["enrolled_at"], utc=True).astype("datetime64[us, UTC]"),
             "assigned_by": "source",
-            "loyalty_member": np.isin(ids, list(loyalty_members)),
+            # A hashed lookup: np.isin compares object arrays pairwise (20 s at 100,000 people).
+            "loyalty_member": pd.Series(ids, dtype="object").isin(loyalty_members).to_numpy(dtype=bool),
         }
     )
     return frame
