@@ -203,13 +203,14 @@ def _identity_map_frame() -> pd.DataFrame:
     )
 
 
-def test_a_frame_validated_in_a_scratch_duckdb_agrees_with_great_expectations():
-    from crm_pipelines.checks.sql import validate_frame_in_duckdb
+def test_the_identity_map_suite_in_sql_agrees_with_great_expectations(warehouse):
     from crm_pipelines.checks.suites import identity_map_suite
 
     frame = _identity_map_frame()
     suite = identity_map_suite(staged_customer_count=6)
-    in_sql, stats = validate_frame_in_duckdb(frame, suite)
+    warehouse.write_table(frame, SCHEMA, "identity_map")
+    in_sql = validate_in_warehouse(warehouse, SCHEMA, "identity_map", suite)
+    stats = table_stats_in_warehouse(warehouse, SCHEMA, "identity_map")
     by_gx = validate(frame, suite)
     assert in_sql.row_count == by_gx.row_count == len(frame)
     for sql_result, gx_result in zip(in_sql.results, by_gx.results, strict=True):
@@ -219,5 +220,6 @@ def test_a_frame_validated_in_a_scratch_duckdb_agrees_with_great_expectations():
     failed = {r.rule for r in in_sql.blocking_failures}
     assert {"record_mapped_once", "every_record_mapped", "customer_id_not_null"} <= failed
     assert stats == table_stats(frame)
-    passing, _ = validate_frame_in_duckdb(frame.iloc[[0, 4]], identity_map_suite(2))
+    warehouse.write_table(frame.iloc[[0, 4]], SCHEMA, "identity_map_clean")
+    passing = validate_in_warehouse(warehouse, SCHEMA, "identity_map_clean", identity_map_suite(2))
     assert passing.success, passing.to_markdown()

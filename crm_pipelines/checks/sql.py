@@ -24,10 +24,8 @@ from __future__ import annotations
 
 import datetime as dt
 import operator
-import tempfile
 import time
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from crm_pipelines.checks.gx import SAMPLE_SIZE, RuleResult, SuiteOutcome, _distinct, _jsonable
@@ -35,8 +33,6 @@ from crm_pipelines.checks.rules import Rule, SuiteSpec
 from crm_pipelines.warehouse import Warehouse, col
 
 if TYPE_CHECKING:
-    import pandas as pd
-    import pyarrow as pa
     import sqlalchemy as sa
 
 _OPERATORS: dict[str, Callable[[Any, Any], Any]] = {
@@ -284,22 +280,3 @@ def table_stats_in_warehouse(wh: Warehouse, schema: str, table: str) -> dict[str
         rows, *present = conn.execute(stmt).one()
     rates = {c: round((rows - int(n)) / rows, 6) if rows else 0.0 for c, n in zip(columns, present, strict=True)}
     return {"row_count": int(rows), "null_rates": rates}
-
-
-
-def validate_frame_in_duckdb(
-    frame: pd.DataFrame | pa.Table, suite: SuiteSpec, *, sample_size: int = SAMPLE_SIZE
-) -> tuple[SuiteOutcome, dict[str, Any]]:
-    """:func:`validate_in_warehouse` and :func:`table_stats_in_warehouse` of a frame, copied into a
-    throwaway DuckDB file: the same outcome and statistics as ``gx.validate`` and ``table_stats`` of
-    the frame, in a fraction of the time. (Two million identity-map rows took Great Expectations
-    minutes on two cores, plus seconds to import it; the copy and the scans take seconds.)"""
-    with tempfile.TemporaryDirectory(prefix="crm_validate_") as folder:
-        scratch = Warehouse(f"duckdb:///{Path(folder) / 'scratch.duckdb'}")
-        try:
-            scratch.write_table(frame, "validated", "new_version")
-            outcome = validate_in_warehouse(scratch, "validated", "new_version", suite, sample_size=sample_size)
-            stats = table_stats_in_warehouse(scratch, "validated", "new_version")
-        finally:
-            scratch.forget()
-    return outcome, stats
