@@ -348,7 +348,7 @@ def build_attributed_asset(config: CrmConfig, entity: str, warehouse_kind: str) 
         preview = wh.query(sa.select(sa.text("*")).select_from(wh.table(CORE, result.table)).limit(5))
         extra = {"rows_orphaned": len(orphans), "reconciles": bool(recon["reconciles"].all())}
         metadata = table_metadata(wh, CORE, entity, preview, core_entity_columns(entity), extra)
-        metadata["dagster/row_count"] = wh.row_count(CORE, result.table)
+        metadata["dagster/row_count"] = result.rows_attributed
         failures = blocking_failures(checks)
         if failures:
             rejected = quarantine_staged(wh, CORE, result.table, entity)
