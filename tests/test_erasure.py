@@ -38,6 +38,7 @@ from crm_pipelines.erasure.keys import (
 )
 from crm_pipelines.ingest.loading import reset_ingest_state
 from crm_pipelines.schema import AUDIT, CORE, RAW, SOURCE_DELETE_COLUMNS, STAGING, raw_table_name
+from crm_pipelines.staging_batches import STAGED_RECORDS, STAGED_RECORDS_COLUMNS
 from crm_pipelines.warehouse import Warehouse, dispose_engines
 
 DEMO_CONFIG = yaml.safe_load((PROJECT_ROOT / "crm.yaml").read_text())
@@ -98,9 +99,10 @@ def test_raw_rows_are_recognized_by_their_normalized_keys(tmp_path):
     assert matching_rows(tickets, raw_key_columns(config, support, "support_tickets"), tombstones).all()
 
 
-def test_an_erasure_clears_the_persons_record_ids_from_source_deletes(tmp_path, warehouse_url):
-    """``audit.source_deletes`` names deleted records by id: the erased person's customer records and
-    orders leave it (also one only the request names, long gone from staging); others' stay."""
+def test_an_erasure_clears_the_persons_record_ids_from_the_audit_tables(tmp_path, warehouse_url):
+    """``audit.source_deletes`` and ``audit.staged_records`` name records by id: the erased person's
+    customer records and orders leave both (also one only the request names, long gone from staging);
+    others' stay."""
     config = _config(tmp_path, warehouse_url)
     wh = Warehouse(config.warehouse_url)
     wh.write_table(pd.DataFrame({"source": ["crm", "crm"], "source_record_id": ["C1", "C2"],
@@ -117,6 +119,10 @@ def test_an_erasure_clears_the_persons_record_ids_from_source_deletes(tmp_path, 
         "entity": [d[0] for d in deleted], "source": [d[1] for d in deleted], "record_id": [d[2] for d in deleted],
         "kind": "missing_from_delivery", "reason": "gone from the export",
     }), AUDIT, "source_deletes", column_types={c.name: c.dtype for c in SOURCE_DELETE_COLUMNS})
+    wh.write_table(pd.DataFrame({
+        "source": [d[1] for d in deleted], "entity": [d[0] for d in deleted], "record_id": [d[2] for d in deleted],
+        "batch_id": "b1", "staged_at": pd.Timestamp("2026-06-01", tz="UTC"), "outcome": "staged",
+    }), AUDIT, STAGED_RECORDS, column_types={c.name: c.dtype for c in STAGED_RECORDS_COLUMNS})
 
     request = request_hashes(emails=["Jane.Doe@example.com"], source_records=["shop:42"], config=config)
     result = erase(wh, config, request, requested_by="ticket DPO-2", dry_run=False)
@@ -125,6 +131,10 @@ def test_an_erasure_clears_the_persons_record_ids_from_source_deletes(tmp_path, 
     assert sorted(zip(left["entity"], left["source"], left["record_id"], strict=True)) == [
         ("customers", "crm", "C2"), ("orders", "shop", "9002"), ("support_tickets", "support", "C1")]
     assert result.rows_by_table["audit.source_deletes"] == 3
+    index = wh.read_table(AUDIT, STAGED_RECORDS)
+    assert sorted(zip(index["entity"], index["source"], index["record_id"], strict=True)) == [
+        ("customers", "crm", "C2"), ("orders", "shop", "9002"), ("support_tickets", "support", "C1")]
+    assert result.rows_by_table["audit.staged_records"] == 3
 
 
 # -- end to end -------------------------------------------------------------------------------------------

@@ -14,9 +14,11 @@ names its rows the way every table does:
 - a value: ``email``, ``requester_email``, ``phone``, and the suppression list's ``address``;
 - ``quarantine.rejected_rows``: its record id, and the keys inside its ``raw_values`` JSON.
 
-``audit`` holds counts and hashes, with one exception: ``audit.source_deletes`` lists the records a
-source deleted by their ids, so the rows whose ``<source>:<record id>`` is tombstoned (a customer
-record or an order of the erased person) are deleted there too.
+``audit`` holds counts and hashes, with two exceptions that name records by their ids:
+``audit.source_deletes`` (the records a source deleted) and ``audit.staged_records`` (the batch each
+staged record came from). Their rows whose ``<source>:<record id>`` is tombstoned (a customer record or
+an order of the erased person) are deleted too; left in the index, an erased record would come back as
+"deleted by the source" in ``audit.source_deletes`` the next time its source is restaged whole.
 
 Tables in a source's own columns (``raw.<source>__<entity>``, ``quarantine.<source>__<entity>__delivery``)
 are searched with the keys of :mod:`crm_pipelines.erasure.keys`: the distinct values of each key column
@@ -57,7 +59,10 @@ DELIVERY_SUFFIX = "__delivery"
 _LEFTOVER_SUFFIX = re.compile(r"(__delivery|__in_[0-9a-f]{8}|__new)$")
 EMAIL_VALUE_COLUMNS = ("email", "requester_email")
 SOURCE_DELETES = "source_deletes"
-# audit.source_deletes: the entities whose record ids are erasure keys, and the kind of key they are.
+STAGED_RECORDS = "staged_records"
+# audit tables that name records by entity, source and record id.
+_RECORD_ID_AUDIT_TABLES = (SOURCE_DELETES, STAGED_RECORDS)
+# The entities whose record ids are erasure keys, and the kind of key they are.
 _DELETED_RECORD_KEYS = {"customers": SOURCE_RECORD, "orders": ORDER}
 
 
@@ -216,9 +221,10 @@ def rejected_rows_where(
     return sa.or_(*clauses) if clauses else None
 
 
-def source_deletes_where(wh: Warehouse, tombstones: KeyHashes) -> sa.ColumnElement[bool] | None:
-    """Rows of ``audit.source_deletes`` naming a tombstoned customer record or order (distinct keys hashed)."""
-    table = wh.table(AUDIT, SOURCE_DELETES, ["entity", "source", "record_id"])
+def record_ids_where(wh: Warehouse, table_name: str, tombstones: KeyHashes) -> sa.ColumnElement[bool] | None:
+    """Rows of ``audit.<table_name>`` (entity, source, record_id) naming a tombstoned customer record or
+    order (distinct keys hashed)."""
+    table = wh.table(AUDIT, table_name, ["entity", "source", "record_id"])
     stmt = (sa.select(table.c.entity, table.c.source, table.c.record_id)
             .where(table.c.entity.in_(list(_DELETED_RECORD_KEYS)), table.c.record_id.is_not(None)).distinct())
     keys = wh.query(stmt).astype("str")
@@ -261,6 +267,7 @@ def erasure_targets(wh: Warehouse, config: CrmConfig, plan: ErasurePlan, tombsto
             targets.append(TableTarget(schema, table, rejected_rows_where(wh, config, plan, tombstones)))
         else:
             targets.append(TableTarget(schema, table, generic_where(config, plan, schema, table, columns)))
-    if wh.table_exists(AUDIT, SOURCE_DELETES):
-        targets.append(TableTarget(AUDIT, SOURCE_DELETES, source_deletes_where(wh, tombstones)))
+    for table in _RECORD_ID_AUDIT_TABLES:
+        if wh.table_exists(AUDIT, table):
+            targets.append(TableTarget(AUDIT, table, record_ids_where(wh, table, tombstones)))
     return targets
