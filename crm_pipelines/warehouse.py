@@ -101,6 +101,9 @@ class Warehouse:
     def __init__(self, url: str):
         self.url = url
         self._engine: Engine | None = None
+        # Schemas this object created or found: every write ensures its schema, and a step writes
+        # several tables (new version, quarantine, audit rows) into a handful of schemas.
+        self._schemas_present: set[str] = set()
 
     # -- connections -----------------------------------------------------------------------------
     @property
@@ -132,6 +135,7 @@ class Warehouse:
             yield connection
 
     def dispose(self) -> None:
+        self._schemas_present.clear()
         if self._engine is not None:
             if self.dialect == "postgresql":
                 close_pooled(self._adbc_uri)
@@ -159,9 +163,13 @@ class Warehouse:
     # -- inspection ------------------------------------------------------------------------------
     def ensure_schemas(self, *schemas: str) -> None:
         import sqlalchemy as sa
+        missing = [s for s in schemas if s not in self._schemas_present]
+        if not missing:
+            return
         with self.connect() as conn:
-            for schema in schemas:
+            for schema in missing:
                 conn.execute(sa.schema.CreateSchema(schema, if_not_exists=True))
+        self._schemas_present.update(missing)
 
     # duckdb-engine's reflection queries pg_catalog tables DuckDB lacks, so DuckDB and PostgreSQL
     # are asked through information_schema, which both implement; other dialects use the inspector.
@@ -285,8 +293,8 @@ class Warehouse:
         arrow = arrow_table(data, column_types)
         self.ensure_schemas(schema)
         if mode == "append" and self.table_exists(schema, table):
-            self._add_missing_columns(schema, table, arrow)
-            arrow = self._align_to_table(schema, table, arrow)
+            existing = self._add_missing_columns(schema, table, arrow)
+            arrow = self._align_to_table(arrow, existing)
         elif mode == "append":
             mode = "create"
         if self.dialect == "duckdb":
@@ -297,9 +305,10 @@ class Warehouse:
             self._generic_write(arrow, schema, table, mode)
         return arrow.num_rows
 
-    def _align_to_table(self, schema: str, table: str, arrow: pa.Table) -> pa.Table:
+    @staticmethod
+    def _align_to_table(arrow: pa.Table, existing: Sequence[str]) -> pa.Table:
+        """``arrow`` with the table's ``existing`` columns, in their order (nulls where it has none)."""
         import pyarrow as pa
-        existing = self.columns(schema, table)
         arrays = []
         for name in existing:
             if name in arrow.column_names:
@@ -309,18 +318,20 @@ class Warehouse:
         aligned = pa.Table.from_arrays(arrays, names=existing)
         return aligned
 
-    def _add_missing_columns(self, schema: str, table: str, arrow: pa.Table) -> None:
+    def _add_missing_columns(self, schema: str, table: str, arrow: pa.Table) -> list[str]:
+        """Add the columns of ``arrow`` the table lacks; returns the table's columns after that, in order."""
         import sqlalchemy as sa
-        existing = set(self.columns(schema, table))
-        missing = [f for f in arrow.schema if f.name not in existing]
+        existing = self.columns(schema, table)
+        missing = [f for f in arrow.schema if f.name not in set(existing)]
         if not missing:
-            return
+            return existing
         with self.connect() as conn:
             for f in missing:
                 sql_type = _sql_type_for(f.type).compile(dialect=self.engine.dialect)
                 conn.execute(
                     sa.text(f"ALTER TABLE {self.qualified(schema, table)} ADD COLUMN {self.quote(f.name)} {sql_type}")
                 )
+        return [*existing, *(f.name for f in missing)]
 
     def _duckdb_write(self, arrow: pa.Table, schema: str, table: str, mode: str) -> None:
         target = self.qualified(schema, table)

@@ -70,20 +70,20 @@ def previous_stats(warehouse: Warehouse, table_name: str) -> dict | None:
 
 
 def record_stats(warehouse: Warehouse, run_id: str, table_name: str, stats: dict) -> None:
-    import pandas as pd
+    import sqlalchemy as sa
     warehouse.create_table(AUDIT, TABLE_STATS, TABLE_STATS_COLUMNS)
-    row = pd.DataFrame(
-        {
-            "run_id": [run_id],
-            "recorded_at": [pd.Timestamp(dt.datetime.now(dt.UTC))],
-            "table_name": [table_name],
-            "row_count": [int(stats.get("row_count", 0))],
-            "stats": [json.dumps(stats)],
-        }
-    )
-    warehouse.write_table(
-        row, AUDIT, TABLE_STATS, mode="append", column_types={c.name: c.dtype for c in TABLE_STATS_COLUMNS}
-    )
+    # One row, so one INSERT with bound values: the bulk path (Arrow, schema alignment) costs several
+    # catalog queries per call, and a night records the statistics of every table it publishes.
+    row = {
+        "run_id": run_id,
+        "recorded_at": dt.datetime.now(dt.UTC),
+        "table_name": table_name,
+        "row_count": int(stats.get("row_count", 0)),
+        "stats": json.dumps(stats),
+    }
+    target = warehouse.table(AUDIT, TABLE_STATS, list(row))
+    with warehouse.connect() as conn:
+        conn.execute(sa.insert(target).values(row))
 
 
 def staged_name(table: str) -> str:
