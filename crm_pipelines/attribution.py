@@ -7,6 +7,12 @@ Python. A row names its customer either by a customer record id (in its own
 source, or in the source its entity's ``customer_source`` names) or, lacking one, by an email, which
 staging turned into the record ``email:<address>`` of the row's own source. Order items follow
 their order. Rows no customer can be found for are returned separately, for quarantine.
+
+Every night rewrites the tables whole. Writing only the rows a night changed (comparing the attributed
+join with the published table on each row's key, validating a view of the published rows plus the
+changed ones, then deleting and inserting those keys' rows) was measured at 20,000 people on a 1% night:
+on DuckDB it took as long as the rewrite (the comparison costs what the write saves), on PostgreSQL
+about twice as long (0.7 s against 0.4 s for core.orders, 1.3 s against 0.6 s for core.order_items).
 """
 
 from __future__ import annotations
