@@ -182,6 +182,7 @@ def test_drift_stats_in_sql_equal_the_frame_stats(warehouse):
     frame = sample_frame()
     warehouse.write_table(frame, SCHEMA, "stats", column_types=TYPES)
     assert table_stats_in_warehouse(warehouse, SCHEMA, "stats") == table_stats(frame)
+    assert validate_in_warehouse(warehouse, SCHEMA, "stats", every_kind("x")).table_stats == table_stats(frame)
 
 
 def test_a_missing_table_is_a_clear_error(warehouse):
@@ -220,6 +221,7 @@ def test_the_identity_map_suite_in_sql_agrees_with_great_expectations(warehouse)
     failed = {r.rule for r in in_sql.blocking_failures}
     assert {"record_mapped_once", "every_record_mapped", "customer_id_not_null"} <= failed
     assert stats == table_stats(frame)
+    assert in_sql.table_stats == stats  # counted on the validation's own scan
     warehouse.write_table(frame.iloc[[0, 4]], SCHEMA, "identity_map_clean")
     passing = validate_in_warehouse(warehouse, SCHEMA, "identity_map_clean", identity_map_suite(2))
     assert passing.success, passing.to_markdown()

@@ -139,7 +139,9 @@ def validate_in_place(
     warehouse: both computed there in SQL (:mod:`crm_pipelines.checks.sql`), so only counts and a
     few offending values reach Python, whatever the table's size."""
     outcome = validate_rows(warehouse, schema, table, suite)
-    stats = table_stats_in_warehouse(warehouse, schema, table)
+    stats = outcome.table_stats
+    if stats is None:
+        stats = table_stats_in_warehouse(warehouse, schema, table)
     return _check_results(context, config, warehouse, key, table_name, outcome, stats)
 
 

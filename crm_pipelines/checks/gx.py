@@ -74,6 +74,9 @@ class SuiteOutcome:
     row_count: int
     results: tuple[RuleResult, ...]
     seconds: float
+    table_stats: dict[str, Any] | None = field(default=None, compare=False)
+    """The drift statistics (row count, null rate per column) when the validation counted them on the
+    way (:func:`crm_pipelines.checks.sql.validate_in_warehouse`), else None."""
 
     @property
     def success(self) -> bool:

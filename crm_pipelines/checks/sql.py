@@ -194,7 +194,9 @@ def validate_in_warehouse(
             errors[rule.name] = f"not evaluated: column(s) {', '.join(absent)} missing from {schema}.{table}"
     runnable = [r for r in suite.rules if r.name not in errors]
 
+    # The drift statistics' non-null counts ride on the same scan (table_stats_in_warehouse's figures).
     aggregates: dict[str, sa.ColumnElement[Any]] = {"rows": sa.func.count()}
+    aggregates.update({f"n{j}": sa.func.count(col(c)) for j, c in enumerate(types)})
     for i, rule in enumerate(runnable):
         if rule.expectation in ("ExpectTableColumnsToMatchSet",):
             continue
@@ -218,7 +220,8 @@ def validate_in_warehouse(
         for r in suite.rules
     )
     return SuiteOutcome(suite.name, suite.check_name, suite.description, int(counts["rows"]), results,
-                        time.perf_counter() - started)
+                        time.perf_counter() - started,
+                        table_stats=_stats(int(counts["rows"]), {c: counts[f"n{j}"] for j, c in enumerate(types)}))
 
 
 def _result(conn: sa.Connection, compiler: _Compiler, source: sa.TableClause, types: Mapping[str, str],
@@ -278,5 +281,9 @@ def table_stats_in_warehouse(wh: Warehouse, schema: str, table: str) -> dict[str
         wh.table(schema, table))
     with wh.connect() as conn:
         rows, *present = conn.execute(stmt).one()
-    rates = {c: round((rows - int(n)) / rows, 6) if rows else 0.0 for c, n in zip(columns, present, strict=True)}
-    return {"row_count": int(rows), "null_rates": rates}
+    return _stats(int(rows), dict(zip(columns, present, strict=True)))
+
+
+def _stats(rows: int, non_null: Mapping[str, Any]) -> dict[str, Any]:
+    rates = {c: round((rows - int(n)) / rows, 6) if rows else 0.0 for c, n in non_null.items()}
+    return {"row_count": rows, "null_rates": rates}
