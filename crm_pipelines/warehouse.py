@@ -322,7 +322,8 @@ class Warehouse:
         """Add the columns of ``arrow`` the table lacks; returns the table's columns after that, in order."""
         import sqlalchemy as sa
         existing = self.columns(schema, table)
-        missing = [f for f in arrow.schema if f.name not in set(existing)]
+        present = set(existing)
+        missing = [f for f in arrow.schema if f.name not in present]
         if not missing:
             return existing
         with self.connect() as conn:
