@@ -301,7 +301,7 @@ def apply_batches(
 ) -> list[dict]:
     """Replace the staged, quarantined and indexed rows of the batches' records, oldest batch first,
     and record the batches, all in one transaction. ``scratch`` holds the batches' rows, written by
-    :meth:`StagingScratch.write` in the same order; its tables are dropped in the transaction.
+    :meth:`StagingScratch.write` in the same order (the caller drops it afterwards).
     ``in_transaction(conn)`` runs last inside it. Returns the staged_batches rows written."""
     import pandas as pd
     import sqlalchemy as sa
@@ -325,7 +325,7 @@ def apply_batches(
     rows_out = []
     with wh.connect() as conn:
         if removals is not None:  # the records the run removes, from what was staged before it
-            record_removed(conn, wh, entity, index, removals, STAGING, whole, run_id=run_id, stamp=stamp)
+            record_removed(conn, wh, entity, index, removals, scratch.schema, whole, run_id=run_id, stamp=stamp)
         if plan.full:
             conn.execute(sa.delete(staged).where(staged_records_only(entity, staged)))
             conn.execute(sa.delete(quarantine).where(ours, quarantine.c.entity == entity))
@@ -343,13 +343,14 @@ def apply_batches(
         for batch, item, keys_table in zip(batches, scratch.batches, keyed_batches, strict=True):
             replaced = 0
             if keys_table is not None:
-                replaced = _replace_older_versions(conn, wh, entity, keys_table, staged, quarantine, index,
+                keys = wh.table(scratch.schema, keys_table, ["source", "record_id"])
+                replaced = _replace_older_versions(conn, entity, keys, staged, quarantine, index,
                                                    identifiers if item.identifiers is not None else None)
-            _insert_from(conn, wh, staged, item.staged, ent.staged_columns)
-            _insert_from(conn, wh, quarantine, item.quarantined, QUARANTINE_COLUMNS)
+            _insert_from(conn, wh, staged, scratch.schema, item.staged, ent.staged_columns)
+            _insert_from(conn, wh, quarantine, scratch.schema, item.quarantined, QUARANTINE_COLUMNS)
             scratch.insert_index(conn, index, item, stamp)
             if item.identifiers is not None:
-                _insert_from(conn, wh, identifiers, item.identifiers, CUSTOMER_IDENTIFIERS_COLUMNS)
+                _insert_from(conn, wh, identifiers, scratch.schema, item.identifiers, CUSTOMER_IDENTIFIERS_COLUMNS)
             if batch.rejudged:
                 continue
             res = batch.result
@@ -366,7 +367,6 @@ def apply_batches(
             rows_out.append(row)
         if in_transaction is not None:
             in_transaction(conn)
-        scratch.drop(conn)
     return rows_out
 
 
@@ -378,13 +378,12 @@ def _any_staged(wh: Warehouse, index: sa.TableClause, entity: str) -> bool:
 
 
 def _replace_older_versions(
-    conn: Connection, wh: Warehouse, entity: str, keys_table: str, staged: sa.TableClause,
+    conn: Connection, entity: str, keys: sa.TableClause, staged: sa.TableClause,
     quarantine: sa.TableClause, index: sa.TableClause, identifiers: sa.TableClause | None,
 ) -> int:
-    """Delete what is staged, quarantined and indexed of the records in ``keys_table`` (a batch's
-    records, about to be inserted in their new version); returns how many versions that supersedes."""
+    """Delete what is staged, quarantined and indexed of the records in ``keys`` (a batch's records,
+    about to be inserted in their new version); returns how many versions that supersedes."""
     import sqlalchemy as sa
-    keys = wh.table(STAGING, keys_table, ["source", "record_id"])
 
     def keyed(t: sa.TableClause, id_column: str) -> sa.ColumnElement[bool]:
         return sa.exists().where(keys.c.source == t.c.source, keys.c.record_id == t.c[id_column])
@@ -404,8 +403,10 @@ def _replace_older_versions(
     return int(replaced)
 
 
-def _insert_from(conn: Connection, wh: Warehouse, target: sa.TableClause, scratch: str, columns) -> None:
+def _insert_from(
+    conn: Connection, wh: Warehouse, target: sa.TableClause, schema: str, scratch: str, columns
+) -> None:
     import sqlalchemy as sa
     names = [c.name for c in columns]
-    source = wh.table(STAGING, scratch, names)
+    source = wh.table(schema, scratch, names)
     conn.execute(sa.insert(target).from_select([target.c[n] for n in names], sa.select(*(source.c[n] for n in names))))

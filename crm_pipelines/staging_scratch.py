@@ -51,18 +51,20 @@ def scratch_prefix(entity: str) -> str:
 
 
 def drop_leftover_scratch(wh: Warehouse, entity: str) -> None:
-    """Scratch tables of this entity a killed run left behind (one run stages an entity at a time)."""
+    """Scratch tables of this entity a killed or failed run left behind (one run stages an entity at a
+    time): in ``staging`` (where earlier versions kept them on DuckDB too) and in the scratch location."""
     import sqlalchemy as sa
     if wh.dialect not in ("duckdb", "postgresql"):
         return
     tables = sa.table("tables", sa.column("table_schema"), sa.column("table_name"), schema="information_schema")
     prefix = scratch_prefix(entity)
-    stmt = sa.select(tables.c.table_name).where(
-        tables.c.table_schema == STAGING, tables.c.table_name.startswith(prefix, autoescape=True)
-    )
-    with wh.connect() as conn:
-        for name in conn.execute(stmt).scalars().all():
-            conn.execute(sa.text(f"DROP TABLE IF EXISTS {wh.qualified(STAGING, name)}"))
+    for schema in dict.fromkeys((STAGING, wh.scratch_schema(STAGING))):
+        stmt = sa.select(tables.c.table_name).where(
+            wh.in_schema(tables, schema), tables.c.table_name.startswith(prefix, autoescape=True)
+        )
+        with wh.connect() as conn:
+            for name in conn.execute(stmt).scalars().all():
+                conn.execute(sa.text(f"DROP TABLE IF EXISTS {wh.qualified(schema, name)}"))
 
 
 @dataclass
@@ -87,6 +89,7 @@ class StagingScratch:
 
     def __init__(self, wh: Warehouse, entity: str):
         self.wh, self.entity, self.names = wh, entity, []
+        self.schema = wh.scratch_schema(STAGING)
         self.record_id = ENTITIES[entity].record_id
         self.batches: list[ScratchBatch] = []
 
@@ -119,14 +122,14 @@ class StagingScratch:
     def _write(self, frame: pd.DataFrame, columns: Sequence[Column]) -> str:
         name = self._name()
         types = {c.name: c.dtype for c in columns}
-        self.wh.write_table(frame[[c.name for c in columns]], STAGING, name, mode="replace", column_types=types)
+        self.wh.write_table(frame[[c.name for c in columns]], self.schema, name, mode="replace", column_types=types)
         return name
 
     def _create_as(self, select: sa.Select) -> str:
         """A scratch table made from ``select`` inside the warehouse."""
         import sqlalchemy as sa
         name = self._name()
-        target = self.wh.qualified(STAGING, name)
+        target = self.wh.qualified(self.schema, name)
         sql = select.compile(dialect=self.wh.engine.dialect, compile_kwargs={"literal_binds": True})
         with self.wh.connect() as conn:
             conn.execute(sa.text(f"CREATE TABLE {target} AS {sql}"))
@@ -135,7 +138,7 @@ class StagingScratch:
         return name
 
     def _table(self, name: str, columns: Sequence[Column] | Sequence[str]) -> sa.TableClause:
-        return self.wh.table(STAGING, name, [c if isinstance(c, str) else c.name for c in columns])
+        return self.wh.table(self.schema, name, [c if isinstance(c, str) else c.name for c in columns])
 
     def _ids(self, batch: ScratchBatch, batch_order: int) -> list[sa.Select]:
         """(source, record_id, deleted, batch order, part) of the records a batch holds: present ones
@@ -221,13 +224,10 @@ class StagingScratch:
         names = ["source", "entity", "record_id", "batch_id", "staged_at", "outcome"]
         conn.execute(sa.insert(index).from_select([index.c[n] for n in names], select))
 
-    def drop(self, conn: Connection | None = None) -> None:
-        """Drop every scratch table (inside ``conn``'s transaction when given)."""
+    def drop(self) -> None:
+        """Drop every scratch table, in a transaction of its own (see Warehouse.scratch_schema)."""
         import sqlalchemy as sa
-        if conn is None:
-            with self.wh.connect() as own:
-                self.drop(own)
-            return
-        for name in self.names:
-            conn.execute(sa.text(f"DROP TABLE IF EXISTS {self.wh.qualified(STAGING, name)}"))
+        with self.wh.connect() as conn:
+            for name in self.names:
+                conn.execute(sa.text(f"DROP TABLE IF EXISTS {self.wh.qualified(self.schema, name)}"))
         self.names = []

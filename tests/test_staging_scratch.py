@@ -35,20 +35,22 @@ def batches():
     return [("shop", "b1", first), ("shop", "b2", second)]
 
 
-def read(wh, table: str, order: list[str]) -> pd.DataFrame:
-    return wh.read_table(STAGING, table).sort_values(order).reset_index(drop=True)
+def read(scratch: StagingScratch, table: str, order: list[str]) -> pd.DataFrame:
+    return scratch.wh.read_table(scratch.schema, table).sort_values(order).reset_index(drop=True)
 
 
 def test_the_contract_sees_each_record_once_in_its_newest_version(warehouse):
     scratch = StagingScratch.write(warehouse, "orders", batches())
     try:
-        checked = read(warehouse, scratch.contract_table(), ["order_id"])
+        checked = read(scratch, scratch.contract_table(), ["order_id"])
     finally:
         scratch.drop()
     assert checked["order_id"].tolist() == ["O1", "O2", "O3", "O5"]
     assert checked["total_amount"].tolist() == [11.0, 20.0, 30.0, 50.0]
     assert list(checked.columns) == [c.name for c in ORDERS.staged_columns]
-    assert not warehouse.table_exists(STAGING, scratch.batches[0].staged)
+    assert not warehouse.table_exists(scratch.schema, scratch.batches[0].staged)
+    # DuckDB keeps scratch tables out of the warehouse file; PostgreSQL in the staging schema.
+    assert scratch.schema == ("_crm_scratch" if warehouse.dialect == "duckdb" else STAGING)
 
 
 def test_one_batch_is_validated_where_it_was_written(warehouse):
@@ -62,8 +64,8 @@ def test_one_batch_is_validated_where_it_was_written(warehouse):
 def test_run_keys_and_batch_keys(warehouse):
     scratch = StagingScratch.write(warehouse, "orders", batches())
     try:
-        run_keys = read(warehouse, scratch.run_keys(), ["record_id"])
-        second_keys = read(warehouse, scratch.keys(scratch.batches[1]), ["record_id"])
+        run_keys = read(scratch, scratch.run_keys(), ["record_id"])
+        second_keys = read(scratch, scratch.keys(scratch.batches[1]), ["record_id"])
     finally:
         scratch.drop()
     # The state the last batch holding a record leaves it in: O2 deleted by the second, O4 only in the first.
@@ -78,5 +80,6 @@ def test_leftover_scratch_tables_are_dropped(warehouse):
     scratch = StagingScratch.write(warehouse, "orders", batches())
     names = list(scratch.names)
     assert all(n.startswith(scratch_prefix("orders")) for n in names)
+    assert all(warehouse.table_exists(scratch.schema, n) for n in names)
     drop_leftover_scratch(warehouse, "orders")  # as the next run does after a killed one
-    assert not any(warehouse.table_exists(STAGING, n) for n in names)
+    assert not any(warehouse.table_exists(scratch.schema, n) for n in names)

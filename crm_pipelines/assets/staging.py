@@ -152,8 +152,7 @@ def _stage(
                 in_transaction=stubs,
             )
     finally:
-        if scratch.names:  # the contract failed, or something did: nothing of the run is applied
-            scratch.drop()
+        scratch.drop()
     removed = removed_this_run(wh, entity, run_id)
     if len(removed):
         context.log.info(f"staging.{entity}: records removed because their source deleted them: "
@@ -201,9 +200,9 @@ def _contract(
         )
     suite = staging_suite(entity, as_of_end=cutoff, currencies=list(config.fx_rates))
     checked = scratch.contract_table()
-    outcome = validate_rows(wh, STAGING, checked, suite)
+    outcome = validate_rows(wh, scratch.schema, checked, suite)
     if outcome.blocking_failures:
-        quarantine_staged(wh, STAGING, checked, entity)
+        quarantine_staged(wh, STAGING, checked, entity, staged_schema=scratch.schema)
     report = render_html_report(
         [outcome], run_folder(config, context.run.run_id) / f"{STAGING}.{entity}.html",
         title=f"Validation of the rows {STAGING}.{entity} stages in this run", run_id=context.run.run_id,
