@@ -182,6 +182,8 @@ def _net_staged(entity: str, batches: list[StagedBatch]) -> "pd.DataFrame":
     frames = [b.result.staged for b in batches if len(b.result.staged)]
     if not frames:
         return typed_frame(ent.staged_columns, {}, 0)
+    if len(frames) == 1:  # one batch stages each record once (versions are resolved within it)
+        return frames[0]
     delta = pd.concat(frames, ignore_index=True)
     return delta.drop_duplicates(["source", ent.record_id], keep="last").reset_index(drop=True)
 
