@@ -357,7 +357,7 @@ def apply_batches(
             row = {
                 "source": batch.source, "entity": entity, "batch_id": batch.batch_id,
                 "staged_at": stamp.to_pydatetime(), "run_id": run_id, "rows": batch.rows,
-                "rows_staged": len(res.staged),
+                "rows_staged": item.staged_rows,
                 "rows_quarantined": int(res.summary.get("rows_quarantined", 0)),
                 "rows_superseded": int(res.summary.get("rows_superseded", 0)) + int(replaced),
                 "rules_fingerprint": fingerprint, "as_of_end": as_of_end,

@@ -81,7 +81,11 @@ class ScratchBatch:
     """source, record_id of the records whose current version here is marked deleted."""
     identifiers: str | None
     """CUSTOMER_IDENTIFIERS_COLUMNS (customers only)."""
-    has_staged: bool
+    staged_rows: int
+
+    @property
+    def has_staged(self) -> bool:
+        return self.staged_rows > 0
 
 
 class StagingScratch:
@@ -107,7 +111,7 @@ class StagingScratch:
                     scratch._write(res.identifiers, CUSTOMER_IDENTIFIERS_COLUMNS) if entity == "customers" else None
                 )
                 scratch.batches.append(ScratchBatch(source, batch_id, staged, quarantined, deleted, identifiers,
-                                                    has_staged=len(res.staged) > 0))
+                                                    staged_rows=len(res.staged)))
         except BaseException:
             scratch.drop()
             raise

@@ -132,8 +132,12 @@ def _stage(
         for source, batch_id, rows in plan.batches
     ]
     delta = _net_staged(entity, batches)
+    delta_metadata, delta_rows = table_metadata(wh, STAGING, entity, delta, ENTITIES[entity].staged_columns), len(delta)
+    del delta
     # The batches' rows are written once; the contract and the transaction read them in the warehouse.
     scratch = StagingScratch.write(wh, entity, [(b.source, b.batch_id, b.result) for b in batches])
+    for b in batches:  # from here on their counts will do: let go of the staged frames
+        b.result.staged = typed_frame(ENTITIES[entity].staged_columns, {}, 0)
     try:
         contract = _contract(context, config, wh, key, entity, scratch, cutoff, bool(batches))
         checks = [contract]
@@ -162,13 +166,13 @@ def _stage(
     checks.append(reconciliation_check(key, recon))
     checks.append(_drift(context, config, wh, key, entity, record=not blocking_failures(checks[:1])))
     metadata = {
-        **table_metadata(wh, STAGING, entity, delta, ENTITIES[entity].staged_columns),
+        **delta_metadata,
         "dagster/row_count": wh.row_count(STAGING, entity),
         "published": not blocking_failures(checks[:1]),
         "staging_mode": "full" if plan.full else "incremental",
         "staging_reason": plan.reason,
         "batches_staged": dg.MetadataValue.md(_batches_markdown(applied)),
-        "rows_staged_this_run": len(delta),
+        "rows_staged_this_run": delta_rows,
         "records_deleted_by_source": int(removed["records"].sum()) if len(removed) else 0,
         **_staging_metadata(batches),
     }
