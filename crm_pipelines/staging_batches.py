@@ -21,7 +21,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -41,10 +40,10 @@ from crm_pipelines.schema import (
     Column,
     raw_table_name,
 )
-from crm_pipelines.staging.rejections import FIELD_NULLED
 from crm_pipelines.staging.stage import StagingResult
 from crm_pipelines.staging.values import typed_frame
-from crm_pipelines.staging_deletes import RUN_KEYS_COLUMNS, SOURCE_DELETES, record_removed, run_keys
+from crm_pipelines.staging_deletes import SOURCE_DELETES, record_removed
+from crm_pipelines.staging_scratch import StagingScratch, drop_leftover_scratch, row_level
 from crm_pipelines.warehouse import Warehouse, col
 
 if TYPE_CHECKING:
@@ -128,7 +127,7 @@ class StagingPlan:
 
 
 def ensure_tables(wh: Warehouse, entity: str) -> None:
-    _drop_leftover_scratch(wh, entity)
+    drop_leftover_scratch(wh, entity)
     wh.create_table(AUDIT, STAGED_BATCHES, STAGED_BATCHES_COLUMNS)
     # An installation from before rows_deleted: appending nothing adds the columns it lacks.
     wh.write_table(typed_frame(STAGED_BATCHES_COLUMNS, {}, 0), AUDIT, STAGED_BATCHES,
@@ -276,76 +275,12 @@ def only_records(entity: str, result: StagingResult, record_ids: list[str]) -> S
     return StagingResult(staged, quarantined, result.reconciliation, identifiers, result.summary, deleted=deleted)
 
 
-def _key_frame(source: str, ids: pd.Series) -> pd.DataFrame:
-    import pandas as pd
-    ids = ids.dropna().drop_duplicates()
-    return pd.DataFrame({"source": source, "record_id": ids.astype("str").to_numpy()})
-
-
-def _record_index(entity: str, batch: StagedBatch, stamp: pd.Timestamp) -> pd.DataFrame:
-    import pandas as pd
-    record_id = ENTITIES[entity].record_id
-    staged = batch.result.staged[record_id]
-    rejected = batch.result.quarantined
-    rejected = rejected[~rejected["reason"].str.endswith(FIELD_NULLED).fillna(False)]["record_id"].dropna()
-    ids = pd.concat([staged, rejected], ignore_index=True)
-    return pd.DataFrame({
-        "source": batch.source, "entity": entity, "record_id": ids.astype("str").to_numpy(),
-        "batch_id": batch.batch_id, "staged_at": stamp,
-        "outcome": ["staged"] * len(staged) + ["quarantined"] * len(rejected),
-    })
-
-
-def row_level(quarantine: sa.TableClause) -> sa.ColumnElement[bool]:
-    """Quarantine rows that stand for a whole raw row (not a field nulled in a staged record)."""
-    import sqlalchemy as sa
-    return sa.not_(sa.func.coalesce(quarantine.c.reason, "").endswith(FIELD_NULLED, autoescape=True))
-
-
 def staged_records_only(entity: str, t: sa.TableClause) -> sa.ColumnElement[bool]:
     """Customer rows that are records, not stubs for people only other entities name."""
     import sqlalchemy as sa
     if entity != "customers":
         return sa.true()
     return sa.func.coalesce(t.c.record_kind, "record") != "referenced"
-
-
-def _scratch_prefix(entity: str) -> str:
-    return f"_stage_{entity}_"
-
-
-def _drop_leftover_scratch(wh: Warehouse, entity: str) -> None:
-    """Scratch tables of this entity a killed run left behind (one run stages an entity at a time)."""
-    import sqlalchemy as sa
-    if wh.dialect not in ("duckdb", "postgresql"):
-        return
-    tables = sa.table("tables", sa.column("table_schema"), sa.column("table_name"), schema="information_schema")
-    prefix = _scratch_prefix(entity)
-    stmt = sa.select(tables.c.table_name).where(
-        tables.c.table_schema == STAGING, tables.c.table_name.startswith(prefix, autoescape=True)
-    )
-    with wh.connect() as conn:
-        for name in conn.execute(stmt).scalars().all():
-            conn.execute(sa.text(f"DROP TABLE IF EXISTS {wh.qualified(STAGING, name)}"))
-
-
-class _Scratch:
-    """Scratch tables written with the bulk path before the transaction, dropped inside it."""
-
-    def __init__(self, wh: Warehouse, entity: str):
-        self.wh, self.entity, self.names = wh, entity, []
-
-    def write(self, frame: pd.DataFrame, columns: tuple[Column, ...] | list[Column]) -> str:
-        name = f"{_scratch_prefix(self.entity)}{uuid.uuid4().hex[:12]}"
-        types = {c.name: c.dtype for c in columns}
-        self.wh.write_table(frame[[c.name for c in columns]], STAGING, name, mode="replace", column_types=types)
-        self.names.append(name)
-        return name
-
-    def drop(self, conn: Connection) -> None:
-        import sqlalchemy as sa
-        for name in self.names:
-            conn.execute(sa.text(f"DROP TABLE IF EXISTS {self.wh.qualified(STAGING, name)}"))
 
 
 def _table(wh: Warehouse, schema: str, name: str, columns) -> sa.TableClause:
@@ -357,6 +292,7 @@ def apply_batches(
     entity: str,
     plan: StagingPlan,
     batches: list[StagedBatch],
+    scratch: StagingScratch,
     *,
     run_id: str,
     fingerprint: str,
@@ -364,42 +300,32 @@ def apply_batches(
     in_transaction=None,
 ) -> list[dict]:
     """Replace the staged, quarantined and indexed rows of the batches' records, oldest batch first,
-    and record the batches, all in one transaction. ``in_transaction(conn)`` runs last inside it.
-    Returns the staged_batches rows written."""
+    and record the batches, all in one transaction. ``scratch`` holds the batches' rows, written by
+    :meth:`StagingScratch.write` in the same order (the caller drops it afterwards).
+    ``in_transaction(conn)`` runs last inside it. Returns the staged_batches rows written."""
     import pandas as pd
     import sqlalchemy as sa
     ent = ENTITIES[entity]
     stamp = pd.Timestamp(dt.datetime.now(dt.UTC))
-    scratch = _Scratch(wh, entity)
-    written = []
-    for batch in batches:
-        res = batch.result
-        keys = pd.concat([_key_frame(batch.source, res.staged[ent.record_id]),
-                          _key_frame(batch.source, res.quarantined["record_id"]),
-                          _key_frame(batch.source, res.deleted["record_id"])]).drop_duplicates()
-        key_columns = (Column("source", "string", ""), Column("record_id", "string", ""))
-        written.append({
-            "batch": batch,
-            "keys": scratch.write(keys, key_columns),
-            "staged": scratch.write(res.staged, ent.staged_columns),
-            "quarantined": scratch.write(res.quarantined, QUARANTINE_COLUMNS),
-            "index": scratch.write(_record_index(entity, batch, stamp), STAGED_RECORDS_COLUMNS),
-            "identifiers": (
-                scratch.write(res.identifiers, CUSTOMER_IDENTIFIERS_COLUMNS) if entity == "customers" else None
-            ),
-        })
-    removals = scratch.write(run_keys(ent.record_id, [(b.source, b.result) for b in batches]), RUN_KEYS_COLUMNS)
     staged = _table(wh, STAGING, entity, ent.staged_columns)
     quarantine = _table(wh, QUARANTINE, QUARANTINE_TABLE, QUARANTINE_COLUMNS)
     index = _table(wh, AUDIT, STAGED_RECORDS, STAGED_RECORDS_COLUMNS)
     audit = _table(wh, AUDIT, STAGED_BATCHES, STAGED_BATCHES_COLUMNS)
     identifiers = _table(wh, STAGING, "customer_identifiers", CUSTOMER_IDENTIFIERS_COLUMNS)
     ours = quarantine.c.layer == STAGING
+    cleared = set(plan.restaged_sources) if not plan.full else None
+    whole = sorted({s.name for s, _, _ in plan.batches}) if plan.full else sorted(cleared)
+    # Nothing is staged yet of a source cleared below: its first batch replaces no older version, so
+    # it needs no keys (on a first run, that is every batch of the big entities).
+    emptied, keyed_batches = set(whole), []
+    for item in scratch.batches:
+        keyed_batches.append(None if item.source in emptied else scratch.keys(item))
+        emptied.discard(item.source)
+    removals = scratch.run_keys() if _any_staged(wh, index, entity) else None
     rows_out = []
     with wh.connect() as conn:
-        cleared = set(plan.restaged_sources) if not plan.full else None
-        whole = sorted({s.name for s, _, _ in plan.batches}) if plan.full else sorted(cleared)
-        record_removed(conn, wh, entity, index, removals, STAGING, whole, run_id=run_id, stamp=stamp)
+        if removals is not None:  # the records the run removes, from what was staged before it
+            record_removed(conn, wh, entity, index, removals, scratch.schema, whole, run_id=run_id, stamp=stamp)
         if plan.full:
             conn.execute(sa.delete(staged).where(staged_records_only(entity, staged)))
             conn.execute(sa.delete(quarantine).where(ours, quarantine.c.entity == entity))
@@ -414,36 +340,24 @@ def apply_batches(
             conn.execute(sa.delete(audit).where(audit.c.entity == entity, audit.c.source == name))
             if entity == "customers":
                 conn.execute(sa.delete(identifiers).where(identifiers.c.source == name))
-        for item in written:
-            batch: StagedBatch = item["batch"]
-            keys = wh.table(STAGING, item["keys"], ["source", "record_id"])
+        for batch, item, keys_table in zip(batches, scratch.batches, keyed_batches, strict=True):
             replaced = 0
-
-            def keyed(t: sa.TableClause, id_column: str, keys=keys) -> sa.ColumnElement[bool]:
-                return sa.exists().where(keys.c.source == t.c.source, keys.c.record_id == t.c[id_column])
-
-            staged_match = sa.and_(keyed(staged, ent.record_id), staged_records_only(entity, staged))
-            quarantine_match = sa.and_(ours, quarantine.c.entity == entity, keyed(quarantine, "record_id"))
-            replaced += conn.execute(sa.select(sa.func.count()).select_from(staged).where(staged_match)).scalar_one()
-            replaced += conn.execute(
-                sa.select(sa.func.count()).select_from(quarantine).where(quarantine_match, row_level(quarantine))
-            ).scalar_one()
-            conn.execute(sa.delete(staged).where(staged_match))
-            conn.execute(sa.delete(quarantine).where(quarantine_match))
-            conn.execute(sa.delete(index).where(index.c.entity == entity, keyed(index, "record_id")))
-            _insert_from(conn, wh, staged, item["staged"], ent.staged_columns)
-            _insert_from(conn, wh, quarantine, item["quarantined"], QUARANTINE_COLUMNS)
-            _insert_from(conn, wh, index, item["index"], STAGED_RECORDS_COLUMNS)
-            if item["identifiers"] is not None:
-                conn.execute(sa.delete(identifiers).where(keyed(identifiers, "source_record_id")))
-                _insert_from(conn, wh, identifiers, item["identifiers"], CUSTOMER_IDENTIFIERS_COLUMNS)
+            if keys_table is not None:
+                keys = wh.table(scratch.schema, keys_table, ["source", "record_id"])
+                replaced = _replace_older_versions(conn, entity, keys, staged, quarantine, index,
+                                                   identifiers if item.identifiers is not None else None)
+            _insert_from(conn, wh, staged, scratch.schema, item.staged, ent.staged_columns)
+            _insert_from(conn, wh, quarantine, scratch.schema, item.quarantined, QUARANTINE_COLUMNS)
+            scratch.insert_index(conn, index, item, stamp)
+            if item.identifiers is not None:
+                _insert_from(conn, wh, identifiers, scratch.schema, item.identifiers, CUSTOMER_IDENTIFIERS_COLUMNS)
             if batch.rejudged:
                 continue
             res = batch.result
             row = {
                 "source": batch.source, "entity": entity, "batch_id": batch.batch_id,
                 "staged_at": stamp.to_pydatetime(), "run_id": run_id, "rows": batch.rows,
-                "rows_staged": len(res.staged),
+                "rows_staged": item.staged_rows,
                 "rows_quarantined": int(res.summary.get("rows_quarantined", 0)),
                 "rows_superseded": int(res.summary.get("rows_superseded", 0)) + int(replaced),
                 "rules_fingerprint": fingerprint, "as_of_end": as_of_end,
@@ -453,12 +367,46 @@ def apply_batches(
             rows_out.append(row)
         if in_transaction is not None:
             in_transaction(conn)
-        scratch.drop(conn)
     return rows_out
 
 
-def _insert_from(conn: Connection, wh: Warehouse, target: sa.TableClause, scratch: str, columns) -> None:
+def _any_staged(wh: Warehouse, index: sa.TableClause, entity: str) -> bool:
+    """Whether ``audit.staged_records`` holds any record of ``entity`` (none before its first run)."""
+    import sqlalchemy as sa
+    with wh.connect() as conn:
+        return conn.execute(sa.select(sa.literal(1)).where(index.c.entity == entity).limit(1)).first() is not None
+
+
+def _replace_older_versions(
+    conn: Connection, entity: str, keys: sa.TableClause, staged: sa.TableClause,
+    quarantine: sa.TableClause, index: sa.TableClause, identifiers: sa.TableClause | None,
+) -> int:
+    """Delete what is staged, quarantined and indexed of the records in ``keys`` (a batch's records,
+    about to be inserted in their new version); returns how many versions that supersedes."""
+    import sqlalchemy as sa
+
+    def keyed(t: sa.TableClause, id_column: str) -> sa.ColumnElement[bool]:
+        return sa.exists().where(keys.c.source == t.c.source, keys.c.record_id == t.c[id_column])
+
+    staged_match = sa.and_(keyed(staged, ENTITIES[entity].record_id), staged_records_only(entity, staged))
+    quarantine_match = sa.and_(quarantine.c.layer == STAGING, quarantine.c.entity == entity,
+                               keyed(quarantine, "record_id"))
+    replaced = conn.execute(sa.select(sa.func.count()).select_from(staged).where(staged_match)).scalar_one()
+    replaced += conn.execute(
+        sa.select(sa.func.count()).select_from(quarantine).where(quarantine_match, row_level(quarantine))
+    ).scalar_one()
+    conn.execute(sa.delete(staged).where(staged_match))
+    conn.execute(sa.delete(quarantine).where(quarantine_match))
+    conn.execute(sa.delete(index).where(index.c.entity == entity, keyed(index, "record_id")))
+    if identifiers is not None:
+        conn.execute(sa.delete(identifiers).where(keyed(identifiers, "source_record_id")))
+    return int(replaced)
+
+
+def _insert_from(
+    conn: Connection, wh: Warehouse, target: sa.TableClause, schema: str, scratch: str, columns
+) -> None:
     import sqlalchemy as sa
     names = [c.name for c in columns]
-    source = wh.table(STAGING, scratch, names)
+    source = wh.table(schema, scratch, names)
     conn.execute(sa.insert(target).from_select([target.c[n] for n in names], sa.select(*(source.c[n] for n in names))))

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING
 
 from crm_pipelines.schema import AUDIT, SOURCE_DELETE_COLUMNS, Column
 from crm_pipelines.staging.deletes import FLAGGED_DELETED, MISSING_FROM_DELIVERY
-from crm_pipelines.staging.stage import StagingResult
 from crm_pipelines.warehouse import Warehouse
 
 if TYPE_CHECKING:
@@ -29,24 +28,6 @@ RUN_KEYS_COLUMNS = (
     Column("record_id", "string", "A record the run's batches hold."),
     Column("deleted", "boolean", "Its current version after the run's last batch holding it is marked deleted."),
 )
-
-
-def run_keys(entity_record_id: str, results: list[tuple[str, StagingResult]]) -> pd.DataFrame:
-    """Every record the run's batches hold, in the state the last of them leaves it: deleted or not.
-
-    ``results`` are (source, result) in the order the batches are applied."""
-    import pandas as pd
-    frames = []
-    for source, res in results:
-        present = pd.concat([res.staged[entity_record_id], res.quarantined["record_id"]], ignore_index=True)
-        frames.append(pd.DataFrame({"source": source, "record_id": present.dropna().astype("str"), "deleted": False}))
-        frames.append(pd.DataFrame({"source": res.deleted["source"].astype("str"),
-                                    "record_id": res.deleted["record_id"].astype("str"), "deleted": True}))
-    if not frames:
-        return pd.DataFrame({"source": pd.Series([], dtype="str"), "record_id": pd.Series([], dtype="str"),
-                             "deleted": pd.Series([], dtype="bool")})
-    keys = pd.concat(frames, ignore_index=True)
-    return keys.drop_duplicates(["source", "record_id"], keep="last").reset_index(drop=True)
 
 
 def record_removed(

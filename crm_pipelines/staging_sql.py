@@ -21,13 +21,8 @@ from crm_pipelines.schema import (
 )
 from crm_pipelines.staging.references import EMAIL_PREFIX, EVENT_TIME_COLUMNS, REFERENCED
 from crm_pipelines.staging.values import typed_frame
-from crm_pipelines.staging_batches import (
-    QUARANTINE_TABLE,
-    STAGED_BATCHES,
-    STAGED_BATCHES_COLUMNS,
-    row_level,
-    staged_records_only,
-)
+from crm_pipelines.staging_batches import QUARANTINE_TABLE, STAGED_BATCHES, STAGED_BATCHES_COLUMNS, staged_records_only
+from crm_pipelines.staging_scratch import row_level
 from crm_pipelines.warehouse import Warehouse, col
 
 if TYPE_CHECKING:

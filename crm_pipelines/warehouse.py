@@ -50,6 +50,8 @@ class WarehouseError(RuntimeError):
 
 
 _ENGINES: dict[str, Engine] = {}
+SCRATCH_DATABASE = "_crm_scratch"
+"""DuckDB: the in-memory database that holds a run's scratch tables (see Warehouse.scratch_schema)."""
 
 
 def _engine(url: str) -> Engine:
@@ -160,6 +162,26 @@ class Warehouse:
         import sqlalchemy as sa
         return sa.table(sa.quoted_name(table, True), *(col(c) for c in columns), schema=sa.quoted_name(schema, True))
 
+    def scratch_schema(self, fallback: str) -> str:
+        """Where a run's scratch tables go: on DuckDB an in-memory database attached to the process's
+        instance (shared by its connections; no disk writes, gone with the process), else ``fallback``.
+
+        A transaction on DuckDB writes to one database only: create and drop scratch tables in their own
+        transactions, and only read them inside one that writes the warehouse."""
+        if self.dialect != "duckdb":
+            return fallback
+        with self.connect() as conn:
+            conn.exec_driver_sql(f"ATTACH IF NOT EXISTS ':memory:' AS {self.quote(SCRATCH_DATABASE)}")
+        return SCRATCH_DATABASE
+
+    def in_schema(self, t: sa.TableClause, schema: str) -> sa.ColumnElement[bool]:
+        """An information_schema table's rows of ``schema`` (the default schema of the scratch database on
+        DuckDB)."""
+        import sqlalchemy as sa
+        if self.dialect == "duckdb" and schema == SCRATCH_DATABASE:
+            return sa.and_(sa.column("table_catalog") == schema, t.c.table_schema == "main")
+        return t.c.table_schema == schema
+
     # -- inspection ------------------------------------------------------------------------------
     def ensure_schemas(self, *schemas: str) -> None:
         import sqlalchemy as sa
@@ -168,6 +190,8 @@ class Warehouse:
             return
         with self.connect() as conn:
             for schema in missing:
+                if self.dialect == "duckdb" and schema == SCRATCH_DATABASE:
+                    continue  # an attached database, not a schema (scratch_schema attaches it)
                 conn.execute(sa.schema.CreateSchema(schema, if_not_exists=True))
         self._schemas_present.update(missing)
 
@@ -185,7 +209,7 @@ class Warehouse:
         stmt = (
             sa.select(sa.func.count())
             .select_from(tables)
-            .where(tables.c.table_schema == schema, tables.c.table_name == table)
+            .where(self.in_schema(tables, schema), tables.c.table_name == table)
         )
         with self.connect() as conn:
             return bool(conn.execute(stmt).scalar_one())
@@ -205,7 +229,7 @@ class Warehouse:
         )
         stmt = (
             sa.select(cols.c.column_name)
-            .where(cols.c.table_schema == schema, cols.c.table_name == table)
+            .where(self.in_schema(cols, schema), cols.c.table_name == table)
             .order_by(cols.c.ordinal_position)
         )
         with self.connect() as conn:

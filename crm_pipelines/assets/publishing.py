@@ -33,15 +33,19 @@ def table_docs(table: str, columns: Sequence[Column], key: Sequence[str] = ()) -
     return TableDocs(description=description, columns=columns, key=key)
 
 
-def quarantine_staged(warehouse: Warehouse, schema: str, staged: str, table: str) -> str:
-    """Move a rejected new version, ``schema.staged``, to ``quarantine.<schema>__<table>__rejected``
-    inside the warehouse (no round trip through Python); returns that table's name."""
+def quarantine_staged(
+    warehouse: Warehouse, schema: str, staged: str, table: str, staged_schema: str | None = None
+) -> str:
+    """Move a rejected new version, ``schema.staged`` (or ``staged_schema.staged``), to
+    ``quarantine.<schema>__<table>__rejected`` inside the warehouse (no round trip through Python);
+    returns that table's name."""
     rejected = rejected_table_name(schema, table)
+    staged_schema = staged_schema or schema
     warehouse.ensure_schemas(QUARANTINE)
     warehouse.drop_table(QUARANTINE, rejected)
-    source, target = warehouse.qualified(schema, staged), warehouse.qualified(QUARANTINE, rejected)
+    source, target = warehouse.qualified(staged_schema, staged), warehouse.qualified(QUARANTINE, rejected)
     warehouse.execute(f"CREATE TABLE {target} AS SELECT * FROM {source}")
-    warehouse.drop_table(schema, staged)
+    warehouse.drop_table(staged_schema, staged)
     return rejected
 
 

@@ -51,6 +51,7 @@ from crm_pipelines.staging_batches import (
     rules_fingerprint,
 )
 from crm_pipelines.staging_deletes import removed_this_run
+from crm_pipelines.staging_scratch import StagingScratch
 from crm_pipelines.staging_sql import reconciliation, refresh_referenced_customers, table_stats_sql
 from crm_pipelines.warehouse import Warehouse
 
@@ -131,21 +132,31 @@ def _stage(
         for source, batch_id, rows in plan.batches
     ]
     delta = _net_staged(entity, batches)
-    contract = _contract(context, config, wh, key, entity, delta, cutoff, bool(batches))
-    checks = [contract]
-    if blocking_failures(checks):
-        rejected = rejected_table_name(STAGING, entity)
-        context.log.error(
-            f"{STAGING}.{entity}: the new batches were NOT staged: the staging contract failed. The table stays "
-            f"as it was; the rejected rows are in {QUARANTINE}.{rejected}; the batches are retried next run."
-        )
-        applied = []
-    else:
-        stubs = _stub_refresher(config, wh) if entity == "customers" else None
-        applied = apply_batches(
-            wh, entity, plan, batches, run_id=run_id, fingerprint=fingerprint, as_of_end=cutoff,
-            in_transaction=stubs,
-        )
+    delta_metadata, delta_rows = table_metadata(wh, STAGING, entity, delta, ENTITIES[entity].staged_columns), len(delta)
+    del delta
+    # The batches' rows are written once; the contract and the transaction read them in the warehouse.
+    scratch = StagingScratch.write(wh, entity, [(b.source, b.batch_id, b.result) for b in batches])
+    for b in batches:  # from here on their counts will do: let go of the staged frames
+        b.result.staged = typed_frame(ENTITIES[entity].staged_columns, {}, 0)
+    try:
+        contract = _contract(context, config, wh, key, entity, scratch, cutoff, bool(batches))
+        checks = [contract]
+        if blocking_failures(checks):
+            rejected = rejected_table_name(STAGING, entity)
+            context.log.error(
+                f"{STAGING}.{entity}: the new batches were NOT staged: the staging contract failed. The table "
+                f"stays as it was; the rejected rows are in {QUARANTINE}.{rejected}; the batches are retried "
+                "next run."
+            )
+            applied = []
+        else:
+            stubs = _stub_refresher(config, wh) if entity == "customers" else None
+            applied = apply_batches(
+                wh, entity, plan, batches, scratch, run_id=run_id, fingerprint=fingerprint, as_of_end=cutoff,
+                in_transaction=stubs,
+            )
+    finally:
+        scratch.drop()
     removed = removed_this_run(wh, entity, run_id)
     if len(removed):
         context.log.info(f"staging.{entity}: records removed because their source deleted them: "
@@ -155,13 +166,13 @@ def _stage(
     checks.append(reconciliation_check(key, recon))
     checks.append(_drift(context, config, wh, key, entity, record=not blocking_failures(checks[:1])))
     metadata = {
-        **table_metadata(wh, STAGING, entity, delta, ENTITIES[entity].staged_columns),
+        **delta_metadata,
         "dagster/row_count": wh.row_count(STAGING, entity),
         "published": not blocking_failures(checks[:1]),
         "staging_mode": "full" if plan.full else "incremental",
         "staging_reason": plan.reason,
         "batches_staged": dg.MetadataValue.md(_batches_markdown(applied)),
-        "rows_staged_this_run": len(delta),
+        "rows_staged_this_run": delta_rows,
         "records_deleted_by_source": int(removed["records"].sum()) if len(removed) else 0,
         **_staging_metadata(batches),
     }
@@ -175,35 +186,29 @@ def _net_staged(entity: str, batches: list[StagedBatch]) -> "pd.DataFrame":
     frames = [b.result.staged for b in batches if len(b.result.staged)]
     if not frames:
         return typed_frame(ent.staged_columns, {}, 0)
+    if len(frames) == 1:  # one batch stages each record once (versions are resolved within it)
+        return frames[0]
     delta = pd.concat(frames, ignore_index=True)
     return delta.drop_duplicates(["source", ent.record_id], keep="last").reset_index(drop=True)
 
 
 def _contract(
-    context, config: CrmConfig, wh: Warehouse, key: dg.AssetKey, entity: str, delta: "pd.DataFrame", cutoff,
+    context, config: CrmConfig, wh: Warehouse, key: dg.AssetKey, entity: str, scratch: StagingScratch, cutoff,
     any_new: bool,
 ):
-    """The staging contract on the rows this run stages, validated in the warehouse: they are written
-    under a temporary name (as staging writes them) and the suite runs there in SQL; a version that
-    fails is moved to ``quarantine.staging__<entity>__rejected``, otherwise the copy is dropped."""
+    """The staging contract on the rows this run stages, validated in the warehouse, in SQL, on the
+    scratch tables staging wrote them to (:meth:`StagingScratch.contract_table`); a version that fails is
+    moved to ``quarantine.staging__<entity>__rejected``."""
     if not any_new:
         return dg.AssetCheckResult(
             asset_key=key, check_name=STAGING_CONTRACT, passed=True,
             metadata={"rows_validated": 0, "note": "no new raw batches: nothing staged, nothing to validate"},
         )
     suite = staging_suite(entity, as_of_end=cutoff, currencies=list(config.fx_rates))
-    checked = f"{entity}__contract"
-    types = {c.name: c.dtype for c in ENTITIES[entity].staged_columns}
-    wh.write_table(delta, STAGING, checked, mode="replace", column_types=types)
-    try:
-        outcome = validate_rows(wh, STAGING, checked, suite)
-    except BaseException:
-        wh.drop_table(STAGING, checked)
-        raise
+    checked = scratch.contract_table()
+    outcome = validate_rows(wh, scratch.schema, checked, suite)
     if outcome.blocking_failures:
-        quarantine_staged(wh, STAGING, checked, entity)
-    else:
-        wh.drop_table(STAGING, checked)
+        quarantine_staged(wh, STAGING, checked, entity, staged_schema=scratch.schema)
     report = render_html_report(
         [outcome], run_folder(config, context.run.run_id) / f"{STAGING}.{entity}.html",
         title=f"Validation of the rows {STAGING}.{entity} stages in this run", run_id=context.run.run_id,

@@ -65,7 +65,7 @@ def column_types(wh: Warehouse, schema: str, table: str) -> dict[str, str]:
     cols = sa.table("columns", sa.column("table_schema"), sa.column("table_name"), sa.column("column_name"),
                     sa.column("data_type"), sa.column("ordinal_position"), schema="information_schema")
     stmt = (sa.select(cols.c.column_name, cols.c.data_type)
-            .where(cols.c.table_schema == schema, cols.c.table_name == table)
+            .where(wh.in_schema(cols, schema), cols.c.table_name == table)
             .order_by(cols.c.ordinal_position))
     with wh.connect() as conn:
         return {name: str(kind).split("(")[0].strip().upper() for name, kind in conn.execute(stmt)}
