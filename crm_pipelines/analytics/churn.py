@@ -250,18 +250,28 @@ def _calibration_table(predicted: np.ndarray, observed: np.ndarray, bins: int = 
 
 
 def _drivers(
-    model: HistGradientBoostingClassifier, features: pd.DataFrame, reference: pd.Series, candidates: list[str]
+    model: HistGradientBoostingClassifier,
+    features: pd.DataFrame,
+    reference: pd.Series,
+    candidates: list[str],
+    base: np.ndarray | None = None,
 ) -> pd.DataFrame:
-    """Per customer, the candidate features whose value raises her risk most over the population median."""
+    """Per customer, the candidate features whose value raises her risk most over the population median.
+
+    ``base`` is the model's churn probability of ``features`` when the caller has it. A customer whose
+    value already is the median keeps her prediction, so only the other rows are predicted again."""
     if features.empty:
         columns = {f"driver_{k + 1}{suffix}": [] for k in range(DRIVER_COUNT) for suffix in ("", "_effect")}
         return pd.DataFrame(columns, index=features.index)
-    base = model.predict_proba(features)[:, 1]
-    effects = np.empty((len(features), len(candidates)))
+    base = model.predict_proba(features)[:, 1] if base is None else base
+    effects = np.zeros((len(features), len(candidates)))
     for j, name in enumerate(candidates):
-        typical = features.copy()
-        typical[name] = reference[name]
-        effects[:, j] = base - model.predict_proba(typical)[:, 1]
+        values, typical = features[name].to_numpy(dtype="float64"), float(reference[name])
+        changed = ~((values == typical) | (np.isnan(values) & np.isnan(typical)))
+        if changed.any():
+            # Rows are predicted one by one, so predicting the changed rows alone gives the same numbers.
+            moved = features.loc[changed].assign(**{name: reference[name]})
+            effects[changed, j] = base[changed] - model.predict_proba(moved)[:, 1]
     order = np.argsort(-effects, axis=1, kind="stable")[:, :DRIVER_COUNT]
     out = {}
     names = np.array(candidates, dtype=object)
@@ -429,7 +439,7 @@ def _scores(
 ) -> pd.DataFrame:
     """customer_id, churn_probability, risk_decile and the drivers of each customer in ``features``."""
     probability = model.predict_proba(features)[:, 1] if len(features) else np.empty(0)
-    drivers = _drivers(model, features, reference, candidates)
+    drivers = _drivers(model, features, reference, candidates, base=probability)
     ranks = pd.Series(probability).rank(method="first").to_numpy()
     scores = pd.DataFrame(
         {

@@ -191,13 +191,18 @@ def service_features_select(wh: Warehouse, cutoff_day: int, window_days: int = 9
 
 def service_features_from_warehouse(wh: Warehouse, window_days: int = 90):
     """``churn.service_features`` answered by the warehouse: a function of the cutoff (a timestamp naming
-    a day) returning one row per customer with a ticket or an answer."""
+    a day) returning one row per customer with a ticket or an answer; each day is queried once."""
+
+    answered: dict[int, pd.DataFrame] = {}
 
     def as_of(cutoff: pd.Timestamp) -> pd.DataFrame:
         import pandas as pd
         day = int(pd.Timestamp(cutoff).value // 86_400_000_000_000)
-        frame = wh.query(service_features_select(wh, day, window_days)).astype({"customer_id": "str"})
-        columns = ["tickets_total", f"tickets_last_{window_days}d", "satisfaction_mean", "nps_latest"]
-        return frame.astype({c: "float64" for c in columns})
+        # Training asks for the training cutoff twice (whether the features cover it, then the features).
+        if day not in answered:
+            frame = wh.query(service_features_select(wh, day, window_days)).astype({"customer_id": "str"})
+            columns = ["tickets_total", f"tickets_last_{window_days}d", "satisfaction_mean", "nps_latest"]
+            answered[day] = frame.astype({c: "float64" for c in columns})
+        return answered[day].copy()
 
     return as_of
