@@ -21,7 +21,7 @@ feature), model-agnostic, and readable; effects do not add up to the prediction 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -291,9 +291,13 @@ class OrderHistory(Protocol):
     """What the churn model reads about purchases: features at a cutoff day, and who bought in a window.
 
     :class:`FrameOrderHistory` answers from a core.orders frame; the warehouse answers with one query
-    per cutoff (``crm_pipelines.facts.churn.WarehouseOrderHistory``)."""
+    for any number of cutoffs (``crm_pipelines.facts.churn.WarehouseOrderHistory``)."""
 
     def features(self, cutoff_day: int) -> pd.DataFrame: ...
+
+    def features_at(self, cutoff_days: Sequence[int]) -> list[pd.DataFrame]:
+        """:meth:`features` of each cutoff day, in order (the warehouse answers them in one query)."""
+        ...
 
     def buyers(self, after_day: int, through_day: int) -> pd.Index: ...
 
@@ -307,6 +311,9 @@ class FrameOrderHistory:
 
     def features(self, cutoff_day: int) -> pd.DataFrame:
         return churn_features(self.orders, pd.Timestamp(cutoff_day, unit="D"), _days=self.days)
+
+    def features_at(self, cutoff_days: Sequence[int]) -> list[pd.DataFrame]:
+        return [self.features(day) for day in cutoff_days]
 
     def buyers(self, after_day: int, through_day: int) -> pd.Index:
         window = self.days[(self.days["day"] > after_day) & (self.days["day"] <= through_day)]
@@ -340,8 +347,11 @@ def train_churn_model(
     train_cutoff, holdout_cutoff = end_day - 2 * horizon_days, end_day - horizon_days
     history = _history(orders, purchase_statuses)
 
+    cutoffs = (train_cutoff, holdout_cutoff, end_day)
+    features_by_day = dict(zip(cutoffs, history.features_at(cutoffs), strict=True))
+
     def features_at(cutoff_day: int) -> pd.DataFrame:
-        return _with_extra_features(history.features(cutoff_day), extra_features, cutoff_day)
+        return _with_extra_features(features_by_day[cutoff_day], extra_features, cutoff_day)
 
     def window(cutoff_day: int) -> tuple[pd.DataFrame, np.ndarray]:
         features = features_at(cutoff_day)
