@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from crm_pipelines.analytics.activity import customer_index
+from crm_pipelines.analytics.activity import customer_codes, customer_index
 from crm_pipelines.analytics.cycle_settings import PortfolioSettings
 from crm_pipelines.analytics.portfolio import PORTFOLIO_CELLS, month_index, month_start, portfolio_cell_codes
 from crm_pipelines.analytics.segments import NO_PURCHASES, VALUE_TIERS, rfm_segment
@@ -81,7 +81,7 @@ def backfill_snapshots(
     grid = {name: np.zeros(n * months, dtype="float64") for name in INPUT_COLUMNS}
     grid["last_purchase_day"][:] = np.nan
     if inputs is not None and len(inputs) and months:
-        customer = _positions(inputs["customer_id"], ids)
+        customer = customer_codes(inputs, ids)
         slot = _slots(inputs["end_day"].to_numpy(dtype="int64"), end_days, customer, n)
         found = slot >= 0
         for name in INPUT_COLUMNS:
@@ -117,7 +117,7 @@ def backfill_snapshots(
     cell = portfolio_cell_codes(tier < 2, r_score, f_score, settings.strength_cut)
     if clv is not None and len(clv):
         clv_days = clv["end_day"].to_numpy(dtype="int64")
-        clv_slot = _slots(clv_days, end_days, _positions(clv["customer_id"], ids), n)
+        clv_slot = _slots(clv_days, end_days, customer_codes(clv, ids), n)
         valued = np.isin(end_days, clv_days)  # months whose CLV summary holds anybody
         expected = _expected_clv(clv_slot, clv["expected_clv"].to_numpy(dtype="float64"), valued, n)[rows]
     else:
@@ -158,18 +158,6 @@ def _utc_day(ts: pd.Timestamp) -> int:
     ts = pd.Timestamp(ts)
     ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
     return int(ts.value // 86_400_000_000_000)
-
-
-def _positions(values: pd.Series, ids: pd.Index) -> np.ndarray:
-    """Position of each value in ``ids`` (-1 if absent), hashed by Arrow: a million ids in a few ms, where
-    ``Index.get_indexer`` would first turn both sides into Python strings."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    def arrow(column: pd.Series | pd.Index) -> pa.Array:
-        return pa.array(column.astype("str"), from_pandas=True).cast(pa.large_string())
-
-    return pc.index_in(arrow(values), value_set=arrow(ids)).fill_null(-1).to_numpy().astype("int64")
 
 
 def _slots(end_day: np.ndarray, end_days: np.ndarray, customer: np.ndarray, n: int) -> np.ndarray:
