@@ -5,8 +5,9 @@ campaign events, 50k survey answers).
 
 Warehouse mode (default): a child process writes them to the warehouse (a fresh DuckDB file, or
 ``--warehouse URL``), then this process, holding no inputs, builds the facts (core.purchases, customer
-order and engagement facts) and computes customer_360, crm_kpis, the retention tables and the CLV
-summary in the warehouse, reading back only the results. Prints wall and CPU time per step and this
+order and engagement facts) and computes customer_360, crm_kpis, the retention tables, the CLV
+summary, the churn features (one and three cutoffs) and the 12-month segment history backfill in the
+warehouse, reading back only the results. Prints wall and CPU time per step and this
 process's peak resident memory (DuckDB's included: it runs in-process).
 
 ``--reference``: the pandas implementations on the frames in memory, as before (segments, customer 360,
@@ -79,13 +80,18 @@ def _load(url: str, customers: int, seed: int) -> None:
 
 
 def warehouse_marts(url: str) -> None:
+    from crm_pipelines.analytics.clv.settings import ClvSettings
     from crm_pipelines.analytics.cross_sell import recommendations_from_facts
+    from crm_pipelines.analytics.cycle_settings import PortfolioSettings
+    from crm_pipelines.analytics.portfolio import months_to_backfill
+    from crm_pipelines.analytics.predictive_tables import fit_clv_models
     from crm_pipelines.analytics.segments import segments_from_facts
     from crm_pipelines.facts import build
     from crm_pipelines.facts.churn import WarehouseOrderHistory
     from crm_pipelines.facts.clv import clv_summary_from_facts
     from crm_pipelines.facts.customer360 import customer_360_select
     from crm_pipelines.facts.marts import read_crm_kpis, read_retention_cohorts, read_retention_summary
+    from crm_pipelines.facts.segment_history import backfilled_months
     from crm_pipelines.schema import CORE
     from crm_pipelines.warehouse import Warehouse
 
@@ -117,6 +123,23 @@ def warehouse_marts(url: str) -> None:
             "churn features (1 cutoff)", timings, lambda: WarehouseOrderHistory(wh).features(build.utc_day(AS_OF))
         ),
     }
+    day = build.utc_day(AS_OF)
+    _timed("churn features (training's 3 cutoffs)", timings,
+           lambda: WarehouseOrderHistory(wh).features_at([day - 180, day - 90, day]))  # fmt: skip
+    customers = wh.read_table(CORE, "unified_customers", columns=["customer_id", "created_at"])
+    clv = ClvSettings()
+    try:
+        fits = fit_clv_models(clv_summary_from_facts(wh, day, clv.time_unit_days), clv)[:2]
+    except ValueError:
+        fits = None  # the backfill's CLV part is left out
+    frames["segment history backfill"] = _timed(
+        "segment history backfill (12 months)",
+        timings,
+        lambda: backfilled_months(
+            wh, customers, months_to_backfill(AS_OF, set(), PortfolioSettings()), key_share=0.2,
+            growth_window_days=180, fits=fits, clv_settings=clv, portfolio=PortfolioSettings(),
+        ),
+    )  # fmt: skip
     # The Python models, on the per-customer rows the warehouse returns.
     segmentation = _timed(
         "segments (read facts + k-means)",

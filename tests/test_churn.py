@@ -116,3 +116,44 @@ def test_training_is_deterministic(simulated_orders: pd.DataFrame) -> None:
 def test_too_little_history_is_an_error() -> None:
     with pytest.raises(ValueError, match="at least 50 customers"):
         train_churn_model(SMALL, "2024-03-01")
+
+
+def _drivers_predicting_every_row(model, features: pd.DataFrame, reference: pd.Series, candidates: list[str]):
+    """The drivers as computed before: every customer predicted again once per candidate feature."""
+    from crm_pipelines.analytics.churn import DRIVER_COUNT
+
+    base = model.predict_proba(features)[:, 1]
+    effects = np.empty((len(features), len(candidates)))
+    for j, name in enumerate(candidates):
+        typical = features.copy()
+        typical[name] = reference[name]
+        effects[:, j] = base - model.predict_proba(typical)[:, 1]
+    order = np.argsort(-effects, axis=1, kind="stable")[:, :DRIVER_COUNT]
+    names = np.array(candidates, dtype=object)
+    out = {}
+    for k in range(DRIVER_COUNT):
+        effect = effects[np.arange(len(features)), order[:, k]]
+        raises_risk = effect > 1e-6
+        out[f"driver_{k + 1}"] = pd.array(np.where(raises_risk, names[order[:, k]], None), dtype="str")
+        out[f"driver_{k + 1}_effect"] = np.where(raises_risk, effect, np.nan)
+    return pd.DataFrame(out, index=features.index)
+
+
+def test_drivers_equal_predicting_every_customer_again(simulated_orders: pd.DataFrame) -> None:
+    """Only customers whose value differs from the median are predicted again: the drivers stay exactly
+    those of predicting everybody, NaN features and a NaN median included."""
+    from crm_pipelines.analytics.churn import _drivers
+
+    result = train_churn_model(simulated_orders, "2023-12-31", horizon_days=90)
+    features = result.features.set_index("customer_id")
+    candidates = [*result.driver_candidates, "purchase_days"]
+    assert "interval_std_days" in candidates and "purchase_days" not in result.driver_candidates
+    # A median no customer reaches, and one every customer has already.
+    reference = result.reference.copy()
+    features["interval_std_days"] = np.where(np.arange(len(features)) % 3 == 0, np.nan, features["interval_std_days"])
+    assert (features["purchase_days"] == reference["purchase_days"]).mean() > 0.05
+    unknown = pd.concat([reference.drop("interval_std_days"), pd.Series({"interval_std_days": np.nan})])
+    for median in (reference, unknown):
+        expected = _drivers_predicting_every_row(result.model, features, median, candidates)
+        pd.testing.assert_frame_equal(_drivers(result.model, features, median, candidates), expected, check_exact=True)
+        assert expected["driver_1"].notna().mean() > 0.5

@@ -168,6 +168,18 @@ def test_churn_features_equal_the_reference(loaded, core_frames, cutoff):
     assert sorted(WarehouseOrderHistory(loaded).buyers(day - 90, day)) == sorted(reference.buyers(day - 90, day))
 
 
+def test_churn_features_of_several_cutoffs_from_one_query_equal_the_reference(loaded, core_frames):
+    """Training's cutoffs (two horizons back, one back, the as-of day) and one before any purchase."""
+    days = [utc_day(pd.Timestamp(c, tz="UTC")) for c in ("2024-12-31", "2025-03-31", "2025-06-30", "2019-01-01")]
+    together = WarehouseOrderHistory(loaded).features_at(days)
+    reference = FrameOrderHistory(core_frames["orders"]).features_at(days)
+    assert [len(f) for f in together] == [len(f) for f in reference] and len(together[-1]) == 0
+    assert len(together[0]) < len(together[2])
+    for actual, expected in zip(together[:-1], reference[:-1], strict=True):
+        assert list(actual.index) == list(expected.index) and list(actual.columns) == list(expected.columns)
+        assert_same(actual.reset_index(), expected.reset_index())
+
+
 def test_service_features_equal_the_reference(loaded, core_frames):
     reference = service_features(core_frames["tickets"], core_frames["surveys"])
     warehouse = service_features_from_warehouse(loaded)

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from pydantic import ValidationError
+from sklearn.cluster import KMeans
 from sklearn.metrics import silhouette_score
 
 from crm_pipelines.analytics.activity import core_frame
@@ -274,6 +275,15 @@ def test_shared_distance_silhouettes_equal_scikit_learn() -> None:
     ours = sampled_silhouettes(features, labels)
     for k, assigned in labels.items():
         assert ours[k] == pytest.approx(silhouette_score(features, assigned), abs=1e-12)
+
+
+def test_silhouettes_of_every_k_from_one_product_per_chunk_equal_scikit_learn() -> None:
+    """Enough points for several distance chunks, each multiplied once by every k's one-hot labels."""
+    points = np.random.default_rng(3).normal(size=(4_500, 4))
+    labels = {k: KMeans(n_clusters=k, n_init=1, random_state=0).fit(points).labels_ for k in (2, 3, 6)}
+    ours = sampled_silhouettes(points, labels)
+    for k, assigned in labels.items():
+        assert ours[k] == pytest.approx(silhouette_score(points, assigned), abs=1e-12)
 
 
 # --- assembly -------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ feature), model-agnostic, and readable; effects do not add up to the prediction 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -250,18 +250,28 @@ def _calibration_table(predicted: np.ndarray, observed: np.ndarray, bins: int = 
 
 
 def _drivers(
-    model: HistGradientBoostingClassifier, features: pd.DataFrame, reference: pd.Series, candidates: list[str]
+    model: HistGradientBoostingClassifier,
+    features: pd.DataFrame,
+    reference: pd.Series,
+    candidates: list[str],
+    base: np.ndarray | None = None,
 ) -> pd.DataFrame:
-    """Per customer, the candidate features whose value raises her risk most over the population median."""
+    """Per customer, the candidate features whose value raises her risk most over the population median.
+
+    ``base`` is the model's churn probability of ``features`` when the caller has it. A customer whose
+    value already is the median keeps her prediction, so only the other rows are predicted again."""
     if features.empty:
         columns = {f"driver_{k + 1}{suffix}": [] for k in range(DRIVER_COUNT) for suffix in ("", "_effect")}
         return pd.DataFrame(columns, index=features.index)
-    base = model.predict_proba(features)[:, 1]
-    effects = np.empty((len(features), len(candidates)))
+    base = model.predict_proba(features)[:, 1] if base is None else base
+    effects = np.zeros((len(features), len(candidates)))
     for j, name in enumerate(candidates):
-        typical = features.copy()
-        typical[name] = reference[name]
-        effects[:, j] = base - model.predict_proba(typical)[:, 1]
+        values, typical = features[name].to_numpy(dtype="float64"), float(reference[name])
+        changed = ~((values == typical) | (np.isnan(values) & np.isnan(typical)))
+        if changed.any():
+            # Rows are predicted one by one, so predicting the changed rows alone gives the same numbers.
+            moved = features.loc[changed].assign(**{name: reference[name]})
+            effects[changed, j] = base[changed] - model.predict_proba(moved)[:, 1]
     order = np.argsort(-effects, axis=1, kind="stable")[:, :DRIVER_COUNT]
     out = {}
     names = np.array(candidates, dtype=object)
@@ -281,9 +291,13 @@ class OrderHistory(Protocol):
     """What the churn model reads about purchases: features at a cutoff day, and who bought in a window.
 
     :class:`FrameOrderHistory` answers from a core.orders frame; the warehouse answers with one query
-    per cutoff (``crm_pipelines.facts.churn.WarehouseOrderHistory``)."""
+    for any number of cutoffs (``crm_pipelines.facts.churn.WarehouseOrderHistory``)."""
 
     def features(self, cutoff_day: int) -> pd.DataFrame: ...
+
+    def features_at(self, cutoff_days: Sequence[int]) -> list[pd.DataFrame]:
+        """:meth:`features` of each cutoff day, in order (the warehouse answers them in one query)."""
+        ...
 
     def buyers(self, after_day: int, through_day: int) -> pd.Index: ...
 
@@ -297,6 +311,9 @@ class FrameOrderHistory:
 
     def features(self, cutoff_day: int) -> pd.DataFrame:
         return churn_features(self.orders, pd.Timestamp(cutoff_day, unit="D"), _days=self.days)
+
+    def features_at(self, cutoff_days: Sequence[int]) -> list[pd.DataFrame]:
+        return [self.features(day) for day in cutoff_days]
 
     def buyers(self, after_day: int, through_day: int) -> pd.Index:
         window = self.days[(self.days["day"] > after_day) & (self.days["day"] <= through_day)]
@@ -330,8 +347,11 @@ def train_churn_model(
     train_cutoff, holdout_cutoff = end_day - 2 * horizon_days, end_day - horizon_days
     history = _history(orders, purchase_statuses)
 
+    cutoffs = (train_cutoff, holdout_cutoff, end_day)
+    features_by_day = dict(zip(cutoffs, history.features_at(cutoffs), strict=True))
+
     def features_at(cutoff_day: int) -> pd.DataFrame:
-        return _with_extra_features(history.features(cutoff_day), extra_features, cutoff_day)
+        return _with_extra_features(features_by_day[cutoff_day], extra_features, cutoff_day)
 
     def window(cutoff_day: int) -> tuple[pd.DataFrame, np.ndarray]:
         features = features_at(cutoff_day)
@@ -429,7 +449,7 @@ def _scores(
 ) -> pd.DataFrame:
     """customer_id, churn_probability, risk_decile and the drivers of each customer in ``features``."""
     probability = model.predict_proba(features)[:, 1] if len(features) else np.empty(0)
-    drivers = _drivers(model, features, reference, candidates)
+    drivers = _drivers(model, features, reference, candidates, base=probability)
     ranks = pd.Series(probability).rank(method="first").to_numpy()
     scores = pd.DataFrame(
         {

@@ -81,24 +81,29 @@ def sampled_silhouettes(points: np.ndarray, labels_by_k: Mapping[int, np.ndarray
     """Mean silhouette of ``points`` under each labelling, equal to ``sklearn.metrics.silhouette_score``.
 
     The pairwise distances, the expensive part, are computed once in row chunks and shared by every k:
-    each chunk's distances times a one-hot label matrix gives every point's summed distance per cluster.
+    each chunk's distances times the one-hot label matrices of every k side by side (one product, so the
+    chunk is read once, not once per k) gives every point's summed distance per cluster.
     """
     n = len(points)
-    totals = dict.fromkeys(labels_by_k, 0.0)
-    one_hot = {k: np.eye(int(labels.max()) + 1)[labels] for k, labels in labels_by_k.items()}
-    sizes = {k: hot.sum(axis=0) for k, hot in one_hot.items()}
+    ks = list(labels_by_k)
+    totals = dict.fromkeys(ks, 0.0)
+    one_hots = [np.eye(int(labels_by_k[k].max()) + 1)[labels_by_k[k]] for k in ks]
+    columns = np.cumsum([0, *(hot.shape[1] for hot in one_hots)])
+    one_hot = np.hstack(one_hots) if ks else np.empty((n, 0))
+    all_sizes = one_hot.sum(axis=0)
     start = 0
     for chunk in pairwise_distances_chunked(points, working_memory=64):
         rows = np.arange(start, start + len(chunk))
-        for k, labels in labels_by_k.items():
-            sums = chunk @ one_hot[k]
-            own = labels[rows]
-            own_size = sizes[k][own]
+        all_sums = chunk @ one_hot
+        for i, k in enumerate(ks):
+            sums, sizes = all_sums[:, columns[i]:columns[i + 1]], all_sizes[columns[i]:columns[i + 1]]
+            own = labels_by_k[k][rows]
+            own_size = sizes[own]
             with np.errstate(invalid="ignore", divide="ignore"):
                 inside = sums[np.arange(len(rows)), own] / (own_size - 1)
-                others = sums / sizes[k]
+                others = sums / sizes
             others[np.arange(len(rows)), own] = np.inf
-            others[:, sizes[k] == 0] = np.inf  # unused cluster ids are nobody's neighbours
+            others[:, sizes == 0] = np.inf  # unused cluster ids are nobody's neighbours
             nearest = others.min(axis=1)
             with np.errstate(invalid="ignore", divide="ignore"):
                 score = (nearest - inside) / np.maximum(inside, nearest)

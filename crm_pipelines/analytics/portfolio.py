@@ -22,6 +22,7 @@ from functools import partial
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
+from numpy.typing import ArrayLike
 
 from crm_pipelines.analytics.activity import MICROS_PER_DAY, as_of_timestamp, bounded_orders, customer_index
 from crm_pipelines.analytics.cycle_settings import PortfolioSettings
@@ -49,8 +50,13 @@ def month_index(ts: pd.Timestamp) -> int:
 
 def portfolio_cell(value_tiers: pd.Series, r_score: pd.Series, f_score: pd.Series, strength_cut: float) -> np.ndarray:
     high = value_tiers.astype("str").isin(["key", "potential"]).to_numpy(dtype=bool)
-    strong = ((r_score.to_numpy(dtype="float64") + f_score.to_numpy(dtype="float64")) / 2) >= strength_cut
-    return np.select([high & strong, high, strong], list(PORTFOLIO_CELLS[:3]), PORTFOLIO_CELLS[3])
+    return np.array(PORTFOLIO_CELLS)[portfolio_cell_codes(high, r_score, f_score, strength_cut)]
+
+
+def portfolio_cell_codes(high: np.ndarray, r_score: ArrayLike, f_score: ArrayLike, strength_cut: float) -> np.ndarray:
+    """Position in :data:`PORTFOLIO_CELLS` of each customer's cell, from whether her value is high."""
+    strong = ((np.asarray(r_score, dtype="float64") + np.asarray(f_score, dtype="float64")) / 2) >= strength_cut
+    return np.select([high & strong, high, strong], [0, 1, 2], 3)
 
 
 def month_activity(

@@ -26,6 +26,7 @@ from crm_pipelines.analytics.activity import (
     as_of_day,
     as_of_timestamp,
     bounded_orders,
+    customer_codes,
     customer_index,
     engagement_summary,
     order_summary,
@@ -340,7 +341,7 @@ def segments_from_facts(
     per_category = lines.groupby("category")["lines"].sum()
     core = core_categories(pd.DataFrame({"category": per_category.index.repeat(per_category.to_numpy())}),
                            settings.core_category_share)  # fmt: skip
-    code = pd.Index(facts["customer_id"]).get_indexer(lines["customer_id"])
+    code = customer_codes(lines, pd.Index(facts["customer_id"]))
     known = code >= 0
     bought = pd.DataFrame({"code": code[known], "category": lines["category"].to_numpy()[known]})
     return _segmentation(rfm, engagement, core, add_on_buyers(bought, core, len(facts)), settings, predicted_value)

@@ -324,12 +324,12 @@ def _snapshots(wh: Warehouse, config: CrmConfig, as_of: "pd.Timestamp") -> "pd.D
     import pandas as pd
     import sqlalchemy as sa
 
-    from crm_pipelines.analytics.clv.value import score_customers
-    from crm_pipelines.analytics.portfolio import backfill_segments, months_to_backfill, snapshot
+    from crm_pipelines.analytics.portfolio import months_to_backfill, snapshot
     from crm_pipelines.analytics.predictive_tables import fit_clv_models
-    from crm_pipelines.facts.activity import read_month_activity, read_rfm_scores
+    from crm_pipelines.facts.activity import read_month_activity
     from crm_pipelines.facts.build import ensure_core_inputs, utc_day
     from crm_pipelines.facts.clv import clv_summary_from_purchases
+    from crm_pipelines.facts.segment_history import backfilled_months
 
     settings = config.clv
     clv_column = f"clv_{settings.clv_months}m"
@@ -358,15 +358,14 @@ def _snapshots(wh: Warehouse, config: CrmConfig, as_of: "pd.Timestamp") -> "pd.D
                 fits = fit_clv_models(today, settings) if len(today) else None
             except ValueError:
                 fits = None  # too little history for the models: equity stays unknown for those months
-        for month_end in backfill:
-            past = backfill_segments(customers, partial(read_rfm_scores, wh), month_end, config.segments.key_share)
-            values = None
-            if fits is not None:
-                summary = clv_summary_from_purchases(wh, utc_day(month_end), settings.time_unit_days)
-                if len(summary):
-                    scores = score_customers(summary, fits[0], fits[1], settings)
-                    values = scores.set_index("customer_id")[clv_column].reindex(past["customer_id"]).fillna(0.0)
-            parts.append(snapshot(past, values, activity, month_end, config.portfolio, kind="backfill"))
+        # Every past month in one pass: one query per kind of input, one scoring over all months.
+        parts.append(
+            backfilled_months(
+                wh, customers, backfill, key_share=config.segments.key_share,
+                growth_window_days=config.segments.growth_window_days,
+                fits=None if fits is None else (fits[0], fits[1]), clv_settings=settings, portfolio=config.portfolio,
+            )
+        )  # fmt: skip
     return pd.concat(parts, ignore_index=True)
 
 

@@ -1,4 +1,4 @@
-"""Churn's point-in-time features as one warehouse query with the cutoff day as its parameter.
+"""Churn's point-in-time features as one warehouse query with the cutoff days as its parameter.
 
 The features and their definitions are :func:`crm_pipelines.analytics.churn.churn_features` (the
 pandas reference the tests hold this query equal to). :class:`WarehouseOrderHistory` gives the churn
@@ -8,6 +8,7 @@ orders into Python.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from crm_pipelines.facts.orders import PURCHASES, core_orders, purchase_days_cte
@@ -22,19 +23,26 @@ if TYPE_CHECKING:
 RECENT_DAYS = 90
 
 
-def churn_features_select(wh: Warehouse, cutoff_day: int) -> sa.Select:
-    """One row per customer with a purchase day up to ``cutoff_day``: the raw aggregates of the features."""
+def churn_features_select(wh: Warehouse, cutoff_days: Sequence[int]) -> sa.Select:
+    """One row per cutoff day of ``cutoff_days`` (column ``cutoff_day``) and customer with a purchase day up
+    to it: the raw aggregates of the features. The purchase days and orders are read once and joined to
+    the cutoffs, so training's three cutoffs cost one scan, not three."""
     import sqlalchemy as sa
-    days = purchase_days_cte(wh, cutoff_day, "churn_days")
+    cutoffs = sa.values(sa.column("cutoff_day", sa.BigInteger), name="churn_cutoffs").data(
+        [(int(day),) for day in cutoff_days]
+    )
+    days = purchase_days_cte(wh, max(cutoff_days), "churn_days")
+    # A purchase day's gap to the one before is the same whatever later cutoff it is seen from.
     gaps = sa.select(
         days,
         as_float(days.c.day - sa.func.lag(days.c.day).over(partition_by=days.c.customer_id, order_by=days.c.day))
         .label("gap"),
     ).subquery("churn_gaps")  # fmt: skip
-    age = cutoff_day - gaps.c.day
+    age = cutoffs.c.cutoff_day - gaps.c.day
     recent = age < RECENT_DAYS
     purchases = (
         sa.select(
+            cutoffs.c.cutoff_day,
             gaps.c.customer_id,
             as_float(sa.func.count()).label("purchase_days"),
             as_bigint(sa.func.min(gaps.c.day)).label("first_day"),
@@ -47,22 +55,32 @@ def churn_features_select(wh: Warehouse, cutoff_day: int) -> sa.Select:
             as_float(sa.func.sum(sa.case((sa.and_(~recent, age < 2 * RECENT_DAYS), 1), else_=0))).label("prior_90"),
             as_float(sa.func.sum(sa.case((recent, gaps.c.value), else_=0.0))).label("revenue_last_90d"),
         )
-        .group_by(gaps.c.customer_id)
+        .select_from(gaps.join(cutoffs, gaps.c.day <= cutoffs.c.cutoff_day))
+        .group_by(cutoffs.c.cutoff_day, gaps.c.customer_id)
         .cte("churn_purchases")
     )
     o = core_orders(wh)
     status = text_value(o.c.status)
-    orders = (
+    placed = (
         sa.select(
             o.c.customer_id,
-            as_float(sa.func.count()).label("orders"),
-            as_float(sa.func.sum(sa.case((sa.or_(truthy(o.c.is_refund), status == "refunded"), 1), else_=0))).label(
-                "refunds"
-            ),
-            as_float(sa.func.sum(sa.case((status == "cancelled", 1), else_=0))).label("cancelled"),
+            day_of(o.c.ordered_at).label("day"),
+            sa.case((sa.or_(truthy(o.c.is_refund), status == "refunded"), 1), else_=0).label("refund"),
+            sa.case((status == "cancelled", 1), else_=0).label("cancelled"),
         )
-        .where(o.c.customer_id.is_not(None), o.c.ordered_at.is_not(None), day_of(o.c.ordered_at) <= cutoff_day)
-        .group_by(o.c.customer_id)
+        .where(o.c.customer_id.is_not(None), o.c.ordered_at.is_not(None), day_of(o.c.ordered_at) <= max(cutoff_days))
+        .subquery("churn_placed")
+    )
+    orders = (
+        sa.select(
+            cutoffs.c.cutoff_day,
+            placed.c.customer_id,
+            as_float(sa.func.count()).label("orders"),
+            as_float(sa.func.sum(placed.c.refund)).label("refunds"),
+            as_float(sa.func.sum(placed.c.cancelled)).label("cancelled"),
+        )
+        .select_from(placed.join(cutoffs, placed.c.day <= cutoffs.c.cutoff_day))
+        .group_by(cutoffs.c.cutoff_day, placed.c.customer_id)
         .cte("churn_orders")
     )
     return sa.select(
@@ -70,18 +88,34 @@ def churn_features_select(wh: Warehouse, cutoff_day: int) -> sa.Select:
         sa.func.coalesce(orders.c.orders, 0.0).label("orders"),
         sa.func.coalesce(orders.c.refunds, 0.0).label("refunds"),
         sa.func.coalesce(orders.c.cancelled, 0.0).label("cancelled"),
-    ).select_from(purchases.outerjoin(orders, orders.c.customer_id == purchases.c.customer_id))
+    ).select_from(
+        purchases.outerjoin(
+            orders,
+            sa.and_(orders.c.cutoff_day == purchases.c.cutoff_day, orders.c.customer_id == purchases.c.customer_id),
+        )
+    )
 
 
 def churn_features_from_warehouse(wh: Warehouse, cutoff_day: int) -> pd.DataFrame:
     """The churn features as of the end of ``cutoff_day`` (index: customer_id, sorted), as the reference."""
+    return churn_features_at_days(wh, [cutoff_day])[cutoff_day]
+
+
+def churn_features_at_days(wh: Warehouse, cutoff_days: Sequence[int]) -> dict[int, pd.DataFrame]:
+    """:func:`churn_features_from_warehouse` of each day of ``cutoff_days``, from one query."""
+
+    raw = wh.query(churn_features_select(wh, cutoff_days))
+    raw = raw.astype({"customer_id": "str", "cutoff_day": "int64"})
+    return {int(day): _features(raw[raw["cutoff_day"] == day], int(day)) for day in dict.fromkeys(cutoff_days)}
+
+
+def _features(raw: pd.DataFrame, cutoff_day: int) -> pd.DataFrame:
     import numpy as np
     import pandas as pd
 
     from crm_pipelines.analytics.churn import BASE_FEATURES
 
-    raw = wh.query(churn_features_select(wh, cutoff_day))
-    raw = raw.astype({"customer_id": "str"}).sort_values("customer_id", kind="stable")
+    raw = raw.sort_values("customer_id", kind="stable")
     if raw.empty:
         return pd.DataFrame(columns=list(BASE_FEATURES), index=pd.Index([], name="customer_id", dtype="str"))
     count, n_gaps, gap_mean = raw["purchase_days"].to_numpy(), raw["n_gaps"].to_numpy(), raw["gap_mean"].to_numpy()
@@ -122,6 +156,10 @@ class WarehouseOrderHistory:
 
     def features(self, cutoff_day: int) -> pd.DataFrame:
         return churn_features_from_warehouse(self.wh, cutoff_day)
+
+    def features_at(self, cutoff_days: Sequence[int]) -> list[pd.DataFrame]:
+        found = churn_features_at_days(self.wh, cutoff_days)
+        return [found[int(day)] for day in cutoff_days]
 
     def buyers(self, after_day: int, through_day: int) -> pd.Index:
         """Customers with a purchase day in (after_day, through_day]."""
@@ -191,13 +229,18 @@ def service_features_select(wh: Warehouse, cutoff_day: int, window_days: int = 9
 
 def service_features_from_warehouse(wh: Warehouse, window_days: int = 90):
     """``churn.service_features`` answered by the warehouse: a function of the cutoff (a timestamp naming
-    a day) returning one row per customer with a ticket or an answer."""
+    a day) returning one row per customer with a ticket or an answer; each day is queried once."""
+
+    answered: dict[int, pd.DataFrame] = {}
 
     def as_of(cutoff: pd.Timestamp) -> pd.DataFrame:
         import pandas as pd
         day = int(pd.Timestamp(cutoff).value // 86_400_000_000_000)
-        frame = wh.query(service_features_select(wh, day, window_days)).astype({"customer_id": "str"})
-        columns = ["tickets_total", f"tickets_last_{window_days}d", "satisfaction_mean", "nps_latest"]
-        return frame.astype({c: "float64" for c in columns})
+        # Training asks for the training cutoff twice (whether the features cover it, then the features).
+        if day not in answered:
+            frame = wh.query(service_features_select(wh, day, window_days)).astype({"customer_id": "str"})
+            columns = ["tickets_total", f"tickets_last_{window_days}d", "satisfaction_mean", "nps_latest"]
+            answered[day] = frame.astype({c: "float64" for c in columns})
+        return answered[day].copy()
 
     return as_of

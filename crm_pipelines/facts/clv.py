@@ -90,6 +90,37 @@ def clv_summary_from_purchases(wh: Warehouse, as_of_day: int, time_unit_days: fl
     return _sorted(wh.query(stmt))
 
 
+def clv_summaries_at_days(wh: Warehouse, as_of_days: list[int], time_unit_days: float) -> pd.DataFrame:
+    """:func:`clv_summary_from_purchases` as of each day of ``as_of_days``, by one query joining the purchase
+    days to those days (column ``end_day`` names the as-of day; rows sorted by it, then customer_id)."""
+    import sqlalchemy as sa
+    if _without_purchases(wh) or not as_of_days:
+        return _empty("end_day").astype({"end_day": "int64"})
+    days = purchase_days_cte(wh, max(as_of_days))
+    # A customer's n-th purchase day is the same as of every later day: ranked once, then joined.
+    ranked = sa.select(
+        days.c.customer_id,
+        days.c.day,
+        days.c.value,
+        sa.func.row_number().over(partition_by=days.c.customer_id, order_by=days.c.day).label("nth"),
+    ).subquery("ranked_days")
+    ends = sa.values(sa.column("end_day", sa.BigInteger), name="summary_days").data([(d,) for d in as_of_days])
+    stmt = (
+        sa.select(
+            ends.c.end_day,
+            ranked.c.customer_id,
+            *_summary_columns(
+                sa.func.count(), sa.func.min(ranked.c.day), sa.func.max(ranked.c.day),
+                sa.func.sum(sa.case((ranked.c.nth > 1, ranked.c.value), else_=0.0)), ends.c.end_day, time_unit_days,
+            ),
+        )
+        .select_from(ranked.join(ends, ranked.c.day <= ends.c.end_day))
+        .group_by(ends.c.end_day, ranked.c.customer_id)
+    )  # fmt: skip
+    frame = _sorted(wh.query(stmt)).astype({"end_day": "int64"})
+    return frame.sort_values(["end_day", "customer_id"], kind="stable", ignore_index=True)
+
+
 def clv_calibration_summary(
     wh: Warehouse, as_of_day: int, calibration_day: int, time_unit_days: float
 ) -> pd.DataFrame:

@@ -1,0 +1,108 @@
+"""The first run's backfill of marts.customer_segment_history: every past month end at once.
+
+Per month end and customer, the RFM inputs (purchases, net revenue, last purchase day, purchases in the
+growth windows before the month end), the month's activity (net revenue, purchased) and the CLV models'
+(frequency, recency, T, monetary value) summary are each counted by **one** warehouse query that joins
+the orders (or purchase days) to a calendar of the month ends; the quintile scoring then runs once over
+all months in :func:`crm_pipelines.analytics.segment_backfill.backfill_snapshots`.
+
+The definitions are those of the month-by-month reference (``portfolio.backfill_segments`` with
+:func:`crm_pipelines.facts.activity.read_rfm_scores`, ``read_month_activity`` and
+:func:`crm_pipelines.facts.clv.clv_summary_from_purchases` per month), which the tests hold this equal
+to: the orders of a month end are those placed up to its last instant, so up to its UTC day.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from crm_pipelines.facts.activity import order_effects
+from crm_pipelines.facts.build import utc_day
+from crm_pipelines.facts.clv import clv_summaries_at_days
+from crm_pipelines.facts.sql import as_bigint, as_float
+from crm_pipelines.warehouse import Warehouse
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import sqlalchemy as sa
+
+    from crm_pipelines.analytics.clv.gamma_gamma import GammaGammaFit
+    from crm_pipelines.analytics.clv.settings import ClvSettings
+    from crm_pipelines.analytics.clv.value import TransactionFit
+    from crm_pipelines.analytics.cycle_settings import PortfolioSettings
+
+
+def month_calendar(month_ends: list[pd.Timestamp]) -> sa.Values:
+    """One row per month end: ``end_day`` (its UTC day) and ``start_day`` (the UTC day its month starts)."""
+    import sqlalchemy as sa
+
+    from crm_pipelines.analytics.portfolio import month_start
+
+    rows = [(utc_day(end), utc_day(month_start(end))) for end in month_ends]
+    return sa.values(
+        sa.column("end_day", sa.BigInteger), sa.column("start_day", sa.BigInteger), name="backfill_months"
+    ).data(rows)
+
+
+def month_end_inputs_select(wh: Warehouse, month_ends: list[pd.Timestamp], growth_window_days: int) -> sa.Select:
+    """Per month end and customer with orders up to it: ``frequency`` (purchases), ``monetary`` (net
+    revenue), ``last_purchase_day``, ``orders_recent`` / ``orders_previous`` (purchases in the last
+    ``growth_window_days`` days and in the span before), and the month's ``revenue_month`` and
+    ``bought_month`` (0/1) from its first day on."""
+    import sqlalchemy as sa
+
+    orders = order_effects(wh, max(month_ends), name="backfill_orders")
+    months = month_calendar(month_ends)
+    age = months.c.end_day - orders.c.day
+    bought = orders.c.purchase == 1
+    in_month = orders.c.day >= months.c.start_day
+
+    def purchases_if(condition: sa.ColumnElement[bool]) -> sa.ColumnElement[int]:
+        return as_bigint(sa.func.sum(sa.case((sa.and_(bought, condition), 1), else_=0)))
+
+    return (
+        sa.select(
+            months.c.end_day,
+            orders.c.customer_id,
+            as_bigint(sa.func.sum(orders.c.purchase)).label("frequency"),
+            as_float(sa.func.sum(orders.c.revenue)).label("monetary"),
+            as_bigint(sa.func.max(sa.case((bought, orders.c.day)))).label("last_purchase_day"),
+            purchases_if(age < growth_window_days).label("orders_recent"),
+            purchases_if(sa.and_(age >= growth_window_days, age < 2 * growth_window_days)).label("orders_previous"),
+            # Adding 0.0 for the other orders leaves the month's sum exactly as the month's orders alone give it.
+            as_float(sa.func.sum(sa.case((in_month, orders.c.revenue), else_=0.0))).label("revenue_month"),
+            as_bigint(sa.func.max(sa.case((in_month, orders.c.purchase), else_=0))).label("bought_month"),
+        )
+        .select_from(orders.join(months, orders.c.day <= months.c.end_day))
+        .group_by(months.c.end_day, orders.c.customer_id)
+    )
+
+
+def backfilled_months(
+    wh: Warehouse,
+    customers: pd.DataFrame,
+    month_ends: list[pd.Timestamp],
+    *,
+    key_share: float,
+    growth_window_days: int,
+    fits: tuple[TransactionFit, GammaGammaFit] | None,
+    clv_settings: ClvSettings,
+    portfolio: PortfolioSettings,
+) -> pd.DataFrame:
+    """The backfill snapshot rows of every month in ``month_ends`` (columns of ``portfolio.snapshot``)
+    for ``customers`` (core.unified_customers' customer_id and, if present, created_at). ``fits`` are
+    the CLV models that value each month's customers (None: expected CLV unknown)."""
+    from crm_pipelines.analytics.clv.value import score_customers
+    from crm_pipelines.analytics.segment_backfill import backfill_snapshots
+
+    if not month_ends:
+        return backfill_snapshots(customers, None, [], key_share, None, portfolio)
+    inputs = wh.query(month_end_inputs_select(wh, month_ends, growth_window_days))
+    values = None
+    if fits is not None:
+        clv_column = f"clv_{clv_settings.clv_months}m"
+        summary = clv_summaries_at_days(wh, [utc_day(end) for end in month_ends], clv_settings.time_unit_days)
+        # Scored once for all months: a customer's scores depend on her own (frequency, recency, T) only.
+        scores = score_customers(summary.drop(columns="end_day"), fits[0], fits[1], clv_settings)
+        values = summary[["end_day", "customer_id"]].assign(expected_clv=scores[clv_column].to_numpy())
+    return backfill_snapshots(customers, inputs, month_ends, key_share, values, portfolio)
