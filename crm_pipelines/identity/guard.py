@@ -43,7 +43,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from crm_pipelines.identity.engine import register_frame
+from crm_pipelines.identity.engine import register_frame, within_one_edit_sql
 
 NICKNAMES_FILE = Path(__file__).with_name("nicknames.csv")
 OVERRIDE_FLAG = "identifier_overrides_guard"
@@ -95,7 +95,7 @@ def _roots(column: Column, side: str) -> str:
 
 
 def _within_one_typo(a: str, b: str) -> str:
-    return f"(damerau_levenshtein({a}, {b}) <= 1 OR jaro_winkler_similarity({a}, {b}) >= {GIVEN_COMPATIBLE_JW})"
+    return f"({within_one_edit_sql(a, b)} OR jaro_winkler_similarity({a}, {b}) >= {GIVEN_COMPATIBLE_JW})"
 
 
 def given_names_compatible_sql(column: Column) -> str:
@@ -105,7 +105,7 @@ def given_names_compatible_sql(column: Column) -> str:
     return (
         f"coalesce({fl} IS NULL OR {fr} IS NULL OR {fl} = {fr}"
         f" OR jaro_winkler_similarity({fl}, {fr}) >= {GIVEN_COMPATIBLE_JW}"
-        f" OR damerau_levenshtein({fl}, {fr}) <= 1"
+        f" OR {within_one_edit_sql(fl, fr)}"
         f" OR ((length({fl}) = 1 OR length({fr}) = 1) AND left({fl}, 1) = left({fr}, 1))"
         f" OR ({_within_one_typo(fl, lr)} AND {_within_one_typo(fr, ll)})"
         f" OR ({fl} = {lr} AND jaro_winkler_similarity({fr}, {ll}) >= {SWAP_OTHER_HALF_JW})"
@@ -118,7 +118,7 @@ def dates_of_birth_compatible_sql(column: Column) -> str:
     """Both present and equal, one character apart, or day and month swapped."""
     dl, dr = column("date_of_birth", "l"), column("date_of_birth", "r")
     return (
-        f"coalesce({dl} = {dr} OR damerau_levenshtein({dl}, {dr}) <= 1"
+        f"coalesce({dl} = {dr} OR {within_one_edit_sql(dl, dr)}"
         f" OR (left({dl}, 4) = left({dr}, 4) AND substr({dl}, 6, 2) = substr({dr}, 9, 2)"
         f" AND substr({dl}, 9, 2) = substr({dr}, 6, 2)), false)"
     )
