@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from crm_pipelines.identity.engine import duckdb_session, within_one_edit_sql
+from crm_pipelines.identity.guard import shares_trusted_identifier_sql
 from crm_pipelines.identity.matching import Scorer, _candidates_from_predictions, _create_candidates_table
 from crm_pipelines.identity.model import NAME_TYPO_JW, load_model, swapped_with_typo_sql
 from crm_pipelines.identity.prepare import build_match_records, clean_records, load_records
@@ -89,3 +90,23 @@ def test_a_full_run_keeps_the_candidates_of_all_scored_pairs_and_no_more():
     below = kept[kept["match_probability"] < settings.match_threshold]
     assert set(below["method"]) >= {"email", "phone"}, below["method"].value_counts()
     assert (kept["method"] == "probabilistic").sum() > 100
+
+
+KEYS = st.one_of(st.none(), st.lists(st.sampled_from(["loyalty_card:7", "loyalty_card:8", "tax_id:DE1", "vat:X"])))
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    pairs=st.lists(st.tuples(KEYS, KEYS), min_size=1, max_size=20),
+    untrusted=st.lists(st.sampled_from(["loyalty_card", "tax_id", "VAT"]), unique=True),
+)
+def test_a_trusted_identifier_is_shared_when_a_key_of_a_trusted_type_is_on_both_records(con, pairs, untrusted):
+    con.register("key_pairs", pd.DataFrame({"l": [p[0] for p in pairs], "r": [p[1] for p in pairs]}))
+    got = con.execute(
+        f"SELECT {shares_trusted_identifier_sql(lambda field, side: side, untrusted)} FROM key_pairs"
+    ).fetchall()
+    excluded = {t.lower() for t in untrusted}
+    expected = [
+        any(k in (r or []) and k.split(":")[0] not in excluded for k in (left or [])) for left, r in pairs
+    ]
+    assert [row[0] for row in got] == expected

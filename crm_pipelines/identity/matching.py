@@ -25,7 +25,6 @@ from crm_pipelines.identity.guard import (
     alias_column,
     conflict_reason_sql,
     prediction_column,
-    register_nicknames,
     shares_trusted_identifier_sql,
 )
 from crm_pipelines.identity.model import (
@@ -203,7 +202,6 @@ class Scorer:
         self.con, self.model, self.settings = con, model, settings
         self.oversized_blocks = prepare_block_limits(con, settings)
         self.db_api, self.linker = _linker(con, "match_records", model, settings)
-        register_nicknames(con)
         self.pairs_scored = 0
         self._term_frequencies_ready = False
         _create_candidates_table(con)
@@ -284,7 +282,7 @@ def conflict_pairs(
         f"""
         WITH members AS (
             SELECT c.component, m.unique_id, m.first_name, m.last_name, m.date_of_birth, m.gender,
-                   m.identifier_keys
+                   m.identifier_keys, m.first_name_roots
             FROM component_of AS c JOIN match_records AS m USING (unique_id)
         )
         SELECT l.unique_id AS uid_l, r.unique_id AS uid_r
