@@ -39,6 +39,23 @@ _MACROS = (
 )
 
 
+def within_one_edit_sql(a: str, b: str) -> str:
+    """SQL true when ``a`` and ``b`` are at most one edit apart (Damerau-Levenshtein <= 1: one
+    letter wrong, added, dropped, or two neighbours swapped), NULL when either is NULL.
+
+    The same answer as ``damerau_levenshtein(a, b) <= 1``, several times faster on pairs that
+    differ: DuckDB's Damerau-Levenshtein costs about six times its Levenshtein, and one edit apart
+    implies byte lengths at most one apart and a Levenshtein distance of at most two (a swap of
+    neighbours is two Levenshtein edits). DuckDB evaluates the conjunction left to right on the rows
+    still true, so the costly distance runs only on the few near pairs. Random record pairs, which
+    train the model's u probabilities, are almost all far apart.
+    """
+    return (
+        f"(abs(strlen({a}) - strlen({b})) <= 1 AND levenshtein({a}, {b}) <= 2 "
+        f"AND damerau_levenshtein({a}, {b}) <= 1)"
+    )
+
+
 @contextmanager
 def duckdb_session(settings: IdentitySettings) -> Iterator[duckdb.DuckDBPyConnection]:
     """An in-memory DuckDB connection with the settings' limits and the folding macros."""

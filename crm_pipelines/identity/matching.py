@@ -25,7 +25,6 @@ from crm_pipelines.identity.guard import (
     alias_column,
     conflict_reason_sql,
     prediction_column,
-    register_nicknames,
     shares_trusted_identifier_sql,
 )
 from crm_pipelines.identity.model import (
@@ -34,6 +33,7 @@ from crm_pipelines.identity.model import (
     blocking_rules_for_run,
     level_labels,
     prediction_block_keys,
+    shared_value_rules_for_run,
 )
 from crm_pipelines.identity.settings import IdentitySettings
 
@@ -41,13 +41,21 @@ HOUSEHOLD_EVIDENCE_ONLY = "household_evidence_only"
 """A model link whose records cannot compare a given name or a birth date: surname and address alone
 are what a household shares, so they are no evidence of one person."""
 
+_WEIGHT_MARGIN = 0.01
+"""Bits below the threshold's match weight that :meth:`Scorer.score_all` still keeps, so a pair at the
+threshold is never lost to rounding between a weight and its probability."""
+
 METHOD_RANK = {"identifier": 0, "email": 1, "phone": 2, "probabilistic": 3}
 """Which method names a link when a pair qualifies several ways: the strongest identifier first."""
 
 
-def _run_settings(model: dict[str, Any], settings: IdentitySettings) -> dict[str, Any]:
+def _run_settings(
+    model: dict[str, Any], settings: IdentitySettings, rules: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
     splink_settings = deepcopy(model["splink_settings"])
-    splink_settings["blocking_rules_to_generate_predictions"] = blocking_rules_for_run(settings)
+    splink_settings["blocking_rules_to_generate_predictions"] = (
+        blocking_rules_for_run(settings) if rules is None else rules
+    )
     splink_settings["linker_uid"] = "identity"
     # What predictions keep is the code's concern, not the saved model's.
     splink_settings["additional_columns_to_retain"] = list(RETAINED_COLUMNS)
@@ -57,11 +65,15 @@ def _run_settings(model: dict[str, Any], settings: IdentitySettings) -> dict[str
 
 
 def _linker(
-    con: duckdb.DuckDBPyConnection, table: str, model: dict[str, Any], settings: IdentitySettings
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    model: dict[str, Any],
+    settings: IdentitySettings,
+    rules: list[dict[str, Any]] | None = None,
 ) -> tuple[DuckDBAPI, Linker]:
     db_api = DuckDBAPI(con)
     linker = Linker(
-        db_api.register(table), _run_settings(model, settings), log_level=None, validate_settings=False
+        db_api.register(table), _run_settings(model, settings, rules), log_level=None, validate_settings=False
     )
     return db_api, linker
 
@@ -112,13 +124,18 @@ def _evidence_sql(model: dict[str, Any]) -> str:
 
 
 def _candidates_from_predictions(
-    con: duckdb.DuckDBPyConnection, predictions: str, model: dict[str, Any], settings: IdentitySettings
+    con: duckdb.DuckDBPyConnection,
+    predictions: str,
+    model: dict[str, Any],
+    settings: IdentitySettings,
+    below_weight: float | None = None,
 ) -> None:
-    """Create ``candidates`` from a predictions table: pairs that may become links, with evidence.
+    """Add to ``candidates`` from a predictions table: pairs that may become links, with evidence.
 
     ``conflict`` is the household guard's reason to keep the pair apart; a conflicting pair never
     links, whatever it shares, unless it shares a trusted declared identifier: then it links and
-    ``guard_override`` records the conflict it overrode.
+    ``guard_override`` records the conflict it overrode. ``below_weight``: only pairs whose match
+    weight is below it (the rest came from another predictions table).
     """
     trusted = shares_trusted_identifier_sql(prediction_column, settings.untrusted_identifiers)
     con.execute(
@@ -131,9 +148,10 @@ def _candidates_from_predictions(
                {conflict_reason_sql(prediction_column)} AS guard_reason,
                {trusted} AS shares_trusted_identifier
         FROM {predictions}
-        WHERE coalesce(list_has_any({IDENTIFIER_KEYS}_l, {IDENTIFIER_KEYS}_r), false)
+        WHERE (coalesce(list_has_any({IDENTIFIER_KEYS}_l, {IDENTIFIER_KEYS}_r), false)
            OR coalesce(email_l = email_r, false) OR coalesce(phone_l = phone_r, false)
-           OR match_probability >= $threshold
+           OR match_probability >= $threshold)
+          {"" if below_weight is None else f"AND match_weight < {float(below_weight)!r}"}
         """,
         {"threshold": settings.match_threshold},
     )
@@ -184,15 +202,16 @@ class Scorer:
         self.con, self.model, self.settings = con, model, settings
         self.oversized_blocks = prepare_block_limits(con, settings)
         self.db_api, self.linker = _linker(con, "match_records", model, settings)
-        register_nicknames(con)
         self.pairs_scored = 0
         self._term_frequencies_ready = False
         _create_candidates_table(con)
 
-    def _collect(self, predictions: Any) -> None:
+    def _collect(self, predictions: Any, *, scored: bool = True, below_weight: float | None = None) -> None:
+        """Add the candidates among ``predictions`` (counted as scored pairs unless ``scored`` is false)."""
         name = predictions.physical_name
-        self.pairs_scored += int(self.con.execute(f"SELECT count(*) FROM {name}").fetchall()[0][0])
-        _candidates_from_predictions(self.con, name, self.model, self.settings)
+        if scored:
+            self.pairs_scored += int(self.con.execute(f"SELECT count(*) FROM {name}").fetchall()[0][0])
+        _candidates_from_predictions(self.con, name, self.model, self.settings, below_weight)
         predictions.drop_table_from_database_and_remove_from_cache()
 
     def _term_frequencies(self) -> None:
@@ -204,8 +223,30 @@ class Scorer:
             self._term_frequencies_ready = True
 
     def score_all(self) -> None:
-        """Every blocked pair of all records."""
-        self._collect(self.linker.inference.predict(warning_mode="never"))
+        """Every blocked pair of all records.
+
+        Only pairs that can become candidates are kept: those within a hair of the match threshold or
+        above, and those sharing an email, a phone or a declared identifier, which a second prediction
+        over just the rules that pair them scores (bounded by ``shared_value_limit``). The blocking
+        rules make tens of millions of pairs at a million people, nearly all far below the threshold:
+        kept whole, with every compared value and weight, they were gigabytes.
+        """
+        blocked = self.linker.inference.compute_blocked_pairs_for_predict()
+        try:
+            self.pairs_scored += int(self.con.execute(f"SELECT count(*) FROM {blocked.physical_name}").fetchall()[0][0])
+            likely = self.linker.inference.predict(threshold_match_weight=self._floor_weight, warning_mode="never")
+        finally:
+            blocked.drop_table_from_database_and_remove_from_cache()
+        self._collect(likely, scored=False)
+        _, sharing = _linker(self.con, "match_records", self.model, self.settings, shared_value_rules_for_run())
+        self._collect(sharing.inference.predict(warning_mode="never"), scored=False, below_weight=self._floor_weight)
+
+    @property
+    def _floor_weight(self) -> float:
+        """The match weight of the threshold probability, less a margin for rounding: the line between
+        the two predictions of :meth:`score_all` (a pair is kept by exactly one of them)."""
+        threshold = self.settings.match_threshold
+        return math.log2(threshold / (1 - threshold)) - _WEIGHT_MARGIN
 
     def score_new_against_existing(self, first_new_id: int) -> None:
         """Records numbered from ``first_new_id`` on against the others, never existing with existing."""
@@ -241,7 +282,7 @@ def conflict_pairs(
         f"""
         WITH members AS (
             SELECT c.component, m.unique_id, m.first_name, m.last_name, m.date_of_birth, m.gender,
-                   m.identifier_keys
+                   m.identifier_keys, m.first_name_roots
             FROM component_of AS c JOIN match_records AS m USING (unique_id)
         )
         SELECT l.unique_id AS uid_l, r.unique_id AS uid_r

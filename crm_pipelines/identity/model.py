@@ -36,7 +36,7 @@ from splink import DuckDBAPI, Linker, SettingsCreator, block_on
 from splink.blocking_rule_library import CustomRule
 
 from crm_pipelines.identity.block_limits import BlockKey, capped_rule_sql
-from crm_pipelines.identity.engine import duckdb_session
+from crm_pipelines.identity.engine import duckdb_session, within_one_edit_sql
 from crm_pipelines.identity.prepare import build_match_records, clean_records, load_records
 from crm_pipelines.identity.settings import IdentitySettings
 from crm_pipelines.identity.splink_log import unobserved_levels_summarised
@@ -67,7 +67,7 @@ SIMILAR_ADDRESS_SQL = (
 )
 # A postcode one keystroke off (50667/50668, 50667/56067): a typo, or the neighbouring district.
 POSTCODE_ONE_OFF_SQL = (
-    'length("postcode_l") = length("postcode_r") AND damerau_levenshtein("postcode_l", "postcode_r") <= 1'
+    'length("postcode_l") = length("postcode_r") AND ' + within_one_edit_sql('"postcode_l"', '"postcode_r"')
 )
 SAME_STREET_POSTCODE_ONE_OFF_SQL = f'"address_line1_l" = "address_line1_r" AND {POSTCODE_ONE_OFF_SQL}'
 # Names within one typo: the thresholds of the model's "one typo" levels and of the household guard.
@@ -79,12 +79,14 @@ def swapped_with_typo_sql(column: str, other: str) -> str:
     Katharina Schulze): both halves are within one typo."""
 
     def near(a: str, b: str) -> str:
-        return (
-            f'(damerau_levenshtein("{a}", "{b}") <= 1 OR jaro_winkler_similarity("{a}", "{b}") >= {NAME_TYPO_JW})'
-        )
+        a, b = f'"{a}"', f'"{b}"'
+        return f"({within_one_edit_sql(a, b)} OR jaro_winkler_similarity({a}, {b}) >= {NAME_TYPO_JW})"
 
     halves = ((f"{column}_l", f"{other}_r"), (f"{column}_r", f"{other}_l"))
-    return " AND ".join(f"coalesce({near(a, b)}, false)" for a, b in halves)
+    # No coalesce(..., false): a level's condition is a CASE WHEN, where NULL is not a match anyway,
+    # and DuckDB evaluates a coalesce's argument in full, where it stops a bare AND at the first
+    # false half (seven times faster over the random pairs that train u).
+    return " AND ".join(near(a, b) for a, b in halves)
 
 
 def _level(
@@ -95,6 +97,13 @@ def _level(
     if m is not None:
         options["m_probability"] = m
     return level.configure(**options)
+
+
+def _one_edit_level(column: str) -> cll.ComparisonLevelCreator:
+    """Damerau-Levenshtein <= 1, as Splink's ``DamerauLevenshteinLevel(column, 1)`` but with the cheap
+    bounds first (:func:`~crm_pipelines.identity.engine.within_one_edit_sql`): the same levels, and
+    u sampling compares three million random pairs in a fraction of the time."""
+    return cll.CustomLevel(within_one_edit_sql(f'"{column}_l"', f'"{column}_r"'))
 
 
 NICKNAME_SQL = 'list_has_any("first_name_roots_l", "first_name_roots_r")'
@@ -121,7 +130,7 @@ def _name(column: str, other: str, given: bool = False) -> cl.CustomComparison:
             cll.NullLevel(column),
             _level(cll.ExactMatchLevel(column, term_frequency_adjustments=True), "exact", 0.86),
             _level(cll.CustomLevel(swapped), f"swapped_with_{other}", 0.01),
-            _level(cll.DamerauLevenshteinLevel(column, 1), "damerau_levenshtein<=1", 0.07),
+            _level(_one_edit_level(column), "damerau_levenshtein<=1", 0.07),
             _level(cll.JaroWinklerLevel(column, NAME_TYPO_JW), f"jaro_winkler>={NAME_TYPO_JW}", 0.03),
             # Given names only: a nickname and its full name (Bill/William, Kathi/Katharina: the
             # table the household guard reads), or an initial for the name (W./William).
@@ -159,7 +168,7 @@ def comparisons() -> list[cl.CustomComparison]:
             comparison_levels=[
                 cll.NullLevel("date_of_birth"),
                 _level(cll.ExactMatchLevel("date_of_birth"), "exact", 0.9),
-                _level(cll.DamerauLevenshteinLevel("date_of_birth", 1), "one_character_differs", 0.05),
+                _level(_one_edit_level("date_of_birth"), "one_character_differs", 0.05),
                 _level(cll.CustomLevel(DOB_SWAPPED_SQL), "day_month_swapped", 0.02),
                 _level(cll.ElseLevel(), "disagree", 0.03),
             ],
@@ -199,12 +208,22 @@ def strong_identifier_rules() -> list[Any]:
     return [rule for rule, _ in _strong_identifier_rules_and_keys()]
 
 
+def _shared_value_rules() -> list[Any]:
+    return [block_on("email"), block_on("phone"), block_on(IDENTIFIER_KEYS, arrays_to_explode=[IDENTIFIER_KEYS])]
+
+
+def shared_value_rules_for_run() -> list[dict[str, Any]]:
+    """The rules pairing records that share an email, a phone or a declared identifier, as Splink JSON:
+    every pair that shares one, whatever its match probability, is a candidate."""
+    return SettingsCreator(
+        link_type="dedupe_only", blocking_rules_to_generate_predictions=_shared_value_rules()
+    ).create_settings_dict("duckdb")["blocking_rules_to_generate_predictions"]
+
+
 def _strong_identifier_rules_and_keys() -> list[tuple[Any, BlockKey | None]]:
     # Shared emails, phones and identifiers are bounded by shared_value_limit, not by block size.
     return [
-        (block_on("email"), None),
-        (block_on("phone"), None),
-        (block_on(IDENTIFIER_KEYS, arrays_to_explode=[IDENTIFIER_KEYS]), None),
+        *((rule, None) for rule in _shared_value_rules()),
         (
             CustomRule("l.first_name = r.last_name AND l.last_name = r.first_name"),
             BlockKey(("first_name", "last_name"), "names swapped", swapped=True),
@@ -430,8 +449,12 @@ def train_model(
         linker.training.estimate_probability_two_random_records_match(
             [block_on("email"), block_on("first_name", "last_name", "date_of_birth")], recall=0.6
         )
+        # One pass per comparison over all sampled pairs. Splink's default probes 1% of them, then
+        # restarts in ten chunks, stopping early once every level counts 100 pairs; the rarest levels
+        # (names swapped, a birth date a digit off) never reach that among random pairs, so every
+        # chunk ran anyway and the probe was wasted: the same counts, about twice the time.
         linker.training.estimate_u_using_random_sampling(
-            max_pairs=settings.u_sample_pairs, seed=settings.random_seed
+            max_pairs=settings.u_sample_pairs, seed=settings.random_seed, min_count_per_level=None, num_chunks=1
         )
         with unobserved_levels_summarised(logging.getLogger(__name__)):
             for rule in settings.training_blocking_rules:
