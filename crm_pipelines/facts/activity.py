@@ -216,19 +216,29 @@ def rfm_inputs_select(wh: Warehouse, cutoff: dt.datetime | pd.Timestamp, growth_
     purchases in the last ``growth_window_days`` days and in the same span before (``segments.rfm_scores``)."""
     orders = order_effects(wh, cutoff)
     age = utc_day_number(cutoff) - orders.c.day
+    return sa.select(orders.c.customer_id, *rfm_input_columns(orders, age, growth_window_days)).group_by(
+        orders.c.customer_id
+    )
+
+
+def rfm_input_columns(
+    orders: sa.FromClause, age: sa.ColumnElement[int], growth_window_days: int
+) -> list[sa.ColumnElement]:
+    """Aggregates over :func:`order_effects` rows whose age in days (before the cutoff) is ``age``:
+    ``frequency``, ``monetary``, ``last_purchase_day``, ``orders_recent`` and ``orders_previous``."""
+    import sqlalchemy as sa
     bought = orders.c.purchase == 1
 
     def purchases_if(condition: sa.ColumnElement[bool]) -> sa.ColumnElement[int]:
         return as_bigint(sa.func.sum(sa.case((sa.and_(bought, condition), 1), else_=0)))
 
-    return sa.select(
-        orders.c.customer_id,
+    return [
         as_bigint(sa.func.sum(orders.c.purchase)).label("frequency"),
         as_float(sa.func.sum(orders.c.revenue)).label("monetary"),
         as_bigint(sa.func.max(sa.case((bought, orders.c.day)))).label("last_purchase_day"),
         purchases_if(age < growth_window_days).label("orders_recent"),
         purchases_if(sa.and_(age >= growth_window_days, age < 2 * growth_window_days)).label("orders_previous"),
-    ).group_by(orders.c.customer_id)
+    ]
 
 
 def utc_day_number(cutoff: dt.datetime | pd.Timestamp) -> int:

@@ -10,7 +10,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from crm_pipelines.facts.orders import CUSTOMER_ORDER_FACTS, PURCHASES, day_summary_cte, purchase_days_cte
+from crm_pipelines.facts.orders import (
+    CUSTOMER_ORDER_FACTS,
+    PURCHASES,
+    day_summary_cte,
+    purchase_days_cte,
+    ranked_purchase_days,
+)
 from crm_pipelines.facts.sql import as_bigint, as_float
 from crm_pipelines.schema import CORE
 from crm_pipelines.warehouse import Warehouse
@@ -98,12 +104,7 @@ def clv_summaries_at_days(wh: Warehouse, as_of_days: list[int], time_unit_days: 
         return _empty("end_day").astype({"end_day": "int64"})
     days = purchase_days_cte(wh, max(as_of_days))
     # A customer's n-th purchase day is the same as of every later day: ranked once, then joined.
-    ranked = sa.select(
-        days.c.customer_id,
-        days.c.day,
-        days.c.value,
-        sa.func.row_number().over(partition_by=days.c.customer_id, order_by=days.c.day).label("nth"),
-    ).subquery("ranked_days")
+    ranked = ranked_purchase_days(days)
     ends = sa.values(sa.column("end_day", sa.BigInteger), name="summary_days").data([(d,) for d in as_of_days])
     stmt = (
         sa.select(

@@ -93,15 +93,21 @@ def purchase_days_cte(wh: Warehouse, last_day: int | None = None, name: str = "p
     return stmt.group_by(p.c.customer_id, p.c.purchase_day).cte(name)
 
 
-def day_summary_cte(days: sa.CTE, name: str = "day_summary") -> sa.CTE:
-    """Per customer: purchase days, first and last day, total value and value after the first day."""
+def ranked_purchase_days(days: sa.CTE) -> sa.Subquery:
+    """``days`` (customer_id, day, value) with ``nth``: the day's rank among the customer's purchase days."""
     import sqlalchemy as sa
-    ranked = sa.select(
+    return sa.select(
         days.c.customer_id,
         days.c.day,
         days.c.value,
         sa.func.row_number().over(partition_by=days.c.customer_id, order_by=days.c.day).label("nth"),
     ).subquery("ranked_days")
+
+
+def day_summary_cte(days: sa.CTE, name: str = "day_summary") -> sa.CTE:
+    """Per customer: purchase days, first and last day, total value and value after the first day."""
+    import sqlalchemy as sa
+    ranked = ranked_purchase_days(days)
     return (
         sa.select(
             ranked.c.customer_id,

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from crm_pipelines.facts.activity import order_effects
+from crm_pipelines.facts.activity import order_effects, rfm_input_columns
 from crm_pipelines.facts.build import utc_day
 from crm_pipelines.facts.clv import clv_summaries_at_days
 from crm_pipelines.facts.sql import as_bigint, as_float
@@ -54,21 +54,13 @@ def month_end_inputs_select(wh: Warehouse, month_ends: list[pd.Timestamp], growt
     orders = order_effects(wh, max(month_ends), name="backfill_orders")
     months = month_calendar(month_ends)
     age = months.c.end_day - orders.c.day
-    bought = orders.c.purchase == 1
     in_month = orders.c.day >= months.c.start_day
-
-    def purchases_if(condition: sa.ColumnElement[bool]) -> sa.ColumnElement[int]:
-        return as_bigint(sa.func.sum(sa.case((sa.and_(bought, condition), 1), else_=0)))
 
     return (
         sa.select(
             months.c.end_day,
             orders.c.customer_id,
-            as_bigint(sa.func.sum(orders.c.purchase)).label("frequency"),
-            as_float(sa.func.sum(orders.c.revenue)).label("monetary"),
-            as_bigint(sa.func.max(sa.case((bought, orders.c.day)))).label("last_purchase_day"),
-            purchases_if(age < growth_window_days).label("orders_recent"),
-            purchases_if(sa.and_(age >= growth_window_days, age < 2 * growth_window_days)).label("orders_previous"),
+            *rfm_input_columns(orders, age, growth_window_days),
             # Adding 0.0 for the other orders leaves the month's sum exactly as the month's orders alone give it.
             as_float(sa.func.sum(sa.case((in_month, orders.c.revenue), else_=0.0))).label("revenue_month"),
             as_bigint(sa.func.max(sa.case((in_month, orders.c.purchase), else_=0))).label("bought_month"),
