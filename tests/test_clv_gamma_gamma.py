@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from crm_pipelines.analytics.clv._optimize import judge_convergence
 from crm_pipelines.analytics.clv.gamma_gamma import (
     GammaGammaAssumptionError,
     GammaGammaFit,
@@ -82,13 +83,24 @@ def test_refuses_non_positive_spend_and_missing_repeat_customers() -> None:
 
 
 def test_convergence_is_judged_by_the_gradient_not_the_line_search_flag() -> None:
-    # 946 CDNOW-like repeat customers with spend in cents: L-BFGS-B's line search ends "ABNORMAL" at
-    # the optimum, where the gradient is flat to a few 1e-9 per customer.
+    abnormal = "ABNORMAL: "
+    assert judge_convergence(False, abnormal, 2e-9) == (
+        True, "converged: gradient 2.0e-09 per customer <= 1e-06 (L-BFGS-B: ABNORMAL: )")
+    assert judge_convergence(False, abnormal, 1e-3) == (False, abnormal)
+    assert judge_convergence(False, abnormal, float("nan")) == (False, abnormal)
+    assert judge_convergence(True, "CONVERGENCE", 1e-3) == (True, "CONVERGENCE")
+
+
+def test_cdnow_like_spend_in_cents_converges_to_a_flat_gradient() -> None:
+    # 946 CDNOW-like repeat customers with spend in cents. Depending on the CPU's floating point,
+    # L-BFGS-B's line search ends "ABNORMAL" at the optimum or reports convergence; either way the
+    # fit is judged converged by its gradient, flat to a few 1e-9 per customer.
     rng = np.random.default_rng(4)
     x = rng.geometric(0.35, 946).astype(float)
     m = np.round(simulate_gamma_gamma(x, seed=104, **CDNOW_GG), 2)
     fit = fit_gamma_gamma(x, m)
-    assert "ABNORMAL" in fit.message, "the data no longer exercise the line-search stop"
     assert fit.converged, fit.message
+    if "ABNORMAL" in fit.message:
+        assert fit.message.startswith("converged: gradient")
     assert fit.gradient_norm / fit.customers_used < 1e-6
     assert fit.params == pytest.approx({"p": 5.55, "q": 3.54, "gamma": 16.58}, rel=0.01)

@@ -77,12 +77,7 @@ def _maximize(objective, log_likelihood: LogLikelihood, theta0: np.ndarray, scal
     hessian_log = _hessian_of_negative_ll(log_likelihood, result.x)
     std_errors = _delta_method_std_errors(hessian_log, params)
     gradient_norm = float(np.max(np.abs(gradient * params)))
-    per_customer = gradient_norm * scale
-    flat = bool(np.isfinite(per_customer) and per_customer <= GRADIENT_TOLERANCE)
-    converged = bool(result.success) or flat
-    message = str(result.message)
-    if flat and not result.success:
-        message = f"converged: gradient {per_customer:.1e} per customer <= {GRADIENT_TOLERANCE:g} (L-BFGS-B: {message})"
+    converged, message = judge_convergence(bool(result.success), str(result.message), gradient_norm * scale)
     return Optimum(
         params=params,
         std_errors=std_errors,
@@ -93,6 +88,16 @@ def _maximize(objective, log_likelihood: LogLikelihood, theta0: np.ndarray, scal
         function_evaluations=int(result.nfev),
         gradient_norm=gradient_norm,
     )
+
+
+def judge_convergence(success: bool, message: str, gradient_per_customer: float) -> tuple[bool, str]:
+    """Converged when L-BFGS-B says so or the gradient per customer is flat (``GRADIENT_TOLERANCE``),
+    whatever its line search said; the message then says which."""
+    flat = bool(np.isfinite(gradient_per_customer) and gradient_per_customer <= GRADIENT_TOLERANCE)
+    if flat and not success:
+        message = (f"converged: gradient {gradient_per_customer:.1e} per customer <= {GRADIENT_TOLERANCE:g} "
+                   f"(L-BFGS-B: {message})")
+    return success or flat, message
 
 
 def _hessian_of_negative_ll(log_likelihood: LogLikelihood, theta: np.ndarray) -> np.ndarray:
