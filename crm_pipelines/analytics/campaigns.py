@@ -50,6 +50,12 @@ def control_draw(campaign: str, customer_ids: Sequence[str]) -> np.ndarray:
     )
 
 
+def is_member(customer_ids: np.ndarray, members: set[str]) -> np.ndarray:
+    """Per customer id, whether ``members`` holds it: a hashed lookup (``np.isin`` compares object
+    arrays pairwise: 20 s at 100,000 people)."""
+    return pd.Series(customer_ids, dtype="object").isin(members).to_numpy(dtype=bool)
+
+
 def assign_groups(campaign: str, customer_ids: Sequence[str], control_share: float) -> np.ndarray:
     """``control`` or ``treatment`` per customer id, stable across runs."""
     return np.where(control_draw(campaign, customer_ids) < control_share, CONTROL, TREATMENT)
@@ -103,7 +109,7 @@ def enrol_audience_campaign(
             "campaign_group": pd.array(assign_groups(campaign.name, new, campaign.control_share), dtype="str"),
             "enrolled_at": pd.Timestamp(day, tz="UTC"),
             "assigned_by": "hash",
-            "loyalty_member": np.isin(new, list(loyalty_members)) if len(new) else np.zeros(0, bool),
+            "loyalty_member": is_member(new, loyalty_members),
         }
     )
     return pd.concat([mine, added.astype(mine.dtypes.to_dict())], ignore_index=True) if len(added) else mine
@@ -142,7 +148,7 @@ def source_campaign_assignments(
             "campaign_group": pd.array(np.where(per_customer["sent"], TREATMENT, CONTROL), dtype="str"),
             "enrolled_at": per_customer["enrolled_at"].dt.as_unit("us").to_numpy(),
             "assigned_by": "source",
-            "loyalty_member": np.isin(ids, list(loyalty_members)),
+            "loyalty_member": is_member(ids, loyalty_members),
         }
     )
     frame["enrolled_at"] = pd.to_datetime(frame["enrolled_at"], utc=True)
