@@ -50,6 +50,7 @@ class WarehouseError(RuntimeError):
 
 
 _ENGINES: dict[str, Engine] = {}
+_DUCKDB_CATALOGS: dict[str, str] = {}
 SCRATCH_DATABASE = "_crm_scratch"
 """DuckDB: the in-memory database that holds a run's scratch tables (see Warehouse.scratch_schema)."""
 
@@ -71,6 +72,7 @@ def dispose_engines() -> None:
     for engine in _ENGINES.values():
         engine.dispose()
     _ENGINES.clear()
+    _DUCKDB_CATALOGS.clear()
     close_pooled()
 
 
@@ -147,6 +149,7 @@ class Warehouse:
         """Dispose of the engine and drop it from the per-process cache (a throwaway warehouse)."""
         self.dispose()
         _ENGINES.pop(self.url, None)
+        _DUCKDB_CATALOGS.pop(self.url, None)
         self._engine = None
 
     # -- names -----------------------------------------------------------------------------------
@@ -196,12 +199,14 @@ class Warehouse:
         self._schemas_present.update(missing)
 
     # duckdb-engine's reflection queries pg_catalog tables DuckDB lacks, so DuckDB and PostgreSQL
-    # are asked through information_schema, which both implement; other dialects use the inspector.
+    # are asked through their catalogs; other dialects use the inspector.
     def _information_schema(self) -> bool:
         return self.dialect in ("duckdb", "postgresql")
 
     def table_exists(self, schema: str, table: str) -> bool:
         import sqlalchemy as sa
+        if self.dialect == "duckdb":
+            return bool(self._duckdb_column_types(schema, table))  # a DuckDB table has at least one column
         if not self._information_schema():
             with self.connect() as conn:
                 return sa.inspect(conn).has_table(table, schema=schema)
@@ -216,24 +221,54 @@ class Warehouse:
 
     def columns(self, schema: str, table: str) -> list[str]:
         import sqlalchemy as sa
-        if not self._information_schema():
-            with self.connect() as conn:
-                return [c["name"] for c in sa.inspect(conn).get_columns(table, schema=schema)]
-        cols = sa.table(
-            "columns",
-            sa.column("table_schema"),
-            sa.column("table_name"),
-            sa.column("column_name"),
-            sa.column("ordinal_position"),
-            schema="information_schema",
-        )
+        if self._information_schema():
+            return list(self.column_types(schema, table))
+        with self.connect() as conn:
+            return [c["name"] for c in sa.inspect(conn).get_columns(table, schema=schema)]
+
+    def column_types(self, schema: str, table: str) -> dict[str, str]:
+        """``{column: data type}`` in column order, as information_schema.columns spells the types;
+        empty when the table (or view) does not exist. DuckDB and PostgreSQL only."""
+        import sqlalchemy as sa
+        if self.dialect == "duckdb":
+            return self._duckdb_column_types(schema, table)
+        cols = sa.table("columns", sa.column("table_schema"), sa.column("table_name"), sa.column("column_name"),
+                        sa.column("data_type"), sa.column("ordinal_position"), schema="information_schema")  # fmt: skip
         stmt = (
-            sa.select(cols.c.column_name)
+            sa.select(cols.c.column_name, cols.c.data_type)
             .where(self.in_schema(cols, schema), cols.c.table_name == table)
             .order_by(cols.c.ordinal_position)
         )
         with self.connect() as conn:
-            return [r[0] for r in conn.execute(stmt)]
+            return {name: kind for name, kind in conn.execute(stmt)}
+
+    def _duckdb_column_types(self, schema: str, table: str) -> dict[str, str]:
+        # DuckDB's information_schema views build a row for every table (and column) of every attached
+        # database before filtering: 2-6 ms per question with the warehouse's hundred tables, asked a
+        # few hundred times a night. pragma_table_info looks up the one table (about 0.3 ms); it
+        # raises a catalog error for a table that does not exist.
+        import duckdb
+        import sqlalchemy as sa
+        if schema == SCRATCH_DATABASE:
+            path = (SCRATCH_DATABASE, "main", table)
+        else:
+            path = (self._duckdb_catalog(), schema, table)
+        name = ".".join(self.quote(part) for part in path)
+        try:
+            with self.connect() as conn:
+                rows = conn.exec_driver_sql("SELECT name, type FROM pragma_table_info(?)", (name,)).fetchall()
+        except sa.exc.DBAPIError as e:
+            if isinstance(e.orig, duckdb.CatalogException):
+                return {}
+            raise
+        return {column: kind for column, kind in rows}
+
+    def _duckdb_catalog(self) -> str:
+        """The name DuckDB gives the warehouse file's database (asked once per process)."""
+        if self.url not in _DUCKDB_CATALOGS:
+            with self.connect() as conn:
+                _DUCKDB_CATALOGS[self.url] = conn.exec_driver_sql("SELECT current_database()").scalar_one()
+        return _DUCKDB_CATALOGS[self.url]
 
     def row_count(self, schema: str, table: str, where: sa.ColumnElement[bool] | None = None) -> int:
         import sqlalchemy as sa

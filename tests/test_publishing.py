@@ -1,16 +1,15 @@
 """A table is swapped in only when its blocking checks pass; otherwise yesterday's stays and the run fails."""
 
-
 import dagster as dg
 import pandas as pd
 
-from crm_pipelines.assets.publishing import publish_checked, rejected_table_name
+from crm_pipelines.assets.publishing import publish_checked, rejected_table_name, replace_from_staged
 from crm_pipelines.assets.validation import validate_table, validated_check_specs
 from crm_pipelines.checks.suites import MART_CONTRACT, mart_suite
 from crm_pipelines.config import config_from_dict
 from crm_pipelines.resources.warehouse import WarehouseResource
 from crm_pipelines.schema import AUDIT, MARTS, QUARANTINE
-from crm_pipelines.warehouse import Warehouse
+from crm_pipelines.warehouse import Warehouse, col
 
 KEY = dg.AssetKey([MARTS, "scores"])
 
@@ -79,3 +78,27 @@ def test_failed_blocking_check_keeps_the_published_table(tmp_path, warehouse_url
     assert wh.row_count(AUDIT, "table_stats") == 1
     report = contract.metadata["report"].value
     assert "churn_probability" in open(report, encoding="utf-8").read()
+
+
+def test_rows_replaced_from_a_staged_copy_equal_a_delete_and_append(warehouse_url):
+    wh = Warehouse(warehouse_url)
+    history = pd.DataFrame(
+        {"month_index": [1, 1, 2, 2], "customer_id": ["a", "b", "a", "b"], "value": [1.0, 2.0, 3.0, 4.0]}
+    )
+    # The month replaced by the staged copy, written in another column order: columns are matched by name.
+    staged = pd.DataFrame({"value": [5.0, None, 7.0], "customer_id": ["a", "c", "d"], "month_index": [2, 2, 2]})
+    wh.write_table(history, MARTS, "history", mode="replace")
+    wh.write_table(staged, MARTS, "history__new", mode="replace")
+
+    assert replace_from_staged(wh, MARTS, "history__new", "history", col("month_index").in_([2]))
+
+    got = wh.read_table(MARTS, "history").sort_values(["month_index", "customer_id"], ignore_index=True)
+    expected = pd.concat([history[history["month_index"] == 1], staged[list(history.columns)]], ignore_index=True)
+    pd.testing.assert_frame_equal(got, expected.sort_values(["month_index", "customer_id"], ignore_index=True),
+                                  check_dtype=False)  # fmt: skip
+    assert not wh.table_exists(MARTS, "history__new")
+    # Columns that differ from the table's, or no table yet: nothing is done, the caller writes the rows.
+    wh.write_table(staged.assign(extra=1), MARTS, "history__new", mode="replace")
+    assert not replace_from_staged(wh, MARTS, "history__new", "history", col("month_index").in_([2]))
+    assert not replace_from_staged(wh, MARTS, "history__new", "missing", col("month_index").in_([2]))
+    assert wh.row_count(MARTS, "history") == 5

@@ -25,7 +25,7 @@ from crm_pipelines.assets.cycle_glue import loyalty_members
 from crm_pipelines.assets.marts import as_of_timestamp, core_deps, mart_key, publish_mart, validate_mart
 from crm_pipelines.assets.metadata import table_metadata
 from crm_pipelines.assets.modeling import image_md, latest_weekly_clv_fits, metadata_number
-from crm_pipelines.assets.publishing import blocking_failures, publish_checked, table_docs
+from crm_pipelines.assets.publishing import blocking_failures, publish_checked, replace_from_staged, table_docs
 from crm_pipelines.assets.staging import staging_key
 from crm_pipelines.assets.validation import validated_check_specs
 from crm_pipelines.checks.suites import MART_CONTRACT, NON_NEGATIVE, PROBABILITY, mart_suite
@@ -378,16 +378,21 @@ def _replace_months(
 
     from crm_pipelines.analytics.cycle_columns import SEGMENT_HISTORY_COLUMNS
 
-    extra = {"months_written": ", ".join(sorted({f"{m:%Y-%m}" for m in pd.to_datetime(frame["month"])}))}
+    # One formatting per distinct month, not per row (a snapshot holds one month for every customer).
+    written = {f"{m:%Y-%m}" for m in pd.to_datetime(frame["month"].drop_duplicates())}
+    extra = {"months_written": ", ".join(sorted(written))}
     if blocking_failures(checks):
         return publish_checked(context, wh, MARTS, SEGMENT_HISTORY, frame, checks,
                                columns=SEGMENT_HISTORY_COLUMNS, extra_metadata=extra, staged=True)  # fmt: skip
-    wh.drop_table(MARTS, f"{SEGMENT_HISTORY}__new")  # the validated copy; its months replace the history's below
-    types = {c.name: c.dtype for c in SEGMENT_HISTORY_COLUMNS}
-    months = sorted({int(m) for m in frame["month_index"]})
-    if wh.table_exists(MARTS, SEGMENT_HISTORY):
-        wh.delete(MARTS, SEGMENT_HISTORY, col("month_index").in_(months))
-    wh.write_table(frame, MARTS, SEGMENT_HISTORY, mode="append", column_types=types)
+    months = sorted(int(m) for m in frame["month_index"].drop_duplicates())
+    replaced = col("month_index").in_(months)
+    # The validated copy's rows replace the history's months as they are, without writing them again.
+    if not replace_from_staged(wh, MARTS, f"{SEGMENT_HISTORY}__new", SEGMENT_HISTORY, replaced):
+        wh.drop_table(MARTS, f"{SEGMENT_HISTORY}__new")
+        if wh.table_exists(MARTS, SEGMENT_HISTORY):
+            wh.delete(MARTS, SEGMENT_HISTORY, replaced)
+        types = {c.name: c.dtype for c in SEGMENT_HISTORY_COLUMNS}
+        wh.write_table(frame, MARTS, SEGMENT_HISTORY, mode="append", column_types=types)
     wh.document(
         MARTS, SEGMENT_HISTORY, table_docs(SEGMENT_HISTORY, SEGMENT_HISTORY_COLUMNS, MART_KEYS[SEGMENT_HISTORY])
     )

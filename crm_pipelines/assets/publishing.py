@@ -20,6 +20,7 @@ from crm_pipelines.warehouse import Warehouse
 
 if TYPE_CHECKING:
     import pandas as pd
+    import sqlalchemy as sa
 
 
 def rejected_table_name(schema: str, table: str) -> str:
@@ -97,3 +98,31 @@ def publish_checked(
             warehouse.publish(frame, schema, table, column_types=column_types, docs=docs)
         metadata["published"] = True
     return dg.MaterializeResult(asset_key=asset_key, metadata=metadata, check_results=list(check_results))
+
+
+def replace_from_staged(
+    warehouse: Warehouse, schema: str, staged: str, table: str, replaced: sa.ColumnElement[bool]
+) -> bool:
+    """In one transaction, delete the rows of ``schema.table`` that ``replaced`` selects, insert every
+    row of the already validated ``schema.staged`` and drop it: the rows are not written a second time,
+    and a reader sees the old rows or the new ones, never neither. Returns False, having done nothing,
+    when ``table`` does not exist or its columns differ from the staged copy's (then the caller writes
+    the rows its own way)."""
+    import sqlalchemy as sa
+
+    if not warehouse.table_exists(schema, table):
+        return False
+    columns = warehouse.columns(schema, table)
+    if sorted(columns) != sorted(warehouse.columns(schema, staged)):
+        return False
+    target = warehouse.table(schema, table, columns)
+    source = warehouse.table(schema, staged, columns)
+
+    def replace(conn: sa.Connection) -> None:
+        conn.execute(sa.delete(target).where(replaced))
+        conn.execute(sa.insert(target).from_select(columns, sa.select(*(source.c[c] for c in columns))))
+        conn.execute(sa.text(f"DROP TABLE {warehouse.qualified(schema, staged)}"))
+
+    warehouse.in_publish_transaction(f"{schema}.{table}", replace)
+    warehouse.analyze(schema, table)
+    return True

@@ -61,14 +61,7 @@ SUPPORTED_EXPECTATIONS = frozenset({
 
 def column_types(wh: Warehouse, schema: str, table: str) -> dict[str, str]:
     """``{column: data type}`` as information_schema spells it (DECIMAL(18,2) -> DECIMAL), upper case."""
-    import sqlalchemy as sa
-    cols = sa.table("columns", sa.column("table_schema"), sa.column("table_name"), sa.column("column_name"),
-                    sa.column("data_type"), sa.column("ordinal_position"), schema="information_schema")
-    stmt = (sa.select(cols.c.column_name, cols.c.data_type)
-            .where(wh.in_schema(cols, schema), cols.c.table_name == table)
-            .order_by(cols.c.ordinal_position))
-    with wh.connect() as conn:
-        return {name: str(kind).split("(")[0].strip().upper() for name, kind in conn.execute(stmt)}
+    return {name: str(kind).split("(")[0].strip().upper() for name, kind in wh.column_types(schema, table).items()}
 
 
 def _bound(value: Any, data_type: str) -> Any:
