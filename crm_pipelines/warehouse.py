@@ -206,7 +206,7 @@ class Warehouse:
     def table_exists(self, schema: str, table: str) -> bool:
         import sqlalchemy as sa
         if self.dialect == "duckdb":
-            return bool(self._duckdb_column_types(schema, table))  # a DuckDB table has at least one column
+            return bool(self.column_types(schema, table))  # a DuckDB table has at least one column
         if not self._information_schema():
             with self.connect() as conn:
                 return sa.inspect(conn).has_table(table, schema=schema)
@@ -231,7 +231,9 @@ class Warehouse:
         empty when the table (or view) does not exist. DuckDB and PostgreSQL only."""
         import sqlalchemy as sa
         if self.dialect == "duckdb":
-            return self._duckdb_column_types(schema, table)
+            found = self._duckdb_column_types(schema, table)
+            if found is not None:
+                return found
         cols = sa.table("columns", sa.column("table_schema"), sa.column("table_name"), sa.column("column_name"),
                         sa.column("data_type"), sa.column("ordinal_position"), schema="information_schema")  # fmt: skip
         stmt = (
@@ -242,17 +244,20 @@ class Warehouse:
         with self.connect() as conn:
             return {name: kind for name, kind in conn.execute(stmt)}
 
-    def _duckdb_column_types(self, schema: str, table: str) -> dict[str, str]:
+    def _duckdb_column_types(self, schema: str, table: str) -> dict[str, str] | None:
         # DuckDB's information_schema views build a row for every table (and column) of every attached
         # database before filtering: 2-6 ms per question with the warehouse's hundred tables, asked a
         # few hundred times a night. pragma_table_info looks up the one table (about 0.3 ms); it
-        # raises a catalog error for a table that does not exist.
+        # raises a catalog error for a table that does not exist. Its name parser does not undo doubled
+        # quotes, so a name holding a double quote is left to information_schema (None).
         import duckdb
         import sqlalchemy as sa
         if schema == SCRATCH_DATABASE:
             path = (SCRATCH_DATABASE, "main", table)
         else:
             path = (self._duckdb_catalog(), schema, table)
+        if any('"' in part for part in path):
+            return None
         name = ".".join(self.quote(part) for part in path)
         try:
             with self.connect() as conn:

@@ -74,3 +74,42 @@ def test_unreachable_warehouse_is_a_clear_error():
     with pytest.raises(WarehouseError) as info:
         wh.ensure_schemas("x")
     assert "127.0.0.1:1" in str(info.value) and "secret" not in str(info.value)
+
+
+def test_catalog_lookups_answer_as_information_schema(warehouse):
+    """table_exists, columns and column_types (DuckDB asks pragma_table_info) agree with
+    information_schema, for tables, views, odd names, the scratch database and what does not exist."""
+    frame = pd.DataFrame(
+        {
+            "id": pd.array([1, 2], dtype="Int64"),
+            "at": pd.to_datetime(["2026-01-01", "2026-01-02"], utc=True),
+            "odd \"name\".x": ["a", "b"],
+            "amount": [1.5, 2.5],
+            "flag": [True, False],
+        }
+    )
+    odd = 'we"ird.table'
+    warehouse.write_table(frame, "staging", odd, mode="replace")
+    view, source = warehouse.qualified("staging", "a_view"), warehouse.qualified("staging", odd)
+    warehouse.execute(f"CREATE VIEW {view} AS SELECT * FROM {source}")
+    scratch = warehouse.scratch_schema("staging")
+    warehouse.write_table(frame[["id"]], scratch, "scratch_rows", mode="replace")
+    cols = sa.table(
+        "columns",
+        *(sa.column(c) for c in ("table_schema", "table_name", "column_name", "data_type", "ordinal_position")),
+        schema="information_schema",
+    )
+    for schema, table in (("staging", odd), ("staging", "a_view"), (scratch, "scratch_rows")):
+        stmt = (
+            sa.select(cols.c.column_name, cols.c.data_type)
+            .where(warehouse.in_schema(cols, schema), cols.c.table_name == table)
+            .order_by(cols.c.ordinal_position)
+        )
+        with warehouse.connect() as conn:
+            expected = {name: kind for name, kind in conn.execute(stmt)}
+        assert expected and warehouse.column_types(schema, table) == expected, (schema, table)
+        assert warehouse.columns(schema, table) == list(expected)
+        assert warehouse.table_exists(schema, table)
+    for schema, table in (("staging", "missing"), ("no_such_schema", "a_view"), (scratch, "no_such_table")):
+        assert not warehouse.table_exists(schema, table)
+        assert warehouse.columns(schema, table) == [] and warehouse.column_types(schema, table) == {}
