@@ -96,26 +96,37 @@ class StagingScratch:
         self.schema = wh.scratch_schema(STAGING)
         self.record_id = ENTITIES[entity].record_id
         self.batches: list[ScratchBatch] = []
+        self._contract: str | None = None
 
     @classmethod
     def write(cls, wh: Warehouse, entity: str, results: Sequence[tuple[str, str, StagingResult]]) -> StagingScratch:
         """Write (source, batch_id, result) of each batch, in the order they are applied."""
         scratch = cls(wh, entity)
-        ent = ENTITIES[entity]
         try:
             for source, batch_id, res in results:
-                staged = scratch._write(res.staged, ent.staged_columns)
-                quarantined = scratch._write(res.quarantined, QUARANTINE_COLUMNS)
-                deleted = scratch._write(res.deleted.astype("str"), KEY_COLUMNS)
-                identifiers = (
-                    scratch._write(res.identifiers, CUSTOMER_IDENTIFIERS_COLUMNS) if entity == "customers" else None
-                )
-                scratch.batches.append(ScratchBatch(source, batch_id, staged, quarantined, deleted, identifiers,
-                                                    staged_rows=len(res.staged)))
+                scratch.add(source, batch_id, res)
         except BaseException:
             scratch.drop()
             raise
         return scratch
+
+    def add(self, source: str, batch_id: str, res: StagingResult, into: ScratchBatch | None = None) -> ScratchBatch:
+        """Write the next batch to be applied; with ``into``, append a further part of that batch to its
+        tables instead (parts hold disjoint records, see :mod:`crm_pipelines.staging_parts`)."""
+        ent = ENTITIES[self.entity]
+        names = (into.staged, into.quarantined, into.deleted, into.identifiers) if into else (None,) * 4
+        staged = self._write(res.staged, ent.staged_columns, names[0])
+        quarantined = self._write(res.quarantined, QUARANTINE_COLUMNS, names[1])
+        deleted = self._write(res.deleted.astype("str"), KEY_COLUMNS, names[2])
+        identifiers = (
+            self._write(res.identifiers, CUSTOMER_IDENTIFIERS_COLUMNS, names[3]) if self.entity == "customers" else None
+        )
+        if into is not None:
+            into.staged_rows += len(res.staged)
+            return into
+        batch = ScratchBatch(source, batch_id, staged, quarantined, deleted, identifiers, staged_rows=len(res.staged))
+        self.batches.append(batch)
+        return batch
 
     # -- writing ------------------------------------------------------------------------------------
     def _name(self) -> str:
@@ -123,10 +134,11 @@ class StagingScratch:
         self.names.append(name)
         return name
 
-    def _write(self, frame: pd.DataFrame, columns: Sequence[Column]) -> str:
-        name = self._name()
+    def _write(self, frame: pd.DataFrame, columns: Sequence[Column], append_to: str | None = None) -> str:
+        name = append_to or self._name()
         types = {c.name: c.dtype for c in columns}
-        self.wh.write_table(frame[[c.name for c in columns]], self.schema, name, mode="replace", column_types=types)
+        self.wh.write_table(frame[[c.name for c in columns]], self.schema, name,
+                            mode="append" if append_to else "replace", column_types=types)
         return name
 
     def _create_as(self, select: sa.Select) -> str:
@@ -192,7 +204,13 @@ class StagingScratch:
 
     def contract_table(self) -> str:
         """The rows this run stages, as the staging contract validates them: a record staged by two
-        batches counts once, in its newest version. One batch's staged table serves as it is."""
+        batches counts once, in its newest version. One batch's staged table serves as it is. Made once
+        per run."""
+        if self._contract is None:
+            self._contract = self._contract_table()
+        return self._contract
+
+    def _contract_table(self) -> str:
         import sqlalchemy as sa
         columns = [c.name for c in ENTITIES[self.entity].staged_columns]
         staged = [(i, b) for i, b in enumerate(self.batches) if b.has_staged]
@@ -234,4 +252,4 @@ class StagingScratch:
         with self.wh.connect() as conn:
             for name in self.names:
                 conn.execute(sa.text(f"DROP TABLE IF EXISTS {self.wh.qualified(self.schema, name)}"))
-        self.names = []
+        self.names, self._contract = [], None

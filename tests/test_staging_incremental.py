@@ -261,3 +261,76 @@ def test_a_later_as_of_judges_time_bound_quarantine_again(tmp_path, duckdb_url):
     assert latest_reconciliation(wh)["reconciles"].all()
     customers_batches = wh.read_table(AUDIT, STAGED_BATCHES).query("entity == 'customers'")
     assert len(customers_batches) == 1  # judged again, not a new batch
+
+
+def _materialized(result: dg.ExecuteInProcessResult, entity: str) -> dict:
+    [event] = [e for e in result.get_asset_materialization_events() if e.asset_key == dg.AssetKey([STAGING, entity])]
+    metadata = event.materialization.metadata
+    names = ("rows_staged_this_run", "rows_quarantined_this_run", "summary", "quarantined_by_rule", "dagster/row_count")
+    return {name: metadata[name].value for name in names}
+
+
+def _without_batch_ids(tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    quarantine = tables["quarantine"]
+    reason = quarantine["reason"].str.replace(r"\(batch [0-9a-f-]+\)", "(batch)", regex=True)
+    return {**tables, "quarantine": quarantine.assign(reason=reason)}
+
+
+def test_a_batch_staged_in_parts_stages_what_the_whole_batch_stages(tmp_path, warehouse_url_clean, monkeypatch):
+    """Parts split by a hash of the record id: a record's versions (its id padded with the whitespace
+    staging trims) fall in one part, and every count, row and quarantine reason equals a whole staging."""
+    import crm_pipelines.assets.staging as staging_assets
+    import crm_pipelines.staging_parts as staging_parts
+
+    assert staging_parts.PYTHON_WHITESPACE == "".join(c for c in map(chr, range(0x110000)) if c.isspace())
+
+    orders = ORDERS + "".join(f"O{n},C1,2026-01-{n:02d} 08:00:00,completed,EUR,{n}.5\n" for n in range(10, 31))
+    orders += "\u00a0O1\u3000,C1,2026-01-20 12:00:00,completed,EUR,120.0\n"  # O1's newer version
+    orders += "O3,C9,2026-01-12 12:00:00,completed,EUR,5.0\n"  # an identical repeat
+    orders += "O10 ,C1,2026-01-10 08:00:00,completed,EUR,11.0\n"  # a conflicting one
+    orders += ",C1,2026-01-21 12:00:00,completed,EUR,1.0\nn/a,C1,2026-01-22 12:00:00,completed,EUR,1.0\n"
+    items = ITEMS + "".join(f"I{n},O{n},P{n % 3},{n % 4 + 1},{n}.0\n" for n in range(10, 31))
+    items += "\u2003I1,O1,P1,3,50.0\nI12,O12,P0,-1,12.0\n"
+    (tmp_path / "contacts.csv").write_text(CONTACTS)
+    (tmp_path / "orders.csv").write_text(orders)
+    (tmp_path / "items.csv").write_text(items)
+    config = config_for(tmp_path, warehouse_url_clean)
+
+    reads: list[tuple[str, int, int, int]] = []
+
+    def read_part(wh, source, entity, batch_id, part, parts):
+        raw = staging_parts.read_batch_part(wh, source, entity, batch_id, part, parts)
+        reads.append((entity, part, parts, len(raw)))
+        return raw
+
+    monkeypatch.setattr(staging_assets, "read_batch_part", read_part)
+    monkeypatch.setattr(staging_parts, "PART_ROWS", 5)
+    parted = stage(config)
+    wh = Warehouse(config.warehouse_url)
+    by_entity = {e: [r for r in reads if r[0] == e] for e in ("orders", "order_items", "customers")}
+    assert len(by_entity["orders"]) == 6 and sum(r[3] for r in by_entity["orders"]) == 29
+    assert len(by_entity["order_items"]) == 5 and sum(r[3] for r in by_entity["order_items"]) == 25
+    assert all(r[3] < 15 for r in reads if r[0] != "customers")  # split, not one part holding all
+    assert len(by_entity["customers"]) == 1  # customers are never split
+    snapshot_parted, batches_parted = _without_batch_ids(snapshot(wh)), wh.read_table(AUDIT, STAGED_BATCHES)
+    recon_parted = latest_reconciliation(wh)
+    staged_orders = wh.read_table(STAGING, "orders").set_index("order_id")
+    assert staged_orders.loc["O1", "total_amount"] == 120.0 and "O10" not in staged_orders.index
+
+    wh.execute(f"DELETE FROM {wh.qualified(AUDIT, STAGED_BATCHES)}")
+    monkeypatch.setattr(staging_parts, "PART_ROWS", 1_000_000)
+    reads.clear()
+    whole = stage(config)
+    assert {r[2] for r in reads} == {1}
+    for name, frame in _without_batch_ids(snapshot(wh)).items():  # items (full mode) were ingested again
+        pd.testing.assert_frame_equal(frame, snapshot_parted[name], obj=name)
+    counts = ["source", "entity", "rows", "rows_staged", "rows_quarantined", "rows_superseded", "rows_deleted"]
+    batches_whole = wh.read_table(AUDIT, STAGED_BATCHES)
+    pd.testing.assert_frame_equal(
+        batches_whole[counts].sort_values("entity").reset_index(drop=True),
+        batches_parted[counts].sort_values("entity").reset_index(drop=True),
+    )
+    recon = ["rows_in", "rows_out", "rows_quarantined", "rows_superseded", "rows_deleted", "reconciles"]
+    pd.testing.assert_frame_equal(latest_reconciliation(wh)[recon], recon_parted[recon])
+    for entity in ("orders", "order_items"):
+        assert _materialized(whole, entity) == _materialized(parted, entity), entity

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 
-from crm_pipelines.assets.metadata import counts_markdown, table_metadata
+from crm_pipelines.assets.metadata import PREVIEW_ROWS, counts_markdown, table_metadata
 from crm_pipelines.assets.publishing import blocking_failures, quarantine_staged, rejected_table_name
 from crm_pipelines.assets.raw import raw_asset_key
 from crm_pipelines.assets.validation import (
@@ -39,18 +39,18 @@ from crm_pipelines.schema import (
     STAGING,
 )
 from crm_pipelines.staging.references import EVENT_TIME_COLUMNS
-from crm_pipelines.staging.stage import stage_entity
+from crm_pipelines.staging.stage import StagingResult, stage_entity
 from crm_pipelines.staging.values import typed_frame
 from crm_pipelines.staging_batches import (
     StagedBatch,
     apply_batches,
     only_records,
     plan_staging,
-    read_batch,
     read_records,
     rules_fingerprint,
 )
 from crm_pipelines.staging_deletes import removed_this_run
+from crm_pipelines.staging_parts import batch_parts, merged_result, read_batch_part
 from crm_pipelines.staging_scratch import StagingScratch
 from crm_pipelines.staging_sql import reconciliation, refresh_referenced_customers, table_stats_sql
 from crm_pipelines.warehouse import Warehouse
@@ -116,28 +116,36 @@ def _stage(
     def staged(source, raw):
         return stage_entity(config, entity, [(source, raw)], run_id=run_id, as_of_end=cutoff)
 
-    batches = [
-        StagedBatch(source.name, batch_id, 0, only_records(
-            entity, staged(source, read_records(wh, source, entity, batch_id, ids)), ids
-        ), rejudged=True)
-        for source, batch_id, ids in plan.rejudged
-    ]
-    if plan.rejudged:
-        context.log.info(
-            f"staging.{entity}: the as-of end moved on: judging {sum(len(r[2]) for r in plan.rejudged)} record(s) "
-            "quarantined by a time-bound rule again"
+    scratch = StagingScratch(wh, entity)
+    try:
+        # Each batch's rows are written to the scratch tables as soon as it is staged (a big batch part by
+        # part); the contract and the transaction read them in the warehouse. Only a preview is kept.
+        batches = []
+        for source, batch_id, ids in plan.rejudged:
+            result = only_records(entity, staged(source, read_records(wh, source, entity, batch_id, ids)), ids)
+            scratch.add(source.name, batch_id, result)
+            batches.append(StagedBatch(source.name, batch_id, 0, _preview_only(result), rejudged=True))
+        if plan.rejudged:
+            context.log.info(
+                f"staging.{entity}: the as-of end moved on: judging {sum(len(r[2]) for r in plan.rejudged)} "
+                "record(s) quarantined by a time-bound rule again"
+            )
+        for source, batch_id, rows in plan.batches:
+            parts, into, results = batch_parts(wh, source, entity, rows), None, []
+            if parts > 1:
+                context.log.info(f"staging.{entity}: batch {batch_id} of {source.name} ({rows:,} rows): {parts} parts")
+            for part in range(parts):
+                result = staged(source, read_batch_part(wh, source, entity, batch_id, part, parts))
+                into = scratch.add(source.name, batch_id, result, into=into)
+                results.append(_preview_only(result))
+            batches.append(StagedBatch(source.name, batch_id, rows, merged_result(results)))
+        delta_metadata = table_metadata(
+            wh, STAGING, entity, _net_staged(entity, batches), ENTITIES[entity].staged_columns
         )
-    batches += [
-        StagedBatch(source.name, batch_id, rows, staged(source, read_batch(wh, source, entity, batch_id)))
-        for source, batch_id, rows in plan.batches
-    ]
-    delta = _net_staged(entity, batches)
-    delta_metadata, delta_rows = table_metadata(wh, STAGING, entity, delta, ENTITIES[entity].staged_columns), len(delta)
-    del delta
-    # The batches' rows are written once; the contract and the transaction read them in the warehouse.
-    scratch = StagingScratch.write(wh, entity, [(b.source, b.batch_id, b.result) for b in batches])
-    for b in batches:  # from here on their counts will do: let go of the staged frames
-        b.result.staged = typed_frame(ENTITIES[entity].staged_columns, {}, 0)
+        delta_rows = wh.row_count(scratch.schema, scratch.contract_table())
+    except BaseException:
+        scratch.drop()
+        raise
     try:
         contract = _contract(context, config, wh, key, entity, scratch, cutoff, bool(batches))
         checks = [contract]
@@ -179,8 +187,15 @@ def _stage(
     return checks, metadata
 
 
+def _preview_only(result: StagingResult) -> StagingResult:
+    """``result`` once its rows are in the scratch tables: its staged rows cut to a preview."""
+    result.staged = result.staged.head(PREVIEW_ROWS)
+    return result
+
+
 def _net_staged(entity: str, batches: list[StagedBatch]) -> "pd.DataFrame":
-    """The rows this run stages: a record staged by two new batches counts once, in its newest version."""
+    """A preview of the rows this run stages: a record staged by two new batches shows once, in its newest
+    version (their count is taken in the warehouse)."""
     import pandas as pd
     ent = ENTITIES[entity]
     frames = [b.result.staged for b in batches if len(b.result.staged)]
@@ -255,7 +270,10 @@ def _staging_metadata(batches: list[StagedBatch]) -> dict:
     summaries = [b.result.summary for b in batches]
     return {
         "rows_quarantined_this_run": len(frame),
-        "quarantined_by_rule": counts_markdown(frame["rule"].value_counts().to_dict(), key="rule"),
+        # Most rows first, ties by rule: the same table however the batches were split.
+        "quarantined_by_rule": counts_markdown(
+            dict(sorted(frame["rule"].value_counts().items(), key=lambda kv: (-kv[1], kv[0]))), key="rule"
+        ),
         "summary": dg.MetadataValue.json([{k: _jsonable(v) for k, v in s.items()} for s in summaries]),
     }
 
