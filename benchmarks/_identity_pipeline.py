@@ -144,7 +144,16 @@ def _child(config_path: str, step: str) -> None:
             table = materialization.asset_key.path[-1]
             if "rows_written" in metadata:
                 figures.setdefault("rows_written", {})[table] = metadata["rows_written"]
-            for name in ("seconds", "stage_seconds", "records", "customers", "new_or_changed_records"):
+            for name in (
+                "seconds",
+                "stage_seconds",
+                "records",
+                "customers",
+                "new_or_changed_records",
+                "pairs_scored",
+                "pairs_by_rule",
+                "oversized_blocks_by_rule",
+            ):
                 if name in metadata:
                     figures[name] = metadata[name]
     figures["peak_rss_gb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2, 2)

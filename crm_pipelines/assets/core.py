@@ -6,6 +6,7 @@ the golden records with their lineage, and the history of retired ids. The attri
 (``core.orders``, ``core.support_tickets``, ...) join staging to the map inside the warehouse.
 """
 
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -47,6 +48,8 @@ from crm_pipelines.warehouse import Warehouse
 if TYPE_CHECKING:
     import pandas as pd
 
+    from crm_pipelines.identity.engine import Stopwatch
+
 IDENTITY_TABLES = (
     IDENTITY_MAP,
     "identity_links",
@@ -74,7 +77,10 @@ DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "identity" / "default_mode
 
 
 def identity_model(
-    context, config: CrmConfig, records: "Callable[[], tuple[pd.DataFrame, pd.DataFrame | None]]"
+    context,
+    config: CrmConfig,
+    records: "Callable[[], tuple[pd.DataFrame, pd.DataFrame | None]]",
+    watch: "Stopwatch | None" = None,
 ) -> dict:
     """The saved model; trained once on the staged records (``records()`` reads them) when none is
     saved yet.
@@ -90,7 +96,7 @@ def identity_model(
     try:
         if path.exists():
             return load_model(path)
-        return ensure_model(path, *records(), config.identity)
+        return ensure_model(path, *records(), config.identity, watch)
     except (ValueError, EMTrainingException) as e:  # a handful of records gives EM no pairs to learn from
         context.log.warning(f"cannot train an identity model on this data ({e}): using the bundled model")
         return load_model(DEFAULT_MODEL)
@@ -111,6 +117,7 @@ def run_identity(
     are the changed rows only (see NIGHTLY_PARTIAL), as are the links and the lineage."""
     import pandas as pd
 
+    from crm_pipelines.identity.engine import Stopwatch
     from crm_pipelines.identity.incremental import resolve_incremental
     from crm_pipelines.identity.resolve import resolve
 
@@ -118,15 +125,25 @@ def run_identity(
     priority = {s.name: s.priority for s in config.sources}
     fresh_fingerprints = None if full else changed_records(wh, IDENTITY_TABLES, context.log.info)
     if fresh_fingerprints is None:
+        watch = Stopwatch()
         customers, identifiers = wh.read_table(STAGING, "customers"), _identifiers(wh)
         prev_map, prev_history = read_if_exists(wh, IDENTITY_MAP), read_if_exists(wh, "customer_id_history")
         current = fingerprints(wh)
-        model = identity_model(context, config, lambda: (customers, identifiers))
+        watch.lap("read_staged")
+        model = identity_model(context, config, lambda: (customers, identifiers), watch)
+        watch.lap("model")
         result = resolve(
-            customers, identifiers, settings, model, prev_map, prev_history, context.run.run_id,
+            customers,
+            identifiers,
+            settings,
+            model,
+            prev_map,
+            prev_history,
+            context.run.run_id,
             source_priority=priority,
         )
         del customers
+        result.summary["stage_seconds"] = {**watch.stages, **result.summary.get("stage_seconds", {})}
         tables = {
             IDENTITY_MAP: result.identity_map,
             "identity_links": result.links,
@@ -226,7 +243,10 @@ def build_identity_asset(warehouse_kind: str, crm_config: CrmConfig) -> dg.Asset
         context: dg.AssetExecutionContext, config: IdentityRunConfig, warehouse: WarehouseResource
     ) -> Iterator[dg.MaterializeResult]:
         wh = warehouse.get_warehouse()
+        started = time.perf_counter()
         run_summary, tables, changes = run_identity(context, crm_config, wh, config.full_resolution)
+        context.log.info(f"identity resolved in {time.perf_counter() - started:.1f} s")
+        started = time.perf_counter()
         partial = NIGHTLY_PARTIAL if changes is not None else ()
         staged_count = wh.row_count(STAGING, "customers")
         summary = {k: v for k, v in run_summary.items() if not isinstance(v, (dict, list))}
@@ -271,9 +291,12 @@ def build_identity_asset(warehouse_kind: str, crm_config: CrmConfig) -> dg.Asset
                 "records_by_method": dg.MetadataValue.json(run_summary.get("records_by_method", {})),
                 "stage_seconds": dg.MetadataValue.json(run_summary.get("stage_seconds", {})),
                 "oversized_blocks_by_rule": dg.MetadataValue.json(run_summary.get("oversized_blocks_by_rule", {})),
+                "pairs_by_rule": dg.MetadataValue.json(run_summary.get("pairs_by_rule", {})),
                 "rejected_links_by_reason": dg.MetadataValue.json(run_summary.get("rejected_by_reason", {})),
             }
         }
+        context.log.info(f"identity tables validated in {time.perf_counter() - started:.1f} s")
+        started = time.perf_counter()
         yield from publish_identity_tables(
             context,
             wh,
@@ -287,6 +310,7 @@ def build_identity_asset(warehouse_kind: str, crm_config: CrmConfig) -> dg.Asset
             partial=partial,
             validated=checks,  # validated as <table>__new: swapped in as written, or dropped
         )
+        context.log.info(f"identity tables published in {time.perf_counter() - started:.1f} s")
 
     return _identity
 

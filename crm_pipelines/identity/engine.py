@@ -7,7 +7,9 @@ Nothing here reads or writes the warehouse: frames come in, frames go out.
 
 from __future__ import annotations
 
+import logging
 import re
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -51,8 +53,7 @@ def within_one_edit_sql(a: str, b: str) -> str:
     train the model's u probabilities, are almost all far apart.
     """
     return (
-        f"(abs(strlen({a}) - strlen({b})) <= 1 AND levenshtein({a}, {b}) <= 2 "
-        f"AND damerau_levenshtein({a}, {b}) <= 1)"
+        f"(abs(strlen({a}) - strlen({b})) <= 1 AND levenshtein({a}, {b}) <= 2 AND damerau_levenshtein({a}, {b}) <= 1)"
     )
 
 
@@ -60,9 +61,7 @@ def within_one_edit_sql(a: str, b: str) -> str:
 def duckdb_session(settings: IdentitySettings) -> Iterator[duckdb.DuckDBPyConnection]:
     """An in-memory DuckDB connection with the settings' limits and the folding macros."""
     if not _MEMORY_LIMIT.match(settings.duckdb_memory_limit.strip()):
-        raise ValueError(
-            f"identity.duckdb_memory_limit: {settings.duckdb_memory_limit!r} is not a size such as '4GB'"
-        )
+        raise ValueError(f"identity.duckdb_memory_limit: {settings.duckdb_memory_limit!r} is not a size such as '4GB'")
     con = duckdb.connect(":memory:")
     try:
         con.execute(f"SET memory_limit = '{settings.duckdb_memory_limit.strip()}'")
@@ -97,3 +96,23 @@ def fetch_frame(con: duckdb.DuckDBPyConnection, sql: str, parameters: object = N
     """Run a query and return a pandas frame, through Arrow (several times faster than ``.df()``)."""
     relation = con.execute(sql, parameters) if parameters is not None else con.execute(sql)
     return relation.to_arrow_table().to_pandas()
+
+
+class Stopwatch:
+    """Seconds per stage of a run, for its metadata; each stage is logged as it ends, so an operator
+    watching a long run sees where it is."""
+
+    def __init__(self, run: str = "identity") -> None:
+        self.run = run
+        self.started = self._last = time.perf_counter()
+        self.stages: dict[str, float] = {}
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.stages[stage] = round(self.stages.get(stage, 0.0) + now - self._last, 2)
+        self._last = now
+        logging.getLogger(__name__).info("%s stage %s: %.2f s", self.run, stage, self.stages[stage])
+
+    @property
+    def total(self) -> float:
+        return round(time.perf_counter() - self.started, 2)

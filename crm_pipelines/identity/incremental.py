@@ -79,9 +79,7 @@ def _records_of_keys(customers: pd.DataFrame, keys: pd.DataFrame) -> pd.DataFram
     exact = np.fromiter(
         (
             k in wanted
-            for k in zip(
-                candidates["source"].astype(str), candidates["source_record_id"].astype(str), strict=True
-            )
+            for k in zip(candidates["source"].astype(str), candidates["source_record_id"].astype(str), strict=True)
         ),
         dtype=bool,
         count=len(candidates),
@@ -124,16 +122,12 @@ def resolve_incremental(
         _existing_state(
             con, existing_customers, existing_map, existing_match_records, identifiers, settings, source_priority
         )
-        register_frame(
-            con, "new_keys", new_or_changed_customers[["source", "source_record_id"]].astype("str")
-        )
+        register_frame(con, "new_keys", new_or_changed_customers[["source", "source_record_id"]].astype("str"))
         con.execute(
             "DELETE FROM state_cleaned AS s USING new_keys AS k "
             "WHERE s.source = k.source AND s.source_record_id = k.source_record_id"
         )
-        first_new_id = int(
-            con.execute("SELECT coalesce(max(unique_id) + 1, 0) FROM state_cleaned").fetchall()[0][0]
-        )
+        first_new_id = int(con.execute("SELECT coalesce(max(unique_id) + 1, 0) FROM state_cleaned").fetchall()[0][0])
         load_records(con, new_or_changed_customers, source_priority, first_unique_id=first_new_id)
         cleaning = clean_records(con, identifiers, settings)
         cleaning |= build_match_records(con, settings, ("state_cleaned", "cleaned"))
@@ -167,9 +161,8 @@ def resolve_incremental(
         watch.lap("scope_and_score_within")
         reserved = pd.Index(existing_map["customer_id"].dropna().unique())
         identity_map, links, rejected, unified, lineage, history = resolve_scope(
-            con, scope, settings, scope_map, previous_history, run_id, now, reserved
+            con, scope, settings, scope_map, previous_history, run_id, now, reserved, watch=watch
         )
-        watch.lap("cluster_ids_golden")
         state = fetch_state(con, ("state_cleaned", "cleaned") if whole_state else ("cleaned",))
     # Every existing row of a touched customer (changed records included) was re-resolved.
     untouched = existing_map[~existing_map["customer_id"].isin(touched_ids)]

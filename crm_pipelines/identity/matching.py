@@ -109,8 +109,7 @@ def _evidence_sql(model: dict[str, Any]) -> str:
         cases = " ".join(f"WHEN {value} THEN '{label}'" for value, label in sorted(labels.items()))
         weight = f'"mw_{field}"' + (f' + coalesce("mw_tf_adj_{field}", 0)' if field in tf_columns else "")
         parts.append(
-            f"'{field}', json_object('level', CASE \"gamma_{field}\" {cases} END, "
-            f"'match_weight', round({weight}, 3))"
+            f"'{field}', json_object('level', CASE \"gamma_{field}\" {cases} END, 'match_weight', round({weight}, 3))"
         )
     # No lambdas: DuckDB 2 rejects the arrow syntax DuckDB 1.5 knows, and this reads as plainly.
     shared = (
@@ -203,6 +202,7 @@ class Scorer:
         self.oversized_blocks = prepare_block_limits(con, settings)
         self.db_api, self.linker = _linker(con, "match_records", model, settings)
         self.pairs_scored = 0
+        self.pairs_by_rule: dict[str, int] = {}
         self._term_frequencies_ready = False
         _create_candidates_table(con)
 
@@ -233,7 +233,15 @@ class Scorer:
         """
         blocked = self.linker.inference.compute_blocked_pairs_for_predict()
         try:
-            self.pairs_scored += int(self.con.execute(f"SELECT count(*) FROM {blocked.physical_name}").fetchall()[0][0])
+            # Splink numbers the rule that first made each pair (match_key): the pairs per rule show
+            # which block grows with the square of the records.
+            rules = self.linker._settings_obj._blocking_rules_to_generate_predictions
+            counts = self.con.execute(
+                f"SELECT match_key, count(*) FROM {blocked.physical_name} GROUP BY match_key ORDER BY match_key"
+            ).fetchall()
+            for key, count in counts:
+                self.pairs_by_rule[rules[int(key)].blocking_rule_sql] = int(count)
+            self.pairs_scored += sum(int(count) for _, count in counts)
             likely = self.linker.inference.predict(threshold_match_weight=self._floor_weight, warning_mode="never")
         finally:
             blocked.drop_table_from_database_and_remove_from_cache()
@@ -266,9 +274,7 @@ class Scorer:
             "CREATE OR REPLACE TABLE match_scope AS SELECT m.* FROM match_records AS m "
             f"WHERE m.unique_id IN (SELECT unique_id FROM {scope_table})"
         )
-        self._collect(
-            self.linker.inference.predict_within(self.db_api.register("match_scope"), warning_mode="never")
-        )
+        self._collect(self.linker.inference.predict_within(self.db_api.register("match_scope"), warning_mode="never"))
 
 
 def conflict_pairs(

@@ -36,7 +36,7 @@ from splink import DuckDBAPI, Linker, SettingsCreator, block_on
 from splink.blocking_rule_library import CustomRule
 
 from crm_pipelines.identity.block_limits import BlockKey, capped_rule_sql
-from crm_pipelines.identity.engine import duckdb_session, within_one_edit_sql
+from crm_pipelines.identity.engine import Stopwatch, duckdb_session, within_one_edit_sql
 from crm_pipelines.identity.prepare import build_match_records, clean_records, load_records
 from crm_pipelines.identity.settings import IdentitySettings
 from crm_pipelines.identity.splink_log import unobserved_levels_summarised
@@ -55,19 +55,16 @@ DOB_SWAPPED_SQL = (
 M_PROBABILITY_FLOOR = 0.01
 RETAINED_COLUMNS = ("email", "phone", "gender", IDENTIFIER_KEYS)
 """Columns predictions keep beside the compared ones: the strong identifiers and the guard's gender."""
-LOCATION_NULL_SQL = (
-    '("postcode_l" IS NULL AND "city_l" IS NULL) OR ("postcode_r" IS NULL AND "city_r" IS NULL)'
-)
+LOCATION_NULL_SQL = '("postcode_l" IS NULL AND "city_l" IS NULL) OR ("postcode_r" IS NULL AND "city_r" IS NULL)'
 SAME_ADDRESS_SQL = (
-    '"address_line1_l" = "address_line1_r" '
-    'AND coalesce("postcode_l" = "postcode_r", "city_l" = "city_r", false)'
+    '"address_line1_l" = "address_line1_r" AND coalesce("postcode_l" = "postcode_r", "city_l" = "city_r", false)'
 )
 SIMILAR_ADDRESS_SQL = (
     'jaro_winkler_similarity("address_line1_l", "address_line1_r") >= 0.9 AND "postcode_l" = "postcode_r"'
 )
 # A postcode one keystroke off (50667/50668, 50667/56067): a typo, or the neighbouring district.
-POSTCODE_ONE_OFF_SQL = (
-    'length("postcode_l") = length("postcode_r") AND ' + within_one_edit_sql('"postcode_l"', '"postcode_r"')
+POSTCODE_ONE_OFF_SQL = 'length("postcode_l") = length("postcode_r") AND ' + within_one_edit_sql(
+    '"postcode_l"', '"postcode_r"'
 )
 SAME_STREET_POSTCODE_ONE_OFF_SQL = f'"address_line1_l" = "address_line1_r" AND {POSTCODE_ONE_OFF_SQL}'
 # Names within one typo: the thresholds of the model's "one typo" levels and of the household guard.
@@ -89,9 +86,7 @@ def swapped_with_typo_sql(column: str, other: str) -> str:
     return " AND ".join(near(a, b) for a, b in halves)
 
 
-def _level(
-    level: cll.ComparisonLevelCreator, label: str, m: float | None = None
-) -> cll.ComparisonLevelCreator:
+def _level(level: cll.ComparisonLevelCreator, label: str, m: float | None = None) -> cll.ComparisonLevelCreator:
     """A level with a short label (it appears in link evidence) and an m prior used until trained."""
     options: dict[str, Any] = {"label_for_charts": label}
     if m is not None:
@@ -108,8 +103,7 @@ def _one_edit_level(column: str) -> cll.ComparisonLevelCreator:
 
 NICKNAME_SQL = 'list_has_any("first_name_roots_l", "first_name_roots_r")'
 INITIAL_SQL = (
-    '(length("first_name_l") = 1 OR length("first_name_r") = 1) '
-    'AND left("first_name_l", 1) = left("first_name_r", 1)'
+    '(length("first_name_l") = 1 OR length("first_name_r") = 1) AND left("first_name_l", 1) = left("first_name_r", 1)'
 )
 
 
@@ -142,9 +136,7 @@ def _name(column: str, other: str, given: bool = False) -> cl.CustomComparison:
                 if given
                 else []
             ),
-            _level(
-                cll.CustomLevel(swapped_with_typo_sql(column, other)), f"swapped_with_{other}_and_typo", 0.005
-            ),
+            _level(cll.CustomLevel(swapped_with_typo_sql(column, other)), f"swapped_with_{other}_and_typo", 0.005),
             _level(
                 cll.JaroWinklerLevel(column, FIRST_NAME_SIMILAR_JW),
                 f"jaro_winkler>={FIRST_NAME_SIMILAR_JW}",
@@ -185,13 +177,9 @@ def comparisons() -> list[cl.CustomComparison]:
             comparison_levels=[
                 cll.CustomLevel(LOCATION_NULL_SQL, "location is NULL").configure(is_null_level=True),
                 _level(cll.CustomLevel(SAME_ADDRESS_SQL), "same_address", 0.75),
-                _level(
-                    cll.CustomLevel(SAME_STREET_POSTCODE_ONE_OFF_SQL), "same_street_postcode_one_off", 0.02
-                ),
+                _level(cll.CustomLevel(SAME_STREET_POSTCODE_ONE_OFF_SQL), "same_street_postcode_one_off", 0.02),
                 _level(cll.CustomLevel(SIMILAR_ADDRESS_SQL), "similar_address_same_postcode", 0.05),
-                _level(
-                    cll.ExactMatchLevel("postcode", term_frequency_adjustments=True), "same_postcode", 0.08
-                ),
+                _level(cll.ExactMatchLevel("postcode", term_frequency_adjustments=True), "same_postcode", 0.08),
                 _level(cll.CustomLevel(POSTCODE_ONE_OFF_SQL), "postcode_one_off", 0.02),
                 _level(cll.ExactMatchLevel("city", term_frequency_adjustments=True), "same_city", 0.04),
                 _level(cll.ElseLevel(), "different_place", 0.08),
@@ -357,9 +345,7 @@ def _untrained_levels(linker: Linker) -> set[tuple[str, str]]:
     }
 
 
-def _no_stronger_than_the_level_above(
-    splink_model: dict[str, Any], untrained: set[tuple[str, str]]
-) -> dict[str, Any]:
+def _no_stronger_than_the_level_above(splink_model: dict[str, Any], untrained: set[tuple[str, str]]) -> dict[str, Any]:
     """Cap the match weight of each untrained level at the lowest weight of the trained levels above it.
 
     Levels run from the strongest agreement down; a level whose m is only a prior must not outweigh
@@ -424,7 +410,10 @@ def training_rule(con: duckdb.DuckDBPyConnection, columns: tuple[str, ...], max_
 
 
 def train_model(
-    customers: pd.DataFrame, identifiers: pd.DataFrame | None, settings: IdentitySettings
+    customers: pd.DataFrame,
+    identifiers: pd.DataFrame | None,
+    settings: IdentitySettings,
+    watch: Stopwatch | None = None,
 ) -> dict[str, Any]:
     """Estimate the model's parameters from staged customers; deterministic for the same input.
 
@@ -440,15 +429,18 @@ def train_model(
         records = customers[customers["record_kind"].fillna("record") != "referenced"]
     if len(records) < 2:
         raise ValueError("training the identity model needs at least two customer records")
+    watch = watch or Stopwatch("training")
     with duckdb_session(settings) as con:
         load_records(con, records, None)
         clean_records(con, identifiers, settings)
         build_match_records(con, settings)
+        watch.lap("train_prepare")
         db_api = DuckDBAPI(con)
         linker = Linker(db_api.register("match_records"), splink_settings(settings), log_level=None)
         linker.training.estimate_probability_two_random_records_match(
             [block_on("email"), block_on("first_name", "last_name", "date_of_birth")], recall=0.6
         )
+        watch.lap("train_prior")
         # One pass per comparison over all sampled pairs. Splink's default probes 1% of them, then
         # restarts in ten chunks, stopping early once every level counts 100 pairs; the rarest levels
         # (names swapped, a birth date a digit off) never reach that among random pairs, so every
@@ -456,11 +448,13 @@ def train_model(
         linker.training.estimate_u_using_random_sampling(
             max_pairs=settings.u_sample_pairs, seed=settings.random_seed, min_count_per_level=None, num_chunks=1
         )
+        watch.lap("train_u_sampling")
         with unobserved_levels_summarised(logging.getLogger(__name__)):
             for rule in settings.training_blocking_rules:
                 linker.training.estimate_parameters_using_expectation_maximisation(
                     training_rule(con, rule, settings.training_max_pairs), estimate_without_term_frequencies=True
                 )
+                watch.lap(f"train_em_{'_'.join(rule)}")
         trained = linker.misc.save_model_to_json()
         untrained = _untrained_levels(linker)
     trained["linker_uid"] = "identity"
@@ -508,12 +502,14 @@ def ensure_model(
     customers: pd.DataFrame,
     identifiers: pd.DataFrame | None,
     settings: IdentitySettings,
+    watch: Stopwatch | None = None,
 ) -> dict[str, Any]:
-    """Load the saved model, or train one on these records and save it when there is none yet."""
+    """Load the saved model, or train one on these records and save it when there is none yet
+    (``watch`` times the training's stages)."""
     if Path(path).exists():
         return load_model(path)
     logging.getLogger(__name__).info("no identity model at %s: training one", path)
-    model = train_model(customers, identifiers, settings)
+    model = train_model(customers, identifiers, settings, watch)
     save_model(model, path)
     return model
 

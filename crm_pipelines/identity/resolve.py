@@ -8,7 +8,6 @@ touch. Both share :func:`resolve_scope`: cluster, give ids, choose golden record
 from __future__ import annotations
 
 import datetime as dt
-import time
 from collections.abc import Container, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from crm_pipelines.identity.clustering import ACCEPTED, cluster_records, components, link_tiers
-from crm_pipelines.identity.engine import duckdb_session, fetch_frame, register_frame
+from crm_pipelines.identity.engine import Stopwatch, duckdb_session, fetch_frame, register_frame
 from crm_pipelines.identity.golden import build_golden_records
 from crm_pipelines.identity.guard import OVERRIDE_FLAG
 from crm_pipelines.identity.ids import assign_ids
@@ -77,23 +76,6 @@ class IdentityResult:
     summary: dict[str, Any] = field(default_factory=dict)
     affected_customer_ids: list[str] | None = None
     match_records: pd.DataFrame | None = None
-
-
-class Stopwatch:
-    """Seconds per stage of a run, for its metadata."""
-
-    def __init__(self) -> None:
-        self.started = self._last = time.perf_counter()
-        self.stages: dict[str, float] = {}
-
-    def lap(self, stage: str) -> None:
-        now = time.perf_counter()
-        self.stages[stage] = round(now - self._last, 2)
-        self._last = now
-
-    @property
-    def total(self) -> float:
-        return round(time.perf_counter() - self.started, 2)
 
 
 def utc_now(recorded_at: dt.datetime | None) -> dt.datetime:
@@ -164,9 +146,7 @@ def _join_methods(members: pd.DataFrame, held: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _link_frames(
-    con: duckdb.DuckDBPyConnection, candidates: pd.DataFrame
-) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _link_frames(con: duckdb.DuckDBPyConnection, candidates: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Held and rejected links with record keys and evidence, from candidates with a ``status``."""
     register_frame(con, "decided", candidates[["uid_l", "uid_r", "status"]])
     frame = fetch_frame(
@@ -187,9 +167,7 @@ def _link_frames(
     frame = frame.drop_duplicates(["source_l", "source_record_id_l", "source_r", "source_record_id_r"])
     held = frame["status"] == ACCEPTED
     links = frame[held][list(LINK_COLUMNS)].reset_index(drop=True)
-    rejected = (
-        frame[~held].rename(columns={"status": "reason"})[list(REJECTED_LINK_COLUMNS)].reset_index(drop=True)
-    )
+    rejected = frame[~held].rename(columns={"status": "reason"})[list(REJECTED_LINK_COLUMNS)].reset_index(drop=True)
     return links, rejected
 
 
@@ -204,9 +182,7 @@ def run_summary(
         "records": int(len(identity_map)),
         "customers": int(cluster_sizes.size),
         "match_weight_histogram": histogram,
-        "cluster_size_distribution": {
-            int(k): int(v) for k, v in cluster_sizes.value_counts().sort_index().items()
-        },
+        "cluster_size_distribution": {int(k): int(v) for k, v in cluster_sizes.value_counts().sort_index().items()},
         "largest_cluster": int(cluster_sizes.max()) if len(cluster_sizes) else 0,
         "records_by_method": {str(k): int(v) for k, v in identity_map["match_method"].value_counts().items()},
         "links_by_method": {str(k): int(v) for k, v in links["match_method"].value_counts().items()},
@@ -226,14 +202,19 @@ def resolve_scope(
     run_id: str,
     recorded_at: dt.datetime,
     reserved_ids: Container[str] = (),
+    watch: Stopwatch | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Cluster the records in ``scope`` along the scored ``candidates`` and give them ids and
-    golden records. Returns map rows, links, rejected links, golden records, lineage, history."""
+    golden records. Returns map rows, links, rejected links, golden records, lineage, history.
+    ``watch`` times its stages (candidates, clusters, ids, links, golden)."""
+    watch = watch or Stopwatch()
     n_nodes = int(con.execute("SELECT coalesce(max(unique_id) + 1, 0) FROM match_records").fetchall()[0][0])
     candidates = _candidates(con)
     edges = candidates[candidates["conflict"].isna()].reset_index(drop=True)
+    watch.lap("candidates")
     clusters = _clusters(con, n_nodes, edges, scope, settings)
     edges["status"] = clusters.edge_status
+    watch.lap("clusters")
     register_frame(con, "scope", pd.DataFrame({"unique_id": scope}))
     members = fetch_frame(
         con,
@@ -252,16 +233,17 @@ def resolve_scope(
     overridden = held.loc[held["guard_override"].notna(), ["uid_l", "uid_r"]].to_numpy().ravel()
     flag_override = members["unique_id"].isin(overridden) & members["cluster_flag"].isna()
     members.loc[flag_override, "cluster_flag"] = OVERRIDE_FLAG
-    identity_map = (
-        members[list(MAP_COLUMNS)].sort_values(["source", "source_record_id"]).reset_index(drop=True)
-    )
+    identity_map = members[list(MAP_COLUMNS)].sort_values(["source", "source_record_id"]).reset_index(drop=True)
+    watch.lap("ids")
     decided = pd.concat(
         [edges, candidates[candidates["conflict"].notna()].assign(status=lambda f: f["conflict"])],
         ignore_index=True,
     )
     links, rejected = _link_frames(con, decided)
+    watch.lap("links")
     register_frame(con, "assignments", members[["unique_id", "customer_id"]])
     unified, lineage = build_golden_records(con, "assignments", settings.field_priority)
+    watch.lap("golden")
     return identity_map, links, rejected, unified, lineage, assignment.history
 
 
@@ -292,23 +274,23 @@ def resolve(
         cleaning |= build_match_records(con, settings)
         watch.lap("prepare")
         scorer = Scorer(con, model, settings)
+        watch.lap("block_sizes")
         scorer.score_all()
         watch.lap("score")
         scope = np.arange(n_records, dtype=np.int64)
         identity_map, links, rejected, unified, lineage, history = resolve_scope(
-            con, scope, settings, previous_map, previous_history, run_id, now
+            con, scope, settings, previous_map, previous_history, run_id, now, watch=watch
         )
-        watch.lap("cluster_ids_golden")
         state = fetch_state(con, ("cleaned",))
+        watch.lap("state")
     summary = run_summary(identity_map, links, rejected, history)
     summary.update(
         pairs_scored=scorer.pairs_scored,
+        pairs_by_rule=scorer.pairs_by_rule,
         oversized_blocks=sum(r["blocks"] for r in scorer.oversized_blocks.values()),
         oversized_blocks_by_rule=scorer.oversized_blocks,
         cleaning=cleaning,
         seconds=watch.total,
         stage_seconds=watch.stages,
     )
-    return IdentityResult(
-        identity_map, links, rejected, unified, lineage, history, summary, match_records=state
-    )
+    return IdentityResult(identity_map, links, rejected, unified, lineage, history, summary, match_records=state)
