@@ -161,13 +161,14 @@ class IdentitySettings(BaseModel):
         "crm_pipelines.identity.model.noise_tolerant_rules).",
     )
     max_block_size: int | None = Field(
-        300,
+        50,
         ge=2,
         description="Largest block a name, birth-date or address blocking rule expands: a block of n "
         "records makes n(n-1)/2 candidate pairs, so the few largest blocks grow with the square of the "
         "records. Larger blocks are left to the other rules, counted in the asset metadata "
         "(oversized_blocks). None expands every block. Email, phone and identifiers are bounded by "
-        "shared_value_limit instead.",
+        "shared_value_limit instead. Each record then meets at most max_block_size - 1 others per rule, "
+        "so scoring grows about linearly with the records (see README, Identity resolution).",
     )
     training_blocking_rules: tuple[tuple[str, ...], ...] = Field(
         (("date_of_birth",), ("first_name", "last_name")),
