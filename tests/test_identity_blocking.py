@@ -133,3 +133,21 @@ def test_resolution_reports_the_blocks_it_left_out():
     uncapped = resolve(rows, None, IdentitySettings(max_block_size=None), model)
     assert uncapped.summary["oversized_blocks"] == 0
     assert capped.summary["pairs_scored"] < uncapped.summary["pairs_scored"]
+
+
+def test_resolution_counts_the_pairs_each_rule_made():
+    rows = _crowded_block(30).assign(created_at="2020-01-01", updated_at="2020-01-01", record_kind="record")
+    model = load_model(Path(__file__).resolve().parents[1] / "crm_pipelines" / "identity" / "default_model.json")
+    uncapped = resolve(rows, None, IdentitySettings(max_block_size=None), model)
+    # A pair counts for the first rule that makes it: the one pair sharing a postcode for postcode +
+    # last_name, the other 434 of the thirty Anna Meyers (whose towns fold alike) for the names and
+    # the city, and the Meyer Anna against all thirty for the names swapped.
+    assert uncapped.summary["pairs_by_rule"] == {
+        "postcode + last_name": 1,
+        "first_name + last_name + city": 434,
+        "names swapped": 30,
+    }
+    assert sum(uncapped.summary["pairs_by_rule"].values()) == uncapped.summary["pairs_scored"]
+    capped = resolve(rows, None, IdentitySettings(max_block_size=29), model)
+    assert capped.summary["pairs_by_rule"] == {"postcode + last_name": 1, "names swapped": 30}
+    assert {"prepare", "block_sizes", "score", "clusters", "ids", "golden"} <= set(uncapped.summary["stage_seconds"])

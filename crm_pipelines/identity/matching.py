@@ -184,6 +184,15 @@ def prepare_block_limits(con: duckdb.DuckDBPyConnection, settings: IdentitySetti
     return oversized_blocks(con, block_keys, settings.max_block_size)
 
 
+def rule_labels(settings: IdentitySettings) -> list[str]:
+    """A readable name per prediction rule, in the order Splink numbers them (``match_key``): the
+    columns of a keyed rule, the SQL of the others (email, phone, identifiers)."""
+    return [
+        key.name if key is not None else rule["blocking_rule"]
+        for rule, key in zip(blocking_rules_for_run(settings), prediction_block_keys(settings), strict=True)
+    ]
+
+
 def _create_candidates_table(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(
         """
@@ -235,12 +244,12 @@ class Scorer:
         try:
             # Splink numbers the rule that first made each pair (match_key): the pairs per rule show
             # which block grows with the square of the records.
-            rules = self.linker._settings_obj._blocking_rules_to_generate_predictions
+            labels = rule_labels(self.settings)
             counts = self.con.execute(
                 f"SELECT match_key, count(*) FROM {blocked.physical_name} GROUP BY match_key ORDER BY match_key"
             ).fetchall()
             for key, count in counts:
-                self.pairs_by_rule[rules[int(key)].blocking_rule_sql] = int(count)
+                self.pairs_by_rule[labels[int(key)]] = int(count)
             self.pairs_scored += sum(int(count) for _, count in counts)
             likely = self.linker.inference.predict(threshold_match_weight=self._floor_weight, warning_mode="never")
         finally:
