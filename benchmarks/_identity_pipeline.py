@@ -147,6 +147,7 @@ def _child(config_path: str, step: str) -> None:
             for name in (
                 "seconds",
                 "stage_seconds",
+                "stage_peak_mb",
                 "records",
                 "customers",
                 "new_or_changed_records",

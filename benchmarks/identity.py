@@ -296,7 +296,8 @@ def report_scale(figures: dict) -> list[bool]:
         print(
             f"  {label:<20} {run['identity_step_seconds']:>8.1f} s in the asset, {run['wall_seconds']:>7.1f} s "
             f"process wall, peak {run['peak_rss_gb']:.2f} GB (target <= {target:.0f} s at 1M people); "
-            f"load {run['load_average']}; stages {run.get('stage_seconds')}"
+            f"load {run['load_average']}; stages {run.get('stage_seconds')}; "
+            f"peak MB when each stage ended {run.get('stage_peak_mb')}"
         )
     print(f"  rows written by the 1% night: {incremental.get('rows_written')}")
     if people < 1_000_000:

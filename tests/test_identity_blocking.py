@@ -151,3 +151,8 @@ def test_resolution_counts_the_pairs_each_rule_made():
     capped = resolve(rows, None, IdentitySettings(max_block_size=29), model)
     assert capped.summary["pairs_by_rule"] == {"postcode + last_name": 1, "names swapped": 30}
     assert {"prepare", "block_sizes", "score", "clusters", "ids", "golden"} <= set(uncapped.summary["stage_seconds"])
+    # Peak memory is recorded for each timed stage, and a process's peak never falls.
+    peaks = uncapped.summary["stage_peak_mb"]
+    assert set(peaks) == set(uncapped.summary["stage_seconds"])
+    assert all(value > 0 for value in peaks.values())
+    assert list(peaks.values()) == sorted(peaks.values())

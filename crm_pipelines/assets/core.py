@@ -144,6 +144,7 @@ def run_identity(
         )
         del customers
         result.summary["stage_seconds"] = {**watch.stages, **result.summary.get("stage_seconds", {})}
+        result.summary["stage_peak_mb"] = {**watch.peak_mb, **result.summary.get("stage_peak_mb", {})}
         tables = {
             IDENTITY_MAP: result.identity_map,
             "identity_links": result.links,
@@ -290,6 +291,7 @@ def build_identity_asset(warehouse_kind: str, crm_config: CrmConfig) -> dg.Asset
                 ),
                 "records_by_method": dg.MetadataValue.json(run_summary.get("records_by_method", {})),
                 "stage_seconds": dg.MetadataValue.json(run_summary.get("stage_seconds", {})),
+                "stage_peak_mb": dg.MetadataValue.json(run_summary.get("stage_peak_mb", {})),
                 "oversized_blocks_by_rule": dg.MetadataValue.json(run_summary.get("oversized_blocks_by_rule", {})),
                 "pairs_by_rule": dg.MetadataValue.json(run_summary.get("pairs_by_rule", {})),
                 "rejected_links_by_reason": dg.MetadataValue.json(run_summary.get("rejected_by_reason", {})),

@@ -98,20 +98,32 @@ def fetch_frame(con: duckdb.DuckDBPyConnection, sql: str, parameters: object = N
     return relation.to_arrow_table().to_pandas()
 
 
+def peak_rss_mb() -> float:
+    """The process's peak resident memory so far, in MB (Linux reports ``ru_maxrss`` in KB)."""
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
 class Stopwatch:
-    """Seconds per stage of a run, for its metadata; each stage is logged as it ends, so an operator
-    watching a long run sees where it is."""
+    """Seconds per stage of a run, and the process's peak memory when each stage ended, for its
+    metadata; each stage is logged as it ends, so an operator watching a long run sees where it is
+    (the first stage whose peak reaches the run's peak is the one that set it)."""
 
     def __init__(self, run: str = "identity") -> None:
         self.run = run
         self.started = self._last = time.perf_counter()
         self.stages: dict[str, float] = {}
+        self.peak_mb: dict[str, float] = {}
 
     def lap(self, stage: str) -> None:
         now = time.perf_counter()
         self.stages[stage] = round(self.stages.get(stage, 0.0) + now - self._last, 2)
+        self.peak_mb[stage] = peak_rss_mb()
         self._last = now
-        logging.getLogger(__name__).info("%s stage %s: %.2f s", self.run, stage, self.stages[stage])
+        logging.getLogger(__name__).info(
+            "%s stage %s: %.2f s, peak memory %.0f MB", self.run, stage, self.stages[stage], self.peak_mb[stage]
+        )
 
     @property
     def total(self) -> float:

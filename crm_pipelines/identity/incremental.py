@@ -179,7 +179,7 @@ def resolve_incremental(
         records_reclustered=int(len(scope)),
     )
     watch.lap("assemble")
-    summary.update(seconds=watch.total, stage_seconds=watch.stages)
+    summary.update(seconds=watch.total, stage_seconds=watch.stages, stage_peak_mb=watch.peak_mb)
     return IdentityResult(
         full_map.reset_index(drop=True),
         links,

@@ -292,5 +292,6 @@ def resolve(
         cleaning=cleaning,
         seconds=watch.total,
         stage_seconds=watch.stages,
+        stage_peak_mb=watch.peak_mb,
     )
     return IdentityResult(identity_map, links, rejected, unified, lineage, history, summary, match_records=state)
