@@ -67,3 +67,13 @@ def test_duplicate_row_labels_fall_back_to_the_model(fitted) -> None:
     model, frame, _ = fitted
     doubled = pd.concat([frame.iloc[:10], frame.iloc[:10]])
     assert reusing_trees(model, doubled) is model
+
+
+def test_one_view_answers_changing_rows_and_columns(fitted) -> None:
+    """The rows last asked about are remembered: later calls on the same rows, on other rows, and on
+    the same labels with other values all get the model's numbers."""
+    model, frame, _ = fitted
+    view = reusing_trees(model, frame)
+    first, second = frame.iloc[:500], frame.iloc[250:900]
+    for rows in (first, first.assign(weak=2.0), second.assign(noise=0.0), second, first.assign(strong=-1.0)):
+        np.testing.assert_array_equal(view.predict_proba(rows), model.predict_proba(rows))

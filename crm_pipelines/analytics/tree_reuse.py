@@ -38,6 +38,7 @@ class KnownRowsPredictor:
         self._bitsets = model._bin_mapper.make_known_categories_bitsets()
         self.values = model._preprocess_X(known, reset=False)
         self.per_tree = np.empty((len(known), len(self.trees)), dtype=np.float64, order="F")
+        self._last: tuple[pd.Index, np.ndarray, np.ndarray] | None = None
         for i, tree in enumerate(self.trees):
             self.per_tree[:, i] = self._tree_values(tree, self.values)
 
@@ -66,24 +67,35 @@ class KnownRowsPredictor:
         values = self.model._preprocess_X(X, reset=False)
         raw = np.zeros((len(values), 1), dtype=self.model._baseline_prediction.dtype, order="F")
         raw += self.model._baseline_prediction
-        rows = self.known.index.get_indexer(X.index) if hasattr(X, "index") else np.full(len(values), -1)
-        changed = self._changed_columns(values, rows)
+        found = self._known_rows(X.index) if hasattr(X, "index") and len(values) else None
+        changed = None if found is None else self._changed_columns(values, found[1])
         if changed is None:
             for tree in self.trees:
                 raw[:, 0] += self._tree_values(tree, values)
             return raw
+        remembered = found[2]
         for i, tree in enumerate(self.trees):
             if changed & self.splits_on[i]:
                 raw[:, 0] += self._tree_values(tree, values)
             else:
-                raw[:, 0] += self.per_tree[rows, i]
+                raw[:, 0] += remembered[:, i]
         return raw
 
-    def _changed_columns(self, values: np.ndarray, rows: np.ndarray) -> frozenset[int] | None:
-        """The columns in which ``values`` differ from their known rows, if at most one; else None."""
-        if len(rows) == 0 or (rows < 0).any() or values.shape[1] != self.values.shape[1]:
+    def _known_rows(self, index: pd.Index) -> tuple[pd.Index, np.ndarray, np.ndarray] | None:
+        """(index, the rows' known values, their per-tree values) of rows labelled ``index``; None when
+        some label is unknown. The last answer is kept: callers ask about the same rows many times."""
+        if self._last is not None and (index is self._last[0] or index.equals(self._last[0])):
+            return self._last
+        rows = self.known.index.get_indexer(index)
+        if (rows < 0).any():
             return None
-        before = self.values[rows]
+        self._last = (index, self.values[rows], np.asfortranarray(self.per_tree[rows]))
+        return self._last
+
+    def _changed_columns(self, values: np.ndarray, before: np.ndarray) -> frozenset[int] | None:
+        """The columns in which ``values`` differ from their known rows, if at most one; else None."""
+        if values.shape != before.shape:
+            return None
         same = (values == before) | (np.isnan(values) & np.isnan(before))
         columns = np.flatnonzero(~same.all(axis=0))
         return frozenset(int(c) for c in columns) if len(columns) <= 1 else None
