@@ -9,6 +9,11 @@ The result is bit for bit what ``HistGradientBoostingClassifier`` computes: its 
 baseline plus each tree's value, added in tree order, and the sum here is made in that same order,
 from the same per-tree values. Rows that differ from the known rows in more than one column (or are
 not among them) are predicted by every tree, as the model would.
+
+It reads the model's internals (``_predictors``, ``_bin_mapper``, ``_baseline_prediction``,
+``_preprocess_X``) as scikit-learn 1.9.1, the pinned version, lays them out; ``tests/test_tree_reuse.py``
+compares every path with the model's own predictions and permutation importance, so an upgrade that
+changes them fails there rather than changing a number.
 """
 
 from __future__ import annotations
