@@ -139,10 +139,17 @@ def _drivers_predicting_every_row(model, features: pd.DataFrame, reference: pd.S
     return pd.DataFrame(out, index=features.index)
 
 
-def test_drivers_equal_predicting_every_customer_again(simulated_orders: pd.DataFrame) -> None:
-    """Only customers whose value differs from the median are predicted again: the drivers stay exactly
-    those of predicting everybody, NaN features and a NaN median included."""
+@pytest.mark.parametrize("slice_rows", [50_000, 701])
+def test_drivers_equal_predicting_every_customer_again(
+    simulated_orders: pd.DataFrame, slice_rows: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only customers whose value differs from the median are predicted again, a slice of customers at a
+    time, by the trees that split on the feature: the drivers stay exactly those of predicting everybody
+    with the whole model, NaN features and a NaN median included."""
+    from crm_pipelines.analytics import churn
     from crm_pipelines.analytics.churn import _drivers
+
+    monkeypatch.setattr(churn, "DRIVER_SLICE_ROWS", slice_rows)
 
     result = train_churn_model(simulated_orders, "2023-12-31", horizon_days=90)
     features = result.features.set_index("customer_id")

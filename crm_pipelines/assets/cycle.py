@@ -386,8 +386,11 @@ def _replace_months(
                                columns=SEGMENT_HISTORY_COLUMNS, extra_metadata=extra, staged=True)  # fmt: skip
     months = sorted(int(m) for m in frame["month_index"].drop_duplicates())
     replaced = col("month_index").in_(months)
-    # The validated copy's rows replace the history's months as they are, without writing them again.
-    if not replace_from_staged(wh, MARTS, f"{SEGMENT_HISTORY}__new", SEGMENT_HISTORY, replaced):
+    # The validated copy's rows replace the history's months as they are, without writing them again;
+    # on the first run (no history yet, thirteen months of every customer) the copy becomes the history.
+    if not wh.table_exists(MARTS, SEGMENT_HISTORY):
+        wh.swap_in(MARTS, f"{SEGMENT_HISTORY}__new", SEGMENT_HISTORY)
+    elif not replace_from_staged(wh, MARTS, f"{SEGMENT_HISTORY}__new", SEGMENT_HISTORY, replaced):
         wh.drop_table(MARTS, f"{SEGMENT_HISTORY}__new")
         if wh.table_exists(MARTS, SEGMENT_HISTORY):
             wh.delete(MARTS, SEGMENT_HISTORY, replaced)

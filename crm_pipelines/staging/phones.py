@@ -112,4 +112,10 @@ def normalize_phones(text: pd.Series, regions: pd.Series) -> Normalized:
 
     ``030 123456``, ``(030) 123-456`` and ``030/123456`` in Germany share one verdict.
     """
+    import phonenumbers
+
+    # Validation matches each number against its region's metadata patterns, hundreds across regions:
+    # more than the re module's bounded cache keeps, so without this they are looked up (or compiled
+    # again) per number. Kept for the process; the patterns and verdicts are the same.
+    phonenumbers.enable_pattern_cache()
     return judge(phone_keys(text, regions), phone_verdict)

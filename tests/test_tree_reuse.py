@@ -1,0 +1,79 @@
+"""Predicting known rows with one column changed by the trees that split on it gives the model's numbers exactly."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.inspection import permutation_importance
+
+from crm_pipelines.analytics.tree_reuse import KnownRowsPredictor, reusing_trees
+
+
+@pytest.fixture(scope="module")
+def fitted() -> tuple[HistGradientBoostingClassifier, pd.DataFrame, np.ndarray]:
+    rng = np.random.default_rng(7)
+    n = 3000
+    frame = pd.DataFrame(
+        {
+            "strong": rng.normal(size=n),
+            "weak": rng.normal(size=n),
+            "sparse": np.where(rng.random(n) < 0.3, np.nan, rng.exponential(size=n)),
+            "noise": rng.integers(0, 5, size=n).astype(float),
+        },
+        index=pd.Index([f"c{i:05d}" for i in range(n)], name="customer_id"),
+    )
+    logit = 2 * frame["strong"] + 0.5 * frame["weak"] - frame["sparse"].fillna(1.5)
+    label = rng.random(n) < 1 / (1 + np.exp(-logit.to_numpy()))
+    model = HistGradientBoostingClassifier(max_iter=60, max_leaf_nodes=15, random_state=0).fit(frame, label)
+    return model, frame, label
+
+
+def test_some_trees_are_skipped_for_each_feature(fitted) -> None:
+    model, frame, _ = fitted
+    predictor = KnownRowsPredictor(model, frame)
+    splits = [sum(column in used for used in predictor.splits_on) for column in range(frame.shape[1])]
+    assert min(splits) < len(predictor.trees), splits  # otherwise nothing here would be reused
+
+
+def test_permutation_importance_is_unchanged(fitted) -> None:
+    model, frame, label = fitted
+    for scoring in ("roc_auc", "neg_brier_score"):
+        arguments = {"scoring": scoring, "n_repeats": 3, "max_samples": 0.5, "random_state": 0}
+        expected = permutation_importance(model, frame, label, **arguments)
+        reused = permutation_importance(reusing_trees(model, frame), frame, label, **arguments)
+        np.testing.assert_array_equal(reused.importances, expected.importances)
+
+
+@pytest.mark.parametrize("change", ["one column", "median", "two columns", "unknown rows", "no change"])
+def test_raw_predictions_equal_the_models(fitted, change: str) -> None:
+    model, frame, _ = fitted
+    view = reusing_trees(model, frame)
+    rows = frame.sample(frac=0.4, random_state=1)  # a subset, in another order
+    if change == "one column":
+        rows = rows.assign(sparse=rows["sparse"].to_numpy()[::-1])
+    elif change == "median":
+        rows = rows.assign(strong=frame["strong"].median())
+    elif change == "two columns":
+        rows = rows.assign(strong=0.0, weak=1.0)
+    elif change == "unknown rows":
+        rows = rows.set_axis([f"new{i}" for i in range(len(rows))]).assign(noise=2.0)
+    np.testing.assert_array_equal(view.predict_proba(rows), model.predict_proba(rows))
+    np.testing.assert_array_equal(view.decision_function(rows), model.decision_function(rows))
+
+
+def test_duplicate_row_labels_fall_back_to_the_model(fitted) -> None:
+    model, frame, _ = fitted
+    doubled = pd.concat([frame.iloc[:10], frame.iloc[:10]])
+    assert reusing_trees(model, doubled) is model
+
+
+def test_one_view_answers_changing_rows_and_columns(fitted) -> None:
+    """The rows last asked about are remembered: later calls on the same rows, on other rows, and on
+    the same labels with other values all get the model's numbers."""
+    model, frame, _ = fitted
+    view = reusing_trees(model, frame)
+    first, second = frame.iloc[:500], frame.iloc[250:900]
+    for rows in (first, first.assign(weak=2.0), second.assign(noise=0.0), second, first.assign(strong=-1.0)):
+        np.testing.assert_array_equal(view.predict_proba(rows), model.predict_proba(rows))
