@@ -391,9 +391,10 @@ def _replace_months(
     if not wh.table_exists(MARTS, SEGMENT_HISTORY):
         wh.swap_in(MARTS, f"{SEGMENT_HISTORY}__new", SEGMENT_HISTORY)
     elif not replace_from_staged(wh, MARTS, f"{SEGMENT_HISTORY}__new", SEGMENT_HISTORY, replaced):
+        # The history's columns differ from the snapshot's (an older release's table): appending the
+        # frame adds the new columns.
         wh.drop_table(MARTS, f"{SEGMENT_HISTORY}__new")
-        if wh.table_exists(MARTS, SEGMENT_HISTORY):
-            wh.delete(MARTS, SEGMENT_HISTORY, replaced)
+        wh.delete(MARTS, SEGMENT_HISTORY, replaced)
         types = {c.name: c.dtype for c in SEGMENT_HISTORY_COLUMNS}
         wh.write_table(frame, MARTS, SEGMENT_HISTORY, mode="append", column_types=types)
     wh.document(
