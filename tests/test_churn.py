@@ -164,3 +164,50 @@ def test_drivers_equal_predicting_every_customer_again(
         expected = _drivers_predicting_every_row(result.model, features, median, candidates)
         pd.testing.assert_frame_equal(_drivers(result.model, features, median, candidates), expected, check_exact=True)
         assert expected["driver_1"].notna().mean() > 0.5
+
+
+def test_scores_and_holdout_figures_are_the_models_own_predictions(simulated_orders: pd.DataFrame) -> None:
+    """Scoring sums each customer's probability from the per-tree values the drivers keep, and the holdout
+    figures from those permutation importance keeps: both must be exactly the model's predict_proba."""
+    from sklearn.metrics import brier_score_loss
+
+    from crm_pipelines.analytics.churn import _calibration_table, _classifier, _scores
+
+    result = train_churn_model(simulated_orders, "2023-12-31", horizon_days=90)
+    features = result.features.set_index("customer_id")
+    expected = result.model.predict_proba(features)[:, 1]
+    np.testing.assert_array_equal(result.scores["churn_probability"].to_numpy(), expected)
+    rescored = _scores(result.model, features, result.reference, list(result.driver_candidates))
+    pd.testing.assert_frame_equal(rescored, result.scores, check_exact=True)
+
+    # The holdout check as the model computes it, by hand: a model fitted on the training window.
+    train_day, holdout_day = day_number(result.metrics["train_cutoff"]), day_number(result.metrics["holdout_cutoff"])
+    days = purchase_days(simulated_orders)
+    train_x = churn_features(simulated_orders, result.metrics["train_cutoff"])
+    holdout_x = churn_features(simulated_orders, result.metrics["holdout_cutoff"])
+    train_y = churn_labels(days, train_x.index, train_day, 90)
+    holdout_y = churn_labels(days, holdout_x.index, holdout_day, 90)
+    predicted = _classifier(0).fit(train_x, train_y).predict_proba(holdout_x)[:, 1]
+    assert result.metrics["brier_score"] == float(brier_score_loss(holdout_y, predicted))
+    assert result.metrics["mean_predicted_holdout"] == float(predicted.mean())
+    pd.testing.assert_frame_equal(result.calibration, _calibration_table(predicted, holdout_y), check_exact=True)
+
+
+@pytest.mark.parametrize(
+    ("ids", "allowed"),
+    [
+        (["a", None, "b", np.nan], ["a", None]),
+        (["a", "c"], []),
+        ([], ["x"]),
+        (pd.Index(["1", "2"]), pd.Series([1, 3])),
+        (pd.Series(["a", None], dtype="str"), pd.Series(["b", None], dtype="str")),
+        (pd.Series([f"c{i}" for i in range(1000)], dtype="str"), pd.Index([f"c{i}" for i in range(0, 2000, 3)])),
+    ],
+)
+def test_ids_in_answers_as_pandas_isin_of_strings(ids, allowed) -> None:
+    from crm_pipelines.analytics.predictive_tables import ids_in
+
+    expected = pd.Series(ids, dtype=object).astype("str").isin(pd.Series(allowed, dtype=object).astype("str"))
+    got = ids_in(ids, allowed)
+    assert got.dtype == bool
+    np.testing.assert_array_equal(got, expected.to_numpy(dtype=bool))

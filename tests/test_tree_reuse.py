@@ -77,3 +77,20 @@ def test_one_view_answers_changing_rows_and_columns(fitted) -> None:
     first, second = frame.iloc[:500], frame.iloc[250:900]
     for rows in (first, first.assign(weak=2.0), second.assign(noise=0.0), second, first.assign(strong=-1.0)):
         np.testing.assert_array_equal(view.predict_proba(rows), model.predict_proba(rows))
+
+
+def test_known_rows_and_one_column_set_equal_the_models_raw_predictions(fitted) -> None:
+    """The direct paths the churn drivers use: the known rows' predictions summed from the remembered
+    per-tree values, and a subset of them with one column set to a value (NaN included)."""
+    model, frame, _ = fitted
+    predictor = KnownRowsPredictor(model, frame)
+    known = predictor.known_raw_predict()
+    np.testing.assert_array_equal(known, model._raw_predict(frame))
+    np.testing.assert_array_equal(predictor.probability(known), model.predict_proba(frame)[:, 1])
+    rows = np.flatnonzero(np.arange(len(frame)) % 3 != 0)[::-1]  # a subset, in another order
+    for column, value in ((0, float(frame["strong"].median())), (2, np.nan), (2, 0.5), (3, 2.0)):
+        moved = frame.iloc[rows].copy()
+        moved.iloc[:, column] = value
+        raw = predictor.raw_predict_with(rows, column, value)
+        np.testing.assert_array_equal(raw, model._raw_predict(moved))
+        np.testing.assert_array_equal(predictor.probability(raw), model.predict_proba(moved)[:, 1])

@@ -39,7 +39,8 @@ from crm_pipelines.analytics.clv.summary import (
     day_number,
     purchase_days,
 )
-from crm_pipelines.analytics.tree_reuse import reusing_trees
+from crm_pipelines.analytics.predictive_tables import ids_in
+from crm_pipelines.analytics.tree_reuse import KnownRowsPredictor, known_rows_predictor
 
 ExtraFeatures = pd.DataFrame | Callable[[pd.Timestamp], pd.DataFrame] | None
 
@@ -259,21 +260,44 @@ def _drivers(
     candidates: list[str],
     base: np.ndarray | None = None,
 ) -> pd.DataFrame:
-    """Per customer, the candidate features whose value raises her risk most over the population median.
+    """Per customer, the candidate features whose value raises her risk most over the population median
+    (:func:`_probability_and_drivers`)."""
+    return _probability_and_drivers(model, features, reference, candidates, base)[1]
 
-    ``base`` is the model's churn probability of ``features`` when the caller has it. A customer whose
-    value already is the median keeps her prediction, so only the other rows are predicted again."""
+
+def _probability_and_drivers(
+    model: HistGradientBoostingClassifier,
+    features: pd.DataFrame,
+    reference: pd.Series,
+    candidates: list[str],
+    base: np.ndarray | None = None,
+) -> tuple[np.ndarray, pd.DataFrame]:
+    """The model's churn probability of each row of ``features`` and her drivers: the candidate features
+    whose value raises her risk most over the population median.
+
+    ``base`` is the model's churn probability of ``features`` when the caller has it; otherwise it is
+    summed from the per-tree values the drivers need anyway, in the model's order, so it is the
+    model's number without a second pass over the trees. A customer whose value already is the median
+    keeps her prediction, so only the other rows are predicted again."""
     if features.empty:
         columns = {f"driver_{k + 1}{suffix}": [] for k in range(DRIVER_COUNT) for suffix in ("", "_effect")}
-        return pd.DataFrame(columns, index=features.index)
-    base = model.predict_proba(features)[:, 1] if base is None else base
+        return np.empty(0), pd.DataFrame(columns, index=features.index)
+    probability = np.empty(len(features)) if base is None else base
     effects = np.zeros((len(features), len(candidates)))
     # Rows are predicted one by one, so predicting the changed rows alone, a slice at a time (each
     # slice's per-tree values are kept while its candidates are tried), gives the same numbers.
     for start in range(0, len(features), DRIVER_SLICE_ROWS):
         part = features.iloc[start : start + DRIVER_SLICE_ROWS]
         stop = start + len(part)
-        effects[start:stop] = _effects(reusing_trees(model, part), part, reference, candidates, base[start:stop])
+        predictor = known_rows_predictor(model, part)
+        if predictor is not None:
+            if base is None:
+                probability[start:stop] = predictor.probability(predictor.known_raw_predict())
+            effects[start:stop] = _known_row_effects(predictor, part, reference, candidates, probability[start:stop])
+        else:
+            if base is None:
+                probability[start:stop] = model.predict_proba(part)[:, 1]
+            effects[start:stop] = _effects(model, part, reference, candidates, probability[start:stop])
     order = np.argsort(-effects, axis=1, kind="stable")[:, :DRIVER_COUNT]
     out = {}
     names = np.array(candidates, dtype=object)
@@ -286,7 +310,32 @@ def _drivers(
         raises_risk = effect > 1e-6
         out[f"driver_{k + 1}"] = pd.array(np.where(raises_risk, names[order[:, k]], None), dtype="str")
         out[f"driver_{k + 1}_effect"] = np.where(raises_risk, effect, np.nan)
-    return pd.DataFrame(out, index=features.index)
+    return probability, pd.DataFrame(out, index=features.index)
+
+
+def _changed_rows(values: np.ndarray, typical: float) -> np.ndarray:
+    """Where ``values`` differ from ``typical`` (NaN equals NaN: the median of a feature nobody has)."""
+    return ~((values == typical) | (np.isnan(values) & np.isnan(typical)))
+
+
+def _known_row_effects(
+    predictor: KnownRowsPredictor,
+    features: pd.DataFrame,
+    reference: pd.Series,
+    candidates: list[str],
+    base: np.ndarray,
+) -> np.ndarray:
+    """:func:`_effects` for the rows ``predictor`` knows: only the changed rows, by the trees that split
+    on the candidate, without building a frame per candidate."""
+    effects = np.zeros((len(features), len(candidates)))
+    columns = list(features.columns)
+    for j, name in enumerate(candidates):
+        values, typical = features[name].to_numpy(dtype="float64"), float(reference[name])
+        changed = np.flatnonzero(_changed_rows(values, typical))
+        if len(changed):
+            moved = predictor.raw_predict_with(changed, columns.index(name), typical)
+            effects[changed, j] = base[changed] - predictor.probability(moved)
+    return effects
 
 
 def _effects(
@@ -300,7 +349,7 @@ def _effects(
     effects = np.zeros((len(features), len(candidates)))
     for j, name in enumerate(candidates):
         values, typical = features[name].to_numpy(dtype="float64"), float(reference[name])
-        changed = ~((values == typical) | (np.isnan(values) & np.isnan(typical)))
+        changed = _changed_rows(values, typical)
         if changed.any():
             moved = features.loc[changed].assign(**{name: reference[name]})
             effects[changed, j] = base[changed] - model.predict_proba(moved)[:, 1]
@@ -376,7 +425,7 @@ def train_churn_model(
     def window(cutoff_day: int) -> tuple[pd.DataFrame, np.ndarray]:
         features = features_at(cutoff_day)
         returning = history.buyers(cutoff_day, min(cutoff_day + horizon_days, end_day))
-        return features, ~features.index.isin(returning)
+        return features, ~ids_in(features.index, returning)
 
     train_x, train_y = window(train_cutoff)
     if len(train_x) < 50 or train_y.all() or not train_y.any():
@@ -414,10 +463,16 @@ def _fit_check_and_score(
     metrics: dict[str, float | int | str],
 ) -> ChurnResult:
     model = _classifier(random_state).fit(train_x, train_y)
-    predicted = model.predict_proba(holdout_x)[:, 1]
+    # The same scores; only trees splitting on the shuffled feature rerun, and the holdout's predictions
+    # are summed from the per-tree values that reuse keeps, in the model's order.
+    known = known_rows_predictor(model, holdout_x)
+    if known is None:
+        predicted, importance_model = model.predict_proba(holdout_x)[:, 1], model
+    else:
+        predicted, importance_model = known.probability(known.known_raw_predict()), known.model_view()
     both_classes = 0 < holdout_y.sum() < len(holdout_y)
     importance = permutation_importance(
-        reusing_trees(model, holdout_x),  # the same scores; only trees splitting on the shuffled feature rerun
+        importance_model,
         holdout_x,
         holdout_y,
         scoring="roc_auc" if both_classes else "neg_brier_score",
@@ -468,8 +523,7 @@ def _scores(
     model: HistGradientBoostingClassifier, features: pd.DataFrame, reference: pd.Series, candidates: list[str]
 ) -> pd.DataFrame:
     """customer_id, churn_probability, risk_decile and the drivers of each customer in ``features``."""
-    probability = model.predict_proba(features)[:, 1] if len(features) else np.empty(0)
-    drivers = _drivers(model, features, reference, candidates, base=probability)
+    probability, drivers = _probability_and_drivers(model, features, reference, candidates)
     ranks = pd.Series(probability).rank(method="first").to_numpy()
     scores = pd.DataFrame(
         {

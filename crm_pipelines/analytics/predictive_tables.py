@@ -209,8 +209,24 @@ def service_features_cover_training(
     import pandas as pd
     train_cutoff = pd.Timestamp(day_number(as_of) - 2 * settings.churn_horizon_days, unit="D", tz="UTC")
     at_train = features(train_cutoff)
-    buyers = at_train[at_train["customer_id"].isin(orders["customer_id"].astype("str"))]
+    buyers = at_train[ids_in(at_train["customer_id"], orders["customer_id"])]
     return bool(len(buyers) and buyers.drop(columns="customer_id").notna().any().all())
+
+
+def ids_in(ids: Sequence[Any] | pd.Series | pd.Index, allowed: Sequence[Any] | pd.Series | pd.Index) -> np.ndarray:
+    """Whether each of ``ids`` is one of ``allowed``, both compared as strings: ``isin`` of the two as
+    ``str``, which pandas answers for ``str`` data by converting every allowed value to a Python string
+    first (about a second for 100,000 customer ids); Arrow answers the same question in milliseconds."""
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    def strings(values) -> pa.Array:
+        as_text = pd.Series(values, copy=False).astype("str").to_numpy(dtype=object)
+        return pa.array(as_text, type=pa.large_string(), from_pandas=True)
+
+    return np.asarray(pc.is_in(strings(ids), value_set=strings(allowed)).to_numpy(zero_copy_only=False), dtype=bool)
 
 
 def churn_risk_frame(
@@ -223,7 +239,7 @@ def churn_risk_frame(
 ) -> pd.DataFrame:
     """The scores of known customers in the marts.churn_risk shape."""
     import pandas as pd
-    known = scores[scores["customer_id"].astype("str").isin(customer_ids.astype("str"))]
+    known = scores[ids_in(scores["customer_id"], customer_ids)]
     frame = known.reset_index(drop=True).assign(
         horizon_days=int(horizon_days),
         model_run_id=model_run_id,

@@ -11,7 +11,7 @@ from the same per-tree values. Rows that differ from the known rows in more than
 not among them) are predicted by every tree, as the model would.
 
 It reads the model's internals (``_predictors``, ``_bin_mapper``, ``_baseline_prediction``,
-``_preprocess_X``) as scikit-learn 1.9.1, the pinned version, lays them out; ``tests/test_tree_reuse.py``
+``_preprocess_X``, ``_loss``) as scikit-learn 1.9.1, the pinned version, lays them out; ``tests/test_tree_reuse.py``
 compares every path with the model's own predictions and permutation importance, so an upgrade that
 changes them fails there rather than changing a number.
 """
@@ -67,11 +67,43 @@ class KnownRowsPredictor:
             n_threads=_openmp_effective_n_threads(None),
         )  # fmt: skip
 
+    def _baseline(self, rows: int) -> np.ndarray:
+        """What ``model._raw_predict`` starts from before adding the trees' values."""
+        raw = np.zeros((rows, 1), dtype=self.model._baseline_prediction.dtype, order="F")
+        raw += self.model._baseline_prediction
+        return raw
+
+    def known_raw_predict(self) -> np.ndarray:
+        """``model._raw_predict(known)`` from the remembered per-tree values: no tree is evaluated again."""
+        raw = self._baseline(len(self.known))
+        for i in range(len(self.trees)):
+            raw[:, 0] += self.per_tree[:, i]
+        return raw
+
+    def raw_predict_with(self, rows: np.ndarray, column: int, value: float) -> np.ndarray:
+        """``model._raw_predict`` of the known rows at positions ``rows`` with column number ``column``
+        set to ``value``: only the trees that split on that column are evaluated.
+
+        The direct form of :meth:`raw_predict` for a change the caller knows: no frame to build, no
+        labels to look up, no columns to compare."""
+        values = self.values[rows]  # a copy: the known values stay as they were
+        values[:, column] = value
+        raw = self._baseline(len(values))
+        for i, tree in enumerate(self.trees):
+            if column in self.splits_on[i]:
+                raw[:, 0] += self._tree_values(tree, values)
+            else:
+                raw[:, 0] += self.per_tree[rows, i]
+        return raw
+
+    def probability(self, raw: np.ndarray) -> np.ndarray:
+        """The positive class's probability of raw predictions, as ``model.predict_proba(...)[:, 1]``."""
+        return self.model._loss.predict_proba(raw)[:, 1]
+
     def raw_predict(self, X: pd.DataFrame, n_threads: int | None = None) -> np.ndarray:
         """``model._raw_predict(X)``: shape (rows, 1)."""
         values = self.model._preprocess_X(X, reset=False)
-        raw = np.zeros((len(values), 1), dtype=self.model._baseline_prediction.dtype, order="F")
-        raw += self.model._baseline_prediction
+        raw = self._baseline(len(values))
         found = self._known_rows(X.index) if hasattr(X, "index") and len(values) else None
         changed = None if found is None else self._changed_columns(values, found[1])
         if changed is None:
@@ -113,9 +145,15 @@ class KnownRowsPredictor:
         return view
 
 
+def known_rows_predictor(model: HistGradientBoostingClassifier, known: pd.DataFrame) -> KnownRowsPredictor | None:
+    """A :class:`KnownRowsPredictor` of ``model`` on ``known``, or None where that layout does not apply."""
+    if not len(known) or not KnownRowsPredictor.supports(model, known):
+        return None
+    return KnownRowsPredictor(model, known)
+
+
 def reusing_trees(model: HistGradientBoostingClassifier, known: pd.DataFrame) -> HistGradientBoostingClassifier:
     """``model``, predicting rows of ``known`` with one column changed by its changed trees only
     (:class:`KnownRowsPredictor`), or ``model`` itself where that layout does not apply."""
-    if not len(known) or not KnownRowsPredictor.supports(model, known):
-        return model
-    return KnownRowsPredictor(model, known).model_view()
+    predictor = known_rows_predictor(model, known)
+    return model if predictor is None else predictor.model_view()
