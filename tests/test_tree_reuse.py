@@ -94,3 +94,31 @@ def test_known_rows_and_one_column_set_equal_the_models_raw_predictions(fitted) 
         raw = predictor.raw_predict_with(rows, column, value)
         np.testing.assert_array_equal(raw, model._raw_predict(moved))
         np.testing.assert_array_equal(predictor.probability(raw), model.predict_proba(moved)[:, 1])
+
+
+def test_one_column_set_to_a_threshold_or_next_to_it_equals_the_model(fitted) -> None:
+    """Rows whose value and the set value lie on the same sides of a tree's thresholds keep that tree's
+    remembered value: known values and set values exactly at, just below and just above thresholds,
+    and missing ones, must all still give the model's numbers."""
+    model, frame, _ = fitted
+    def split_thresholds(column: int) -> np.ndarray:
+        nodes = [tree.nodes for (tree,) in model._predictors]
+        return np.unique(
+            np.concatenate([n["num_threshold"][(n["feature_idx"] == column) & (n["is_leaf"] == 0)] for n in nodes])
+        )
+
+    thresholds = {column: split_thresholds(column) for column in range(frame.shape[1])}
+    known = frame.copy()
+    for column, values in thresholds.items():
+        near = np.concatenate([values, np.nextafter(values, -np.inf), np.nextafter(values, np.inf)])
+        picked = np.arange(column, column + 3 * len(near) * 7, 7)[: len(near)] % len(known)
+        known.iloc[picked, column] = near  # known values exactly at and next to the thresholds
+    predictor = KnownRowsPredictor(model, known)
+    rows = np.arange(len(known))[::-1]
+    for column, values in thresholds.items():
+        assert len(values)
+        middle = values[len(values) // 2]
+        for value in (middle, np.nextafter(middle, -np.inf), np.nextafter(middle, np.inf), values[0] - 1, np.nan):
+            moved = known.iloc[rows].copy()
+            moved.iloc[:, column] = value
+            np.testing.assert_array_equal(predictor.raw_predict_with(rows, column, value), model._raw_predict(moved))

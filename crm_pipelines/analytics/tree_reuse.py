@@ -3,7 +3,12 @@
 Permutation importance and the per-customer drivers of :mod:`crm_pipelines.analytics.churn` predict the
 same rows again and again with one feature changed (shuffled, or set to its median). A tree that never
 splits on that feature gives every row the value it gave before, so only the trees that split on it
-are evaluated again; the others' values are remembered from one pass over the known rows.
+are evaluated again; the others' values are remembered from one pass over the known rows. A tree that
+does split on it sees the feature only through its splits on it: whether the value is missing and on
+which side of each of the tree's thresholds on that feature it lies. A row whose new value falls on the
+same sides as its known value follows the same path to the same leaf, so where a column is set to one
+value (the drivers' median) only the rows that cross one of the tree's thresholds on the way (or become
+or stop being missing) are evaluated by it again.
 
 The result is bit for bit what ``HistGradientBoostingClassifier`` computes: its raw prediction is the
 baseline plus each tree's value, added in tree order, and the sum here is made in that same order,
@@ -44,6 +49,7 @@ class KnownRowsPredictor:
         self.values = model._preprocess_X(known, reset=False)
         self.per_tree = np.empty((len(known), len(self.trees)), dtype=np.float64, order="F")
         self._last: tuple[pd.Index, np.ndarray, np.ndarray] | None = None
+        self._thresholds: dict[tuple[int, int], np.ndarray] = {}
         for i, tree in enumerate(self.trees):
             self.per_tree[:, i] = self._tree_values(tree, self.values)
 
@@ -67,6 +73,34 @@ class KnownRowsPredictor:
             n_threads=_openmp_effective_n_threads(None),
         )  # fmt: skip
 
+    def _split_thresholds(self, tree: int, column: int) -> np.ndarray:
+        """The thresholds of tree number ``tree``'s splits on ``column``."""
+        key = (tree, column)
+        if key not in self._thresholds:
+            nodes = self.trees[tree].nodes
+            inner = nodes[~nodes["is_leaf"].astype(bool)]
+            self._thresholds[key] = np.unique(inner["num_threshold"][inner["feature_idx"] == column])
+        return self._thresholds[key]
+
+    def _moved_ranges(
+        self, tree: int, column: int, present: np.ndarray, rows: int, value: float
+    ) -> list[tuple[int, int]]:
+        """The ranges of rows, sorted by their value in ``column`` (``present``: the values that are not
+        missing, ascending; the missing ones follow, up to ``rows``), that tree number ``tree`` may send
+        another way once the column is set to ``value``.
+
+        A split on the column sends a missing value where missing values go and any other x left when
+        x <= threshold. With ``lo`` the tree's largest threshold below ``value`` and ``hi`` its smallest
+        at or above it, a value in (lo, hi] takes every one of those splits as ``value`` does: the row
+        keeps its path and its leaf. The others, and missing values, are evaluated again."""
+        if np.isnan(value):
+            return [(0, len(present))] if len(present) else []
+        thresholds = self._split_thresholds(tree, column)
+        below, above = thresholds[thresholds < value], thresholds[thresholds >= value]
+        start = int(np.searchsorted(present, below[-1], side="right")) if len(below) else 0
+        stop = int(np.searchsorted(present, above[0], side="right")) if len(above) else len(present)
+        return [(a, b) for a, b in ((0, start), (stop, rows)) if a < b]
+
     def _baseline(self, rows: int) -> np.ndarray:
         """What ``model._raw_predict`` starts from before adding the trees' values."""
         raw = np.zeros((rows, 1), dtype=self.model._baseline_prediction.dtype, order="F")
@@ -86,15 +120,24 @@ class KnownRowsPredictor:
 
         The direct form of :meth:`raw_predict` for a change the caller knows: no frame to build, no
         labels to look up, no columns to compare."""
-        values = self.values[rows]  # a copy: the known values stay as they were
+        # Sorted by the column's known value (missing values last), the rows a tree must evaluate
+        # again are at most two runs: a view of each is predicted, not a copy of scattered rows.
+        known = self.values[rows, column]
+        order = np.argsort(known, kind="stable")
+        by_value = rows[order]
+        values = np.ascontiguousarray(self.values[by_value])  # a copy: the known values stay as they were
         values[:, column] = value
+        present = known[order][: int(np.count_nonzero(~np.isnan(known)))]
         raw = self._baseline(len(values))
         for i, tree in enumerate(self.trees):
+            tree_values = self.per_tree[by_value, i]
             if column in self.splits_on[i]:
-                raw[:, 0] += self._tree_values(tree, values)
-            else:
-                raw[:, 0] += self.per_tree[rows, i]
-        return raw
+                for start, stop in self._moved_ranges(i, column, present, len(values), value):
+                    tree_values[start:stop] = self._tree_values(tree, values[start:stop])
+            raw[:, 0] += tree_values
+        in_order = np.empty_like(raw)
+        in_order[order] = raw  # each row's sum is made in tree order whatever the rows' order
+        return in_order
 
     def probability(self, raw: np.ndarray) -> np.ndarray:
         """The positive class's probability of raw predictions, as ``model.predict_proba(...)[:, 1]``."""
