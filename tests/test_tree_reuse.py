@@ -101,6 +101,7 @@ def test_one_column_set_to_a_threshold_or_next_to_it_equals_the_model(fitted) ->
     remembered value: known values and set values exactly at, just below and just above thresholds,
     and missing ones, must all still give the model's numbers."""
     model, frame, _ = fitted
+
     def split_thresholds(column: int) -> np.ndarray:
         nodes = [tree.nodes for (tree,) in model._predictors]
         return np.unique(
