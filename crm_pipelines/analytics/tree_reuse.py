@@ -116,7 +116,8 @@ class KnownRowsPredictor:
 
     def raw_predict_with(self, rows: np.ndarray, column: int, value: float) -> np.ndarray:
         """``model._raw_predict`` of the known rows at positions ``rows`` with column number ``column``
-        set to ``value``: only the trees that split on that column are evaluated.
+        set to ``value``: only the trees that split on that column are evaluated, each only for the rows
+        whose known value it sends another way than ``value`` (:meth:`_moved_ranges`).
 
         The direct form of :meth:`raw_predict` for a change the caller knows: no frame to build, no
         labels to look up, no columns to compare."""
