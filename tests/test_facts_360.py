@@ -69,6 +69,25 @@ def test_customer_360_without_birth_dates_or_extras(warehouse, core_frames):
     assert len(actual) == wh.row_count(CORE, "unified_customers")
 
 
+def test_customer_360_categories_sort_by_code_point(warehouse, core_frames):
+    # Categories with accents, capitals and a space: sorted by code point ("Zubehör" before "garden",
+    # "Éclair" after both), as the reference sorts them, on both engines.
+    items = core_frames["order_items"].copy()
+    names = ["garden", "Zubehör", "Éclair", "b ", "a-b", "Ärger", "z"]
+    items["category"] = [names[i % len(names)] for i in range(len(items))]
+    frames = {**core_frames, "order_items": items}
+    wh = load_and_build(warehouse, frames)
+    c = frames
+    expected = customer_360(
+        c["customers"], c["orders"], c["order_items"], c["tickets"], c["subscriptions"], c["events"],
+        c["surveys"], AS_OF,
+    )  # fmt: skip
+    actual = wh.query(customer_360_select(wh, AS_OF))
+    got, want = by_customer(actual)["categories"], by_customer(expected)["categories"]
+    assert want.str.contains("Éclair").any() and want.str.contains(", ").any()
+    assert got.fillna("").tolist() == want.fillna("").tolist()
+
+
 def test_crm_kpis_equal_the_reference(loaded, core_frames):
     wh = loaded
     c = core_frames

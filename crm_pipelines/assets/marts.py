@@ -276,8 +276,8 @@ def build_marts_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.Assets
             mart_key("churn_risk"),
             core_key("customer_order_facts"),
             core_key("customer_engagement_facts"),
-            core_key("purchases"),
-            *core_deps(config, "unified_customers", "order_items", "subscriptions", "campaign_events"),
+            core_key("customer_category_facts"),
+            *core_deps(config, "unified_customers", "subscriptions", "campaign_events"),
         ],
         description="One row per customer: golden profile, orders and revenue, categories, service, "
         "NPS, consent, "
@@ -291,7 +291,7 @@ def build_marts_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.Assets
         from crm_pipelines.facts.customer360 import customer_360_select
 
         wh = warehouse.get_warehouse()
-        ensure_core_inputs(wh, "order_items", "subscriptions", "campaign_events")
+        ensure_core_inputs(wh, "subscriptions", "campaign_events")
         extras = [(t, drop) for t, drop in CUSTOMER_360_EXTRAS if wh.table_exists(MARTS, t)]
         view = wh.query(customer_360_select(wh, run_window.cutoff(), extras))
         view = view.merge(
