@@ -81,10 +81,13 @@ def daily_regulars_select(wh: Warehouse, first_day: int, last_day: int, window_d
     end = pd.Timestamp(last_day + 1, unit="D", tz="UTC") - pd.Timedelta(microseconds=1)
     orders = order_effects(wh, end)
     customers = wh.table(CORE, "unified_customers", ["customer_id"])
+    # A purchase more than the window before the first day only starts intervals that end before it
+    # (each ends by its (k-1)-th earlier purchase's day + window): the output never sees them, so the
+    # window passes below skip the older history (the tests hold this to the reference).
     purchases = (
         sa.select(orders.c.customer_id, orders.c.day)
         .select_from(orders.join(customers, customers.c.customer_id == orders.c.customer_id))
-        .where(orders.c.purchase == 1)
+        .where(orders.c.purchase == 1, orders.c.day >= first_day - window_days)
         .subquery("regular_purchases")
     )
     p = purchases.c

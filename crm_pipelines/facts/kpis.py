@@ -99,7 +99,15 @@ class _Query:
         p = wh.table(CORE, PURCHASES, ["customer_id", "ordered_at", "purchase_day"])
         known_purchases = sa.select(p).where(_known(wh, p)).cte("known_purchases")
         kp = known_purchases.c
-        pairs = sa.select(kp.customer_id, kp.purchase_day.label("day")).distinct().cte("purchase_pairs")
+        # The calendar starts a lookback (at least the longest coverage window, plus the retention lag)
+        # before the first day shown, so a purchase day before it covers no day that is shown or lagged
+        # into one, and a later day's next purchase day is later still: the window pass skips them.
+        pairs = (
+            sa.select(kp.customer_id, kp.purchase_day.label("day"))
+            .where(kp.purchase_day >= self.base)
+            .distinct()
+            .cte("purchase_pairs")
+        )
         first = sa.select(kp.customer_id, sa.func.min(kp.purchase_day).label("day")).group_by(kp.customer_id).cte(
             "first_purchase"
         )
