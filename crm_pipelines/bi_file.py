@@ -9,6 +9,18 @@ opens the new one, and the writer never touches a file a reader holds, so it nev
 
 In the file, each mart is the table ``marts.<table>`` and also the view ``main.<table>``, because
 several BI tools ignore the schema they are given and look in DuckDB's default schema ``main``.
+
+In the nightly's export from a DuckDB warehouse (``carry_over``), a table written a month at a time
+(the segment history: a night replaces its current month, and the earlier months, nine in ten of its
+rows, stay as they were) is not copied whole again: the temporary file starts as a copy of the last
+export, and of such a table only the months whose rows differ are replaced. A month counts as
+unchanged when its row count and the sum of its rows' 64-bit hashes match the warehouse's (an
+accidental match has a chance of about 2^-64). Writing is the cost (compression): at 100,000 people
+the history took 1.3 s to copy whole, its hashes 0.13 s per side. Every other table is copied whole,
+as a changed one cannot be told from an unchanged one more cheaply than by copying it. A carried-over
+file with more free than used blocks (DuckDB does not shrink files) is dropped and the export starts
+from an empty file, as does every export without ``carry_over`` (an erasure's: no replaced row may
+linger in the file's free blocks).
 """
 
 from __future__ import annotations
@@ -16,10 +28,11 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -34,6 +47,8 @@ if TYPE_CHECKING:
 # Publishing writes ``<table>__new`` before the swap; a killed run can leave one behind.
 _STAGING_SUFFIX = "__new"
 _TMP_PATTERN = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)-[0-9a-f]{8}\.tmp(\.wal)?$")
+# Marts whose writer replaces a month at a time, by the column naming the month.
+MONTHLY_MARTS = {"customer_segment_history": "month_index"}
 
 
 class BiFileError(RuntimeError):
@@ -46,6 +61,8 @@ class BiFileExport:
     rows: dict[str, int]
     size_bytes: int
     seconds: float
+    carried_over: dict[str, int] = field(default_factory=dict)
+    """Per table of :data:`MONTHLY_MARTS` updated in a copy of the last export: the months it kept."""
 
 
 def export_enabled(mode: str, warehouse_kind: str) -> bool:
@@ -72,10 +89,17 @@ def mart_tables(wh: Warehouse, schema: str = MARTS) -> list[str]:
     return sorted(n for n in names if not n.endswith(_STAGING_SUFFIX))
 
 
-def export_marts_file(wh: Warehouse, target: str | os.PathLike[str], schema: str = MARTS) -> BiFileExport:
+def export_marts_file(
+    wh: Warehouse, target: str | os.PathLike[str], schema: str = MARTS, *, carry_over: bool = False
+) -> BiFileExport:
+    """Copy every table of ``schema`` into the DuckDB file ``target`` and swap it in atomically.
+
+    ``carry_over``: start from a copy of the last export and replace only the changed months of
+    :data:`MONTHLY_MARTS` (the nightly's export). Left False, the file is written afresh: rows deleted
+    in the warehouse then leave no trace in it (an erasure's export), whereas a copied DuckDB file
+    keeps replaced rows in its free or partly deleted blocks until they are overwritten."""
     import duckdb  # here, not at module level: loading the definitions should not pay for it
 
-    """Copy every table of ``schema`` into the DuckDB file ``target`` and swap it in atomically."""
     started = time.monotonic()
     target = Path(target).resolve()
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -90,9 +114,10 @@ def export_marts_file(wh: Warehouse, target: str | os.PathLike[str], schema: str
     if not tables:
         raise BiFileError(f"{wh.display_url}: schema {schema!r} has no tables yet; nothing to write to {target}")
     tmp = target.with_name(f".{target.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
+    carried: dict[str, int] = {}
     try:
         if wh.dialect == "duckdb":
-            _copy_from_duckdb(wh, tmp, schema, tables)
+            carried = _copy_from_duckdb(wh, tmp, schema, tables, target if carry_over else None)
         else:
             _copy_through_arrow(wh, tmp, schema, tables)
         rows = _add_unprefixed_views_and_close(tmp, schema, tables)
@@ -102,25 +127,138 @@ def export_marts_file(wh: Warehouse, target: str | os.PathLike[str], schema: str
     finally:
         for leftover in (tmp, Path(f"{tmp}.wal")):
             leftover.unlink(missing_ok=True)
-    return BiFileExport(target, rows, target.stat().st_size, time.monotonic() - started)
+    return BiFileExport(target, rows, target.stat().st_size, time.monotonic() - started, carried)
 
 
-def _copy_from_duckdb(wh: Warehouse, tmp: Path, schema: str, tables: Sequence[str]) -> None:
+def _copy_from_duckdb(
+    wh: Warehouse, tmp: Path, schema: str, tables: Sequence[str], previous: Path | None
+) -> dict[str, int]:
+    """Write ``tables`` into ``tmp``; returns the months kept per table updated in a copy of ``previous``."""
+    import duckdb
+
     # The new file is attached to the warehouse's own connection, so each table is copied inside
     # DuckDB, streamed and with its exact types, without passing through Python.
     alias = f"_crm_bi_{uuid.uuid4().hex[:8]}"
+    carried: dict[str, int] = {}
     with wh.engine.connect() as conn:
         duck = conn.connection.driver_connection
-        duck.execute(f"ATTACH {_literal(tmp)} AS {_ident(alias)}")
+        reused = previous is not None and _attach_previous(duck, previous, tmp, alias)
+        if not reused:
+            duck.execute(f"ATTACH {_literal(tmp)} AS {_ident(alias)}")
         try:
-            duck.execute(f"CREATE SCHEMA {_ident(alias)}.{_ident(schema)}")
+            if not reused:
+                duck.execute(f"CREATE SCHEMA {_ident(alias)}.{_ident(schema)}")
+            else:
+                for stale in sorted(set(_tables_in(duck, alias, schema)) - set(tables)):
+                    duck.execute(f"DROP VIEW IF EXISTS {_ident(alias)}.main.{_ident(stale)}")
+                    duck.execute(f"DROP TABLE {_ident(alias)}.{_ident(schema)}.{_ident(stale)}")
             for table in tables:
-                duck.execute(
-                    f"CREATE TABLE {_ident(alias)}.{_ident(schema)}.{_ident(table)} AS "
-                    f"SELECT * FROM {wh.qualified(schema, table)}"
-                )
-        finally:
-            duck.execute(f"DETACH {_ident(alias)}")
+                source = wh.qualified(schema, table)
+                copy = f"{_ident(alias)}.{_ident(schema)}.{_ident(table)}"
+                if reused:
+                    kept = _update_months(duck, alias, schema, table, source, copy)
+                    if kept is not None:
+                        carried[table] = kept
+                        continue
+                    duck.execute(f"DROP VIEW IF EXISTS {_ident(alias)}.main.{_ident(table)}")
+                    duck.execute(f"DROP TABLE IF EXISTS {copy}")
+                duck.execute(f"CREATE TABLE {copy} AS SELECT * FROM {source}")
+        except duckdb.Error:
+            with contextlib.suppress(duckdb.Error):
+                duck.execute(f"DETACH {_ident(alias)}")
+            raise
+        duck.execute(f"DETACH {_ident(alias)}")
+    return carried
+
+
+def _attach_previous(duck, previous: Path, tmp: Path, alias: str) -> bool:
+    """Attach a copy of the last export as ``tmp`` when one is worth updating; False: start empty."""
+    import duckdb
+
+    if not previous.is_file():
+        return False
+    try:
+        shutil.copyfile(previous, tmp)
+        duck.execute(f"ATTACH {_literal(tmp)} AS {_ident(alias)}")
+    except (OSError, duckdb.Error):
+        tmp.unlink(missing_ok=True)
+        return False
+    free, used = duck.execute(
+        "SELECT free_blocks, used_blocks FROM pragma_database_size() WHERE database_name = ?", [alias]
+    ).fetchone()
+    if free > used or not _only_marts(duck, alias):
+        duck.execute(f"DETACH {_ident(alias)}")
+        tmp.unlink()
+        return False
+    return True
+
+
+def _only_marts(duck, catalog: str) -> bool:
+    """Whether the file holds nothing but what an export writes: tables in one schema and views in main
+    of the same names (a file holding anything else is not carried over, as a fresh one would not hold it)."""
+    tables = duck.execute(
+        "SELECT DISTINCT schema_name, table_name FROM duckdb_tables() WHERE database_name = ?", [catalog]
+    ).fetchall()
+    views = duck.execute(
+        "SELECT view_name FROM duckdb_views() WHERE database_name = ? AND NOT internal AND schema_name = 'main'",
+        [catalog],
+    ).fetchall()
+    others = duck.execute(
+        "SELECT count(*) FROM duckdb_views() WHERE database_name = ? AND NOT internal AND schema_name <> 'main'",
+        [catalog],
+    ).fetchone()[0]
+    schemas = {schema for schema, _ in tables}
+    return others == 0 and len(schemas) <= 1 and "main" not in schemas and {v for (v,) in views} <= {
+        t for _, t in tables
+    }
+
+
+def _tables_in(duck, catalog: str, schema: str) -> list[str]:
+    return [
+        r[0]
+        for r in duck.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE database_name = ? AND schema_name = ?", [catalog, schema]
+        ).fetchall()
+    ]
+
+
+def _columns_of(duck, catalog: str, schema: str, table: str) -> list[tuple[str, str]]:
+    return duck.execute(
+        "SELECT column_name, data_type FROM duckdb_columns() "
+        "WHERE database_name = ? AND schema_name = ? AND table_name = ? ORDER BY column_index",
+        [catalog, schema, table],
+    ).fetchall()
+
+
+def _update_months(duck, alias: str, schema: str, table: str, source: str, copy: str) -> int | None:
+    """Replace the months of ``copy`` whose rows differ from ``source``'s; the months kept, or None
+    when the table is not one of :data:`MONTHLY_MARTS` or cannot be updated month by month."""
+    month = MONTHLY_MARTS.get(table)
+    if month is None:
+        return None
+    catalog = duck.execute("SELECT current_database()").fetchone()[0]
+    columns = _columns_of(duck, catalog, schema, table)
+    if not columns or columns != _columns_of(duck, alias, schema, table) or month not in dict(columns):
+        return None
+    hashed = ", ".join(_ident(name) for name, _ in columns)
+
+    def fingerprints(relation: str) -> dict:
+        return {
+            m: (n, h)
+            for m, n, h in duck.execute(
+                f"SELECT {_ident(month)}, count(*), sum(hash({hashed})) FROM {relation} GROUP BY 1"
+            ).fetchall()
+        }
+
+    new, old = fingerprints(source), fingerprints(copy)
+    if None in new or None in old:
+        return None
+    changed = sorted(m for m in set(new) | set(old) if new.get(m) != old.get(m))
+    if changed:
+        months = f"{_ident(month)} IN ({', '.join('?' for _ in changed)})"
+        duck.execute(f"DELETE FROM {copy} WHERE {months}", changed)
+        duck.execute(f"INSERT INTO {copy} SELECT * FROM {source} WHERE {months}", changed)
+    return len(set(new) - set(changed))
 
 
 def _copy_through_arrow(wh: Warehouse, tmp: Path, schema: str, tables: Sequence[str]) -> None:
@@ -147,7 +285,7 @@ def _add_unprefixed_views_and_close(tmp: Path, schema: str, tables: Sequence[str
         rows = {}
         for table in tables:
             duck.execute(
-                f"CREATE VIEW main.{_ident(table)} AS SELECT * FROM {_ident(schema)}.{_ident(table)}"
+                f"CREATE OR REPLACE VIEW main.{_ident(table)} AS SELECT * FROM {_ident(schema)}.{_ident(table)}"
             )
             rows[table] = duck.execute(f"SELECT count(*) FROM {_ident(schema)}.{_ident(table)}").fetchone()[0]
         duck.execute("CHECKPOINT")

@@ -229,3 +229,135 @@ def test_a_file_named_like_the_marts_schema_is_refused(duckdb_url, tmp_path):
     publish_kpis(wh, 1)
     with pytest.raises(BiFileError, match="ambiguous"):
         export_marts_file(wh, tmp_path / "marts.duckdb")
+
+
+# -- a monthly mart updated in a copy of the last export ----------------------------------------------
+SEGMENTS = ("Champions", "Lost")
+
+
+def publish_history(wh: Warehouse, history: pd.DataFrame) -> None:
+    wh.publish(history, MARTS, "customer_segment_history", column_types={"month": "date"})
+
+
+def history_months(months: range, customers: int = 50) -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            (m, pd.Timestamp("2026-01-01") + pd.DateOffset(months=m), f"C{c}", SEGMENTS[(c + m) % 2], c * m)
+            for m in months
+            for c in range(customers)
+        ],
+        columns=["month_index", "month", "customer_id", "rfm_segment", "expected_clv"],
+    ).astype({"expected_clv": "float64", "month": "datetime64[us]"})
+
+
+def file_contents(path: Path) -> dict[str, tuple]:
+    with duckdb.connect(str(path), read_only=True) as conn:
+        out = {}
+        for schema, name, kind in conn.execute(
+            "SELECT table_schema, table_name, table_type FROM information_schema.tables ORDER BY 1, 2"
+        ).fetchall():
+            columns = conn.execute(
+                "SELECT column_name, data_type FROM information_schema.columns "
+                "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
+                [schema, name],
+            ).fetchall()
+            rows = sorted(conn.execute(f'SELECT * FROM "{schema}"."{name}"').fetchall(), key=repr)
+            out[f"{schema}.{name}"] = (kind, columns, rows)
+        return out
+
+
+def test_a_monthly_mart_replaces_only_its_changed_months_and_the_file_equals_a_fresh_export(duckdb_url, tmp_path):
+    wh = Warehouse(duckdb_url)
+    target, fresh = tmp_path / "bi.duckdb", tmp_path / "fresh" / "bi.duckdb"
+    history = history_months(range(4))
+    publish_history(wh, history)
+    publish_kpis(wh, 3)
+    wh.publish(pd.DataFrame({"customer_id": ["C1"]}), MARTS, "customer_segments")
+    first = export_marts_file(wh, target, carry_over=True)
+    assert first.carried_over == {}  # nothing to carry over yet
+
+    # The next night: month 0 gone, in month 1 two customers swap segments (each column's values
+    # stay the same, only the rows differ), month 2 as it was, month 3 recomputed, month 4 new; one
+    # mart gone, another with a new column.
+    history = history[history["month_index"] != 0].copy()
+    swap = history.index[(history["month_index"] == 1) & history["customer_id"].isin(["C1", "C2"])]
+    history.loc[swap, "rfm_segment"] = history.loc[swap[::-1], "rfm_segment"].to_numpy()
+    history.loc[history["month_index"] == 3, "expected_clv"] += 0.5
+    history = pd.concat([history, history_months(range(4, 5))], ignore_index=True)
+    publish_history(wh, history)
+    wh.drop_table(MARTS, "customer_segments")
+    wh.publish(
+        pd.DataFrame({"kpi_date": pd.date_range("2026-01-01", periods=2).date, "extra": [1, 2]}),
+        MARTS, "crm_kpis", column_types={"kpi_date": "date"},
+    )  # fmt: skip
+
+    second = export_marts_file(wh, target, carry_over=True)
+    export_marts_file(wh, fresh)
+
+    assert second.carried_over == {"customer_segment_history": 1}  # month 2 kept, 1, 3 and 4 written
+    assert second.rows == {"crm_kpis": 2, "customer_segment_history": 200}
+    assert file_contents(target) == file_contents(fresh)
+    assert "main.customer_segments" not in file_contents(target)
+    assert read(target, "SELECT count(*) FROM customer_segment_history WHERE month_index = 1 AND "
+                        "rfm_segment = 'Champions' AND customer_id IN ('C1', 'C2')") == [(1,)]  # fmt: skip
+
+
+def test_an_unreadable_last_export_is_replaced_by_a_fresh_one(duckdb_url, tmp_path):
+    wh = Warehouse(duckdb_url)
+    publish_history(wh, history_months(range(2)))
+    target = tmp_path / "bi.duckdb"
+    target.write_bytes(b"not a database")
+    export = export_marts_file(wh, target, carry_over=True)
+    assert export.carried_over == {} and export.rows == {"customer_segment_history": 100}
+    assert read(target, "SELECT count(DISTINCT month_index) FROM customer_segment_history") == [(2,)]
+
+
+def test_a_carried_over_file_stays_near_a_fresh_ones_size_and_is_started_afresh_when_mostly_free(
+    duckdb_url, tmp_path
+):
+    # DuckDB does not shrink a file: months replaced night after night leave free blocks behind, which
+    # later writes reuse; a file whose data shrank is mostly free space and is written afresh.
+    wh = Warehouse(duckdb_url)
+    target, fresh = tmp_path / "bi.duckdb", tmp_path / "fresh.duckdb"
+    sizes = []
+    for night in range(5):
+        history = history_months(range(3), customers=20_000)
+        history = history.assign(expected_clv=history["expected_clv"] + night)  # every month changes
+        publish_history(wh, history)
+        export = export_marts_file(wh, target, carry_over=True)
+        assert export.carried_over == ({} if night == 0 else {"customer_segment_history": 0})
+        sizes.append(export.size_bytes)
+    assert max(sizes) <= 2 * export_marts_file(wh, fresh).size_bytes, sizes
+
+    wh.publish(history_months(range(12), customers=20_000), MARTS, "customer_portfolio")
+    assert export_marts_file(wh, target, carry_over=True).carried_over == {"customer_segment_history": 3}
+    wh.drop_table(MARTS, "customer_portfolio")  # its blocks in the file are freed when the export drops it
+    assert export_marts_file(wh, target, carry_over=True).carried_over == {"customer_segment_history": 3}
+    export = export_marts_file(wh, target, carry_over=True)  # a file of mostly free blocks
+    assert export.carried_over == {}
+    assert export.size_bytes <= 1.2 * export_marts_file(wh, fresh).size_bytes
+    assert file_contents(target) == file_contents(fresh)
+
+
+def test_a_file_holding_anything_an_export_does_not_write_is_not_carried_over(duckdb_url, tmp_path):
+    wh = Warehouse(duckdb_url)
+    publish_history(wh, history_months(range(2)))
+    target = tmp_path / "bi.duckdb"
+    export_marts_file(wh, target, carry_over=True)
+    with duckdb.connect(str(target)) as conn:
+        conn.execute("CREATE TABLE main.notes AS SELECT 1 AS x")
+    export = export_marts_file(wh, target, carry_over=True)
+    assert export.carried_over == {}
+    assert read(target, "SELECT table_schema || '.' || table_name FROM information_schema.tables ORDER BY 1") == [
+        ("main.customer_segment_history",), ("marts.customer_segment_history",),
+    ]  # fmt: skip
+
+
+def test_an_export_without_carry_over_is_written_afresh(duckdb_url, tmp_path):
+    # An erasure's export: nothing of the last file (where the erased rows may linger in free blocks).
+    wh = Warehouse(duckdb_url)
+    publish_history(wh, history_months(range(3)))
+    target = tmp_path / "bi.duckdb"
+    export_marts_file(wh, target)
+    assert export_marts_file(wh, target).carried_over == {}
+    assert export_marts_file(wh, target, carry_over=True).carried_over == {"customer_segment_history": 3}

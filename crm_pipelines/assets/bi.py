@@ -38,12 +38,13 @@ def build_bi_assets(
     )
     def marts_file(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
         try:
-            export = export_marts_file(warehouse.get_warehouse(), target)
+            export = export_marts_file(warehouse.get_warehouse(), target, carry_over=True)
         except BiFileError as e:
             raise dg.Failure(str(e)) from None
+        kept = "".join(f", {table}: {months} unchanged months kept" for table, months in export.carried_over.items())
         context.log.info(
             f"BI file {export.path}: {len(export.rows)} marts, {sum(export.rows.values())} rows, "
-            f"{export.size_bytes / 1e6:.1f} MB in {export.seconds:.1f} s"
+            f"{export.size_bytes / 1e6:.1f} MB in {export.seconds:.1f} s{kept}"
         )
         return dg.MaterializeResult(
             metadata={
@@ -52,6 +53,8 @@ def build_bi_assets(
                 "tables": counts_markdown(export.rows, key="table"),
                 "size_mb": round(export.size_bytes / 1e6, 2),
                 "seconds": round(export.seconds, 2),
+                # Months of a monthly mart kept from the last export instead of copied again.
+                "months_carried_over": dg.MetadataValue.json(export.carried_over),
                 "written_at": dg.MetadataValue.timestamp(time.time()),
             }
         )
