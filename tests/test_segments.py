@@ -25,6 +25,7 @@ from crm_pipelines.analytics.segments import (
     RFM_SEGMENTS,
     SegmentationSettings,
     core_categories,
+    core_categories_from_counts,
     customer_segments,
     quintile_scores,
     relationship_type,
@@ -229,6 +230,18 @@ def test_core_categories_are_the_top_categories_covering_the_share() -> None:
     assert core_categories(items, 0.5) == ("A",)
     assert core_categories(items, 0.6) == ("A", "B")
     assert core_categories(items, 0.85) == ("A", "B", "C")  # C and D tie: the name decides
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_core_categories_from_counts_equal_those_from_the_lines(seed) -> None:
+    # From the customer-by-category facts the segments get line counts per category, not the lines.
+    rng = np.random.default_rng(seed)
+    names = np.array(["A", "B", "b", "Ä", "C c", "", None], dtype=object)
+    items = pd.DataFrame({"category": rng.choice(names, size=400, p=[0.3, 0.2, 0.1, 0.1, 0.1, 0.1, 0.1])})
+    counts = items["category"].value_counts(dropna=False)
+    for share in (0.0, 0.3, 0.5, 0.77, 1.0):
+        assert core_categories_from_counts(counts, share) == core_categories(items, share)
+    assert core_categories_from_counts(pd.Series({"A": 0}, dtype="int64")) == ()
 
 
 # --- clusters -------------------------------------------------------------------------------------

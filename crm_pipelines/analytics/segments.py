@@ -256,11 +256,15 @@ def core_categories(items: pd.DataFrame, share: float = 0.5) -> tuple[str, ...]:
     ``items`` holds purchased lines with a ``category`` column; ties in line count go to the category name.
     """
     lines = items["category"].dropna()
-    lines = lines[lines != ""]
+    return core_categories_from_counts(lines[lines != ""].value_counts(), share)
+
+
+def core_categories_from_counts(lines: pd.Series, share: float = 0.5) -> tuple[str, ...]:
+    """:func:`core_categories` from the purchased lines per category (indexed by category)."""
+    lines = lines[lines.index.notna() & (lines.index != "") & (lines > 0)]
     if lines.empty:
         return ()
-    counts = lines.value_counts()
-    ranked = counts.rename_axis("category").reset_index(name="lines")
+    ranked = lines.rename_axis("category").reset_index(name="lines")
     ranked = ranked.sort_values(["lines", "category"], ascending=[False, True], ignore_index=True)
     covered = ranked["lines"].cumsum() / ranked["lines"].sum()
     needed = int(np.searchsorted(covered.to_numpy(), share - 1e-12)) + 1
@@ -338,9 +342,7 @@ def segments_from_facts(
     )  # fmt: skip
     engagement["latest_nps"] = pd.to_numeric(engagement["latest_nps"]).astype("Int64")
     lines = category_lines.astype({"customer_id": "str", "category": "str"})
-    per_category = lines.groupby("category")["lines"].sum()
-    core = core_categories(pd.DataFrame({"category": per_category.index.repeat(per_category.to_numpy())}),
-                           settings.core_category_share)  # fmt: skip
+    core = core_categories_from_counts(lines.groupby("category")["lines"].sum(), settings.core_category_share)
     code = customer_codes(lines, pd.Index(facts["customer_id"]))
     known = code >= 0
     bought = pd.DataFrame({"code": code[known], "category": lines["category"].to_numpy()[known]})
