@@ -142,13 +142,12 @@ def _copy_from_duckdb(
     carried: dict[str, int] = {}
     with wh.engine.connect() as conn:
         duck = conn.connection.driver_connection
-        reused = previous is not None and _attach_previous(duck, previous, tmp, alias)
+        reused = previous is not None and _attach_previous(duck, previous, tmp, alias, schema)
         if not reused:
             duck.execute(f"ATTACH {_literal(tmp)} AS {_ident(alias)}")
         try:
-            if not reused:
-                duck.execute(f"CREATE SCHEMA {_ident(alias)}.{_ident(schema)}")
-            else:
+            duck.execute(f"CREATE SCHEMA IF NOT EXISTS {_ident(alias)}.{_ident(schema)}")
+            if reused:
                 for stale in sorted(set(_tables_in(duck, alias, schema)) - set(tables)):
                     duck.execute(f"DROP VIEW IF EXISTS {_ident(alias)}.main.{_ident(stale)}")
                     duck.execute(f"DROP TABLE {_ident(alias)}.{_ident(schema)}.{_ident(stale)}")
@@ -171,7 +170,7 @@ def _copy_from_duckdb(
     return carried
 
 
-def _attach_previous(duck, previous: Path, tmp: Path, alias: str) -> bool:
+def _attach_previous(duck, previous: Path, tmp: Path, alias: str, schema: str) -> bool:
     """Attach a copy of the last export as ``tmp`` when one is worth updating; False: start empty."""
     import duckdb
 
@@ -186,15 +185,15 @@ def _attach_previous(duck, previous: Path, tmp: Path, alias: str) -> bool:
     free, used = duck.execute(
         "SELECT free_blocks, used_blocks FROM pragma_database_size() WHERE database_name = ?", [alias]
     ).fetchone()
-    if free > used or not _only_marts(duck, alias):
+    if free > used or not _only_marts(duck, alias, schema):
         duck.execute(f"DETACH {_ident(alias)}")
         tmp.unlink()
         return False
     return True
 
 
-def _only_marts(duck, catalog: str) -> bool:
-    """Whether the file holds nothing but what an export writes: tables in one schema and views in main
+def _only_marts(duck, catalog: str, schema: str) -> bool:
+    """Whether the file holds nothing but what an export writes: tables in ``schema`` and views in main
     of the same names (a file holding anything else is not carried over, as a fresh one would not hold it)."""
     tables = duck.execute(
         "SELECT DISTINCT schema_name, table_name FROM duckdb_tables() WHERE database_name = ?", [catalog]
@@ -207,10 +206,11 @@ def _only_marts(duck, catalog: str) -> bool:
         "SELECT count(*) FROM duckdb_views() WHERE database_name = ? AND NOT internal AND schema_name <> 'main'",
         [catalog],
     ).fetchone()[0]
-    schemas = {schema for schema, _ in tables}
-    return others == 0 and len(schemas) <= 1 and "main" not in schemas and {v for (v,) in views} <= {
-        t for _, t in tables
-    }
+    return (
+        others == 0
+        and all(table_schema == schema for table_schema, _ in tables)
+        and {v for (v,) in views} <= {t for _, t in tables}
+    )
 
 
 def _tables_in(duck, catalog: str, schema: str) -> list[str]:

@@ -344,10 +344,11 @@ def test_a_file_holding_anything_an_export_does_not_write_is_not_carried_over(du
     publish_history(wh, history_months(range(2)))
     target = tmp_path / "bi.duckdb"
     export_marts_file(wh, target, carry_over=True)
-    with duckdb.connect(str(target)) as conn:
-        conn.execute("CREATE TABLE main.notes AS SELECT 1 AS x")
-    export = export_marts_file(wh, target, carry_over=True)
-    assert export.carried_over == {}
+    for foreign in ("CREATE TABLE main.notes AS SELECT 1 AS x", "CREATE SCHEMA other; CREATE TABLE other.x (i INT)"):
+        with duckdb.connect(str(target)) as conn:
+            conn.execute(foreign)
+        export = export_marts_file(wh, target, carry_over=True)
+        assert export.carried_over == {}
     assert read(target, "SELECT table_schema || '.' || table_name FROM information_schema.tables ORDER BY 1") == [
         ("main.customer_segment_history",), ("marts.customer_segment_history",),
     ]  # fmt: skip
