@@ -312,9 +312,7 @@ def test_an_unreadable_last_export_is_replaced_by_a_fresh_one(duckdb_url, tmp_pa
     assert read(target, "SELECT count(DISTINCT month_index) FROM customer_segment_history") == [(2,)]
 
 
-def test_a_carried_over_file_stays_near_a_fresh_ones_size_and_is_started_afresh_when_mostly_free(
-    duckdb_url, tmp_path
-):
+def test_a_carried_over_file_stays_near_a_fresh_ones_size_and_is_started_afresh_when_mostly_free(duckdb_url, tmp_path):
     # DuckDB does not shrink a file: months replaced night after night leave free blocks behind, which
     # later writes reuse; a file whose data shrank is mostly free space and is written afresh.
     wh = Warehouse(duckdb_url)
