@@ -1,10 +1,11 @@
 """marts.customer_segment_history when the published history's columns differ from the run's snapshot
 (an upgrade added or dropped a column, or an operator altered the table): the run's months are replaced
-exactly once and the other months are kept."""
+exactly once, the other months are kept, and a write the table cannot take leaves the history as it was."""
 
 import dagster as dg
 import numpy as np
 import pandas as pd
+import pytest
 
 from crm_pipelines.analytics.cycle_columns import SEGMENT_HISTORY, SEGMENT_HISTORY_COLUMNS
 from crm_pipelines.analytics.portfolio import HISTORY_COLUMNS
@@ -110,3 +111,24 @@ def test_history_missing_a_column_gains_it(warehouse_url):
     pd.testing.assert_frame_equal(
         _sorted(kept, others), _sorted(history[history["month_index"] != 24314], others), check_dtype=False
     )
+
+
+def test_a_write_the_history_cannot_take_leaves_it_as_it_was(warehouse_url):
+    wh = Warehouse(warehouse_url)
+    history = _published(wh)
+    # A column the run's rows cannot fill (required, no default), and one the run adds back.
+    table = wh.qualified(MARTS, SEGMENT_HISTORY)
+    wh.execute(f"ALTER TABLE {table} DROP COLUMN portfolio_cell")
+    wh.execute(f"ALTER TABLE {table} ADD COLUMN reviewed_by INTEGER DEFAULT 1")
+    wh.execute(f"ALTER TABLE {table} ALTER COLUMN reviewed_by SET NOT NULL")
+    wh.execute(f"ALTER TABLE {table} ALTER COLUMN reviewed_by DROP DEFAULT")
+    before = wh.read_table(MARTS, SEGMENT_HISTORY)
+    columns = wh.columns(MARTS, SEGMENT_HISTORY)
+
+    with pytest.raises(Exception, match="(?i)null"):
+        _run(wh)
+
+    assert wh.columns(MARTS, SEGMENT_HISTORY) == columns
+    after = wh.read_table(MARTS, SEGMENT_HISTORY)
+    pd.testing.assert_frame_equal(after.sort_values(KEY, ignore_index=True), before.sort_values(KEY, ignore_index=True))
+    assert len(after) == len(history)

@@ -369,6 +369,32 @@ def _snapshots(wh: Warehouse, config: CrmConfig, as_of: "pd.Timestamp") -> "pd.D
     return pd.concat(parts, ignore_index=True)
 
 
+def _replace_adding_columns(wh: Warehouse, staged: str, table: str, replaced: "sa.ColumnElement[bool]") -> None:
+    """``replace_from_staged`` for a history whose columns differ from the staged copy's (an older
+    release's table, or one an operator altered): the staged columns the history lacks are added (null
+    on the months already there), columns only the history has stay (null on the new rows), and the
+    months are deleted and the staged rows inserted, all in one transaction: a run that fails or is
+    killed on the way leaves the history as it was."""
+    import sqlalchemy as sa
+
+    present = set(wh.columns(MARTS, table))
+    staged_types = wh.column_types(MARTS, staged)
+    columns = list(staged_types)
+    target = wh.table(MARTS, table, columns)
+    source = wh.table(MARTS, staged, columns)
+
+    def replace(conn: sa.Connection) -> None:
+        for name, kind in staged_types.items():
+            if name not in present:
+                conn.execute(sa.text(f"ALTER TABLE {wh.qualified(MARTS, table)} ADD COLUMN {wh.quote(name)} {kind}"))
+        conn.execute(sa.delete(target).where(replaced))
+        conn.execute(sa.insert(target).from_select(columns, sa.select(*(source.c[c] for c in columns))))
+        conn.execute(sa.text(f"DROP TABLE {wh.qualified(MARTS, staged)}"))
+
+    wh.in_publish_transaction(f"{MARTS}.{table}", replace)
+    wh.analyze(MARTS, table)
+
+
 def _replace_months(
     context: dg.AssetExecutionContext, wh: Warehouse, frame: "pd.DataFrame", checks: list
 ) -> dg.MaterializeResult:
@@ -391,12 +417,7 @@ def _replace_months(
     if not wh.table_exists(MARTS, SEGMENT_HISTORY):
         wh.swap_in(MARTS, f"{SEGMENT_HISTORY}__new", SEGMENT_HISTORY)
     elif not replace_from_staged(wh, MARTS, f"{SEGMENT_HISTORY}__new", SEGMENT_HISTORY, replaced):
-        # The history's columns differ from the snapshot's (an older release's table): appending the
-        # frame adds the new columns.
-        wh.drop_table(MARTS, f"{SEGMENT_HISTORY}__new")
-        wh.delete(MARTS, SEGMENT_HISTORY, replaced)
-        types = {c.name: c.dtype for c in SEGMENT_HISTORY_COLUMNS}
-        wh.write_table(frame, MARTS, SEGMENT_HISTORY, mode="append", column_types=types)
+        _replace_adding_columns(wh, f"{SEGMENT_HISTORY}__new", SEGMENT_HISTORY, replaced)
     wh.document(
         MARTS, SEGMENT_HISTORY, table_docs(SEGMENT_HISTORY, SEGMENT_HISTORY_COLUMNS, MART_KEYS[SEGMENT_HISTORY])
     )
