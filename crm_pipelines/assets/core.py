@@ -144,10 +144,14 @@ def run_identity(
             context.run.run_id,
             source_priority=priority,
         )
+        after = Stopwatch()
         current = fingerprints(wh)
-        watch.lap("fingerprints")
-        result.summary["stage_seconds"] = {**watch.stages, **result.summary.get("stage_seconds", {})}
-        result.summary["stage_peak_mb"] = {**watch.peak_mb, **result.summary.get("stage_peak_mb", {})}
+        after.lap("fingerprints")
+        for figures, before, later in (
+            ("stage_seconds", watch.stages, after.stages),
+            ("stage_peak_mb", watch.peak_mb, after.peak_mb),
+        ):
+            result.summary[figures] = {**before, **result.summary.get(figures, {}), **later}
         tables = {
             IDENTITY_MAP: result.identity_map,
             "identity_links": result.links,
