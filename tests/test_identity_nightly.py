@@ -110,6 +110,17 @@ def test_first_night_with_a_single_record(config, warehouse_url):
     assert result.success
     identity_map = consistent(Warehouse(warehouse_url), staged(BASE[:1]))
     assert identity_map["match_method"].tolist() == ["singleton"]
+    # Each stage is timed on its own: reading the fingerprints after resolving is not resolving.
+    (materialization,) = [
+        m
+        for m in result.asset_materializations_for_node("identity_resolution")
+        if m.asset_key.path[-1] == "customer_identity_map"
+    ]
+    stages = materialization.metadata["stage_seconds"].data
+    assert list(stages)[0] == "read_staged" and list(stages)[-1] == "fingerprints"
+    assert {"prepare", "score", "golden"} <= set(stages)
+    assert stages["fingerprints"] < materialization.metadata["seconds"].value
+    assert set(materialization.metadata["stage_peak_mb"].data) == set(stages)
 
 
 def _sorted_rows(wh: Warehouse, schema: str, table: str) -> list[tuple]:

@@ -151,6 +151,7 @@ def resolve_incremental(
             """,
         )["customer_id"].dropna()
         touched_ids = set(touched)
+        con.execute("DROP TABLE existing_map")
         scope_map = existing_map[existing_map["customer_id"].isin(touched_ids)]
         scope_existing = _rows_of(existing_customers, scope_map)
         load_records(con, scope_existing, source_priority, unique_ids_from="state_cleaned")

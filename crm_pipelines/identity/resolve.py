@@ -234,17 +234,35 @@ def resolve_scope(
     flag_override = members["unique_id"].isin(overridden) & members["cluster_flag"].isna()
     members.loc[flag_override, "cluster_flag"] = OVERRIDE_FLAG
     identity_map = members[list(MAP_COLUMNS)].sort_values(["source", "source_record_id"]).reset_index(drop=True)
+    register_frame(con, "assignments", members[["unique_id", "customer_id"]])
+    del members, held, clusters
     watch.lap("ids")
     decided = pd.concat(
         [edges, candidates[candidates["conflict"].notna()].assign(status=lambda f: f["conflict"])],
         ignore_index=True,
     )
+    del edges, candidates
     links, rejected = _link_frames(con, decided)
+    del decided
+    _drop_matching_tables(con)
     watch.lap("links")
-    register_frame(con, "assignments", members[["unique_id", "customer_id"]])
     unified, lineage = build_golden_records(con, "assignments", settings.field_priority)
     watch.lap("golden")
     return identity_map, links, rejected, unified, lineage, assignment.history
+
+
+def _drop_matching_tables(con: duckdb.DuckDBPyConnection) -> None:
+    """Drop what only matching and linking read (the candidates, the matching values with their block
+    sizes, Splink's term frequencies) before the golden records, the largest aggregation of a run:
+    at a million people these held gigabytes of the engine's memory that it then had to work beside.
+    The ``records`` and the cleaned tables stay (golden records and the matching state read them)."""
+    tables = con.execute(
+        "SELECT table_name FROM duckdb_tables() "
+        "WHERE table_name IN ('candidates', 'match_records', 'match_scope', 'scope') "
+        "OR starts_with(table_name, '__splink__')"
+    ).fetchall()
+    for (table,) in tables:
+        con.execute(f'DROP TABLE "{table}"')
 
 
 def resolve(
@@ -270,6 +288,7 @@ def resolve(
     now = utc_now(recorded_at)
     with duckdb_session(settings) as con:
         n_records = load_records(con, customers, source_priority)
+        del customers  # the engine holds the records now; a caller that kept no reference frees them here
         cleaning = clean_records(con, identifiers, settings)
         cleaning |= build_match_records(con, settings)
         watch.lap("prepare")
