@@ -113,20 +113,20 @@ def _references(wh: Warehouse, config: CrmConfig, entity: str) -> sa.Select:
 
 def refresh_referenced_customers(
     conn: Connection, wh: Warehouse, config: CrmConfig, entities: list[str]
-) -> tuple[int, int]:
+) -> None:
     """Bring the stub customers (``record_kind = 'referenced'``) in line with the staged tables, in SQL.
 
     The same stubs as :func:`crm_pipelines.staging.referenced_customers`: one per (source, record id)
     that ``entities`` name but no staged customer record has, its email for email references and its
-    earliest referencing time as created_at. Stubs that did not change keep their rows. Returns (added,
-    removed).
+    earliest referencing time as created_at. Stubs that did not change keep their rows (they are not
+    counted: that would scan both tables twice more).
     """
     import sqlalchemy as sa
     customers = wh.table(STAGING, "customers", [c.name for c in CUSTOMERS.staged_columns])
     stub = customers.c.record_kind == REFERENCED
     if not entities:
-        removed = conn.execute(sa.delete(customers).where(stub)).rowcount
-        return 0, max(int(removed or 0), 0)
+        conn.execute(sa.delete(customers).where(stub))
+        return
     named = sa.union_all(*(_references(wh, config, e) for e in entities)).subquery("named")
     records = customers.alias("records")
     wanted = (
@@ -151,8 +151,6 @@ def refresh_referenced_customers(
         new.c.email.is_not_distinct_from(customers.c.email),
         new.c.created_at.is_not_distinct_from(customers.c.created_at),
     )
-    stale = sa.select(sa.func.count()).select_from(customers).where(stub, ~sa.exists().where(same))
-    removed = int(conn.execute(stale).scalar_one())
     conn.execute(sa.delete(customers).where(stub, ~sa.exists().where(same)))
     present = customers.alias("present")
     fresh = sa.select(
@@ -161,11 +159,9 @@ def refresh_referenced_customers(
         present.c.source == new.c.source, present.c.source_record_id == new.c.source_record_id,
         present.c.record_kind == REFERENCED,
     ))
-    added = int(conn.execute(sa.select(sa.func.count()).select_from(fresh.subquery())).scalar_one())
     names = ["source", "source_record_id", "email", "created_at", "record_kind"]
     conn.execute(sa.insert(customers).from_select([customers.c[n] for n in names], fresh))
     conn.execute(sa.text(f"DROP TABLE {target}"))
-    return added, removed
 
 
 
