@@ -94,20 +94,34 @@ def table_stats_sql(wh: Warehouse, schema: str, table: str, columns: list[str]) 
 
 
 def _references(wh: Warehouse, config: CrmConfig, entity: str) -> sa.Select:
-    """(source, source_record_id, email, created_at) of the customer each staged row names."""
+    """(source, source_record_id, email, created_at) of the customers a staged table's rows name: one row
+    per distinct (source, source_customer_id, email) of the table, with its earliest event time.
+
+    The reference and its email depend on those columns only, so grouping by them first gives the stubs'
+    minimum times unchanged while the expressions run once per distinct reference instead of once per
+    row (the stub query took about a quarter less on the 1.5 million referencing rows of 100,000 people).
+    """
     import sqlalchemy as sa
     ref_source, ref_id = reference_expressions(config, entity)
     email_column = EMAIL_COLUMN.get(entity)
     by_email = ref_id.startswith(EMAIL_PREFIX, autoescape=True)
     email = sa.case((by_email, col(email_column)), else_=sa.null()) if email_column else sa.null()
+    time = EVENT_TIME_COLUMNS[entity]
+    keys = [col("source"), col("source_customer_id"), *([col(email_column)] if email_column else [])]
+    distinct = (
+        sa.select(*keys, sa.func.min(col(time)).label(time))
+        .select_from(wh.table(STAGING, entity))
+        .group_by(*keys)
+        .subquery(f"{entity}_references")
+    )
     return (
         sa.select(
             ref_source.label("source"),
             ref_id.label("source_record_id"),
             sa.cast(email, sa.Text).label("email"),
-            col(EVENT_TIME_COLUMNS[entity]).label("created_at"),
+            col(time).label("created_at"),
         )
-        .select_from(wh.table(STAGING, entity))
+        .select_from(distinct)
     )
 
 
