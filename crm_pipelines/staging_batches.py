@@ -242,9 +242,20 @@ def read_records(
     batch = col(RAW_BATCH_ID)
     where = sa.and_(
         batch.is_(None) if batch_id == NULL_BATCH else batch == batch_id,
-        sa.func.trim(col(raw_column)).in_(record_ids),
+        sa.func.trim(col(raw_column)).in_(_id_list(wh, record_ids)),
     )
     return wh.read_table(RAW, raw_table_name(source.name, entity), where=where)
+
+
+def _id_list(wh: Warehouse, record_ids: list[str]) -> list[str] | sa.Select:
+    """``record_ids`` for an IN: as a VALUES table on DuckDB and PostgreSQL, which they semi-join (DuckDB
+    compares a computed value with a list of a few hundred constants one by one: 0.40 against 0.12 s on
+    the 900,000 raw orders of 100,000 people)."""
+    import sqlalchemy as sa
+    if not record_ids or wh.dialect not in ("duckdb", "postgresql"):
+        return record_ids
+    ids = sa.values(sa.column("record_id", sa.Text), name="ids").data([(i,) for i in record_ids])
+    return sa.select(ids.c.record_id)
 
 
 def read_batch(wh: Warehouse, source: SourceConfig, entity: str, batch_id: str) -> pd.DataFrame:
@@ -386,21 +397,33 @@ def _replace_older_versions(
     import sqlalchemy as sa
 
     def keyed(t: sa.TableClause, id_column: str) -> sa.ColumnElement[bool]:
-        return sa.exists().where(keys.c.source == t.c.source, keys.c.record_id == t.c[id_column])
+        # A semi-join on the key pair: DuckDB runs a correlated EXISTS next to another filter (the
+        # entity, on audit.staged_records) as a grouping of the whole big table, about 6x slower.
+        return sa.tuple_(t.c.source, t.c[id_column]).in_(sa.select(keys.c.source, keys.c.record_id))
 
     staged_match = sa.and_(keyed(staged, ENTITIES[entity].record_id), staged_records_only(entity, staged))
     quarantine_match = sa.and_(quarantine.c.layer == STAGING, quarantine.c.entity == entity,
                                keyed(quarantine, "record_id"))
-    replaced = conn.execute(sa.select(sa.func.count()).select_from(staged).where(staged_match)).scalar_one()
-    replaced += conn.execute(
+    replaced = conn.execute(
         sa.select(sa.func.count()).select_from(quarantine).where(quarantine_match, row_level(quarantine))
     ).scalar_one()
-    conn.execute(sa.delete(staged).where(staged_match))
+    replaced += deleted_rows(conn, sa.delete(staged).where(staged_match))
     conn.execute(sa.delete(quarantine).where(quarantine_match))
     conn.execute(sa.delete(index).where(index.c.entity == entity, keyed(index, "record_id")))
     if identifiers is not None:
         conn.execute(sa.delete(identifiers).where(keyed(identifiers, "source_record_id")))
     return int(replaced)
+
+
+def deleted_rows(conn: Connection, statement: sa.Delete) -> int:
+    """Run a DELETE and return how many rows it deleted, without counting them in a query of their own.
+
+    DuckDB answers a DELETE with one row holding the count (its SQLAlchemy driver reports ``rowcount``
+    -1); other drivers report ``rowcount``."""
+    result = conn.execute(statement)
+    if conn.dialect.name == "duckdb":
+        return int(result.scalar_one())
+    return int(result.rowcount)
 
 
 def _insert_from(

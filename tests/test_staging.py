@@ -19,6 +19,7 @@ from crm_pipelines.schema import (
     ENTITIES,
     QUARANTINE_COLUMNS,
     RECONCILIATION_COLUMNS,
+    STAGING,
 )
 from crm_pipelines.staging.contacts import EmailNormalizer
 from crm_pipelines.staging.phones import phone_keys, phone_verdict
@@ -770,6 +771,53 @@ def test_referenced_customers_and_customer_reference(config: CrmConfig) -> None:
     assert by_key.loc[kim, "email"] == "kim@example.com"
     assert by_key.loc[kim, "created_at"] == pd.Timestamp("2024-03-01 09:00", tz="UTC")
     assert by_key.loc[("shop", "s2")].drop(["created_at", "record_kind"]).isna().all()
+
+
+def test_stubs_kept_in_sql_are_the_stubs_pandas_derives(config: CrmConfig, warehouse) -> None:
+    """The nightly refresh of the stubs in the warehouse (references grouped per table first) gives
+    exactly :func:`referenced_customers`: id and email references, a redirected customer source, earliest
+    times, and no stub for a staged customer record."""
+    import sqlalchemy as sa
+
+    from crm_pipelines.staging_sql import refresh_referenced_customers
+
+    customers = stage(config, "customers", "shop", [{"id": "s1", "email": "s1@example.com"}]).staged
+    staged = {
+        "orders": stage(config, "orders", "shop", [
+            order(id="o1", customer="s1", at="2024-03-01T10:00:00Z"),
+            order(id="o2", customer="s2", at="2024-03-05T10:00:00Z"),
+            order(id="o3", customer="s2", at="2024-03-02T10:00:00Z"),
+        ]).staged,
+        "support_tickets": stage(config, "support_tickets", "desk", [
+            ticket(id="t1", shop_account="s1"),
+            ticket(id="t2", shop_account="s3", opened="02.03.2024 10:00"),
+            ticket(id="t3", **{"from": " Kim@Example.com"}, opened="03.03.2024 10:00"),
+            ticket(id="t4", **{"from": "kim@example.com"}, opened="01.03.2024 10:00"),
+            ticket(id="t5", **{"from": None}),
+        ]).staged,
+        "subscriptions": stage(config, "subscriptions", "mail", [
+            subscription(at="2024-02-01", email="Kim@example.com"),
+        ]).staged,
+    }
+    for entity, frame in {"customers": customers, **staged}.items():
+        types = {c.name: c.dtype for c in ENTITIES[entity].staged_columns}
+        warehouse.write_table(frame, STAGING, entity, column_types=types)
+    stale = {"source": ["shop"], "source_record_id": ["s7"], "record_kind": ["referenced"]}
+    warehouse.write_table(pd.DataFrame(stale), STAGING, "customers", mode="append")
+    with warehouse.connect() as conn:  # the stale stub goes; run again, the stubs stay as they are
+        refresh_referenced_customers(conn, warehouse, config, list(staged))
+        refresh_referenced_customers(conn, warehouse, config, list(staged))
+    in_sql = warehouse.read_table(STAGING, "customers", where=sa.column("record_kind") == "referenced")
+    expected = referenced_customers(config, staged, customers)
+    columns = ["source", "source_record_id", "email", "created_at"]
+
+    def ordered(frame: pd.DataFrame) -> pd.DataFrame:
+        out = frame[columns].sort_values(columns[:2]).reset_index(drop=True)
+        out["created_at"] = pd.to_datetime(out["created_at"], utc=True)
+        return out.astype({"source": "string", "source_record_id": "string", "email": "string"})
+
+    assert len(expected) == 4
+    pd.testing.assert_frame_equal(ordered(in_sql), ordered(expected))
 
 
 def test_referenced_customers_with_nothing_referenced(config: CrmConfig) -> None:

@@ -83,3 +83,23 @@ def test_leftover_scratch_tables_are_dropped(warehouse):
     assert all(warehouse.table_exists(scratch.schema, n) for n in names)
     drop_leftover_scratch(warehouse, "orders")  # as the next run does after a killed one
     assert not any(warehouse.table_exists(scratch.schema, n) for n in names)
+
+
+def test_deleted_rows_is_the_number_of_rows_a_delete_removed(warehouse):
+    """Replacing older versions counts the superseded staged rows from the DELETE itself."""
+    import sqlalchemy as sa
+
+    from crm_pipelines.staging_batches import deleted_rows
+
+    frame = pd.DataFrame({"source": ["shop", "shop", "crm", "shop"], "record_id": ["O1", "O2", "O1", "O3"]})
+    warehouse.write_table(frame, STAGING, "deleted_rows_probe")
+    keys = pd.DataFrame({"source": ["shop", "shop", "web"], "record_id": ["O1", "O3", "O1"]})
+    warehouse.write_table(keys, STAGING, "deleted_rows_keys")
+    table = warehouse.table(STAGING, "deleted_rows_probe", ["source", "record_id"])
+    key = warehouse.table(STAGING, "deleted_rows_keys", ["source", "record_id"])
+    by_key = sa.tuple_(table.c.source, table.c.record_id).in_(sa.select(key.c.source, key.c.record_id))
+    with warehouse.connect() as conn:
+        assert deleted_rows(conn, sa.delete(table).where(by_key)) == 2
+        assert deleted_rows(conn, sa.delete(table).where(by_key)) == 0
+    left = warehouse.read_table(STAGING, "deleted_rows_probe").sort_values("record_id")
+    assert list(zip(left["source"], left["record_id"], strict=True)) == [("crm", "O1"), ("shop", "O2")]
