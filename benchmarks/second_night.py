@@ -112,7 +112,14 @@ def _restore(workdir: Path) -> Path:
             shutil.copytree(source, target)
         else:
             shutil.copy2(source, target)
-    return workdir / "crm.yaml"
+    # The kept crm.yaml names the warehouse by its absolute path: a workdir copied elsewhere must run
+    # on its own warehouse, not on the one it was copied from.
+    config_path = workdir / "crm.yaml"
+    data = yaml.safe_load(config_path.read_text())
+    if str(data.get("warehouse", {}).get("url", "")).startswith("duckdb:///"):
+        data["warehouse"]["url"] = f"duckdb:///{workdir.resolve() / 'warehouse.duckdb'}"
+        config_path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return config_path
 
 
 def first_night(people: int, workdir: Path) -> None:
