@@ -32,6 +32,15 @@ if TYPE_CHECKING:
     from crm_pipelines.analytics.cycle_settings import PortfolioSettings
 
 
+BACKFILL_BATCH_ROWS = 2_000_000
+"""Customer-months backfilled at once. The month-end inputs, the CLV summaries and their grids are
+several times the size of the snapshot rows they give: over 12 months of a million customers (9.9M
+rows, a 1.2 GB frame) one pass rose to a 7.5 GB peak. The months are independent (each is scored on
+its own), so they are taken in groups of this many rows: below about 2 months of a million customers,
+all months at once below 166,000 customers.
+"""
+
+
 def month_calendar(month_ends: list[pd.Timestamp]) -> sa.Values:
     """One row per month end: ``end_day`` (its UTC day) and ``start_day`` (the UTC day its month starts)."""
     import sqlalchemy as sa
@@ -80,15 +89,41 @@ def backfilled_months(
     fits: tuple[TransactionFit, GammaGammaFit] | None,
     clv_settings: ClvSettings,
     portfolio: PortfolioSettings,
+    batch_rows: int = BACKFILL_BATCH_ROWS,
 ) -> pd.DataFrame:
     """The backfill snapshot rows of every month in ``month_ends`` (columns of ``portfolio.snapshot``)
     for ``customers`` (core.unified_customers' customer_id and, if present, created_at). ``fits`` are
-    the CLV models that value each month's customers (None: expected CLV unknown)."""
-    from crm_pipelines.analytics.clv.value import score_customers
+    the CLV models that value each month's customers (None: expected CLV unknown). The months are
+    taken in consecutive groups of about ``batch_rows`` customer-months (see
+    :data:`BACKFILL_BATCH_ROWS`); every month is scored on its own, so the rows are the same."""
+    import pandas as pd
+
     from crm_pipelines.analytics.segment_backfill import backfill_snapshots
 
     if not month_ends:
         return backfill_snapshots(customers, None, [], key_share, None, portfolio)
+    per_batch = max(1, batch_rows // max(1, len(customers)))
+    parts = [
+        _backfilled_batch(wh, customers, month_ends[i : i + per_batch], key_share, growth_window_days, fits,
+                          clv_settings, portfolio)
+        for i in range(0, len(month_ends), per_batch)
+    ]  # fmt: skip
+    return parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
+
+
+def _backfilled_batch(
+    wh: Warehouse,
+    customers: pd.DataFrame,
+    month_ends: list[pd.Timestamp],
+    key_share: float,
+    growth_window_days: int,
+    fits: tuple[TransactionFit, GammaGammaFit] | None,
+    clv_settings: ClvSettings,
+    portfolio: PortfolioSettings,
+) -> pd.DataFrame:
+    from crm_pipelines.analytics.clv.value import score_customers
+    from crm_pipelines.analytics.segment_backfill import backfill_snapshots
+
     inputs = wh.query(month_end_inputs_select(wh, month_ends, growth_window_days))
     values = None
     if fits is not None:
