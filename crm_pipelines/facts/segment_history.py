@@ -98,38 +98,22 @@ def backfilled_months(
     :data:`BACKFILL_BATCH_ROWS`); every month is scored on its own, so the rows are the same."""
     import pandas as pd
 
+    from crm_pipelines.analytics.clv.value import score_customers
     from crm_pipelines.analytics.segment_backfill import backfill_snapshots
+
+    def months_of(ends: list[pd.Timestamp]) -> pd.DataFrame:
+        inputs = wh.query(month_end_inputs_select(wh, ends, growth_window_days))
+        values = None
+        if fits is not None:
+            clv_column = f"clv_{clv_settings.clv_months}m"
+            summary = clv_summaries_at_days(wh, [utc_day(end) for end in ends], clv_settings.time_unit_days)
+            # Scored once for all months: a customer's scores depend on her own (frequency, recency, T) only.
+            scores = score_customers(summary.drop(columns="end_day"), fits[0], fits[1], clv_settings)
+            values = summary[["end_day", "customer_id"]].assign(expected_clv=scores[clv_column].to_numpy())
+        return backfill_snapshots(customers, inputs, ends, key_share, values, portfolio)
 
     if not month_ends:
         return backfill_snapshots(customers, None, [], key_share, None, portfolio)
     per_batch = max(1, batch_rows // max(1, len(customers)))
-    parts = [
-        _backfilled_batch(wh, customers, month_ends[i : i + per_batch], key_share, growth_window_days, fits,
-                          clv_settings, portfolio)
-        for i in range(0, len(month_ends), per_batch)
-    ]  # fmt: skip
+    parts = [months_of(month_ends[i : i + per_batch]) for i in range(0, len(month_ends), per_batch)]
     return parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
-
-
-def _backfilled_batch(
-    wh: Warehouse,
-    customers: pd.DataFrame,
-    month_ends: list[pd.Timestamp],
-    key_share: float,
-    growth_window_days: int,
-    fits: tuple[TransactionFit, GammaGammaFit] | None,
-    clv_settings: ClvSettings,
-    portfolio: PortfolioSettings,
-) -> pd.DataFrame:
-    from crm_pipelines.analytics.clv.value import score_customers
-    from crm_pipelines.analytics.segment_backfill import backfill_snapshots
-
-    inputs = wh.query(month_end_inputs_select(wh, month_ends, growth_window_days))
-    values = None
-    if fits is not None:
-        clv_column = f"clv_{clv_settings.clv_months}m"
-        summary = clv_summaries_at_days(wh, [utc_day(end) for end in month_ends], clv_settings.time_unit_days)
-        # Scored once for all months: a customer's scores depend on her own (frequency, recency, T) only.
-        scores = score_customers(summary.drop(columns="end_day"), fits[0], fits[1], clv_settings)
-        values = summary[["end_day", "customer_id"]].assign(expected_clv=scores[clv_column].to_numpy())
-    return backfill_snapshots(customers, inputs, month_ends, key_share, values, portfolio)
