@@ -44,7 +44,7 @@ from crm_pipelines.staging.stage import StagingResult
 from crm_pipelines.staging.values import typed_frame
 from crm_pipelines.staging_deletes import SOURCE_DELETES, record_removed
 from crm_pipelines.staging_scratch import StagingScratch, drop_leftover_scratch, row_level
-from crm_pipelines.warehouse import Warehouse, col
+from crm_pipelines.warehouse import Warehouse, col, deleted_rows
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -413,17 +413,6 @@ def _replace_older_versions(
     if identifiers is not None:
         conn.execute(sa.delete(identifiers).where(keyed(identifiers, "source_record_id")))
     return int(replaced)
-
-
-def deleted_rows(conn: Connection, statement: sa.Delete) -> int:
-    """Run a DELETE and return how many rows it deleted, without counting them in a query of their own.
-
-    DuckDB answers a DELETE with one row holding the count (its SQLAlchemy driver reports ``rowcount``
-    -1); other drivers report ``rowcount``."""
-    result = conn.execute(statement)
-    if conn.dialect.name == "duckdb":
-        return int(result.scalar_one())
-    return int(result.rowcount)
 
 
 def _insert_from(

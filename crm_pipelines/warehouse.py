@@ -587,7 +587,18 @@ class Warehouse:
             return 0
         stmt = sa.delete(self.table(schema, table)).where(where)
         with self.connect() as conn:
-            return conn.execute(stmt).rowcount or 0
+            return deleted_rows(conn, stmt)
+
+
+def deleted_rows(conn: Connection, statement: sa.Delete) -> int:
+    """Run a DELETE and return how many rows it deleted, without counting them in a query of their own.
+
+    DuckDB answers a DELETE with one row holding the count (its SQLAlchemy driver reports ``rowcount``
+    -1); other drivers report ``rowcount``."""
+    result = conn.execute(statement)
+    if conn.dialect.name == "duckdb":
+        return int(result.scalar_one())
+    return int(result.rowcount)
 
 
 def col(name: str) -> sa.ColumnClause[Any]:

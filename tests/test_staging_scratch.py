@@ -89,7 +89,7 @@ def test_deleted_rows_is_the_number_of_rows_a_delete_removed(warehouse):
     """Replacing older versions counts the superseded staged rows from the DELETE itself."""
     import sqlalchemy as sa
 
-    from crm_pipelines.staging_batches import deleted_rows
+    from crm_pipelines.warehouse import deleted_rows
 
     frame = pd.DataFrame({"source": ["shop", "shop", "crm", "shop"], "record_id": ["O1", "O2", "O1", "O3"]})
     warehouse.write_table(frame, STAGING, "deleted_rows_probe")
@@ -103,3 +103,6 @@ def test_deleted_rows_is_the_number_of_rows_a_delete_removed(warehouse):
         assert deleted_rows(conn, sa.delete(table).where(by_key)) == 0
     left = warehouse.read_table(STAGING, "deleted_rows_probe").sort_values("record_id")
     assert list(zip(left["source"], left["record_id"], strict=True)) == [("crm", "O1"), ("shop", "O2")]
+    # Warehouse.delete reports its count the same way (DuckDB's driver alone would say -1).
+    assert warehouse.delete(STAGING, "deleted_rows_probe", sa.column("record_id") == "O2") == 1
+    assert warehouse.delete(STAGING, "deleted_rows_probe", sa.column("record_id") == "O2") == 0
