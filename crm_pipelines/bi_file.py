@@ -162,7 +162,7 @@ def _copy_from_duckdb(
                     duck.execute(f"DROP VIEW IF EXISTS {_ident(alias)}.main.{_ident(table)}")
                     duck.execute(f"DROP TABLE IF EXISTS {copy}")
                 duck.execute(f"CREATE TABLE {copy} AS SELECT * FROM {source}")
-        except duckdb.Error:
+        except BaseException:  # whatever stopped the copy, the warehouse's connection lets go of the file
             with contextlib.suppress(duckdb.Error):
                 duck.execute(f"DETACH {_ident(alias)}")
             raise
