@@ -369,32 +369,6 @@ def _snapshots(wh: Warehouse, config: CrmConfig, as_of: "pd.Timestamp") -> "pd.D
     return pd.concat(parts, ignore_index=True)
 
 
-def _replace_adding_columns(wh: Warehouse, staged: str, table: str, replaced: "sa.ColumnElement[bool]") -> None:
-    """``replace_from_staged`` for a history whose columns differ from the staged copy's (an older
-    release's table, or one an operator altered): the staged columns the history lacks are added (null
-    on the months already there), columns only the history has stay (null on the new rows), and the
-    months are deleted and the staged rows inserted, all in one transaction: a run that fails or is
-    killed on the way leaves the history as it was."""
-    import sqlalchemy as sa
-
-    present = set(wh.columns(MARTS, table))
-    staged_types = wh.column_types(MARTS, staged)
-    columns = list(staged_types)
-    target = wh.table(MARTS, table, columns)
-    source = wh.table(MARTS, staged, columns)
-
-    def replace(conn: sa.Connection) -> None:
-        for name, kind in staged_types.items():
-            if name not in present:
-                conn.execute(sa.text(f"ALTER TABLE {wh.qualified(MARTS, table)} ADD COLUMN {wh.quote(name)} {kind}"))
-        conn.execute(sa.delete(target).where(replaced))
-        conn.execute(sa.insert(target).from_select(columns, sa.select(*(source.c[c] for c in columns))))
-        conn.execute(sa.text(f"DROP TABLE {wh.qualified(MARTS, staged)}"))
-
-    wh.in_publish_transaction(f"{MARTS}.{table}", replace)
-    wh.analyze(MARTS, table)
-
-
 def _replace_months(
     context: dg.AssetExecutionContext, wh: Warehouse, frame: "pd.DataFrame", checks: list
 ) -> dg.MaterializeResult:
@@ -416,8 +390,10 @@ def _replace_months(
     # on the first run (no history yet, thirteen months of every customer) the copy becomes the history.
     if not wh.table_exists(MARTS, SEGMENT_HISTORY):
         wh.swap_in(MARTS, f"{SEGMENT_HISTORY}__new", SEGMENT_HISTORY)
-    elif not replace_from_staged(wh, MARTS, f"{SEGMENT_HISTORY}__new", SEGMENT_HISTORY, replaced):
-        _replace_adding_columns(wh, f"{SEGMENT_HISTORY}__new", SEGMENT_HISTORY, replaced)
+    else:
+        # A history whose columns differ from the copy's (an older release's table, or one an operator
+        # altered) gains the missing columns in the same transaction.
+        replace_from_staged(wh, MARTS, f"{SEGMENT_HISTORY}__new", SEGMENT_HISTORY, replaced, add_columns=True)
     wh.document(
         MARTS, SEGMENT_HISTORY, table_docs(SEGMENT_HISTORY, SEGMENT_HISTORY_COLUMNS, MART_KEYS[SEGMENT_HISTORY])
     )

@@ -101,24 +101,40 @@ def publish_checked(
 
 
 def replace_from_staged(
-    warehouse: Warehouse, schema: str, staged: str, table: str, replaced: sa.ColumnElement[bool]
+    warehouse: Warehouse,
+    schema: str,
+    staged: str,
+    table: str,
+    replaced: sa.ColumnElement[bool],
+    *,
+    add_columns: bool = False,
 ) -> bool:
     """In one transaction, delete the rows of ``schema.table`` that ``replaced`` selects, insert every
     row of the already validated ``schema.staged`` and drop it: the rows are not written a second time,
     and a reader sees the old rows or the new ones, never neither. Returns False, having done nothing,
     when ``table`` does not exist or its columns differ from the staged copy's (then the caller writes
-    the rows its own way)."""
+    the rows its own way), unless ``add_columns``: then the staged columns the table lacks are added in
+    the same transaction (null on the rows already there), and columns only the table has stay (null
+    on the new rows). DuckDB and PostgreSQL only, for ``add_columns``."""
     import sqlalchemy as sa
 
     if not warehouse.table_exists(schema, table):
         return False
     columns = warehouse.columns(schema, table)
+    added: dict[str, str] = {}
     if sorted(columns) != sorted(warehouse.columns(schema, staged)):
-        return False
+        if not add_columns:
+            return False
+        staged_types = warehouse.column_types(schema, staged)
+        added = {name: kind for name, kind in staged_types.items() if name not in columns}
+        columns = list(staged_types)
     target = warehouse.table(schema, table, columns)
     source = warehouse.table(schema, staged, columns)
 
     def replace(conn: sa.Connection) -> None:
+        qualified = warehouse.qualified(schema, table)
+        for name, kind in added.items():
+            conn.execute(sa.text(f"ALTER TABLE {qualified} ADD COLUMN {warehouse.quote(name)} {kind}"))
         conn.execute(sa.delete(target).where(replaced))
         conn.execute(sa.insert(target).from_select(columns, sa.select(*(source.c[c] for c in columns))))
         conn.execute(sa.text(f"DROP TABLE {warehouse.qualified(schema, staged)}"))
