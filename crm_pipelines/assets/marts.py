@@ -19,7 +19,7 @@ from crm_pipelines.assets.core import core_key
 from crm_pipelines.assets.cycle_glue import campaign_audiences, loyalty_frame, with_loyalty_kpis
 from crm_pipelines.assets.privacy import address_suppression
 from crm_pipelines.assets.publishing import publish_checked
-from crm_pipelines.assets.validation import validate_table, validated_check_specs
+from crm_pipelines.assets.validation import staged_name, validate_in_place, validate_table, validated_check_specs
 from crm_pipelines.checks.suites import MART_CONTRACT, PROBABILITY, RATE, mart_suite
 from crm_pipelines.config import CrmConfig
 from crm_pipelines.resources.run_window import RunWindowResource
@@ -29,6 +29,7 @@ from crm_pipelines.warehouse import Warehouse
 
 if TYPE_CHECKING:
     import pandas as pd
+    import sqlalchemy as sa
 
 CORE_INPUTS = ("unified_customers", *CORE_ATTRIBUTED_ENTITIES)
 
@@ -69,6 +70,31 @@ def publish_mart(
     checks = validate_mart(context, config, wh, table, frame, suite, columns)
     return publish_checked(
         context, wh, MARTS, table, frame, checks, columns=columns, key=MART_KEYS.get(table, ()), extra_metadata=extra,
+        staged=True,
+    )
+
+
+def publish_query_mart(
+    context, config: CrmConfig, wh: Warehouse, table: str, statement: "sa.Select", suite, columns, extra=None
+) -> dg.MaterializeResult:
+    """Run ``statement`` (the mart as published: its names, its types, the ``pii`` policy applied) into
+    ``marts.<table>__new`` inside the warehouse, validate it there and swap it in: only counts and a
+    five-row preview reach Python, whatever the mart's size."""
+    import sqlalchemy as sa
+
+    from crm_pipelines.assets.metadata import PREVIEW_ROWS
+    from crm_pipelines.facts.sql import compiled
+
+    staged = staged_name(table)
+    wh.ensure_schemas(MARTS)
+    wh.drop_table(MARTS, staged)
+    wh.execute(f"CREATE TABLE {wh.qualified(MARTS, staged)} AS {compiled(wh, statement)}")
+    wh.analyze(MARTS, staged)
+    checks = validate_in_place(context, config, wh, mart_key(table), MARTS, staged, suite, f"{MARTS}.{table}")
+    preview = wh.query(sa.select(sa.text("*")).select_from(wh.table(MARTS, staged)).limit(PREVIEW_ROWS))
+    extra = {**(extra or {}), "dagster/row_count": wh.row_count(MARTS, staged)}
+    return publish_checked(
+        context, wh, MARTS, table, preview, checks, columns=columns, key=MART_KEYS.get(table, ()), extra_metadata=extra,
         staged=True,
     )
 
@@ -287,16 +313,16 @@ def build_marts_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.Assets
     def customer_360_mart(
         context: dg.AssetExecutionContext, warehouse: WarehouseResource, run_window: RunWindowResource
     ) -> dg.MaterializeResult:
+        from crm_pipelines.analytics.mart_boundary import MART_RENAMES
+        from crm_pipelines.analytics.mart_columns import PII_COLUMNS
+        from crm_pipelines.analytics.pii import column_modes
         from crm_pipelines.facts.build import ensure_core_inputs
-        from crm_pipelines.facts.customer360 import customer_360_select
+        from crm_pipelines.facts.customer360 import customer_360_mart_select, customer_360_select
 
         wh = warehouse.get_warehouse()
-        ensure_core_inputs(wh, "subscriptions", "campaign_events")
+        ensure_core_inputs(wh, "subscriptions", "campaign_events", "orders")
         extras = [(t, drop) for t, drop in CUSTOMER_360_EXTRAS if wh.table_exists(MARTS, t)]
-        view = wh.query(customer_360_select(wh, run_window.cutoff(), extras))
-        view = view.merge(
-            loyalty_frame(wh, config, view[["customer_id"]], as_of_timestamp(run_window)), on="customer_id", how="left"
-        )
+        columns = customer_360_columns(config.clv)
         suite = mart_suite(
             f"{MARTS}.customer_360",
             columns=[c.name for c in MART_COLUMNS["customer_360"]],
@@ -304,8 +330,22 @@ def build_marts_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.Assets
             not_null_columns=["customer_id"],
             min_rows=wh.row_count(CORE, "unified_customers"),
         )
+        if not column_modes("customer_360", [c.name for c in columns], config.pii, PII_COLUMNS):
+            # Every column kept as it is: the mart is one query, written, validated and swapped in inside
+            # the warehouse. At 100,000 people the round trip through pandas (read the joined rows, join
+            # the loyalty flags, write them back) was most of the step.
+            statement = customer_360_mart_select(
+                wh, run_window.cutoff(), extras, config.loyalty, columns, MART_RENAMES["customer_360"]
+            )
+            return publish_query_mart(context, config, wh, "customer_360", statement, suite, columns)
+        # Hashing and masking normalize Unicode (NFC), which the two engines' SQL does not share: with a
+        # personal-data policy the mart is protected in Python (crm_pipelines.analytics.pii).
+        view = wh.query(customer_360_select(wh, run_window.cutoff(), extras))
+        view = view.merge(
+            loyalty_frame(wh, config, view[["customer_id"]], as_of_timestamp(run_window)), on="customer_id", how="left"
+        )
         # Declaring the joined columns keeps their own tables' types (an integer with nulls stays one).
-        return publish_mart(context, config, wh, "customer_360", view, suite, customer_360_columns(config.clv))
+        return publish_mart(context, config, wh, "customer_360", view, suite, columns)
 
     return [
         customer_segments_mart,

@@ -9,16 +9,21 @@ reference the tests hold this query equal to); consent follows
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import sqlalchemy as sa
 
+from crm_pipelines.facts.activity import regular_customers_select
 from crm_pipelines.facts.engagement import CUSTOMER_ENGAGEMENT_FACTS
 from crm_pipelines.facts.orders import CUSTOMER_CATEGORY_FACTS, CUSTOMER_ORDER_FACTS
 from crm_pipelines.facts.sql import as_bigint, instant, text_value
-from crm_pipelines.schema import CORE, MARTS, UNIFIED_CUSTOMER_COLUMNS
+from crm_pipelines.schema import CORE, MARTS, STAGING, UNIFIED_CUSTOMER_COLUMNS, Column, ColumnType
 from crm_pipelines.warehouse import Warehouse
+
+if TYPE_CHECKING:
+    from crm_pipelines.analytics.cycle_settings import LoyaltySettings
 
 ORDER_COLUMNS_360 = (
     "first_order_at", "last_order_at", "days_since_last_order", "orders", "cancelled_orders", "refunded_orders",
@@ -172,4 +177,65 @@ def customer_360_select(
     return sa.select(*columns).select_from(joined)
 
 
+def _sql_type(dtype: ColumnType) -> sa.types.TypeEngine:
+    """The type a frame column declared ``dtype`` gets when publishing writes it (Arrow on DuckDB,
+    ADBC's COPY on PostgreSQL): text, bigint, double, timestamptz, date, boolean."""
+    return {
+        "string": sa.Text(),
+        "integer": sa.BigInteger(),
+        "float": sa.Double(),
+        "timestamp": sa.DateTime(timezone=True),
+        "date": sa.Date(),
+        "boolean": sa.Boolean(),
+    }[dtype]
 
+
+def _typed(value: sa.ColumnElement, dtype: ColumnType) -> sa.ColumnElement:
+    typed = sa.cast(value, _sql_type(dtype))
+    if dtype == "float":
+        # A frame written from pandas stores NaN as null; both engines hold NaN equal to itself.
+        typed = sa.func.nullif(typed, sa.cast(sa.literal("NaN"), sa.Double()))
+    return typed
+
+
+def _member(customer_id: sa.ColumnElement, customers: sa.Select | None) -> sa.ColumnElement[bool]:
+    if customers is None:
+        return sa.false()
+    return sa.func.coalesce(customer_id.in_(customers), sa.false())
+
+
+def loyalty_members_select(wh: Warehouse, settings: LoyaltySettings) -> sa.Select | None:
+    """customer_id of every loyalty member; None before the identity tables exist (nobody is one)."""
+    from crm_pipelines.analytics.loyalty import loyalty_members_query
+
+    if not (wh.table_exists(STAGING, "customer_identifiers") and wh.table_exists(CORE, "customer_identity_map")):
+        return None
+    identifiers = wh.table(
+        STAGING, "customer_identifiers", ["source", "source_record_id", "identifier_type", "identifier_value"]
+    )
+    identity_map = wh.table(CORE, "customer_identity_map", ["source", "source_record_id", "customer_id"])
+    return loyalty_members_query(identifiers, identity_map, settings)
+
+
+def customer_360_mart_select(
+    wh: Warehouse,
+    cutoff: dt.datetime | pd.Timestamp,
+    extras: Sequence[tuple[str, Sequence[str]]],
+    loyalty: LoyaltySettings,
+    columns: Sequence[Column],
+    renames: Mapping[str, str],
+) -> sa.Select:
+    """marts.customer_360 as published with every personal-data column kept, built in the warehouse:
+    :func:`customer_360_select` with the loyalty_member and regular_customer flags, the mart's names
+    (``renames``), and the declared ``columns`` first, in their order and cast to their types, as
+    publishing a frame of it writes them; the columns not declared follow unchanged."""
+    view = customer_360_select(wh, cutoff, extras).subquery("view")
+    regular = regular_customers_select(wh, cutoff, loyalty.regular_window_days, loyalty.regular_min_purchases)
+    named: dict[str, sa.ColumnElement] = {renames.get(c.key, c.key): c for c in view.c}
+    named["loyalty_member"] = _member(view.c.customer_id, loyalty_members_select(wh, loyalty))
+    named["regular_customer"] = _member(view.c.customer_id, regular)
+    declared = [c for c in columns if c.name in named]
+    rest = [n for n in named if n not in {c.name for c in declared}]
+    return sa.select(
+        *(_typed(named[c.name], c.dtype).label(c.name) for c in declared), *(named[n].label(n) for n in rest)
+    )
