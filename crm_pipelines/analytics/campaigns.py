@@ -27,6 +27,7 @@ import pandas as pd
 from crm_pipelines.analytics.activity import as_of_timestamp, normalized_text
 from crm_pipelines.analytics.audiences import AUDIENCE_COLUMNS
 from crm_pipelines.analytics.cycle_settings import CampaignSettings
+from crm_pipelines.analytics.isin import isin
 
 TREATMENT, CONTROL = "treatment", "control"
 GROUPS = (TREATMENT, CONTROL)
@@ -81,9 +82,9 @@ def audience_members(segments: pd.DataFrame, exportable: pd.Series, audience: Se
     in_audience = np.zeros(len(segments), dtype=bool)
     for column in AUDIENCE_COLUMNS:
         if column in segments:
-            in_audience |= segments[column].astype("str").isin(wanted).to_numpy(dtype=bool)
+            in_audience |= isin(segments[column].astype("str"), wanted)
     ids = segments.loc[in_audience, "customer_id"].astype("str")
-    return ids[ids.isin(set(exportable.astype("str")))].drop_duplicates()
+    return ids[isin(ids, exportable.astype("str"))].drop_duplicates()
 
 
 def enrol_audience_campaign(
@@ -101,7 +102,7 @@ def enrol_audience_campaign(
     if campaign.start is None or campaign.end is None or not campaign.start <= day <= campaign.end:
         return mine
     members = audience_members(segments, exportable, campaign.audience)
-    new = members[~members.isin(set(mine["customer_id"].astype("str")))].to_numpy(dtype=object)
+    new = members[~isin(members, mine["customer_id"].astype("str"))].to_numpy(dtype=object)
     added = pd.DataFrame(
         {
             "campaign": campaign.name,
@@ -263,14 +264,14 @@ def with_campaigns(
     Columns: those of ``audiences`` plus ``campaign`` and ``campaign_group`` (null on segment audiences).
     """
     held = set(holdouts["customer_id"].astype("str"))
-    base = audiences[~audiences["customer_id"].astype("str").isin(held)].assign(
+    base = audiences[~isin(audiences["customer_id"].astype("str"), held)].assign(
         campaign=pd.Series(pd.NA, index=audiences.index, dtype="str"),
         campaign_group=pd.Series(pd.NA, index=audiences.index, dtype="str"),
     )
     day = as_of_timestamp(as_of).date()
     running = [c.name for c in campaigns if not c.source_campaign_id and c.start <= day <= c.end]
     treated = assignments[(assignments["campaign_group"] == TREATMENT) & assignments["campaign"].isin(running)]
-    treated = treated[~treated["customer_id"].isin(held)]
+    treated = treated[~isin(treated["customer_id"], held)]
     contact = audiences.drop_duplicates("customer_id")[["customer_id", "email", "consent_at"]]
     rows = treated[["campaign", "customer_id", "campaign_group"]].merge(contact, on="customer_id", how="inner")
     rows = rows.assign(audience_group="campaign", audience=rows["campaign"])

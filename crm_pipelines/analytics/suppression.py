@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from crm_pipelines.analytics.activity import as_of_micros, is_value, normalized_text, utc_micros
+from crm_pipelines.analytics.isin import isin
 
 if TYPE_CHECKING:
     import numpy as np
@@ -138,11 +139,11 @@ def without_suppressed(audiences: pd.DataFrame, suppressed: pd.DataFrame) -> pd.
     """``audiences`` without rows whose exported email is on the suppression list, in plain or, for an
     erased person's address, as its SHA-256 (``email_sha256``)."""
     emails = suppressed.loc[suppressed["address_kind"] == "email", "address"]
-    blocked = _clean(audiences["email"]).isin(emails).to_numpy()
+    blocked = isin(_clean(audiences["email"]), emails)
     hashed = set(suppressed.loc[suppressed["address_kind"] == "email_sha256", "address"])
     if hashed:
         digests = _clean(audiences["email"]).map(
             lambda e: hashlib.sha256(e.encode("utf-8")).hexdigest() if isinstance(e, str) else None
         )
-        blocked = blocked | digests.isin(hashed).to_numpy(dtype=bool)
+        blocked = blocked | isin(digests, hashed)
     return audiences[~blocked].reset_index(drop=True)

@@ -263,6 +263,7 @@ def build_marts_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.Assets
         context: dg.AssetExecutionContext, warehouse: WarehouseResource, run_window: RunWindowResource
     ) -> dg.MaterializeResult:
         from crm_pipelines.analytics.audiences import audiences_from_consent, consent_summary
+        from crm_pipelines.analytics.isin import isin
         from crm_pipelines.facts.build import ensure_core_inputs
         from crm_pipelines.facts.consent import read_consent
 
@@ -276,7 +277,7 @@ def build_marts_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.Assets
         suppressed = address_suppression(config, wh, as_of)
         audiences = audiences_from_consent(segments, consent, suppressed=suppressed)
         audiences, held_out = campaign_audiences(wh, config, audiences, as_of)
-        consent = consent[consent["customer_id"].isin(segments["customer_id"].astype("str"))]
+        consent = consent[isin(consent["customer_id"], segments["customer_id"].astype("str"))]
         suite = mart_suite(
             f"{MARTS}.marketing_audiences",
             columns=[c.name for c in MART_COLUMNS["marketing_audiences"]],
