@@ -15,22 +15,53 @@ from crm_pipelines.warehouse import Warehouse
 
 if TYPE_CHECKING:
     import pandas as pd
+    import sqlalchemy as sa
 
 CAMPAIGN_ASSIGNMENTS = "campaign_assignments"
 
 
-def loyalty_members(wh: Warehouse, config: CrmConfig) -> set[str]:
-    """Customers holding a loyalty identifier (computed in the warehouse); empty before identities exist."""
+def _loyalty_members_select(wh: Warehouse, config: CrmConfig) -> sa.Select | None:
+    """The distinct customer ids holding a loyalty identifier; None before identities exist."""
     from crm_pipelines.analytics.loyalty import loyalty_members_query
 
     if not (wh.table_exists(STAGING, "customer_identifiers") and wh.table_exists(CORE, IDENTITY_MAP)):
-        return set()
+        return None
     identifiers = wh.table(
         STAGING, "customer_identifiers", ["source", "source_record_id", "identifier_type", "identifier_value"]
     )
     identity_map = wh.table(CORE, IDENTITY_MAP, ["source", "source_record_id", "customer_id"])
-    members = wh.query(loyalty_members_query(identifiers, identity_map, config.loyalty))
-    return set(members["customer_id"].astype("str"))
+    return loyalty_members_query(identifiers, identity_map, config.loyalty)
+
+
+def loyalty_member_ids(wh: Warehouse, config: CrmConfig) -> pd.Series:
+    """Customers holding a loyalty identifier, each once, as text (computed in the warehouse); empty
+    before identities exist."""
+    import pandas as pd
+
+    statement = _loyalty_members_select(wh, config)
+    if statement is None:
+        return pd.Series([], dtype="str", name="customer_id")
+    # The query is DISTINCT already; dropping duplicates again keeps the set semantics whatever it returns.
+    return wh.query(statement)["customer_id"].astype("str").drop_duplicates().reset_index(drop=True)
+
+
+def loyalty_members(wh: Warehouse, config: CrmConfig) -> set[str]:
+    """:func:`loyalty_member_ids` as a set."""
+    return set(loyalty_member_ids(wh, config))
+
+
+def loyalty_members_among_customers(wh: Warehouse, config: CrmConfig) -> int:
+    """How many loyalty members are core.unified_customers (the size of the intersection of the two id
+    sets), counted in the warehouse: neither id list comes to Python."""
+    import sqlalchemy as sa
+
+    members = _loyalty_members_select(wh, config)
+    if members is None:
+        return 0
+    m = members.subquery("loyalty_members")
+    customers = wh.table(CORE, "unified_customers", ["customer_id"])
+    known = sa.select(sa.func.count()).select_from(m).where(m.c.customer_id.in_(sa.select(customers.c.customer_id)))
+    return int(wh.query(known).iloc[0, 0])
 
 
 def campaign_audiences(
@@ -55,6 +86,7 @@ def loyalty_frame(wh: Warehouse, config: CrmConfig, customers: pd.DataFrame, as_
     with the regular customers counted in the warehouse."""
     import pandas as pd
 
+    from crm_pipelines.analytics.isin import isin
     from crm_pipelines.facts.activity import regular_customers_select
     from crm_pipelines.facts.build import ensure_core_inputs
 
@@ -64,11 +96,12 @@ def loyalty_frame(wh: Warehouse, config: CrmConfig, customers: pd.DataFrame, as_
         regular_customers_select(wh, as_of, settings.regular_window_days, settings.regular_min_purchases)
     )
     ids = customers["customer_id"].astype("str")
+    # Arrow's hash lookup, not pandas' isin or Python sets: both cost a Python object per id.
     return pd.DataFrame(
         {
             "customer_id": ids.to_numpy(),
-            "loyalty_member": ids.isin(loyalty_members(wh, config)).to_numpy(dtype=bool),
-            "regular_customer": ids.isin(set(regular["customer_id"].astype("str"))).to_numpy(dtype=bool),
+            "loyalty_member": isin(ids, loyalty_member_ids(wh, config)),
+            "regular_customer": isin(ids, regular["customer_id"].astype("str")),
         }
     )
 
@@ -83,11 +116,10 @@ def with_loyalty_kpis(wh: Warehouse, config: CrmConfig, kpis: pd.DataFrame) -> p
 
     if kpis.empty:
         return kpis.assign(loyalty_members=pd.Series(dtype="int64"), regular_customers=pd.Series(dtype="int64"))
-    customers = wh.read_table(CORE, "unified_customers", columns=["customer_id"])
     dates = kpis["kpi_date"] if "kpi_date" in kpis else kpis["date"]  # read in SQL with the mart's names
     ensure_core_inputs(wh, "orders")
     settings = config.loyalty
-    members = loyalty_members(wh, config) & set(customers["customer_id"].astype("str"))
+    members = loyalty_members_among_customers(wh, config)
     regulars = read_daily_regulars(wh, dates, settings.regular_window_days, settings.regular_min_purchases)
-    daily = pd.DataFrame({"loyalty_members": len(members), "regular_customers": regulars}, index=dates.index)
+    daily = pd.DataFrame({"loyalty_members": members, "regular_customers": regulars}, index=dates.index)
     return pd.concat([kpis, daily], axis=1)
