@@ -103,17 +103,19 @@ class _Query:
         # before the first day shown, so a purchase day before it covers no day that is shown or lagged
         # into one, and a later day's next purchase day is later still: the window pass skips them.
         pairs = (
-            sa.select(kp.customer_id, kp.purchase_day.label("day"))
+            sa.select(kp.customer_id, kp.purchase_day.label("day"), sa.func.count().label("orders"))
             .where(kp.purchase_day >= self.base)
-            .distinct()
+            .group_by(kp.customer_id, kp.purchase_day)
             .cte("purchase_pairs")
         )
         first = sa.select(kp.customer_id, sa.func.min(kp.purchase_day).label("day")).group_by(kp.customer_id).cte(
             "first_purchase"
         )
+        # From the (customer, day) pairs: a day's purchasing customers are its pairs (known purchases have a
+        # customer id), so no COUNT(DISTINCT) over the purchases, which took a third of the query on DuckDB.
         daily = self.per_day(
-            "daily_purchases", kp.purchase_day, sa.func.count().label("orders"),
-            sa.func.count(sa.distinct(kp.customer_id)).label("purchasing"),
+            "daily_purchases", pairs.c.day, sa.func.sum(pairs.c.orders).label("orders"),
+            sa.func.count().label("purchasing"),
         )  # fmt: skip
         new = self.per_day("new_buyers", first.c.day, sa.func.count().label("n"))
         # The three coverages share one window pass over the purchase days: as a subquery of each, DuckDB
@@ -305,9 +307,12 @@ class _Query:
         )  # fmt: skip
         c, p = first_clicks.c, purchases.c
         gap = sa.extract("epoch", p.ordered_at) - sa.extract("epoch", c.at)
+        # A purchase at or after a click is on or after the click's day, so on or after the calendar's first:
+        # the bound on the purchase day changes no answer and spares the join the older purchases.
         followed = sa.exists().where(
-            p.customer_id == c.customer_id, gap >= 0, gap <= self.w.conversion_days * 86_400
-        )
+            p.customer_id == c.customer_id, p.purchase_day >= self.base, gap >= 0,
+            gap <= self.w.conversion_days * 86_400,
+        )  # fmt: skip
         return self.per_day(
             "clicks_daily", c.day, sa.func.count().label("clicks"),
             sa.func.sum(sa.case((followed, 1), else_=0)).label("converted"),
