@@ -123,3 +123,23 @@ def test_one_column_set_to_a_threshold_or_next_to_it_equals_the_model(fitted) ->
             moved = known.iloc[rows].copy()
             moved.iloc[:, column] = value
             np.testing.assert_array_equal(predictor.raw_predict_with(rows, column, value), model._raw_predict(moved))
+
+
+def test_shuffled_values_at_and_next_to_thresholds_equal_the_model(fitted) -> None:
+    """Permutation importance through the remembered leaves, on rows whose values lie exactly at, just
+    below and just above the trees' thresholds (or are missing), equals the model's own."""
+    model, frame, label = fitted
+    known = frame.copy()
+    for column in range(known.shape[1]):
+        nodes = [tree.nodes for (tree,) in model._predictors]
+        values = np.unique(
+            np.concatenate([n["num_threshold"][(n["feature_idx"] == column) & (n["is_leaf"] == 0)] for n in nodes])
+        )
+        near = np.concatenate([values, np.nextafter(values, -np.inf), np.nextafter(values, np.inf)])
+        known.iloc[np.arange(column, column + 5 * len(near), 5)[: len(near)] % len(known), column] = near
+    predictor = KnownRowsPredictor(model, known)
+    assert predictor.leaves.dtype == np.uint8  # one byte per row and tree
+    arguments = {"scoring": "roc_auc", "n_repeats": 2, "random_state": 3}
+    expected = permutation_importance(model, known, label, **arguments)
+    reused = permutation_importance(predictor.model_view(), known, label, **arguments)
+    np.testing.assert_array_equal(reused.importances, expected.importances)

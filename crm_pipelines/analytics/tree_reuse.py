@@ -1,19 +1,19 @@
 """Predictions of a fitted gradient boosting model on rows that differ from known rows in one column.
 
 Permutation importance and the per-customer drivers of :mod:`crm_pipelines.analytics.churn` predict the
-same rows again and again with one feature changed (shuffled, or set to its median). A tree that never
-splits on that feature gives every row the value it gave before, so only the trees that split on it
-are evaluated again; the others' values are remembered from one pass over the known rows. A tree that
-does split on it sees the feature only through its splits on it: whether the value is missing and on
-which side of each of the tree's thresholds on that feature it lies. A row whose new value falls on the
-same sides as its known value follows the same path to the same leaf, so where a column is set to one
-value (the drivers' median) only the rows that cross one of the tree's thresholds on the way (or become
-or stop being missing) are evaluated by it again.
+same rows again and again with one feature changed (shuffled, or set to its median). One pass over the
+known rows remembers the leaf each row reaches in each tree. A row's path through a tree depends on a
+column only through the splits on that column along the path: whether the value is missing and on
+which side of each of those thresholds it lies. So each leaf admits, for each column, an interval of
+values (and perhaps missing values) that keep a row in it; a row whose new value stays within its
+leaf's interval reaches the same leaf and gets the same value, and only the rows that leave it are
+evaluated by the tree again. Trees that never split on the column keep every row's leaf.
 
 The result is bit for bit what ``HistGradientBoostingClassifier`` computes: its raw prediction is the
 baseline plus each tree's value, added in tree order, and the sum here is made in that same order,
-from the same per-tree values. Rows that differ from the known rows in more than one column (or are
-not among them) are predicted by every tree, as the model would.
+from the same per-tree values (a leaf's stored value is what the tree returns for it). Rows that differ
+from the known rows in more than one column (or are not among them) are predicted by every tree, as
+the model would.
 
 It reads the model's internals (``_predictors``, ``_bin_mapper``, ``_baseline_prediction``,
 ``_preprocess_X``, ``_loss``) as scikit-learn 1.9.1, the pinned version, lays them out; ``tests/test_tree_reuse.py``
@@ -33,11 +33,64 @@ if TYPE_CHECKING:
     from sklearn.ensemble import HistGradientBoostingClassifier
 
 
+def _leaf_bounds(nodes: np.ndarray, n_columns: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(lower, upper, missing), each of shape (nodes, columns): a value x of a column reaches the node
+    when ``lower < x <= upper``, and a missing one when ``missing`` (a split sends a missing value
+    where ``missing_go_to_left`` says, any other x left when x <= threshold)."""
+    count = len(nodes)
+    lower, upper = np.full((count, n_columns), -np.inf), np.full((count, n_columns), np.inf)
+    missing = np.ones((count, n_columns), dtype=bool)
+    stack = [0]  # the root: a parent's bounds are set before its children's
+    while stack:
+        node = stack.pop()
+        if nodes["is_leaf"][node]:
+            continue
+        column, threshold = int(nodes["feature_idx"][node]), float(nodes["num_threshold"][node])
+        to_left = bool(nodes["missing_go_to_left"][node])
+        left, right = int(nodes["left"][node]), int(nodes["right"][node])
+        for child in (left, right):
+            lower[child], upper[child], missing[child] = lower[node], upper[node], missing[node]
+        upper[left, column] = min(upper[node, column], threshold)
+        missing[left, column] &= to_left
+        lower[right, column] = max(lower[node, column], threshold)
+        missing[right, column] &= not to_left
+        stack += [left, right]
+    return lower, upper, missing
+
+
+class _ColumnBounds:
+    """The bounds on one column of the leaves of the trees that split on it, laid out flat (tree after
+    tree), so the rows that leave their leaf are found for all those trees in one pass."""
+
+    def __init__(self, trees: list[int], bounds: list[tuple[np.ndarray, np.ndarray, np.ndarray]], column: int):
+        self.trees = np.array(trees, dtype=np.intp)
+        sizes = [len(bounds[i][0]) for i in trees]
+        self.offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.intp)
+        self.lower, self.upper, self.missing = (
+            np.concatenate([bounds[i][part][:, column] for i in trees]) for part in range(3)
+        )
+
+    def leave(self, leaves: np.ndarray, values: np.ndarray | float) -> np.ndarray:
+        """(rows, len(self.trees)), column-major: where a row at ``leaves`` (its leaf in every tree) with
+        ``values`` in the column no longer reaches its leaf of each of these trees."""
+        at = leaves[:, self.trees] + self.offsets
+        values = np.asarray(values, dtype=np.float64)
+        values = values[:, None] if values.ndim else values
+        with np.errstate(invalid="ignore"):
+            leaving = ~((self.lower[at] < values) & (values <= self.upper[at]))
+        missing = np.isnan(values)
+        if missing.any():
+            leaving &= ~(missing & self.missing[at])
+        return np.asfortranarray(leaving)
+
+
 class KnownRowsPredictor:
     """Raw predictions of ``model`` for frames whose rows are rows of ``known`` (matched by index
-    label, which must be unique), remembering each tree's values on ``known``."""
+    label, which must be unique), remembering the leaf each row of ``known`` reaches in each tree."""
 
     def __init__(self, model: HistGradientBoostingClassifier, known: pd.DataFrame):
+        from sklearn.ensemble._hist_gradient_boosting.predictor import TreePredictor
+
         self.model = model
         self.known = known
         self.trees = [iteration[0] for iteration in model._predictors]
@@ -47,11 +100,27 @@ class KnownRowsPredictor:
         ]
         self._bitsets = model._bin_mapper.make_known_categories_bitsets()
         self.values = model._preprocess_X(known, reset=False)
-        self.per_tree = np.empty((len(known), len(self.trees)), dtype=np.float64, order="F")
-        self._last: tuple[pd.Index, np.ndarray, np.ndarray] | None = None
-        self._thresholds: dict[tuple[int, int], np.ndarray] = {}
-        for i, tree in enumerate(self.trees):
-            self.per_tree[:, i] = self._tree_values(tree, self.values)
+        self.leaf_values = [tree.nodes["value"] for tree in self.trees]
+        bounds = [_leaf_bounds(tree.nodes, self.values.shape[1]) for tree in self.trees]
+        self._columns = {
+            column: _ColumnBounds([i for i, used in enumerate(self.splits_on) if column in used], bounds, column)
+            for column in set().union(*self.splits_on)
+        }
+        # The same tree with each node's number as its value: predicting with it names the leaf reached.
+        numbered = []
+        for tree in self.trees:
+            nodes = tree.nodes.copy()
+            nodes["value"] = np.arange(len(nodes))
+            numbered.append(TreePredictor(nodes, tree.binned_left_cat_bitsets, tree.raw_left_cat_bitsets))
+        nodes_most = max(len(tree.nodes) for tree in self.trees)
+        # One byte per row and tree at the default 15 leaves (eight bytes for a remembered value).
+        self.leaves = np.empty((len(known), len(self.trees)), dtype=np.min_scalar_type(nodes_most), order="F")
+        for i, tree in enumerate(numbered):
+            self.leaves[:, i] = self._tree_values(tree, self.values)
+        self._last: tuple[pd.Index, np.ndarray, np.ndarray, np.ndarray] | None = None
+        self.known_raw = self._baseline(len(known))[:, 0]
+        for i in range(len(self.trees)):
+            self.known_raw += self.leaf_values[i][self.leaves[:, i]]
 
     @staticmethod
     def supports(model: HistGradientBoostingClassifier, known: pd.DataFrame) -> bool:
@@ -61,6 +130,7 @@ class KnownRowsPredictor:
             getattr(model, "n_trees_per_iteration_", None) == 1
             and getattr(model, "_preprocessor", None) is None
             and not getattr(model, "_in_fit", False)
+            and not any(tree.nodes["is_categorical"].any() for (tree,) in getattr(model, "_predictors", []))
             and known.index.is_unique
         )
 
@@ -73,34 +143,6 @@ class KnownRowsPredictor:
             n_threads=_openmp_effective_n_threads(None),
         )  # fmt: skip
 
-    def _split_thresholds(self, tree: int, column: int) -> np.ndarray:
-        """The thresholds of tree number ``tree``'s splits on ``column``."""
-        key = (tree, column)
-        if key not in self._thresholds:
-            nodes = self.trees[tree].nodes
-            inner = nodes[~nodes["is_leaf"].astype(bool)]
-            self._thresholds[key] = np.unique(inner["num_threshold"][inner["feature_idx"] == column])
-        return self._thresholds[key]
-
-    def _moved_ranges(
-        self, tree: int, column: int, present: np.ndarray, rows: int, value: float
-    ) -> list[tuple[int, int]]:
-        """The ranges of rows, sorted by their value in ``column`` (``present``: the values that are not
-        missing, ascending; the missing ones follow, up to ``rows``), that tree number ``tree`` may send
-        another way once the column is set to ``value``.
-
-        A split on the column sends a missing value where missing values go and any other x left when
-        x <= threshold. With ``lo`` the tree's largest threshold below ``value`` and ``hi`` its smallest
-        at or above it, a value in (lo, hi] takes every one of those splits as ``value`` does: the row
-        keeps its path and its leaf. The others, and missing values, are evaluated again."""
-        if np.isnan(value):
-            return [(0, len(present))] if len(present) else []
-        thresholds = self._split_thresholds(tree, column)
-        below, above = thresholds[thresholds < value], thresholds[thresholds >= value]
-        start = int(np.searchsorted(present, below[-1], side="right")) if len(below) else 0
-        stop = int(np.searchsorted(present, above[0], side="right")) if len(above) else len(present)
-        return [(a, b) for a, b in ((0, start), (stop, rows)) if a < b]
-
     def _baseline(self, rows: int) -> np.ndarray:
         """What ``model._raw_predict`` starts from before adding the trees' values."""
         raw = np.zeros((rows, 1), dtype=self.model._baseline_prediction.dtype, order="F")
@@ -108,37 +150,48 @@ class KnownRowsPredictor:
         return raw
 
     def known_raw_predict(self) -> np.ndarray:
-        """``model._raw_predict(known)`` from the remembered per-tree values: no tree is evaluated again."""
-        raw = self._baseline(len(self.known))
-        for i in range(len(self.trees)):
-            raw[:, 0] += self.per_tree[:, i]
+        """``model._raw_predict(known)``, summed once from the remembered leaves in the model's order."""
+        return self.known_raw.reshape(-1, 1).copy()
+
+    def _changed_sum(
+        self, values: np.ndarray, leaves: np.ndarray, known_raw: np.ndarray, column: int, new: np.ndarray | float
+    ) -> np.ndarray:
+        """Raw predictions of ``values`` (rows whose leaves and raw predictions without the change are
+        ``leaves`` and ``known_raw``) that differ from the known rows in ``column`` only (now ``new``).
+
+        A row that stays in its leaf of every tree keeps its raw prediction; for the others, each tree
+        evaluates only the rows that leave its leaf, and the sum is made in tree order."""
+        raw = known_raw.reshape(-1, 1).copy()
+        bounds = self._columns.get(column)
+        if bounds is None:
+            return raw
+        leaving = bounds.leave(leaves, new)
+        moved = np.flatnonzero(leaving.any(axis=1))
+        if not len(moved):
+            return raw
+        leaves, leaving, values = np.asfortranarray(leaves[moved]), np.asfortranarray(leaving[moved]), values[moved]
+        changed = {int(tree): j for j, tree in enumerate(bounds.trees)}
+        moved_raw = self._baseline(len(moved))
+        for i, tree in enumerate(self.trees):
+            tree_values = self.leaf_values[i][leaves[:, i]]
+            if i in changed:
+                rows = np.flatnonzero(leaving[:, changed[i]])
+                if len(rows):
+                    tree_values[rows] = self._tree_values(tree, values[rows])
+            moved_raw[:, 0] += tree_values
+        raw[moved] = moved_raw
         return raw
 
     def raw_predict_with(self, rows: np.ndarray, column: int, value: float) -> np.ndarray:
         """``model._raw_predict`` of the known rows at positions ``rows`` with column number ``column``
         set to ``value``: only the trees that split on that column are evaluated, each only for the rows
-        whose known value it sends another way than ``value`` (:meth:`_moved_ranges`).
+        that ``value`` takes out of their leaf.
 
         The direct form of :meth:`raw_predict` for a change the caller knows: no frame to build, no
         labels to look up, no columns to compare."""
-        # Sorted by the column's known value (missing values last), the rows a tree must evaluate
-        # again are at most two runs: a view of each is predicted, not a copy of scattered rows.
-        known = self.values[rows, column]
-        order = np.argsort(known, kind="stable")
-        by_value = rows[order]
-        values = np.ascontiguousarray(self.values[by_value])  # a copy: the known values stay as they were
+        values = self.values[rows]  # a copy: the known values stay as they were
         values[:, column] = value
-        present = known[order][: int(np.count_nonzero(~np.isnan(known)))]
-        raw = self._baseline(len(values))
-        for i, tree in enumerate(self.trees):
-            tree_values = self.per_tree[by_value, i]
-            if column in self.splits_on[i]:
-                for start, stop in self._moved_ranges(i, column, present, len(values), value):
-                    tree_values[start:stop] = self._tree_values(tree, values[start:stop])
-            raw[:, 0] += tree_values
-        in_order = np.empty_like(raw)
-        in_order[order] = raw  # each row's sum is made in tree order whatever the rows' order
-        return in_order
+        return self._changed_sum(values, self.leaves[rows], self.known_raw[rows], column, value)
 
     def probability(self, raw: np.ndarray) -> np.ndarray:
         """The positive class's probability of raw predictions, as ``model.predict_proba(...)[:, 1]``."""
@@ -147,30 +200,28 @@ class KnownRowsPredictor:
     def raw_predict(self, X: pd.DataFrame, n_threads: int | None = None) -> np.ndarray:
         """``model._raw_predict(X)``: shape (rows, 1)."""
         values = self.model._preprocess_X(X, reset=False)
-        raw = self._baseline(len(values))
         found = self._known_rows(X.index) if hasattr(X, "index") and len(values) else None
         changed = None if found is None else self._changed_columns(values, found[1])
         if changed is None:
+            raw = self._baseline(len(values))
             for tree in self.trees:
                 raw[:, 0] += self._tree_values(tree, values)
             return raw
-        remembered = found[2]
-        for i, tree in enumerate(self.trees):
-            if changed & self.splits_on[i]:
-                raw[:, 0] += self._tree_values(tree, values)
-            else:
-                raw[:, 0] += remembered[:, i]
-        return raw
+        if not changed:
+            return found[3].reshape(-1, 1).copy()
+        column = next(iter(changed))
+        return self._changed_sum(values, found[2], found[3], column, values[:, column])
 
-    def _known_rows(self, index: pd.Index) -> tuple[pd.Index, np.ndarray, np.ndarray] | None:
-        """(index, the rows' known values, their per-tree values) of rows labelled ``index``; None when
-        some label is unknown. The last answer is kept: callers ask about the same rows many times."""
+    def _known_rows(self, index: pd.Index) -> tuple[pd.Index, np.ndarray, np.ndarray, np.ndarray] | None:
+        """(index, the rows' known values, their leaves, their raw predictions) of rows labelled
+        ``index``; None when some label is unknown. The last answer is kept: callers ask about the same
+        rows many times."""
         if self._last is not None and (index is self._last[0] or index.equals(self._last[0])):
             return self._last
         rows = self.known.index.get_indexer(index)
         if (rows < 0).any():
             return None
-        self._last = (index, self.values[rows], np.asfortranarray(self.per_tree[rows]))
+        self._last = (index, self.values[rows], np.asfortranarray(self.leaves[rows]), self.known_raw[rows])
         return self._last
 
     def _changed_columns(self, values: np.ndarray, before: np.ndarray) -> frozenset[int] | None:
