@@ -70,18 +70,24 @@ class _ColumnBounds:
             np.concatenate([bounds[i][part][:, column] for i in trees]) for part in range(3)
         )
 
+    def _outside(self, at: np.ndarray | slice, values: np.ndarray | float) -> np.ndarray:
+        """Where ``values`` lie outside the bounds of the leaves ``at`` (numbers in the flat layout)."""
+        with np.errstate(invalid="ignore"):
+            outside = ~((self.lower[at] < values) & (values <= self.upper[at]))
+        missing = np.isnan(values)
+        if missing.any():
+            outside &= ~(missing & self.missing[at])
+        return outside
+
     def leave(self, leaves: np.ndarray, values: np.ndarray | float) -> np.ndarray:
         """(rows, len(self.trees)), column-major: where a row at ``leaves`` (its leaf in every tree) with
         ``values`` in the column no longer reaches its leaf of each of these trees."""
         at = leaves[:, self.trees] + self.offsets
         values = np.asarray(values, dtype=np.float64)
-        values = values[:, None] if values.ndim else values
-        with np.errstate(invalid="ignore"):
-            leaving = ~((self.lower[at] < values) & (values <= self.upper[at]))
-        missing = np.isnan(values)
-        if missing.any():
-            leaving &= ~(missing & self.missing[at])
-        return np.asfortranarray(leaving)
+        if values.ndim:
+            return np.asfortranarray(self._outside(at, values[:, None]))
+        # One value for every row (the drivers' median): decided once per leaf, then looked up per row.
+        return np.asfortranarray(self._outside(slice(None), values)[at])
 
 
 class KnownRowsPredictor:
