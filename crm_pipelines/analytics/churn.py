@@ -65,7 +65,8 @@ DRIVER_COUNT = 3
 DRIVER_CANDIDATES = 5
 IMPORTANCE_ROWS = 20_000
 DRIVER_SLICE_ROWS = 50_000
-"""Customers whose per-tree predictions are kept at once while drivers are computed (8 bytes per tree each)."""
+"""Customers whose leaves are kept at once while drivers are computed (a byte per tree each, and about
+eight per tree splitting on a candidate while that candidate is tried)."""
 
 
 @dataclass(frozen=True)
@@ -276,7 +277,7 @@ def _probability_and_drivers(
     whose value raises her risk most over the population median.
 
     ``base`` is the model's churn probability of ``features`` when the caller has it; otherwise it is
-    summed from the per-tree values the drivers need anyway, in the model's order, so it is the
+    summed from the leaves the drivers need anyway, in the model's order, so it is the
     model's number without a second pass over the trees. A customer whose value already is the median
     keeps her prediction, so only the other rows are predicted again."""
     if features.empty:
@@ -285,7 +286,7 @@ def _probability_and_drivers(
     probability = np.empty(len(features)) if base is None else base
     effects = np.zeros((len(features), len(candidates)))
     # Rows are predicted one by one, so predicting the changed rows alone, a slice at a time (each
-    # slice's per-tree values are kept while its candidates are tried), gives the same numbers.
+    # slice's leaves are kept while its candidates are tried), gives the same numbers.
     for start in range(0, len(features), DRIVER_SLICE_ROWS):
         part = features.iloc[start : start + DRIVER_SLICE_ROWS]
         stop = start + len(part)
@@ -463,8 +464,8 @@ def _fit_check_and_score(
     metrics: dict[str, float | int | str],
 ) -> ChurnResult:
     model = _classifier(random_state).fit(train_x, train_y)
-    # The same scores; only trees splitting on the shuffled feature rerun, and the holdout's predictions
-    # are summed from the per-tree values that reuse keeps, in the model's order.
+    # The same scores; only rows that the shuffled feature moves out of a leaf are predicted again, by
+    # that tree, and the holdout's predictions are summed from the remembered leaves in the model's order.
     known = known_rows_predictor(model, holdout_x)
     if known is None:
         predicted, importance_model = model.predict_proba(holdout_x)[:, 1], model
