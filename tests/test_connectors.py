@@ -141,6 +141,19 @@ def test_jsonl_keeps_nested_values_as_json_text(tmp_path):
     ]
 
 
+def test_jsonl_keys_holding_path_characters_are_read_as_their_own_columns(tmp_path):
+    odd = {"a/b": "slash", "x~1": "tilde", "with.dot": "dot", 'say "hi"': "quote", "[0]": "brackets"}
+    lines = [{"id": 1, "email": "a@example.com", **odd}, {"id": 2, "email": None, "a/b": None, "ünï": {"n": ["x"]}}]
+    (tmp_path / "c.jsonl").write_text("\n".join(json.dumps(line, ensure_ascii=False) for line in lines))
+    config = make_config(tmp_path, {"type": "jsonl"}, {"path": "c.jsonl"})
+    table = read(config)
+    assert table.column_names == ["id", "email", *odd, "ünï"]
+    assert table.to_pylist() == [
+        {"id": "1", "email": "a@example.com", **odd, "ünï": None},
+        {"id": "2", "email": None, **dict.fromkeys(odd), "ünï": '{"n":["x"]}'},
+    ]
+
+
 def test_malformed_jsonl_names_the_line(tmp_path):
     (tmp_path / "c.jsonl").write_text('{"id": 1, "email": "a@example.com"}\n\n{"id": 2, "email": \n')
     config = make_config(tmp_path, {"type": "jsonl"}, {"path": "c.jsonl"})

@@ -82,3 +82,26 @@ def test_a_column_that_changes_type_late_is_read_row_by_row(tmp_path, monkeypatc
     assert fast.table.equals(reference.table)
     assert fast.table.num_rows == ROWS + 1
     assert fast.table["note"].to_pylist()[-2:] == [str(ROWS), "not a number"]
+
+
+@pytest.mark.parametrize("late_value", [1e20, 12, b"\xff\x00"], ids=["real", "integer", "blob"])
+def test_a_text_column_holding_another_kind_late_is_read_row_by_row(tmp_path, monkeypatch, late_value):
+    # The driver returns such a column as text and converts the late value in its own way (1e20 as
+    # '1.0e+20', where the row-by-row path writes '1e+20'; a blob as invalid text).
+    _database(tmp_path / "shop.db", odd_last_row=False)
+    with sqlite3.connect(tmp_path / "shop.db") as conn:
+        conn.execute("UPDATE orders SET note = 'n' || id")
+        conn.execute("INSERT INTO orders VALUES (?, 'C1', '2024-03-29 10:00:00', 7.25, ?)", (ROWS + 1, late_value))
+    fast, reference, used_row_by_row = _read_both(monkeypatch, _config(tmp_path))
+    assert used_row_by_row
+    assert fast.table.equals(reference.table)
+    assert fast.table.num_rows == ROWS + 1
+
+
+def test_a_column_null_in_the_first_batch_then_numbers_keeps_the_fast_path(tmp_path, monkeypatch):
+    _database(tmp_path / "shop.db", odd_last_row=False)
+    with sqlite3.connect(tmp_path / "shop.db") as conn:
+        conn.execute("UPDATE orders SET note = NULL WHERE id <= 2000")  # NULL first: the driver reads integers
+    fast, reference, used_row_by_row = _read_both(monkeypatch, _config(tmp_path))
+    assert not used_row_by_row
+    assert fast.table.equals(reference.table)

@@ -21,8 +21,8 @@ from crm_pipelines.schema import (
     RECONCILIATION_COLUMNS,
     STAGING,
 )
-from crm_pipelines.staging.contacts import EmailNormalizer
-from crm_pipelines.staging.phones import phone_keys, phone_verdict
+from crm_pipelines.staging.contacts import EmailNormalizer, email_verdicts
+from crm_pipelines.staging.phones import phone_keys, phone_verdict, phone_verdicts
 from crm_pipelines.staging.references import customer_reference, referenced_customers
 from crm_pipelines.staging.rejections import FIELD_NULLED
 from crm_pipelines.staging.rules import FIELD_LEVEL_COLUMNS
@@ -285,6 +285,24 @@ def test_email_fast_path_agrees_with_email_validator() -> None:
         assert (verdict.problem is None) == (expected is not None), address
 
 
+def test_emails_judged_in_bulk_get_the_verdicts_of_one_by_one() -> None:
+    rng = random.Random(7)
+    addresses = [
+        "a@example.com", "A@Example.COM", " a@example.com ", "b@example.com", "noemail@shop.com",
+        "NoEmail@example.com", "x@test.com", "dummy@EXAMPLE.com", "x..y@example.com", "jörg@example.com",
+        "jörg@exämple.com", "a@example.c", "a" * 65 + "@example.com", "c@localhost", "@example.com",
+        "plain", "two@at@example.com", "tab\t@example.com", "a@foo.test", "b@foo.test", "İ@example.com",
+        "first.last@sub.example.com", "\x1fa@example.com", "o'brien@example.com",
+    ]
+    pool = "abcXYZ019._%+-@ '"
+    for _ in range(400):
+        local = "".join(rng.choice(pool) for _ in range(rng.randint(1, 16)))
+        addresses.append(local + rng.choice(["@gmail.com", "@web.de", ""]))
+    distinct = list(dict.fromkeys(addresses))
+    normalizer = EmailNormalizer()
+    assert email_verdicts(distinct) == [normalizer(address) for address in distinct]
+
+
 def test_phone_shortcut_agrees_with_a_full_parse() -> None:
     rng = random.Random(5)
     regions = ["DE", "AT", "CH", "GB", "US", "FR", "IT", "NL", "ES", "PL", "RU", "BR", "JP", "AU", "IN"]
@@ -319,6 +337,36 @@ def test_phone_shortcut_agrees_with_a_full_parse() -> None:
         assert verdict.value == expected, (region, number)
         valid += expected is not None
     assert valid > 500
+
+
+def test_phones_judged_in_bulk_get_the_verdicts_of_one_by_one() -> None:
+    # Every region's example numbers, written nationally and internationally, with digits changed,
+    # dropped and added: the bulk path validates the plain splits with the metadata patterns in Arrow.
+    rng = random.Random(11)
+    numbers, number_regions = [], []
+    for region in sorted(phonenumbers.SUPPORTED_REGIONS):
+        code = phonenumbers.country_code_for_region(region)
+        for kind in range(12):
+            example = phonenumbers.example_number_for_type(region, kind)
+            if example is None:
+                continue
+            national = str(example.national_number)
+            for _ in range(4):
+                digits = list(national)
+                digits[rng.randrange(len(digits))] = rng.choice("0123456789")
+                if rng.random() < 0.3:
+                    digits = digits[:-1] if rng.random() < 0.5 else [*digits, rng.choice("0123456789")]
+                changed = "".join(digits)
+                for number in (national, changed, f"0{changed}", f"+{code}{changed}", f"+{code}0{changed}"):
+                    numbers.append(number)
+                    number_regions.append(region)
+    numbers += ["0000000", "+49 1234567890", "030 123456", "٠٣٠١٢٣٤٥٦٧", "+1 212 555 0100", "+44 7911 123456"]
+    number_regions += ["DE", "", "DE", "DE", "", ""]
+    keys = list(phone_keys(pd.Series(numbers, dtype="str"), pd.Series(number_regions, dtype="str")).unique())
+    one_by_one = [phone_verdict(key) for key in keys]
+    assert phone_verdicts(keys) == one_by_one
+    assert sum(v.value is not None for v in one_by_one) > 2000
+    assert any(v.junk for v in one_by_one) and any(v.problem for v in one_by_one)
 
 
 def test_order_status_currency_and_refunds(config: CrmConfig) -> None:

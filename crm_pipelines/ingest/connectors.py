@@ -106,7 +106,9 @@ def read_entity(
             if not bounds.keep_nulls:
                 rows_without_value += parsed.null_count
             mask = incremental_mask(parsed, bounds)
-            chunk, parsed = chunk.filter(mask), parsed.filter(mask)
+            # A first load (or a full one) usually keeps every row: then filtering would only copy them.
+            if not pc.all(mask).as_py():
+                chunk, parsed = chunk.filter(mask), parsed.filter(mask)
             parsed_pieces.append(parsed)
         pieces.append(stringify_table(chunk))
     table = pa.concat_tables(pieces) if len(pieces) > 1 else pieces[0]

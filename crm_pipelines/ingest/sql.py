@@ -90,30 +90,42 @@ def _sqlite_arrow(engine: Engine, statement: sa.Select[Any], names: list[str]) -
         sql = str(statement.compile(dialect=engine.dialect, compile_kwargs={"literal_binds": True}))
         uri = f"file:{urllib.parse.quote(str(Path(database).resolve()))}?mode=ro"
         with adbc_sqlite.connect(uri) as conn, conn.cursor() as cursor:
-            # Within its first batch the driver turns a column holding numbers and text
-            # into text of its own format (3.5 becomes '3.500000e+00'): such columns go row by row.
-            cursor.execute(_mixed_storage_classes_sql(engine, sql, names))
-            if any(count > 1 for count in cursor.fetchone()):
-                return None
             cursor.execute(sql)
             table = cursor.fetch_arrow_table()
+            if table.column_names != names or table.num_rows == 0:
+                return None
+            # Within its first batch the driver turns a column holding numbers and text into text
+            # of its own format (3.5 becomes '3.500000e+00'): such columns go row by row.
+            check = _foreign_values_sql(engine, sql, table.schema)
+            if check is not None:
+                cursor.execute(check)
+                if cursor.fetchone()[0]:
+                    return None
     except Exception:  # noqa: BLE001 - any driver or compilation problem: the row-by-row path decides
-        return None
-    if table.column_names != names or table.num_rows == 0:
         return None
     return table
 
 
-def _mixed_storage_classes_sql(engine: Engine, sql: str, names: list[str]) -> str:
-    """One row: per column, how many kinds of value it holds (number, text, blob; integers and reals
-    count as one, which the driver reads alike)."""
+def _foreign_values_sql(engine: Engine, sql: str, schema: pa.Schema) -> str | None:
+    """One row, one flag: whether a text or blob column of the driver's result holds a value of another
+    kind (integers and reals count as one); None when every column came back as numbers.
+
+    Only these columns need looking at: the driver types a column by its first batch (all NULL reads as
+    integers) and refuses a later value that does not fit that type, so a column it returned as
+    integers or reals holds numbers only. Asking whether any row breaks the rule stops at the first
+    one, and costs about half the per-column count of distinct kinds over the whole result.
+    """
     quote = engine.dialect.identifier_preparer.quote
-    kinds = [
-        f"count(DISTINCT CASE typeof({quote(name)}) WHEN 'integer' THEN 'real' WHEN 'null' THEN NULL "
-        f"ELSE typeof({quote(name)}) END)"
-        for name in names
-    ]
-    return f"SELECT {', '.join(kinds)} FROM ({sql})"
+    conditions = []
+    for field in schema:
+        if pa.types.is_int64(field.type) or pa.types.is_float64(field.type):
+            continue
+        own = "'text'" if pa.types.is_string(field.type) else "'blob'" if pa.types.is_binary(field.type) else None
+        kinds = ", ".join(k for k in ("'integer'", "'real'", "'text'", "'blob'") if k != own)
+        conditions.append(f"typeof({quote(field.name)}) IN ({kinds})")
+    if not conditions:
+        return None
+    return f"SELECT EXISTS (SELECT 1 FROM ({sql}) WHERE {' OR '.join(conditions)})"
 
 
 def _slices(table: pa.Table, chunk_rows: int) -> Iterator[pa.Table]:

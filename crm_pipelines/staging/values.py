@@ -69,8 +69,13 @@ def collapse_whitespace(text: pd.Series) -> pd.Series:
     return text.str.replace(r"\s+", " ", regex=True)
 
 
-def apply_unique(values: pd.Series, function: Callable[[str], Any]) -> tuple[np.ndarray, np.ndarray]:
-    """``function`` applied once per distinct non-null value.
+def apply_unique(
+    values: pd.Series,
+    function: Callable[[str], Any] | None,
+    *,
+    bulk: Callable[[Sequence[str]], list[Any]] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``function`` applied once per distinct non-null value (or ``bulk`` once to the list of them).
 
     Returns the row codes (index into the results) and the results, whose last entry is None for
     null rows. This is the per-value cache of staging: a million orders in three currencies cost
@@ -80,7 +85,15 @@ def apply_unique(values: pd.Series, function: Callable[[str], Any]) -> tuple[np.
     import pandas as pd
     codes, uniques = pd.factorize(values, use_na_sentinel=True)
     results = np.empty(len(uniques) + 1, dtype=object)
-    results[: len(uniques)] = [function(u) for u in uniques]
+    if bulk is not None:
+        judged = bulk([str(u) for u in uniques])
+        if len(judged) != len(uniques):
+            raise ValueError(f"bulk returned {len(judged)} results for {len(uniques)} values")
+        results[: len(uniques)] = judged
+    elif function is not None:
+        results[: len(uniques)] = [function(u) for u in uniques]
+    else:
+        raise TypeError("apply_unique needs function or bulk")
     results[-1] = None
     return codes, results  # code -1 (null) picks the trailing None
 
