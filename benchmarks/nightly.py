@@ -37,7 +37,7 @@ from pathlib import Path
 
 import yaml
 from _changes import change_sources, incremental_settings
-from _harness import END, ROOT, prepare_demo, print_steps, run_job
+from _harness import END, ROOT, machine_load, prepare_demo, print_steps, run_job
 
 TARGET_VALIDATION_SHARE = 0.15
 TARGET_DEFINITIONS_SECONDS = 2.0
@@ -77,10 +77,24 @@ def print_definitions_load(load: float, dagster_floor: float) -> None:
 def with_duckdb_warehouse(config_path: Path) -> Path:
     """A copy of the benchmark's crm.yaml that writes to a fresh DuckDB file beside it."""
     data = yaml.safe_load(config_path.read_text())
-    data["warehouse"] = {"url": f"duckdb:///{config_path.parent / 'ratio_warehouse.duckdb'}"}
+    ratio_url = f"duckdb:///{config_path.parent / 'ratio_warehouse.duckdb'}"
+    data["warehouse"] = {**data.get("warehouse", {}), "url": ratio_url}
     copy = config_path.with_name("crm_duckdb.yaml")
     copy.write_text(yaml.safe_dump(data, sort_keys=False))
     return copy
+
+
+def set_memory_limit(config_path: Path, limit: str | None) -> str:
+    """Write ``limit`` (else the bundled crm.yaml's) into the benchmark's crm.yaml, which a former run
+    with another limit may have left; return the limit the runs use."""
+    bundled = yaml.safe_load((ROOT / "crm.yaml").read_text()).get("warehouse", {})
+    data = yaml.safe_load(config_path.read_text())
+    data["warehouse"].pop("duckdb_memory_limit", None)
+    limit = limit or bundled.get("duckdb_memory_limit")
+    if limit:
+        data["warehouse"]["duckdb_memory_limit"] = limit
+    config_path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return limit or "the warehouse's default"
 
 
 def require_empty_warehouse(url: str) -> None:
@@ -117,7 +131,11 @@ def main() -> None:
     parser.add_argument("--first-night-only", action="store_true")
     parser.add_argument("--workdir", type=Path, help="keep the generated sources here and reuse them")
     parser.add_argument("--definitions-only", action="store_true", help="print the definitions-load figure only")
+    parser.add_argument(
+        "--duckdb-memory-limit", help="warehouse.duckdb_memory_limit for the runs (default: crm.yaml's)"
+    )
     args = parser.parse_args()
+    print(f"start: {machine_load()}", flush=True)
     if args.definitions_only:
         load, dagster_floor = definitions_load_seconds()
         print_definitions_load(load, dagster_floor)
@@ -127,6 +145,7 @@ def main() -> None:
     second = None
     with tempfile.TemporaryDirectory(prefix="crm_bench_nightly_") as tmp:
         config_path = sources(args.workdir or Path(tmp), args.people, args.warehouse_url, args.as_shipped)
+        print(f"warehouse DuckDB memory limit: {set_memory_limit(config_path, args.duckdb_memory_limit)}")
         figures, wall, peak_gb = run_job(config_path, None)
         duckdb_total = None
         if args.warehouse_url:
@@ -162,6 +181,7 @@ def main() -> None:
         ok = ok and ratio <= TARGET_SERVER_RATIO
     if second is not None:
         ok = report_second_night(figures, second) and ok
+    print(f"end: {machine_load()}")
     print("within targets" if ok else "OUTSIDE TARGETS")
 
 

@@ -22,6 +22,7 @@ from crm_pipelines.analytics.pii_settings import PiiSettings
 from crm_pipelines.analytics.segment_settings import SegmentationSettings
 from crm_pipelines.identity.settings import IdentitySettings
 from crm_pipelines.schema import ENTITIES
+from crm_pipelines.warehouse import DEFAULT_DUCKDB_MEMORY_LIMIT, DUCKDB_SIZE, DuckDBSettings
 
 CONFIG_ENV = "CRM_CONFIG"
 # libyaml's parser where PyYAML was built with it: about 8x faster than the pure-Python one.
@@ -211,6 +212,25 @@ def _check_defaults(where: str, entity_name: str, e: EntitySourceConfig) -> None
 
 class WarehouseConfig(_Model):
     url: str = "duckdb:///data/warehouse.duckdb"
+    duckdb_memory_limit: str = Field(
+        DEFAULT_DUCKDB_MEMORY_LIMIT,
+        description="DuckDB warehouse only: the most memory its buffer pool holds (e.g. 2GB, 512MB); "
+        "larger queries spill to DuckDB's temp directory. Ignored on PostgreSQL.",
+    )
+    duckdb_threads: int | None = Field(
+        None, ge=1, description="DuckDB warehouse only: worker threads; empty keeps DuckDB's default (one per core)."
+    )
+
+    @field_validator("duckdb_memory_limit")
+    @classmethod
+    def _duckdb_size(cls, v: str) -> str:
+        if not DUCKDB_SIZE.match(v):
+            raise ValueError(f"{v!r} is not a size DuckDB accepts: write a number and a unit, such as 2GB or 512MB")
+        return v.strip()
+
+    @property
+    def duckdb_settings(self) -> DuckDBSettings:
+        return DuckDBSettings(memory_limit=self.duckdb_memory_limit, threads=self.duckdb_threads)
 
 
 class NightlyConfig(_Model):

@@ -33,7 +33,11 @@ from crm_pipelines.resources.warehouse import WarehouseResource
 
 def build_definitions(config: CrmConfig) -> dg.Definitions:
     # The URL as written, ${ENV} references unexpanded: Dagster stores resource config in its run storage.
-    warehouse = WarehouseResource(url=config.warehouse_url_unexpanded)
+    warehouse = WarehouseResource(
+        url=config.warehouse_url_unexpanded,
+        duckdb_memory_limit=config.warehouse.duckdb_memory_limit,
+        duckdb_threads=config.warehouse.duckdb_threads,
+    )
     kind = warehouse.kind
     nightly = build_nightly_job(kind)
     weekly_refit = build_weekly_refit_job(kind)

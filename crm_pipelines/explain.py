@@ -62,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         config = load_config()
-        print(explain_from_warehouse(Warehouse(config.warehouse_url), args.customer_id))
+        warehouse = Warehouse(config.warehouse_url, config.warehouse.duckdb_settings)
+        print(explain_from_warehouse(warehouse, args.customer_id))
     except (ConfigError, WarehouseError, LookupError, KeyError) as e:
         print(f"error: {e.args[0] if e.args else e}", file=sys.stderr)
         return 1

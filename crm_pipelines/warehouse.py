@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import time
 import uuid
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -50,13 +52,49 @@ class WarehouseError(RuntimeError):
 
 
 _ENGINES: dict[str, Engine] = {}
+_ENGINE_DUCKDB_SETTINGS: dict[str, DuckDBSettings] = {}
 _DUCKDB_CATALOGS: dict[str, str] = {}
 SCRATCH_DATABASE = "_crm_scratch"
 """DuckDB: the in-memory database that holds a run's scratch tables (see Warehouse.scratch_schema)."""
 
+DUCKDB_SIZE = re.compile(r"^\s*\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KIB|MIB|GIB|TIB)\s*$", re.IGNORECASE)
+"""A size DuckDB's memory settings accept, e.g. ``2GB`` or ``512MiB``."""
+DEFAULT_DUCKDB_MEMORY_LIMIT = "2GB"
+"""The warehouse DuckDB's buffer pool limit unless crm.yaml sets one (README: warehouse settings)."""
 
-def _engine(url: str) -> Engine:
-    """One engine per URL per process: DuckDB allows one writer process per file, so share it."""
+
+@dataclass(frozen=True)
+class DuckDBSettings:
+    """Instance settings of a DuckDB warehouse, applied to every connection the engine opens.
+
+    ``memory_limit``: DuckDB's own default is 80% of the machine's memory, and its buffer pool keeps
+    what it read until it needs the room, so a night's warehouse grew beside the Python steps instead
+    of giving way to them. Queries that need more than the limit spill to DuckDB's temp directory.
+    ``threads``: None keeps DuckDB's default (one per core). None in either means DuckDB's default."""
+
+    memory_limit: str | None = DEFAULT_DUCKDB_MEMORY_LIMIT
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        # The values are written into SET statements (DuckDB does not bind parameters there).
+        if self.memory_limit is not None and not DUCKDB_SIZE.match(self.memory_limit):
+            raise ValueError(f"DuckDB memory_limit {self.memory_limit!r} is not a size such as 2GB or 512MB")
+        if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
+            raise ValueError(f"DuckDB threads must be a whole number of at least 1, got {self.threads!r}")
+
+    def statements(self) -> list[str]:
+        out = []
+        if self.memory_limit is not None:
+            out.append(f"SET GLOBAL memory_limit = '{self.memory_limit.strip()}'")
+        if self.threads is not None:
+            out.append(f"SET GLOBAL threads = {int(self.threads)}")
+        return out
+
+
+def _engine(url: str, duckdb_settings: DuckDBSettings | None = None) -> Engine:
+    """One engine per URL per process: DuckDB allows one writer process per file, so share it.
+
+    The first Warehouse of a URL in a process decides its DuckDB settings."""
     import sqlalchemy as sa
     if url not in _ENGINES:
         if url.startswith("duckdb:///"):
@@ -69,8 +107,29 @@ def _engine(url: str) -> Engine:
         # rollback with no transaction open costs duckdb-engine about 0.6 ms (a raised and caught
         # error): a third of each connection's cost, and a night opens a few thousand of them.
         reset = {"pool_reset_on_return": None} if duckdb else {}
-        _ENGINES[url] = sa.create_engine(url, pool_pre_ping=not duckdb, **reset)
+        engine = sa.create_engine(url, pool_pre_ping=not duckdb, **reset)
+        if duckdb:
+            _ENGINE_DUCKDB_SETTINGS[url] = duckdb_settings or DuckDBSettings()
+            _apply_duckdb_settings(engine, _ENGINE_DUCKDB_SETTINGS[url])
+        _ENGINES[url] = engine
     return _ENGINES[url]
+
+
+def _apply_duckdb_settings(engine: Engine, settings: DuckDBSettings) -> None:
+    # SET on every new connection rather than duckdb-engine's connect_args={"config": ...}: DuckDB
+    # refuses a second connection to a file whose instance was opened with another configuration, so
+    # a config at connect time would break every plain duckdb.connect(file) in the same process (a
+    # notebook, a test) while the warehouse is open. The settings are the instance's (GLOBAL), so
+    # they hold for every connection; the pool opens few.
+    import sqlalchemy as sa
+    statements = settings.statements()
+    if not statements:
+        return
+
+    @sa.event.listens_for(engine, "connect")
+    def _set(dbapi_connection, _record) -> None:
+        for statement in statements:
+            dbapi_connection.execute(statement)
 
 
 def dispose_engines() -> None:
@@ -78,6 +137,7 @@ def dispose_engines() -> None:
     for engine in _ENGINES.values():
         engine.dispose()
     _ENGINES.clear()
+    _ENGINE_DUCKDB_SETTINGS.clear()
     _DUCKDB_CATALOGS.clear()
     close_pooled()
 
@@ -108,8 +168,9 @@ def arrow_table(frame: pd.DataFrame | pa.Table, column_types: Mapping[str, Colum
 class Warehouse:
     """One warehouse, addressed by a SQLAlchemy URL."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, duckdb_settings: DuckDBSettings | None = None):
         self.url = url
+        self.duckdb_settings = duckdb_settings
         self._engine: Engine | None = None
         # Schemas this object created or found: every write ensures its schema, and a step writes
         # several tables (new version, quarantine, audit rows) into a handful of schemas.
@@ -119,7 +180,7 @@ class Warehouse:
     @property
     def engine(self) -> Engine:
         if self._engine is None:
-            self._engine = _engine(self.url)
+            self._engine = _engine(self.url, self.duckdb_settings)
         return self._engine
 
     @property
@@ -144,6 +205,28 @@ class Warehouse:
         with connection, connection.begin():
             yield connection
 
+    def release_memory(self) -> None:
+        """DuckDB: hand the blocks its buffer pool keeps from earlier reads back to the system.
+
+        Call it before a step whose memory goes to Python (identity resolution): DuckDB keeps what it
+        read until its limit needs the room, which in one process means beside that step's frames.
+        Lowering the limit evicts the cached blocks (about 15 ms; they are read back from the file if
+        needed); the limit is then restored. No effect on other warehouses."""
+        import duckdb
+        if self.dialect != "duckdb":
+            return
+        # The limit is restored from the engine's settings: current_setting() rounds it (1.8 GiB).
+        limit = _ENGINE_DUCKDB_SETTINGS.get(self.url, DuckDBSettings()).memory_limit
+        restore = f"SET GLOBAL memory_limit = '{limit}'" if limit else "RESET GLOBAL memory_limit"
+        with self.connect() as conn:
+            duck = conn.connection.driver_connection
+            try:
+                duck.execute("SET GLOBAL memory_limit = '1MB'")
+            except duckdb.Error as e:  # blocks a running query pins; what could be evicted was
+                log.debug("DuckDB kept part of its buffer pool: %s", e)
+            finally:
+                duck.execute(restore)
+
     def dispose(self) -> None:
         self._schemas_present.clear()
         if self._engine is not None:
@@ -155,6 +238,7 @@ class Warehouse:
         """Dispose of the engine and drop it from the per-process cache (a throwaway warehouse)."""
         self.dispose()
         _ENGINES.pop(self.url, None)
+        _ENGINE_DUCKDB_SETTINGS.pop(self.url, None)
         _DUCKDB_CATALOGS.pop(self.url, None)
         self._engine = None
 

@@ -251,6 +251,10 @@ def build_identity_asset(warehouse_kind: str, crm_config: CrmConfig) -> dg.Asset
         context: dg.AssetExecutionContext, config: IdentityRunConfig, warehouse: WarehouseResource
     ) -> Iterator[dg.MaterializeResult]:
         wh = warehouse.get_warehouse()
+        # Matching holds its frames in Python and its own DuckDB: the warehouse's cached blocks from
+        # earlier steps would sit beside them (at 1M people identity peaked at 7.4 GB inside the night
+        # against 5.15 GB alone).
+        wh.release_memory()
         started = time.perf_counter()
         run_summary, tables, changes = run_identity(context, crm_config, wh, config.full_resolution)
         context.log.info(f"identity resolved in {time.perf_counter() - started:.1f} s")

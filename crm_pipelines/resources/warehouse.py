@@ -6,7 +6,7 @@ import dagster as dg
 from pydantic import Field
 
 from crm_pipelines.config import expand_env
-from crm_pipelines.warehouse import Warehouse
+from crm_pipelines.warehouse import DEFAULT_DUCKDB_MEMORY_LIMIT, DuckDBSettings, Warehouse
 
 
 class WarehouseResource(dg.ConfigurableResource):
@@ -22,8 +22,17 @@ class WarehouseResource(dg.ConfigurableResource):
         "${ENV_VAR} references are expanded at run time and never stored."
     )
 
+    duckdb_memory_limit: str = Field(
+        DEFAULT_DUCKDB_MEMORY_LIMIT,
+        description="DuckDB only: the most memory the warehouse's buffer pool holds; larger queries spill.",
+    )
+    duckdb_threads: int | None = Field(None, description="DuckDB only: worker threads; None keeps DuckDB's default.")
+
     def get_warehouse(self) -> Warehouse:
-        return Warehouse(expand_env(self.url, "warehouse.url"))
+        return Warehouse(
+            expand_env(self.url, "warehouse.url"),
+            DuckDBSettings(memory_limit=self.duckdb_memory_limit, threads=self.duckdb_threads),
+        )
 
     @property
     def kind(self) -> str:
