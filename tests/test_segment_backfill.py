@@ -21,7 +21,7 @@ from crm_pipelines.analytics.segments import quintile_scores
 from crm_pipelines.facts.activity import read_month_activity, read_rfm_scores
 from crm_pipelines.facts.build import build_purchases, utc_day
 from crm_pipelines.facts.clv import clv_summaries_at_days, clv_summary_from_purchases
-from crm_pipelines.facts.segment_history import backfilled_months
+from crm_pipelines.facts.segment_history import backfill_batches, backfilled_months
 
 SETTINGS = ClvSettings()
 PORTFOLIO = PortfolioSettings()
@@ -110,6 +110,33 @@ def test_backfill_in_batches_of_months_equals_one_pass(loaded, frames):
             loaded, customers, MONTH_ENDS, batch_rows=len(customers) * months_per_batch, **kwargs
         )
         pd.testing.assert_frame_equal(batched, one_pass)
+
+
+def test_backfill_staged_group_by_group_equals_the_backfill_written_whole(loaded, frames):
+    """The history asset appends each group of months to its staged table as the group comes, never
+    holding all months: the table holds what writing the whole backfill at once held, row for row."""
+    from crm_pipelines.analytics.cycle_columns import SEGMENT_HISTORY
+    from crm_pipelines.analytics.mart_columns import MART_COLUMNS
+
+    customers = frames["customers"][["customer_id", "created_at"]]
+    kwargs = dict(key_share=0.2, growth_window_days=180, fits=FITS, clv_settings=SETTINGS, portfolio=PORTFOLIO)
+    types = {c.name: c.dtype for c in MART_COLUMNS[SEGMENT_HISTORY]}
+    whole = backfilled_months(loaded, customers, MONTH_ENDS, batch_rows=len(customers) * len(MONTH_ENDS), **kwargs)
+    loaded.write_table(whole, "marts", "history_whole", mode="replace", column_types=types)
+    parts = backfill_batches(loaded, customers, MONTH_ENDS, batch_rows=len(customers) * 2, **kwargs)
+    written = [
+        loaded.write_table(part, "marts", "history_parts", mode="append" if i else "replace", column_types=types)
+        for i, part in enumerate(parts)
+    ]
+    assert len(written) == -(-len(MONTH_ENDS) // 2) and sum(written) == len(whole)
+    try:
+        key = ["month_index", "customer_id"]
+        expected = loaded.read_table("marts", "history_whole").sort_values(key, ignore_index=True)
+        actual = loaded.read_table("marts", "history_parts").sort_values(key, ignore_index=True)
+        pd.testing.assert_frame_equal(actual, expected)
+    finally:
+        loaded.drop_table("marts", "history_whole")
+        loaded.drop_table("marts", "history_parts")
 
 
 def test_backfill_without_clv_models_or_months(loaded, frames):

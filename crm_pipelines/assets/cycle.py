@@ -19,15 +19,15 @@ from crm_pipelines.analytics.cycle_columns import (
     SEGMENT_MIGRATIONS,
 )
 from crm_pipelines.analytics.mart_boundary import MART_KEYS
-from crm_pipelines.analytics.mart_columns import CLV
+from crm_pipelines.analytics.mart_columns import CLV, MART_COLUMNS
 from crm_pipelines.assets.core import IDENTITY_MAP, core_key
 from crm_pipelines.assets.cycle_glue import loyalty_members
-from crm_pipelines.assets.marts import as_of_timestamp, core_deps, mart_key, publish_mart, validate_mart
+from crm_pipelines.assets.marts import as_of_timestamp, core_deps, mart_key, publish_mart
 from crm_pipelines.assets.metadata import table_metadata
 from crm_pipelines.assets.modeling import image_md, latest_weekly_clv_fits, metadata_number
 from crm_pipelines.assets.publishing import blocking_failures, publish_checked, replace_from_staged, table_docs
 from crm_pipelines.assets.staging import staging_key
-from crm_pipelines.assets.validation import validated_check_specs
+from crm_pipelines.assets.validation import staged_name, validate_in_place, validated_check_specs
 from crm_pipelines.checks.suites import MART_CONTRACT, NON_NEGATIVE, PROBABILITY, mart_suite
 from crm_pipelines.config import CrmConfig
 from crm_pipelines.resources.run_window import RunWindowResource
@@ -182,7 +182,6 @@ def build_cycle_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.Assets
 
         wh = warehouse.get_warehouse()
         as_of = as_of_timestamp(run_window)
-        frame = _snapshots(wh, config, as_of)
         suite = mart_suite(
             f"{MARTS}.{SEGMENT_HISTORY}",
             columns=list(HISTORY_COLUMNS),
@@ -191,8 +190,12 @@ def build_cycle_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.Assets
             unique_keys=[["month_index", "customer_id"]],
             not_null_columns=["month", "customer_id", "rfm_segment", "value_tier"],
         )
-        checks = validate_mart(context, config, wh, SEGMENT_HISTORY, frame, suite)
-        return _replace_months(context, wh, frame, checks)
+        # Staged part by part (a first run's backfill is 13 months of every customer) and validated in
+        # place, as validate_mart validates a frame it stages whole.
+        current, months, rows = _stage_snapshots(wh, config, as_of)
+        checks = validate_in_place(context, config, wh, mart_key(SEGMENT_HISTORY), MARTS,
+                                   staged_name(SEGMENT_HISTORY), suite, f"{MARTS}.{SEGMENT_HISTORY}")  # fmt: skip
+        return _replace_months(context, wh, current, checks, months=months, rows=rows)
 
     @dg.asset(
         **_asset(
@@ -319,9 +322,12 @@ def _history_table(wh: Warehouse) -> "sa.TableClause":
     return wh.table(MARTS, SEGMENT_HISTORY, list(HISTORY_COLUMNS))
 
 
-def _snapshots(wh: Warehouse, config: CrmConfig, as_of: "pd.Timestamp") -> "pd.DataFrame":
-    """This month's snapshot, plus the backfilled months when there is no earlier snapshot."""
-    import pandas as pd
+def _stage_snapshots(
+    wh: Warehouse, config: CrmConfig, as_of: "pd.Timestamp"
+) -> tuple["pd.DataFrame", dict[int, str], int]:
+    """Write ``marts.<history>__new``: this month's snapshot, plus the backfilled months when there is
+    no earlier snapshot, one group of months at a time (never all of them in memory). Returns this
+    month's snapshot (the table's first rows), the months written (month_index: YYYY-MM) and the rows."""
     import sqlalchemy as sa
 
     from crm_pipelines.analytics.portfolio import months_to_backfill, snapshot
@@ -329,7 +335,7 @@ def _snapshots(wh: Warehouse, config: CrmConfig, as_of: "pd.Timestamp") -> "pd.D
     from crm_pipelines.facts.activity import read_month_activity
     from crm_pipelines.facts.build import ensure_core_inputs, utc_day
     from crm_pipelines.facts.clv import clv_summary_from_purchases
-    from crm_pipelines.facts.segment_history import backfilled_months
+    from crm_pipelines.facts.segment_history import backfill_batches
 
     settings = config.clv
     clv_column = f"clv_{settings.clv_months}m"
@@ -345,7 +351,14 @@ def _snapshots(wh: Warehouse, config: CrmConfig, as_of: "pd.Timestamp") -> "pd.D
     if wh.table_exists(MARTS, SEGMENT_HISTORY):
         months = wh.query(sa.select(col("month_index")).select_from(_history_table(wh)).distinct())
         existing = set(months["month_index"].astype("int64"))
-    parts = [current]
+    types = {c.name: c.dtype for c in MART_COLUMNS[SEGMENT_HISTORY]}
+    staged_months: dict[int, str] = {}
+
+    def stage(part: "pd.DataFrame", mode: str) -> int:
+        staged_months.update(_months_of(part))
+        return wh.write_table(part, MARTS, staged_name(SEGMENT_HISTORY), mode=mode, column_types=types)
+
+    rows = stage(current, "replace")
     backfill = months_to_backfill(as_of, existing, config.portfolio)
     if backfill:
         present = wh.columns(CORE, "unified_customers")
@@ -358,34 +371,48 @@ def _snapshots(wh: Warehouse, config: CrmConfig, as_of: "pd.Timestamp") -> "pd.D
                 fits = fit_clv_models(today, settings) if len(today) else None
             except ValueError:
                 fits = None  # too little history for the models: equity stays unknown for those months
-        # Every past month in one pass: one query per kind of input, one scoring over all months.
-        parts.append(
-            backfilled_months(
-                wh, customers, backfill, key_share=config.segments.key_share,
-                growth_window_days=config.segments.growth_window_days,
-                fits=None if fits is None else (fits[0], fits[1]), clv_settings=settings, portfolio=config.portfolio,
-            )
-        )  # fmt: skip
-    return pd.concat(parts, ignore_index=True)
+        # Past months in groups: one query per kind of input and one scoring per group of months.
+        for part in backfill_batches(
+            wh, customers, backfill, key_share=config.segments.key_share,
+            growth_window_days=config.segments.growth_window_days,
+            fits=None if fits is None else (fits[0], fits[1]), clv_settings=settings, portfolio=config.portfolio,
+        ):  # fmt: skip
+            rows += stage(part, "append")
+            del part  # the next group is computed without this one beside it
+    return current, staged_months, rows
+
+
+def _months_of(frame: "pd.DataFrame") -> dict[int, str]:
+    """month_index: YYYY-MM of the months a snapshot frame holds (formatted once per month, not per row)."""
+    import pandas as pd
+
+    distinct = frame[["month_index", "month"]].drop_duplicates("month_index")
+    indexes, starts = distinct["month_index"], pd.to_datetime(distinct["month"])
+    return {int(i): f"{m:%Y-%m}" for i, m in zip(indexes, starts, strict=True)}
 
 
 def _replace_months(
-    context: dg.AssetExecutionContext, wh: Warehouse, frame: "pd.DataFrame", checks: list
+    context: dg.AssetExecutionContext,
+    wh: Warehouse,
+    frame: "pd.DataFrame",
+    checks: list,
+    *,
+    months: dict[int, str] | None = None,
+    rows: int | None = None,
 ) -> dg.MaterializeResult:
-    """Replace the months ``frame`` holds in the history (the month's latest run wins), unless a
-    blocking check failed: then the history stays and the rows go to quarantine."""
-    import pandas as pd
-
+    """Replace the months staged in ``<history>__new`` in the history (the month's latest run wins),
+    unless a blocking check failed: then the history stays and the rows go to quarantine. ``frame`` is
+    what was staged, or its first part (for the preview) with ``months`` (month_index: YYYY-MM) and
+    ``rows`` describing all of it."""
     from crm_pipelines.analytics.cycle_columns import SEGMENT_HISTORY_COLUMNS
 
-    # One formatting per distinct month, not per row (a snapshot holds one month for every customer).
-    written = {f"{m:%Y-%m}" for m in pd.to_datetime(frame["month"].drop_duplicates())}
-    extra = {"months_written": ", ".join(sorted(written))}
+    months = _months_of(frame) if months is None else months
+    rows = len(frame) if rows is None else rows
+    extra = {"months_written": ", ".join(sorted(set(months.values())))}
     if blocking_failures(checks):
-        return publish_checked(context, wh, MARTS, SEGMENT_HISTORY, frame, checks,
-                               columns=SEGMENT_HISTORY_COLUMNS, extra_metadata=extra, staged=True)  # fmt: skip
-    months = sorted(int(m) for m in frame["month_index"].drop_duplicates())
-    replaced = col("month_index").in_(months)
+        return publish_checked(context, wh, MARTS, SEGMENT_HISTORY, frame, checks, columns=SEGMENT_HISTORY_COLUMNS,
+                               extra_metadata={**extra, "dagster/row_count": rows}, staged=True)  # fmt: skip
+    replaced = col("month_index").in_(sorted(months))
     # The validated copy's rows replace the history's months as they are, without writing them again;
     # on the first run (no history yet, thirteen months of every customer) the copy becomes the history.
     if not wh.table_exists(MARTS, SEGMENT_HISTORY):
@@ -398,6 +425,6 @@ def _replace_months(
         MARTS, SEGMENT_HISTORY, table_docs(SEGMENT_HISTORY, SEGMENT_HISTORY_COLUMNS, MART_KEYS[SEGMENT_HISTORY])
     )
     metadata = table_metadata(wh, MARTS, SEGMENT_HISTORY, frame, SEGMENT_HISTORY_COLUMNS, extra)
-    metadata.update({"dagster/row_count": wh.row_count(MARTS, SEGMENT_HISTORY), "rows_written": len(frame),
+    metadata.update({"dagster/row_count": wh.row_count(MARTS, SEGMENT_HISTORY), "rows_written": rows,
                      "published": True})  # fmt: skip
     return dg.MaterializeResult(metadata=metadata, check_results=list(checks))

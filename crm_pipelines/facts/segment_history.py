@@ -14,6 +14,7 @@ to: the orders of a month end are those placed up to its last instant, so up to 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from crm_pipelines.facts.activity import order_effects, rfm_input_columns
@@ -95,9 +96,33 @@ def backfilled_months(
     for ``customers`` (core.unified_customers' customer_id and, if present, created_at). ``fits`` are
     the CLV models that value each month's customers (None: expected CLV unknown). The months are
     taken in consecutive groups of about ``batch_rows`` customer-months (see
-    :data:`BACKFILL_BATCH_ROWS`); every month is scored on its own, so the rows are the same."""
+    :data:`BACKFILL_BATCH_ROWS`); every month is scored on its own, so the rows are the same.
+    :func:`backfill_batches` gives the groups one at a time."""
     import pandas as pd
 
+    parts = list(
+        backfill_batches(
+            wh, customers, month_ends, key_share=key_share, growth_window_days=growth_window_days, fits=fits,
+            clv_settings=clv_settings, portfolio=portfolio, batch_rows=batch_rows,
+        )
+    )  # fmt: skip
+    return parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
+
+
+def backfill_batches(
+    wh: Warehouse,
+    customers: pd.DataFrame,
+    month_ends: list[pd.Timestamp],
+    *,
+    key_share: float,
+    growth_window_days: int,
+    fits: tuple[TransactionFit, GammaGammaFit] | None,
+    clv_settings: ClvSettings,
+    portfolio: PortfolioSettings,
+    batch_rows: int = BACKFILL_BATCH_ROWS,
+) -> Iterator[pd.DataFrame]:
+    """:func:`backfilled_months`' rows as one frame per group of months, in order (at least one frame,
+    empty without months): a caller that writes each group as it comes never holds every month."""
     from crm_pipelines.analytics.clv.value import score_customers
     from crm_pipelines.analytics.segment_backfill import backfill_snapshots
 
@@ -113,7 +138,8 @@ def backfilled_months(
         return backfill_snapshots(customers, inputs, ends, key_share, values, portfolio)
 
     if not month_ends:
-        return backfill_snapshots(customers, None, [], key_share, None, portfolio)
+        yield backfill_snapshots(customers, None, [], key_share, None, portfolio)
+        return
     per_batch = max(1, batch_rows // max(1, len(customers)))
-    parts = [months_of(month_ends[i : i + per_batch]) for i in range(0, len(month_ends), per_batch)]
-    return parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
+    for i in range(0, len(month_ends), per_batch):
+        yield months_of(month_ends[i : i + per_batch])
