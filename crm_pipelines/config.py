@@ -220,17 +220,26 @@ class WarehouseConfig(_Model):
     duckdb_threads: int | None = Field(
         None, ge=1, description="DuckDB warehouse only: worker threads; empty keeps DuckDB's default (one per core)."
     )
+    duckdb_checkpoint_threshold: str | None = Field(
+        None, description="DuckDB warehouse only: write-ahead log size that triggers a checkpoint."
+    )
 
-    @field_validator("duckdb_memory_limit")
+    @field_validator("duckdb_memory_limit", "duckdb_checkpoint_threshold")
     @classmethod
-    def _duckdb_size(cls, v: str) -> str:
+    def _duckdb_size(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
         if not DUCKDB_SIZE.match(v):
             raise ValueError(f"{v!r} is not a size DuckDB accepts: write a number and a unit, such as 2GB or 512MB")
         return v.strip()
 
     @property
     def duckdb_settings(self) -> DuckDBSettings:
-        return DuckDBSettings(memory_limit=self.duckdb_memory_limit, threads=self.duckdb_threads)
+        return DuckDBSettings(
+            memory_limit=self.duckdb_memory_limit,
+            threads=self.duckdb_threads,
+            checkpoint_threshold=self.duckdb_checkpoint_threshold,
+        )
 
 
 class NightlyConfig(_Model):

@@ -37,6 +37,7 @@ def build_definitions(config: CrmConfig) -> dg.Definitions:
         url=config.warehouse_url_unexpanded,
         duckdb_memory_limit=config.warehouse.duckdb_memory_limit,
         duckdb_threads=config.warehouse.duckdb_threads,
+        duckdb_checkpoint_threshold=config.warehouse.duckdb_checkpoint_threshold,
     )
     kind = warehouse.kind
     nightly = build_nightly_job(kind)

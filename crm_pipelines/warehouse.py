@@ -74,11 +74,14 @@ class DuckDBSettings:
 
     memory_limit: str | None = DEFAULT_DUCKDB_MEMORY_LIMIT
     threads: int | None = None
+    checkpoint_threshold: str | None = None
 
     def __post_init__(self) -> None:
         # The values are written into SET statements (DuckDB does not bind parameters there).
-        if self.memory_limit is not None and not DUCKDB_SIZE.match(self.memory_limit):
-            raise ValueError(f"DuckDB memory_limit {self.memory_limit!r} is not a size such as 2GB or 512MB")
+        for name in ("memory_limit", "checkpoint_threshold"):
+            value = getattr(self, name)
+            if value is not None and not DUCKDB_SIZE.match(value):
+                raise ValueError(f"DuckDB {name} {value!r} is not a size such as 2GB or 512MB")
         if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
             raise ValueError(f"DuckDB threads must be a whole number of at least 1, got {self.threads!r}")
 
@@ -88,6 +91,8 @@ class DuckDBSettings:
             out.append(f"SET GLOBAL memory_limit = '{self.memory_limit.strip()}'")
         if self.threads is not None:
             out.append(f"SET GLOBAL threads = {int(self.threads)}")
+        if self.checkpoint_threshold is not None:
+            out.append(f"SET GLOBAL checkpoint_threshold = '{self.checkpoint_threshold.strip()}'")
         return out
 
 
@@ -205,6 +210,19 @@ class Warehouse:
         with connection, connection.begin():
             yield connection
 
+    def checkpoint(self) -> None:
+        """DuckDB: write the write-ahead log into the database file now (no effect on other warehouses).
+
+        A run ends with one, so the file it leaves is whole without its WAL (a BI copy, a backup) and
+        the next run does not replay it; a run killed before still loses nothing committed, which
+        DuckDB replays from the WAL when the file is next opened."""
+        if self.dialect != "duckdb" or not self.url.startswith("duckdb:///") or self.url.endswith(":memory:"):
+            return
+        started = time.perf_counter()
+        with self.engine.connect() as conn:  # outside a transaction: CHECKPOINT cannot run inside one
+            conn.connection.driver_connection.execute("CHECKPOINT")
+        log.info("warehouse checkpointed in %.2f s", time.perf_counter() - started)
+
     def release_memory(self) -> None:
         """DuckDB: hand the blocks its buffer pool keeps from earlier reads back to the system.
 
@@ -218,11 +236,14 @@ class Warehouse:
         # The limit is restored from the engine's settings: current_setting() rounds it (1.8 GiB).
         limit = _ENGINE_DUCKDB_SETTINGS.get(self.url, DuckDBSettings()).memory_limit
         restore = f"SET GLOBAL memory_limit = '{limit}'" if limit else "RESET GLOBAL memory_limit"
-        with self.connect() as conn:
+        # Outside a transaction: DuckDB evicts what it can, then refuses a limit below what it must
+        # keep (data not yet checkpointed, blocks a query pins); inside a transaction that refusal
+        # would abort it, and the restore with it.
+        with self.engine.connect() as conn:
             duck = conn.connection.driver_connection
             try:
                 duck.execute("SET GLOBAL memory_limit = '1MB'")
-            except duckdb.Error as e:  # blocks a running query pins; what could be evicted was
+            except duckdb.OutOfMemoryException as e:
                 log.debug("DuckDB kept part of its buffer pool: %s", e)
             finally:
                 duck.execute(restore)

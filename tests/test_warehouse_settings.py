@@ -102,3 +102,16 @@ def test_duckdb_settings_leave_postgres_alone(postgres_url):
     wh = WarehouseResource(url=postgres_url, duckdb_memory_limit="1GB").get_warehouse()
     wh.release_memory()  # nothing to release on a server warehouse
     assert int(wh.query("SELECT 1 AS one")["one"].iloc[0]) == 1
+
+
+def test_release_memory_keeps_what_duckdb_cannot_evict(duckdb_url):
+    """Data not yet checkpointed stays in memory: DuckDB refuses the low limit, which must neither fail
+    the step nor leave the limit low or a transaction aborted."""
+    wh = Warehouse(duckdb_url, DuckDBSettings(memory_limit="1GB", checkpoint_threshold="1GB"))
+    with wh.connect() as conn:
+        conn.exec_driver_sql("CREATE TABLE t AS SELECT range AS i, md5(range::VARCHAR) AS s FROM range(1000000)")
+        conn.exec_driver_sql("DELETE FROM t WHERE i % 7 = 0")
+    wh.release_memory()
+    assert _setting(wh, "memory_limit") == "953.6 MiB"
+    assert _setting(wh, "checkpoint_threshold") == "953.6 MiB"
+    assert wh.query("SELECT count(*) AS n FROM t")["n"].iloc[0] == 1_000_000 - 142_858

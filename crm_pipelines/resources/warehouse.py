@@ -27,12 +27,24 @@ class WarehouseResource(dg.ConfigurableResource):
         description="DuckDB only: the most memory the warehouse's buffer pool holds; larger queries spill.",
     )
     duckdb_threads: int | None = Field(None, description="DuckDB only: worker threads; None keeps DuckDB's default.")
+    duckdb_checkpoint_threshold: str | None = Field(
+        None, description="DuckDB only: write-ahead log size that triggers a checkpoint."
+    )
 
     def get_warehouse(self) -> Warehouse:
         return Warehouse(
             expand_env(self.url, "warehouse.url"),
-            DuckDBSettings(memory_limit=self.duckdb_memory_limit, threads=self.duckdb_threads),
+            DuckDBSettings(
+                memory_limit=self.duckdb_memory_limit,
+                threads=self.duckdb_threads,
+                checkpoint_threshold=self.duckdb_checkpoint_threshold,
+            ),
         )
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        # The run's (or, with a process per step, the step's) writes go into the file once here, not
+        # in whichever step crosses the checkpoint threshold (see warehouse.duckdb_checkpoint_threshold).
+        self.get_warehouse().checkpoint()
 
     @property
     def kind(self) -> str:
