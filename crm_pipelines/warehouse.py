@@ -210,18 +210,19 @@ class Warehouse:
         with connection, connection.begin():
             yield connection
 
-    def checkpoint(self) -> None:
+    def checkpoint(self) -> float | None:
         """DuckDB: write the write-ahead log into the database file now (no effect on other warehouses).
 
         A run ends with one, so the file it leaves is whole without its WAL (a BI copy, a backup) and
         the next run does not replay it; a run killed before still loses nothing committed, which
-        DuckDB replays from the WAL when the file is next opened."""
+        DuckDB replays from the WAL when the file is next opened. Returns the seconds it took (None:
+        not a DuckDB file)."""
         if self.dialect != "duckdb" or not self.url.startswith("duckdb:///") or self.url.endswith(":memory:"):
-            return
+            return None
         started = time.perf_counter()
         with self.engine.connect() as conn:  # outside a transaction: CHECKPOINT cannot run inside one
             conn.connection.driver_connection.execute("CHECKPOINT")
-        log.info("warehouse checkpointed in %.2f s", time.perf_counter() - started)
+        return time.perf_counter() - started
 
     def release_memory(self) -> None:
         """DuckDB: hand the blocks its buffer pool keeps from earlier reads back to the system.

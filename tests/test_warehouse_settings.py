@@ -60,9 +60,11 @@ def test_bad_memory_limit_is_a_config_error_naming_the_field(tmp_path, bad):
     assert "warehouse.duckdb_memory_limit" in message and "such as 2GB" in message, message
 
 
-def test_bad_threads_is_a_config_error(tmp_path):
+def test_bad_threads_or_checkpoint_threshold_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="warehouse.duckdb_threads"):
         _config(tmp_path, "duckdb:///wh.duckdb", "  duckdb_threads: 0")
+    with pytest.raises(ConfigError, match="warehouse.duckdb_checkpoint_threshold"):
+        _config(tmp_path, "duckdb:///wh.duckdb", "  duckdb_checkpoint_threshold: often")
 
 
 def test_settings_refuse_values_that_would_be_pasted_into_sql():
@@ -115,3 +117,23 @@ def test_release_memory_keeps_what_duckdb_cannot_evict(duckdb_url):
     assert _setting(wh, "memory_limit") == "953.6 MiB"
     assert _setting(wh, "checkpoint_threshold") == "953.6 MiB"
     assert wh.query("SELECT count(*) AS n FROM t")["n"].iloc[0] == 1_000_000 - 142_858
+
+
+def test_a_run_ends_with_a_checkpoint(tmp_path, duckdb_url):
+    """The run's writes are in the file when it ends, whatever the checkpoint threshold left in the WAL;
+    until then a killed run keeps them in the WAL, which DuckDB replays."""
+    import dagster as dg
+
+    wal = tmp_path / "warehouse.duckdb.wal"
+
+    @dg.asset
+    def writes(warehouse: WarehouseResource) -> None:
+        wh = warehouse.get_warehouse()
+        with wh.connect() as conn:
+            conn.exec_driver_sql("CREATE TABLE t AS SELECT range AS i FROM range(100000)")
+        assert wal.exists() and wal.stat().st_size > 0  # below the threshold: still in the log
+
+    resource = WarehouseResource(url=duckdb_url, duckdb_checkpoint_threshold="1GB")
+    assert dg.materialize([writes], resources={"warehouse": resource}).success
+    assert not wal.exists() or wal.stat().st_size == 0
+    assert int(resource.get_warehouse().query("SELECT count(*) AS n FROM t")["n"].iloc[0]) == 100_000

@@ -44,7 +44,9 @@ class WarehouseResource(dg.ConfigurableResource):
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         # The run's (or, with a process per step, the step's) writes go into the file once here, not
         # in whichever step crosses the checkpoint threshold (see warehouse.duckdb_checkpoint_threshold).
-        self.get_warehouse().checkpoint()
+        seconds = self.get_warehouse().checkpoint()
+        if seconds is not None:
+            context.log.info(f"warehouse checkpointed in {seconds:.2f} s")
 
     @property
     def kind(self) -> str:
