@@ -27,6 +27,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", type=Path, required=True)
     parser.add_argument("--copy-to", type=Path, default=None)
+    parser.add_argument("--duckdb-memory-limit", help="warehouse.duckdb_memory_limit (default: the setting's default)")
     args = parser.parse_args()
     print(f"start: {machine_load()}", flush=True)
     with tempfile.TemporaryDirectory(prefix="crm_bench_history_") as tmp:
@@ -37,7 +38,10 @@ def main() -> None:
         if wal.exists():
             shutil.copy2(wal, target / "warehouse.duckdb.wal")
         data = yaml.safe_load((args.workdir / "crm.yaml").read_text())
-        data["warehouse"]["url"] = f"duckdb:///{target / 'warehouse.duckdb'}"
+        # Only the URL, and the limit if given: an older release's code can run the same script.
+        data["warehouse"] = {"url": f"duckdb:///{target / 'warehouse.duckdb'}"}
+        if args.duckdb_memory_limit:
+            data["warehouse"]["duckdb_memory_limit"] = args.duckdb_memory_limit
         data["bi"] = {**data.get("bi", {}), "export": "never"}
         # Relative source paths stay the workdir's: the asset reads only the warehouse.
         config_path = args.workdir.resolve() / "crm_history_bench.yaml"
