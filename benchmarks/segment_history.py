@@ -12,6 +12,7 @@ peak (``ru_maxrss``).
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import shutil
 import tempfile
@@ -46,6 +47,10 @@ def main() -> None:
         # Relative source paths stay the workdir's: the asset reads only the warehouse.
         config_path = args.workdir.resolve() / "crm_history_bench.yaml"
         config_path.write_text(yaml.safe_dump(data, sort_keys=False))
+        # definitions.py loads a config when imported: this one, not the crm.yaml of the current folder.
+        from crm_pipelines.config import CONFIG_ENV
+
+        os.environ[CONFIG_ENV] = str(config_path)
         run(config_path)
 
 
