@@ -70,7 +70,8 @@ class DuckDBSettings:
     ``memory_limit``: DuckDB's own default is 80% of the machine's memory, and its buffer pool keeps
     what it read until it needs the room, so a night's warehouse grew beside the Python steps instead
     of giving way to them. Queries that need more than the limit spill to DuckDB's temp directory.
-    ``threads``: None keeps DuckDB's default (one per core). None in either means DuckDB's default."""
+    ``threads``: worker threads. ``checkpoint_threshold``: the write-ahead log size at which DuckDB
+    checkpoints (README: why its default stays). None in any of them keeps DuckDB's default."""
 
     memory_limit: str | None = DEFAULT_DUCKDB_MEMORY_LIMIT
     threads: int | None = None
