@@ -3,7 +3,10 @@ deterministic sample of whole blocks; below the limit it is the plain rule, as a
 
 from __future__ import annotations
 
+import datetime as dt
+
 import duckdb
+import pandas as pd
 import pytest
 
 from crm_pipelines.identity.model import train_model, training_rule
@@ -61,3 +64,42 @@ def test_a_model_trained_on_sampled_blocks_is_close_to_the_full_one():
     assert full_m.keys() == sampled_m.keys()
     exact = [k for k in full_m if k[1] == "exact"]
     assert exact and all(abs(full_m[k] - sampled_m[k]) < 0.15 for k in exact)
+
+
+def test_training_on_a_resolutions_prepared_records_gives_the_same_model():
+    """The first run trains on the records resolution has loaded and cleaned: the same model as
+    training on the staged rows, stubs (of delivered records and alone) and duplicate rows included,
+    and the same resolution as with that model given."""
+    from crm_pipelines.identity.model import train_model_on_prepared
+    from crm_pipelines.identity.resolve import resolve
+
+    data = synthetic_customers(600, seed=11)
+    customers = data.customers
+    assert (customers["record_kind"] == "referenced").any()
+    # A second, older row of some keys: staging may deliver one; loading keeps the latest per key.
+    older = customers[customers["record_kind"] == "record"].head(25).assign(first_name="Zed")
+    older["updated_at"] = older["updated_at"] - pd.Timedelta(days=400)
+    customers = pd.concat([customers, older], ignore_index=True)
+    settings = IdentitySettings()
+    trained = {}
+    NOW = dt.datetime(2026, 7, 1, tzinfo=dt.UTC)  # noqa: N806
+
+    def trainer(con, delivered, watch):
+        trained["model"] = train_model_on_prepared(con, delivered, settings, watch)
+        return trained["model"]
+
+    with_trainer = resolve(customers, data.identifiers, settings, trainer, recorded_at=NOW)
+    expected = train_model(customers, data.identifiers, settings)
+    assert trained["model"] == expected
+    given = resolve(customers, data.identifiers, settings, expected, recorded_at=NOW)
+    assert with_trainer.identity_map.equals(given.identity_map)
+    assert with_trainer.unified_customers.equals(given.unified_customers)
+    stages = set(with_trainer.summary["stage_seconds"])
+    assert {"prepare", "train_prepare", "train_u_sampling", "model", "score"} <= stages
+
+
+def test_too_few_delivered_records_to_train_on_prepared_ones():
+    from crm_pipelines.identity.model import train_model_on_prepared
+
+    with pytest.raises(ValueError, match="at least two"):
+        train_model_on_prepared(duckdb.connect(":memory:"), 1, IdentitySettings())

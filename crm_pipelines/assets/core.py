@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from crm_pipelines.identity.engine import Stopwatch
+    from crm_pipelines.identity.resolve import ModelTrainer
 
 IDENTITY_TABLES = (
     IDENTITY_MAP,
@@ -102,6 +103,39 @@ def identity_model(
         return load_model(DEFAULT_MODEL)
 
 
+def model_or_trainer(context, config: CrmConfig) -> "dict | ModelTrainer":
+    """The saved model, or when none is saved yet, a trainer that :func:`~crm_pipelines.identity.resolve.resolve`
+    calls once it has loaded and cleaned the staged records: the model is trained on them (not on a
+    second copy prepared for training alone), saved, and used. As :func:`identity_model`, the bundled
+    model stands in where there are too few records to train on."""
+    from splink.internals.exceptions import EMTrainingException
+
+    from crm_pipelines.identity.model import load_model, save_model, train_model_on_prepared
+
+    path = config.resolve_path(config.identity.model_path)
+
+    def bundled(e: Exception) -> dict:
+        context.log.warning(f"cannot train an identity model on this data ({e}): using the bundled model")
+        return load_model(DEFAULT_MODEL)
+
+    if path.exists():
+        try:
+            return load_model(path)
+        except ValueError as e:
+            return bundled(e)
+
+    def train(con, delivered: int, watch: "Stopwatch") -> dict:
+        context.log.info(f"no identity model at {path}: training one")
+        try:
+            model = train_model_on_prepared(con, delivered, config.identity, watch)
+        except (ValueError, EMTrainingException) as e:  # a handful of records gives EM no pairs to learn from
+            return bundled(e)
+        save_model(model, path)
+        return model
+
+    return train
+
+
 def _identifiers(wh: Warehouse) -> "pd.DataFrame | None":
     return wh.read_table(STAGING, "customer_identifiers") if wh.table_exists(STAGING, "customer_identifiers") else None
 
@@ -132,8 +166,7 @@ def run_identity(
         staged, identifiers = [wh.read_table(STAGING, "customers")], _identifiers(wh)
         prev_map, prev_history = read_if_exists(wh, IDENTITY_MAP), read_if_exists(wh, "customer_id_history")
         watch.lap("read_staged")
-        model = identity_model(context, config, lambda: (staged[0], identifiers), watch)
-        watch.lap("model")
+        model = model_or_trainer(context, config)
         result = resolve(
             staged.pop(),
             identifiers,

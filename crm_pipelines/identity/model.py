@@ -409,6 +409,13 @@ def training_rule(con: duckdb.DuckDBPyConnection, columns: tuple[str, ...], max_
     return CustomRule(f"{equal} AND hash({key}) % {_SAMPLE_BUCKETS} < {kept}")
 
 
+def delivered_count(customers: pd.DataFrame) -> int:
+    """How many staged rows are delivered records (not reference stubs): what trains the model."""
+    if "record_kind" not in customers.columns:
+        return len(customers)
+    return int((customers["record_kind"].fillna("record") != "referenced").sum())
+
+
 def train_model(
     customers: pd.DataFrame,
     identifiers: pd.DataFrame | None,
@@ -433,32 +440,70 @@ def train_model(
     with duckdb_session(settings) as con:
         load_records(con, records, None)
         clean_records(con, identifiers, settings)
-        build_match_records(con, settings)
-        watch.lap("train_prepare")
-        db_api = DuckDBAPI(con)
-        linker = Linker(db_api.register("match_records"), splink_settings(settings), log_level=None)
-        linker.training.estimate_probability_two_random_records_match(
-            [block_on("email"), block_on("first_name", "last_name", "date_of_birth")], recall=0.6
-        )
-        watch.lap("train_prior")
-        # One pass per comparison over all sampled pairs. Splink's default probes 1% of them, then
-        # restarts in ten chunks, stopping early once every level counts 100 pairs; the rarest levels
-        # (names swapped, a birth date a digit off) never reach that among random pairs, so every
-        # chunk ran anyway and the probe was wasted: the same counts, about twice the time.
-        linker.training.estimate_u_using_random_sampling(
-            max_pairs=settings.u_sample_pairs, seed=settings.random_seed, min_count_per_level=None, num_chunks=1
-        )
-        watch.lap("train_u_sampling")
-        with unobserved_levels_summarised(logging.getLogger(__name__)):
-            for rule in settings.training_blocking_rules:
-                linker.training.estimate_parameters_using_expectation_maximisation(
-                    training_rule(con, rule, settings.training_max_pairs), estimate_without_term_frequencies=True
-                )
-                watch.lap(f"train_em_{'_'.join(rule)}")
-        trained = linker.misc.save_model_to_json()
-        untrained = _untrained_levels(linker)
+        return _train_on_cleaned(con, len(records), settings, watch)
+
+
+def train_model_on_prepared(
+    prepared: duckdb.DuckDBPyConnection, delivered: int, settings: IdentitySettings, watch: Stopwatch | None = None
+) -> dict[str, Any]:
+    """:func:`train_model` on records a resolution has already loaded and cleaned (``records`` and
+    ``cleaned`` in ``prepared``); ``delivered``: :func:`delivered_count` of the staged rows.
+
+    The same model as :func:`train_model` on those staged rows, without loading and normalizing them
+    a second time (a third of training at 100,000 people): a delivered record's cleaned values do not
+    depend on the other records, so training's are resolution's less the reference stubs, numbered
+    again in key order as training's own loading numbers them.
+    """
+    if delivered < 2:
+        raise ValueError("training the identity model needs at least two customer records")
+    watch = watch or Stopwatch("training")
+    training_records = prepared.execute(
+        """
+        SELECT (row_number() OVER (ORDER BY c.source, c.source_record_id) - 1)::BIGINT AS unique_id,
+               c.* EXCLUDE (unique_id)
+        FROM cleaned AS c JOIN records AS r USING (unique_id)
+        WHERE coalesce(r.record_kind, 'record') <> 'referenced'
+        ORDER BY unique_id
+        """
+    ).to_arrow_table()
+    with duckdb_session(settings) as con:
+        con.register("training_records", training_records)
+        con.execute("CREATE TABLE cleaned AS SELECT * FROM training_records")
+        con.unregister("training_records")
+        del training_records
+        return _train_on_cleaned(con, delivered, settings, watch)
+
+
+def _train_on_cleaned(
+    con: duckdb.DuckDBPyConnection, delivered: int, settings: IdentitySettings, watch: Stopwatch
+) -> dict[str, Any]:
+    """Train on the ``cleaned`` delivered records in ``con`` (``delivered``: their staged rows)."""
+    build_match_records(con, settings)
+    watch.lap("train_prepare")
+    db_api = DuckDBAPI(con)
+    linker = Linker(db_api.register("match_records"), splink_settings(settings), log_level=None)
+    linker.training.estimate_probability_two_random_records_match(
+        [block_on("email"), block_on("first_name", "last_name", "date_of_birth")], recall=0.6
+    )
+    watch.lap("train_prior")
+    # One pass per comparison over all sampled pairs. Splink's default probes 1% of them, then
+    # restarts in ten chunks, stopping early once every level counts 100 pairs; the rarest levels
+    # (names swapped, a birth date a digit off) never reach that among random pairs, so every
+    # chunk ran anyway and the probe was wasted: the same counts, about twice the time.
+    linker.training.estimate_u_using_random_sampling(
+        max_pairs=settings.u_sample_pairs, seed=settings.random_seed, min_count_per_level=None, num_chunks=1
+    )
+    watch.lap("train_u_sampling")
+    with unobserved_levels_summarised(logging.getLogger(__name__)):
+        for rule in settings.training_blocking_rules:
+            linker.training.estimate_parameters_using_expectation_maximisation(
+                training_rule(con, rule, settings.training_max_pairs), estimate_without_term_frequencies=True
+            )
+            watch.lap(f"train_em_{'_'.join(rule)}")
+    trained = linker.misc.save_model_to_json()
+    untrained = _untrained_levels(linker)
     trained["linker_uid"] = "identity"
-    sampled_pairs = min(settings.u_sample_pairs, len(records) * (len(records) - 1) / 2)
+    sampled_pairs = min(settings.u_sample_pairs, delivered * (delivered - 1) / 2)
     # A swap with a typo besides is weaker agreement than the swap or the typo alone, however rarely
     # random pairs reach it: capped like an untrained level (else Sophie Schmidt and Schmid Sophie, two
     # common names, outweigh the same name and join strangers across the country).
@@ -466,7 +511,7 @@ def train_model(
     trained = _with_u_upper_bound(_with_m_floor(trained), sampled_pairs)
     return {
         "format": MODEL_FORMAT,
-        "trained_on_records": int(len(records)),
+        "trained_on_records": int(delivered),
         "splink_settings": _rounded(_no_stronger_than_the_level_above(trained, untrained)),
     }
 

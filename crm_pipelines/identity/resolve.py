@@ -8,7 +8,7 @@ touch. Both share :func:`resolve_scope`: cluster, give ids, choose golden record
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Container, Mapping
+from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +22,7 @@ from crm_pipelines.identity.golden import build_golden_records
 from crm_pipelines.identity.guard import OVERRIDE_FLAG
 from crm_pipelines.identity.ids import assign_ids
 from crm_pipelines.identity.matching import METHOD_RANK, Scorer, conflict_pairs
+from crm_pipelines.identity.model import delivered_count
 from crm_pipelines.identity.prepare import (
     build_match_records,
     clean_records,
@@ -265,11 +266,16 @@ def _drop_matching_tables(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(f'DROP TABLE "{table}"')
 
 
+ModelTrainer = Callable[[duckdb.DuckDBPyConnection, int, Stopwatch], dict[str, Any]]
+"""Trains the model on the records :func:`resolve` has loaded and cleaned: given its engine, the number
+of delivered staged rows and its stopwatch (see :func:`~crm_pipelines.identity.model.train_model_on_prepared`)."""
+
+
 def resolve(
     customers: pd.DataFrame,
     identifiers: pd.DataFrame | None,
     settings: IdentitySettings,
-    model: dict[str, Any],
+    model: dict[str, Any] | ModelTrainer,
     previous_map: pd.DataFrame | None = None,
     previous_history: pd.DataFrame | None = None,
     run_id: str = "",
@@ -280,18 +286,23 @@ def resolve(
     """Resolve all staged customer records into customers.
 
     ``customers``: staging.customers rows; ``identifiers``: staging.customer_identifiers rows;
-    ``model``: from :func:`~crm_pipelines.identity.model.ensure_model`; ``previous_map`` and
+    ``model``: from :func:`~crm_pipelines.identity.model.ensure_model`, or, to train one on these
+    records as this run prepares them, a :data:`ModelTrainer`; ``previous_map`` and
     ``previous_history``: the last run's identity map and id history, to keep ids stable;
     ``source_priority``: each source's default priority (lower wins; ``SourceConfig.priority``).
     """
     watch = Stopwatch()
     now = utc_now(recorded_at)
     with duckdb_session(settings) as con:
+        delivered = delivered_count(customers)
         n_records = load_records(con, customers, source_priority)
         del customers  # the engine holds the records now; a caller that kept no reference frees them here
         cleaning = clean_records(con, identifiers, settings)
         cleaning |= build_match_records(con, settings)
         watch.lap("prepare")
+        if callable(model):
+            model = model(con, delivered, watch)
+            watch.lap("model")
         scorer = Scorer(con, model, settings)
         watch.lap("block_sizes")
         scorer.score_all()
