@@ -219,3 +219,58 @@ def test_changes_are_found_in_the_warehouse(config, warehouse_url):
     old_style = wh.read_table(CORE, "customer_record_fingerprints").assign(fingerprint="12345678901234567")
     wh.write_table(old_style, CORE, "customer_record_fingerprints")
     assert changed_fingerprints(wh) is None
+
+
+def test_a_nights_complete_version_is_built_in_the_warehouse(config, warehouse_url):
+    """The map and golden records a night validates, built in the warehouse from yesterday's tables
+    and the changed rows, equal the complete frames written whole, column types included; a Ben
+    record that changed, a new one, and a merge of Clara's two customers are in the change."""
+    from crm_pipelines.assets.core import run_identity
+    from crm_pipelines.assets.identity_state import changed_version_view, drop_changed_version
+    from crm_pipelines.schema import IDENTITY_MAP_COLUMNS, UNIFIED_CUSTOMER_COLUMNS
+
+    people = [*BASE, ("crm", "4", "Clara", "Dorn", "1985-05-05", "clara@mail.de")]
+    people.append(("shop", "s4", "Clara", "Dorn", "1985-05-05", None))
+    wh = Warehouse(warehouse_url)
+    assert night(config, warehouse_url, staged(people)).success
+    later = [*people[:2], ("crm", "2", "Ben", "Adler", "1990-02-02", "ben.adler@mail.de"), *people[3:]]
+    later.append(("shop", "s2", "Ben", "Adler", "1990-02-02", "ben.adler@mail.de"))
+    wh.write_table(staged(later), STAGING, "customers")
+    types = {
+        "customer_identity_map": {c.name: c.dtype for c in IDENTITY_MAP_COLUMNS},
+        "unified_customers": {c.name: c.dtype for c in UNIFIED_CUSTOMER_COLUMNS},
+    }
+
+    @dg.asset(name="identity_in_warehouse")
+    def in_warehouse(context, warehouse: WarehouseResource):
+        wh = warehouse.get_warehouse()
+        _, tables, changes = run_identity(context, config, wh, full=False)
+        assert changes is not None, "the second night must be incremental"
+        for table in types:
+            view = changed_version_view(wh, CORE, table, changes[table])
+            assert view == f"{table}__night", table
+            wh.write_table(tables[table], CORE, f"{table}__whole", column_types=types[table])
+
+    assert dg.materialize([in_warehouse], resources={"warehouse": WarehouseResource(url=warehouse_url)}).success
+    for table in types:
+        assert wh.column_types(CORE, f"{table}__night") == wh.column_types(CORE, f"{table}__whole"), table
+        assert _sorted_rows(wh, CORE, f"{table}__night") == _sorted_rows(wh, CORE, f"{table}__whole"), table
+    assert len(wh.read_table(CORE, "customer_identity_map__night")) == 6
+    drop_changed_version(wh, CORE, "customer_identity_map")
+    assert not wh.table_exists(CORE, "customer_identity_map__night_rows")
+    assert wh.column_types(CORE, "customer_identity_map__night") == {}
+
+
+def test_a_change_that_cannot_apply_is_not_staged(warehouse_url):
+    """No published table, or one whose columns differ: nothing is written, the caller validates the frame."""
+    from crm_pipelines.assets.identity_state import changed_version_view
+    from crm_pipelines.table_changes import TableChange
+
+    wh = Warehouse(warehouse_url)
+    rows = pd.DataFrame({"customer_id": ["c1"], "email": ["a@b.de"]})
+    wh.drop_table(CORE, "stage_probe")
+    assert changed_version_view(wh, CORE, "stage_probe", TableChange(rows, key=("customer_id",))) is None
+    wh.write_table(rows.assign(extra=1), CORE, "stage_probe")
+    assert changed_version_view(wh, CORE, "stage_probe", TableChange(rows, key=("customer_id",))) is None
+    assert not wh.table_exists(CORE, "stage_probe__night_rows")
+    wh.drop_table(CORE, "stage_probe")

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from crm_pipelines.attribution import IDENTITY_MAP
 from crm_pipelines.schema import CORE, ENTITIES, STAGING
 from crm_pipelines.table_changes import TableChange
-from crm_pipelines.warehouse import Warehouse, col
+from crm_pipelines.warehouse import Warehouse, arrow_table, col
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -151,6 +151,60 @@ def replace_affected(previous: pd.DataFrame | None, fresh: pd.DataFrame, drop: p
     if previous is None:
         return fresh
     return pd.concat([previous[~drop], fresh], ignore_index=True)
+
+
+def _night_names(table: str) -> tuple[str, str, str]:
+    return f"{table}__night", f"{table}__night_rows", f"{table}__night_replaced"
+
+
+def changed_version_view(warehouse: Warehouse, schema: str, table: str, change: TableChange) -> str | None:
+    """A view of the published ``table`` with ``change`` applied, for validating a night's complete
+    version: its kept rows stay where they are, only the changed rows (and the replaced keys) are
+    written, to side tables. Returns the view's name; drop it with :func:`drop_changed_version`.
+
+    Written whole instead, as ``<table>__new`` from the complete frame, a night that touched two
+    thousand records wrote the whole map and every golden record to the warehouse just to check them
+    (and a copy inside the warehouse costs about as much: it is the storage that is slow, not the
+    transfer). None, with nothing written, when the change cannot apply (no published table, or its
+    columns differ): validate the complete frame then.
+    """
+    import pyarrow as pa
+    import sqlalchemy as sa
+
+    if not warehouse.table_exists(schema, table):
+        return None
+    live = warehouse.query_arrow(sa.select(sa.text("*")).select_from(warehouse.table(schema, table)).limit(0)).schema
+    rows = arrow_table(change.rows)
+    if set(live.names) != set(rows.column_names):
+        return None
+    try:
+        rows = pa.table({f.name: rows[f.name].cast(f.type) for f in live}, schema=live)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    drop_changed_version(warehouse, schema, table)
+    view, rows_table, replaced_table = _night_names(table)
+    keys = list(change.key)
+    warehouse.write_table(rows, schema, rows_table, mode="replace")
+    kept = warehouse.table(schema, table, live.names)
+    statement = sa.select(*kept.c)
+    if keys:  # else append only: every published row stays
+        replaced = rows.select(keys) if change.replaced is None else arrow_table(change.replaced).select(keys)
+        replaced = pa.table({k: replaced[k].cast(live.field(k).type) for k in keys})
+        warehouse.write_table(replaced, schema, replaced_table, mode="replace")
+        gone = warehouse.table(schema, replaced_table, keys)
+        statement = statement.where(~sa.exists().where(*(gone.c[k] == kept.c[k] for k in keys)))
+    statement = sa.union_all(statement, sa.select(*warehouse.table(schema, rows_table, live.names).c))
+    compiled = statement.compile(dialect=warehouse.engine.dialect, compile_kwargs={"literal_binds": True})
+    warehouse.execute(f"CREATE VIEW {warehouse.qualified(schema, view)} AS {compiled}")
+    return view
+
+
+def drop_changed_version(warehouse: Warehouse, schema: str, table: str) -> None:
+    """Drop the view of :func:`changed_version_view` and its side tables (if there)."""
+    view, rows_table, replaced_table = _night_names(table)
+    warehouse.execute(f"DROP VIEW IF EXISTS {warehouse.qualified(schema, view)}")
+    warehouse.drop_table(schema, rows_table)
+    warehouse.drop_table(schema, replaced_table)
 
 
 def incremental_changes(result, current: pd.DataFrame, fresh_keys: pd.MultiIndex) -> dict[str, TableChange]:
