@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import importlib.util
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -197,6 +198,9 @@ def sources(root: Path, people: int, warehouse_url: str | None, as_shipped: bool
     key = f"{people} {warehouse_url} {as_shipped}"
     for stale in (root / "warehouse.duckdb", root / "warehouse.duckdb.wal"):
         stale.unlink(missing_ok=True)
+    # The identity model a former run trained and saved: kept, it would spare this first night the
+    # training a new installation's first night does.
+    shutil.rmtree(root / "models", ignore_errors=True)
     if config_path.exists() and marker.exists() and marker.read_text() == key:
         print(f"reusing the demo sources for {people:,} people in {root}")
         return config_path
