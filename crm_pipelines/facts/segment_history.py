@@ -15,7 +15,7 @@ to: the orders of a month end are those placed up to its last instant, so up to 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from crm_pipelines.facts.activity import order_effects, rfm_input_columns
 from crm_pipelines.facts.build import utc_day
@@ -81,31 +81,14 @@ def month_end_inputs_select(wh: Warehouse, month_ends: list[pd.Timestamp], growt
 
 
 def backfilled_months(
-    wh: Warehouse,
-    customers: pd.DataFrame,
-    month_ends: list[pd.Timestamp],
-    *,
-    key_share: float,
-    growth_window_days: int,
-    fits: tuple[TransactionFit, GammaGammaFit] | None,
-    clv_settings: ClvSettings,
-    portfolio: PortfolioSettings,
-    batch_rows: int = BACKFILL_BATCH_ROWS,
+    wh: Warehouse, customers: pd.DataFrame, month_ends: list[pd.Timestamp], **options: Any
 ) -> pd.DataFrame:
     """The backfill snapshot rows of every month in ``month_ends`` (columns of ``portfolio.snapshot``)
-    for ``customers`` (core.unified_customers' customer_id and, if present, created_at). ``fits`` are
-    the CLV models that value each month's customers (None: expected CLV unknown). The months are
-    taken in consecutive groups of about ``batch_rows`` customer-months (see
-    :data:`BACKFILL_BATCH_ROWS`); every month is scored on its own, so the rows are the same.
-    :func:`backfill_batches` gives the groups one at a time."""
+    for ``customers``, as one frame: :func:`backfill_batches`' groups (same keyword ``options``)
+    concatenated. Every month is scored on its own, so the rows do not depend on the grouping."""
     import pandas as pd
 
-    parts = list(
-        backfill_batches(
-            wh, customers, month_ends, key_share=key_share, growth_window_days=growth_window_days, fits=fits,
-            clv_settings=clv_settings, portfolio=portfolio, batch_rows=batch_rows,
-        )
-    )  # fmt: skip
+    parts = list(backfill_batches(wh, customers, month_ends, **options))
     return parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
 
 
@@ -121,8 +104,11 @@ def backfill_batches(
     portfolio: PortfolioSettings,
     batch_rows: int = BACKFILL_BATCH_ROWS,
 ) -> Iterator[pd.DataFrame]:
-    """:func:`backfilled_months`' rows as one frame per group of months, in order (at least one frame,
-    empty without months): a caller that writes each group as it comes never holds every month."""
+    """The backfill snapshot rows of every month in ``month_ends`` (columns of ``portfolio.snapshot``) for
+    ``customers`` (core.unified_customers' customer_id and, if present, created_at), one frame per group of
+    about ``batch_rows`` customer-months (see :data:`BACKFILL_BATCH_ROWS`), in order (at least one frame,
+    empty without months): a caller that writes each group as it comes never holds every month. ``fits``
+    are the CLV models that value each month's customers (None: expected CLV unknown)."""
     from crm_pipelines.analytics.clv.value import score_customers
     from crm_pipelines.analytics.segment_backfill import backfill_snapshots
 
