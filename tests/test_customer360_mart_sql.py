@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
+from factories import write_identity_records
 from facts_support import AS_OF, core_frames_with_edges, load_and_build
 
 from crm_pipelines.analytics.cycle_settings import LoyaltySettings
@@ -16,7 +17,7 @@ from crm_pipelines.analytics.mart_boundary import CUSTOMER_360_EXTRAS, MART_RENA
 from crm_pipelines.assets.cycle_glue import loyalty_frame
 from crm_pipelines.facts.customer360 import customer_360_mart_select, customer_360_select
 from crm_pipelines.facts.sql import compiled
-from crm_pipelines.schema import CORE, MARTS, STAGING
+from crm_pipelines.schema import MARTS
 
 LOYALTY = LoyaltySettings(regular_min_purchases=2, regular_window_days=365)
 
@@ -49,17 +50,7 @@ def _identities(wh, customers: pd.DataFrame) -> None:
     """Two source records per customer for the first 60; every third holds a loyalty card."""
     ids = customers["customer_id"].astype("str").iloc[:60].tolist()
     records = [(f"r{i}-{k}", cid) for i, cid in enumerate(ids) for k in range(2)]
-    record_ids = [r for r, _ in records]
-    owners = [c for _, c in records]
-    identity_map = pd.DataFrame({"source": "shop", "source_record_id": record_ids, "customer_id": owners})
-    wh.write_table(identity_map, CORE, "customer_identity_map")
-    kinds = ["loyalty_card" if i % 3 == 0 else "email" for i in range(len(records))]
-    values = [None if i % 9 == 3 else f"v{i}" for i in range(len(records))]
-    wh.write_table(
-        pd.DataFrame({"source": "shop", "source_record_id": record_ids, "identifier_type": kinds,
-                      "identifier_value": values}),
-        STAGING, "customer_identifiers",
-    )  # fmt: skip
+    write_identity_records(wh, records, [i % 3 == 0 for i in range(len(records))])
 
 
 def _column_types(wh, table: str) -> list[tuple[str, str]]:

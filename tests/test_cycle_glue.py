@@ -7,12 +7,13 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pandas as pd
+from factories import write_identity_records
 from facts_support import AS_OF, core_frames_with_edges, load_and_build
 
 from crm_pipelines.analytics.cycle_settings import LoyaltySettings
 from crm_pipelines.assets.cycle_glue import loyalty_frame, loyalty_member_ids, loyalty_members, with_loyalty_kpis
 from crm_pipelines.facts.activity import regular_customers_select
-from crm_pipelines.schema import CORE, STAGING
+from crm_pipelines.schema import CORE
 
 CONFIG = SimpleNamespace(loyalty=LoyaltySettings(regular_min_purchases=2, regular_window_days=365))
 
@@ -22,18 +23,7 @@ def _identities(wh, customer_ids: list[str]) -> None:
     value), and one card whose customer is not (or no longer) a unified customer."""
     records = [(f"r{i}-{k}", cid) for i, cid in enumerate(customer_ids[:30]) for k in range(2)]
     records.append(("r-gone", "no-longer-a-customer"))
-    record_ids = [r for r, _ in records]
-    wh.write_table(
-        pd.DataFrame({"source": "shop", "source_record_id": record_ids, "customer_id": [c for _, c in records]}),
-        CORE, "customer_identity_map",
-    )  # fmt: skip
-    kinds = ["loyalty_card" if i % 3 == 0 or r == "r-gone" else "email" for i, r in enumerate(record_ids)]
-    values = [None if i % 9 == 3 else f"v{i}" for i in range(len(records))]
-    wh.write_table(
-        pd.DataFrame({"source": "shop", "source_record_id": record_ids, "identifier_type": kinds,
-                      "identifier_value": values}),
-        STAGING, "customer_identifiers",
-    )  # fmt: skip
+    write_identity_records(wh, records, [i % 3 == 0 or r == "r-gone" for i, (r, _) in enumerate(records)])
 
 
 def test_loyalty_columns_equal_the_set_definitions(warehouse):
