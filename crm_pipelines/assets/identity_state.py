@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from crm_pipelines.attribution import IDENTITY_MAP
+from crm_pipelines.facts.sql import compiled
 from crm_pipelines.schema import CORE, ENTITIES, STAGING
 from crm_pipelines.table_changes import TableChange
 from crm_pipelines.warehouse import Warehouse, arrow_table, col
@@ -194,8 +195,7 @@ def changed_version_view(warehouse: Warehouse, schema: str, table: str, change: 
         gone = warehouse.table(schema, replaced_table, keys)
         statement = statement.where(~sa.exists().where(*(gone.c[k] == kept.c[k] for k in keys)))
     statement = sa.union_all(statement, sa.select(*warehouse.table(schema, rows_table, live.names).c))
-    compiled = statement.compile(dialect=warehouse.engine.dialect, compile_kwargs={"literal_binds": True})
-    warehouse.execute(f"CREATE VIEW {warehouse.qualified(schema, view)} AS {compiled}")
+    warehouse.execute(f"CREATE VIEW {warehouse.qualified(schema, view)} AS {compiled(warehouse, statement)}")
     return view
 
 

@@ -409,11 +409,17 @@ def training_rule(con: duckdb.DuckDBPyConnection, columns: tuple[str, ...], max_
     return CustomRule(f"{equal} AND hash({key}) % {_SAMPLE_BUCKETS} < {kept}")
 
 
+def _delivered(customers: pd.DataFrame) -> pd.Series | None:
+    """Which staged rows are delivered records, not reference stubs (None: all are)."""
+    if "record_kind" not in customers.columns:
+        return None
+    return customers["record_kind"].fillna("record") != "referenced"
+
+
 def delivered_count(customers: pd.DataFrame) -> int:
     """How many staged rows are delivered records (not reference stubs): what trains the model."""
-    if "record_kind" not in customers.columns:
-        return len(customers)
-    return int((customers["record_kind"].fillna("record") != "referenced").sum())
+    delivered = _delivered(customers)
+    return len(customers) if delivered is None else int(delivered.sum())
 
 
 def train_model(
@@ -431,9 +437,8 @@ def train_model(
     email or on full name and date of birth, assumed to find 60% of true matches.
     Only delivered records train the model: reference stubs carry nothing to learn from.
     """
-    records = customers
-    if "record_kind" in customers.columns:
-        records = customers[customers["record_kind"].fillna("record") != "referenced"]
+    delivered = _delivered(customers)
+    records = customers if delivered is None else customers[delivered]
     if len(records) < 2:
         raise ValueError("training the identity model needs at least two customer records")
     watch = watch or Stopwatch("training")
