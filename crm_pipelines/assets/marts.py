@@ -19,7 +19,7 @@ from crm_pipelines.assets.core import core_key
 from crm_pipelines.assets.cycle_glue import campaign_audiences, loyalty_frame, with_loyalty_kpis
 from crm_pipelines.assets.privacy import address_suppression
 from crm_pipelines.assets.publishing import publish_checked
-from crm_pipelines.assets.validation import staged_name, validate_in_place, validate_table, validated_check_specs
+from crm_pipelines.assets.validation import validate_in_place, validate_table, validated_check_specs
 from crm_pipelines.checks.suites import MART_CONTRACT, PROBABILITY, RATE, mart_suite
 from crm_pipelines.config import CrmConfig
 from crm_pipelines.resources.run_window import RunWindowResource
@@ -83,16 +83,12 @@ def publish_query_mart(
     import sqlalchemy as sa
 
     from crm_pipelines.assets.metadata import PREVIEW_ROWS
-    from crm_pipelines.facts.sql import compiled
+    from crm_pipelines.facts.sql import create_staged
 
-    staged = staged_name(table)
-    wh.ensure_schemas(MARTS)
-    wh.drop_table(MARTS, staged)
-    wh.execute(f"CREATE TABLE {wh.qualified(MARTS, staged)} AS {compiled(wh, statement)}")
-    wh.analyze(MARTS, staged)
+    staged, rows = create_staged(wh, statement, MARTS, table)
     checks = validate_in_place(context, config, wh, mart_key(table), MARTS, staged, suite, f"{MARTS}.{table}")
     preview = wh.query(sa.select(sa.text("*")).select_from(wh.table(MARTS, staged)).limit(PREVIEW_ROWS))
-    extra = {**(extra or {}), "dagster/row_count": wh.row_count(MARTS, staged)}
+    extra = {**(extra or {}), "dagster/row_count": rows}
     return publish_checked(
         context, wh, MARTS, table, preview, checks, columns=columns, key=MART_KEYS.get(table, ()), extra_metadata=extra,
         staged=True,

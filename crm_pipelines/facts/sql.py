@@ -93,6 +93,17 @@ def compiled(wh: Warehouse, statement: sa.Executable) -> str:
 PublishGate = Callable[[str, str], bool]
 
 
+def create_staged(wh: Warehouse, statement: sa.Select, schema: str, name: str) -> tuple[str, int]:
+    """Run ``statement`` in the warehouse into ``schema.<name>__new`` (replacing one a failed run left),
+    analyzed for the checks that read it; returns that name and its rows."""
+    wh.ensure_schemas(schema)
+    staging_name = f"{name}__new"
+    wh.drop_table(schema, staging_name)
+    wh.execute(f"CREATE TABLE {wh.qualified(schema, staging_name)} AS {compiled(wh, statement)}")
+    wh.analyze(schema, staging_name)
+    return staging_name, wh.row_count(schema, staging_name)
+
+
 def publish_select(
     wh: Warehouse, statement: sa.Select, schema: str, name: str, gate: PublishGate | None = None
 ) -> int:
@@ -101,12 +112,7 @@ def publish_select(
 
     With a ``gate`` that refuses the new version, it is dropped and the previous table stays in place
     (the gate keeps whatever it wants to show of the rejected version)."""
-    wh.ensure_schemas(schema)
-    staging_name = f"{name}__new"
-    wh.drop_table(schema, staging_name)
-    wh.execute(f"CREATE TABLE {wh.qualified(schema, staging_name)} AS {compiled(wh, statement)}")
-    wh.analyze(schema, staging_name)
-    rows = wh.row_count(schema, staging_name)
+    staging_name, rows = create_staged(wh, statement, schema, name)
     if gate is not None and not gate(schema, staging_name):
         wh.drop_table(schema, staging_name)
         return rows
