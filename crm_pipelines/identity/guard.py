@@ -22,7 +22,7 @@ of different recorded genders are kept apart unless their given names are the sa
 birth that disagrees while the given names are equal is no veto either: the model weighs it.
 
 A missing gender is read from the given name where the data allow
-(:func:`crm_pipelines.identity.prepare.infer_missing_gender`), so Klaus is told from the wife whose
+(:func:`crm_pipelines.identity.prepare.build_match_records`), so Klaus is told from the wife whose
 record has no given name. A pair that compares neither a given name nor a date of birth has only the
 surname left to say who it is: when the surnames plainly differ it is kept apart too (the partner who
 kept their name, on the family email).
@@ -75,7 +75,7 @@ def given_name_roots() -> dict[str, frozenset[str]]:
 
 def _roots(column: Column, side: str) -> str:
     # first_name_roots: the shipped table's full names for the given name (NULL when it lists none),
-    # added to match_records by crm_pipelines.identity.prepare.add_name_keys.
+    # added to match_records by crm_pipelines.identity.prepare.build_match_records.
     name = column("first_name", side)
     return f"coalesce({column('first_name_roots', side)}, [{name}])"
 
