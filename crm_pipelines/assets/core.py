@@ -195,10 +195,7 @@ def run_identity(
         }
         changes = None
     else:
-        previous = {
-            t: read_if_exists(wh, t)
-            for t in (IDENTITY_MAP, "unified_customers", "customer_id_history", "identity_match_records")
-        }
+        previous = {t: read_if_exists(wh, t) for t in (IDENTITY_MAP, "unified_customers", "customer_id_history")}
         prev_map, prev_history = previous[IDENTITY_MAP], previous["customer_id_history"]
         fresh = staged_rows_of(wh, "customers", fresh_fingerprints)
         context.log.info(f"incremental identity run: {len(fresh)} new or changed records")
@@ -206,6 +203,8 @@ def run_identity(
             tables = {t: empty_like(wh, t) if previous.get(t) is None else previous[t] for t in IDENTITY_TABLES}
             unchanged = {t: TableChange(tables[t].iloc[:0]) for t in IDENTITY_TABLES}
             return {"new_or_changed_records": 0, "records": len(prev_map)}, tables, unchanged
+        # The matching state of every existing record goes to the engine as Arrow, never through pandas.
+        previous["identity_match_records"] = read_if_exists(wh, "identity_match_records", arrow=True)
         has_identifiers = wh.table_exists(STAGING, "customer_identifiers")
         identifiers = staged_rows_of(wh, "customer_identifiers", fresh) if has_identifiers else None
         model = identity_model(context, config, lambda: (wh.read_table(STAGING, "customers"), _identifiers(wh)))

@@ -18,6 +18,7 @@ from crm_pipelines.warehouse import Warehouse, arrow_table, col
 
 if TYPE_CHECKING:
     import pandas as pd
+    import pyarrow as pa
     import sqlalchemy as sa
 
 MATCHED_COLUMNS = [c.name for c in ENTITIES["customers"].staged_columns]
@@ -124,16 +125,18 @@ _READ_ORDER = {
 }
 
 
-def read_if_exists(warehouse: Warehouse, table: str) -> pd.DataFrame | None:
+def read_if_exists(warehouse: Warehouse, table: str, *, arrow: bool = False) -> pd.DataFrame | pa.Table | None:
+    """``core.<table>`` whole (None if it does not exist), in publishing order; with ``arrow``, as the
+    warehouse hands it over, not converted to pandas."""
     import sqlalchemy as sa
 
     if not warehouse.table_exists(CORE, table):
         return None
+    statement = sa.select(sa.text("*")).select_from(warehouse.table(CORE, table))
     order = _READ_ORDER.get(table)
-    if order is None:
-        return warehouse.read_table(CORE, table)
-    stmt = sa.select(sa.text("*")).select_from(warehouse.table(CORE, table)).order_by(*(col(c) for c in order))
-    return warehouse.query(stmt)
+    if order is not None:
+        statement = statement.order_by(*(col(c) for c in order))
+    return warehouse.query_arrow(statement) if arrow else warehouse.query(statement)
 
 
 def empty_like(warehouse: Warehouse, table: str) -> pd.DataFrame:

@@ -16,6 +16,7 @@ from typing import Any
 import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from crm_pipelines.identity.engine import duckdb_session, fetch_frame, register_frame
 from crm_pipelines.identity.ids import HISTORY_COLUMNS
@@ -50,7 +51,7 @@ def _existing_state(
     con: duckdb.DuckDBPyConnection,
     existing_customers: CustomerRecords,
     existing_map: pd.DataFrame,
-    existing_match_records: pd.DataFrame | None,
+    existing_match_records: pd.DataFrame | pa.Table | None,
     identifiers: pd.DataFrame | None,
     settings: IdentitySettings,
     source_priority: Mapping[str, int] | None,
@@ -97,7 +98,7 @@ def resolve_incremental(
     previous_history: pd.DataFrame | None = None,
     run_id: str = "",
     *,
-    existing_match_records: pd.DataFrame | None = None,
+    existing_match_records: pd.DataFrame | pa.Table | None = None,
     source_priority: Mapping[str, int] | None = None,
     recorded_at: dt.datetime | None = None,
     whole_state: bool = True,

@@ -240,24 +240,39 @@ def clean_records(
     return {key: int(value or 0) for key, value in zip(keys, stats, strict=True)}
 
 
-def register_state(con: duckdb.DuckDBPyConnection, state: pd.DataFrame, name: str) -> None:
-    """Register a matching state frame (``MATCH_STATE_COLUMNS``) as table ``name``, numbered by
-    position, identifier keys back as lists."""
-    missing = [c for c in MATCH_STATE_COLUMNS if c not in state.columns]
+def register_state(con: duckdb.DuckDBPyConnection, state: pd.DataFrame | pa.Table, name: str) -> None:
+    """Register a matching state (``MATCH_STATE_COLUMNS``) as table ``name``, numbered by position,
+    identifier keys back as lists.
+
+    An Arrow table (as the warehouse hands it over) goes in as it is: through pandas, the state of
+    every existing record was converted twice on each night (about 0.4 s at 216,000 records)."""
+    names = state.column_names if isinstance(state, pa.Table) else list(state.columns)
+    missing = [c for c in MATCH_STATE_COLUMNS if c not in names]
     if missing:
         raise ValueError(f"the matching state lacks column(s) {missing}; pass IdentityResult.match_records")
-    frame = state[list(MATCH_STATE_COLUMNS)].assign(unique_id=np.arange(len(state), dtype=np.int64))
-    register_frame(con, f"{name}_input", frame)
-    con.execute(
-        f"""
-        CREATE OR REPLACE TABLE {name} AS
-        SELECT unique_id, * EXCLUDE (unique_id) REPLACE (
-               CASE WHEN nullif(identifier_keys, '') IS NOT NULL
-                    THEN string_split(identifier_keys, '|') END AS identifier_keys)
-        FROM {name}_input
-        """
-    )
-    con.execute(f"DROP TABLE {name}_input")
+    if isinstance(state, pa.Table):
+        numbered = state.select(list(MATCH_STATE_COLUMNS)).append_column(
+            "unique_id", pa.array(np.arange(state.num_rows, dtype=np.int64))
+        )
+        con.register(f"{name}_input", numbered)
+    else:
+        frame = state[list(MATCH_STATE_COLUMNS)].assign(unique_id=np.arange(len(state), dtype=np.int64))
+        register_frame(con, f"{name}_input", frame)
+    try:
+        con.execute(
+            f"""
+            CREATE OR REPLACE TABLE {name} AS
+            SELECT unique_id, * EXCLUDE (unique_id) REPLACE (
+                   CASE WHEN nullif(identifier_keys, '') IS NOT NULL
+                        THEN string_split(identifier_keys, '|') END AS identifier_keys)
+            FROM {name}_input
+            """
+        )
+    finally:
+        if isinstance(state, pa.Table):
+            con.unregister(f"{name}_input")
+        else:
+            con.execute(f"DROP TABLE {name}_input")
 
 
 def fetch_state(con: duckdb.DuckDBPyConnection, tables: tuple[str, ...]) -> pd.DataFrame:
