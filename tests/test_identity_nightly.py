@@ -274,3 +274,22 @@ def test_a_change_that_cannot_apply_is_not_staged(warehouse_url):
     assert changed_version_view(wh, CORE, "stage_probe", TableChange(rows, key=("customer_id",))) is None
     assert not wh.table_exists(CORE, "stage_probe__night_rows")
     wh.drop_table(CORE, "stage_probe")
+
+
+def test_replaced_golden_records_keep_the_warehouses_time_zone():
+    """Yesterday's golden records come back zone-aware, resolution's are naive UTC: the complete table
+    keeps one typed column (not Python objects) and the same instants."""
+    from crm_pipelines.assets.identity_state import replace_affected
+
+    previous = pd.DataFrame(
+        {
+            "customer_id": ["C1", "C2"],
+            "created_at": pd.to_datetime(["2024-01-01 10:00", "2024-01-02 11:00"]).tz_localize("Etc/UTC"),
+        }
+    )
+    fresh = pd.DataFrame({"customer_id": ["C2"], "created_at": pd.to_datetime(["2024-03-01 12:30"])})
+    complete = replace_affected(previous, fresh, previous["customer_id"] == "C2")
+    assert complete["created_at"].dtype == previous["created_at"].dtype
+    assert complete["customer_id"].tolist() == ["C1", "C2"]
+    assert complete["created_at"].iloc[1] == pd.Timestamp("2024-03-01 12:30", tz="UTC")
+    assert replace_affected(None, fresh, pd.Series(dtype=bool)) is fresh

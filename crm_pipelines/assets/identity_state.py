@@ -151,10 +151,20 @@ def record_keys(frame: pd.DataFrame, left: str = "source", right: str = "source_
 
 
 def replace_affected(previous: pd.DataFrame | None, fresh: pd.DataFrame, drop: pd.Series) -> pd.DataFrame:
+    """``previous`` without the ``drop`` rows, with ``fresh`` appended.
+
+    Resolution's timestamps are naive UTC, a warehouse may hand its own back zone-aware: they are put
+    in the previous table's zone first. Concatenated as they were, the column became Python objects,
+    one Timestamp per row (0.5 s for the 100,000 golden records of a 1% night; 0.05 s typed)."""
     import pandas as pd
     if previous is None:
         return fresh
-    return pd.concat([previous[~drop], fresh], ignore_index=True)
+    zoned = {}
+    for column in fresh.columns.intersection(previous.columns):
+        old, new = previous[column].dtype, fresh[column].dtype
+        if isinstance(old, pd.DatetimeTZDtype) and pd.api.types.is_datetime64_dtype(new):
+            zoned[column] = fresh[column].dt.tz_localize("UTC").dt.tz_convert(old.tz)
+    return pd.concat([previous[~drop], fresh.assign(**zoned)], ignore_index=True)
 
 
 def _night_names(table: str) -> tuple[str, str, str]:
