@@ -48,3 +48,40 @@ def test_golden_records_of_no_records_in_ranges():
     assert unified.empty and lineage.empty
     assert list(lineage.columns) == ["customer_id", "field", "source", "source_record_id"]
     assert "record_count" in unified.columns
+
+
+def test_ties_fall_to_the_source_then_the_record_id_and_unknown_update_times_last():
+    """The record order each field's choice follows, past the listed sources: priority, the latest
+    update (an unknown one last), then source and record id (the ranks numbered once per run)."""
+
+    def record(source: str, record_id: str, updated: str | None, **fields) -> dict:
+        keys = {"source": source, "source_record_id": record_id, "updated_at": updated, "record_kind": "record"}
+        return keys | fields
+
+    customers = pd.DataFrame(
+        [
+            record("shop", "b", "2024-01-01", first_name="Shop-b", email="b@shop.de", phone="1"),
+            record("shop", "a", "2024-01-01", first_name="Shop-a", email="a@shop.de"),
+            record("web", "z", None, first_name="Web-z", email="z@web.de", phone="3", city="Köln"),
+            record("crm", "1", None, first_name="Crm-1", city="Bonn"),
+            record("crm", "2", "2020-01-01", last_name="Crm-2", phone="2"),
+            record("shop", "0", None, first_name="Shop-0", phone="9"),
+        ]
+    )
+    with duckdb_session(SETTINGS) as con:
+        records = load_records(con, customers, {"crm": 10, "shop": 20, "web": 20})
+        register_frame(con, "assignments", pd.DataFrame({"unique_id": np.arange(records), "customer_id": "C1"}))
+        unified, lineage = build_golden_records(con, "assignments", {"email": ["web"]})
+    chosen = lineage.set_index("field")["source_record_id"]
+    assert unified.loc[0, "first_name"] == "Crm-1" and chosen["first_name"] == "1"
+    assert unified.loc[0, "last_name"] == "Crm-2"
+    assert unified.loc[0, "phone"] == "2"  # crm before shop and web
+    assert unified.loc[0, "city"] == "Bonn"  # crm's undated record before web's
+    assert unified.loc[0, "email"] == "z@web.de"  # the listed source first, though never updated
+    # Among equal priority and update time, the source then the record id: shop a before shop b.
+    with duckdb_session(SETTINGS) as con:
+        records = load_records(con, customers[customers["source"] == "shop"], {"shop": 20})
+        register_frame(con, "assignments", pd.DataFrame({"unique_id": np.arange(records), "customer_id": "C1"}))
+        unified, lineage = build_golden_records(con, "assignments", {})
+    # ...and an unknown update time after every known one: shop 0 comes last, though its id is first.
+    assert unified.loc[0, "first_name"] == "Shop-a" and unified.loc[0, "phone"] == "1"
