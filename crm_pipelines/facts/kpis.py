@@ -5,6 +5,9 @@
 covers the days until the window passes it or the customer's next purchase day begins, so the
 coverage pieces never overlap and a running sum of +1/-1 marks over a calendar counts each customer
 once per day. Trailing sums are window functions over that calendar (one row per day, so ROWS = days).
+
+Reads core.purchases and core.customer_order_facts (its ``first_purchase_day``), built with the same
+cutoff, and the attributed core tables.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from dataclasses import dataclass
 import pandas as pd
 import sqlalchemy as sa
 
-from crm_pipelines.facts.orders import PURCHASES, core_orders, is_purchase
+from crm_pipelines.facts.orders import CUSTOMER_ORDER_FACTS, PURCHASES, core_orders, is_purchase
 from crm_pipelines.facts.sql import as_bigint, as_float, day_of, instant, ratio, text_value, truthy
 from crm_pipelines.schema import CORE
 from crm_pipelines.warehouse import Warehouse
@@ -97,13 +100,18 @@ class _Query:
     def build(self) -> sa.Select:
         wh, w, cal = self.wh, self.w, self.calendar
         p = wh.table(CORE, PURCHASES, ["customer_id", "ordered_at", "purchase_day"])
-        known_purchases = sa.select(p).where(_known(wh, p)).cte("known_purchases")
+        # Every use of the purchases (purchase days and their next, clicks followed by a purchase) starts
+        # at the calendar's first day; the first purchases come from the order facts.
+        known_purchases = sa.select(p).where(p.c.purchase_day >= self.base, _known(wh, p)).cte("known_purchases")
         kp = known_purchases.c
         # The calendar starts a lookback (at least the longest coverage window, plus the retention lag)
         # before the first day shown, so a purchase day before it covers no day that is shown or lagged
         # into one, and a later day's next purchase day is later still: the window pass skips them.
-        first = sa.select(kp.customer_id, sa.func.min(kp.purchase_day).label("day")).group_by(kp.customer_id).cte(
-            "first_purchase"
+        facts = wh.table(CORE, CUSTOMER_ORDER_FACTS, ["customer_id", "first_purchase_day"])
+        first = (
+            sa.select(facts.c.customer_id, facts.c.first_purchase_day.label("day"))
+            .where(facts.c.first_purchase_day.is_not(None))
+            .cte("first_purchase")
         )
         new = self.per_day("new_buyers", first.c.day, sa.func.count().label("n"))
         # One window pass over the purchases gives each its customer's next purchase day; the last
@@ -113,7 +121,6 @@ class _Query:
         following = sa.func.lead(kp.purchase_day).over(partition_by=kp.customer_id, order_by=kp.purchase_day)
         rows = (
             sa.select(kp.customer_id, kp.purchase_day.label("day"), following.label("next_day"))
-            .where(kp.purchase_day >= self.base)
             .cte("purchase_rows")
             .prefix_with("MATERIALIZED")
         )
