@@ -139,7 +139,13 @@ def _leftovers(wh: Warehouse, entity: str) -> list[str]:
     return [n for n in (f"{entity}__new", *change_names(entity)) if wh.table_exists(CORE, n)]
 
 
-def test_a_published_table_takes_only_the_changed_rows_and_equals_a_rewrite(tmp_path, warehouse_url):
+@pytest.fixture
+def any_share(monkeypatch) -> None:
+    """The tests' tables are a few rows: every change is a large share of them."""
+    monkeypatch.setattr("crm_pipelines.attribution.REWRITE_SHARE", 10.0)
+
+
+def test_a_published_table_takes_only_the_changed_rows_and_equals_a_rewrite(tmp_path, warehouse_url, any_share):
     from crm_pipelines.attribution import attribute
 
     wh = Warehouse(warehouse_url)
@@ -172,7 +178,7 @@ def test_a_published_table_takes_only_the_changed_rows_and_equals_a_rewrite(tmp_
     assert [r[:2] for r in published["order_items"]] == [["C2", "shop"], ["C2", "shop"], ["C2", "shop"]]
 
 
-def test_a_night_without_changes_writes_no_row(tmp_path, duckdb_url):
+def test_a_night_without_changes_writes_no_row(tmp_path, duckdb_url, any_share):
     wh = Warehouse(duckdb_url)
     _load(wh, ["I1", "I2", "I3"])
     assert _materialize(tmp_path, duckdb_url, ["orders", "order_items"]).success
@@ -185,7 +191,7 @@ def test_a_night_without_changes_writes_no_row(tmp_path, duckdb_url):
     assert not _leftovers(wh, "order_items")
 
 
-def test_a_published_table_the_change_cannot_trust_is_rewritten(tmp_path, duckdb_url):
+def test_a_published_table_the_change_cannot_trust_is_rewritten(tmp_path, duckdb_url, any_share):
     """Duplicate rows in the published table (which one hash matches once) or a column of another
     type: the table is written whole, as a first night's."""
     wh = Warehouse(duckdb_url)
@@ -202,3 +208,24 @@ def test_a_published_table_the_change_cannot_trust_is_rewritten(tmp_path, duckdb
     assert "rows_written" not in result.asset_materializations_for_node("core__order_items")[0].metadata
     assert wh.column_types(CORE, "order_items")["quantity"] == "BIGINT"
     assert _attributed(wh, "order_items") == expected and not _leftovers(wh, "order_items")
+
+
+def test_a_change_of_many_rows_is_written_as_a_whole_table(tmp_path, duckdb_url, monkeypatch):
+    wh = Warehouse(duckdb_url)
+    _load(wh, ["I1", "I2", "I3"])
+    assert _materialize(tmp_path, duckdb_url, ["orders", "order_items"]).success
+    wh.execute(f"UPDATE {wh.qualified(STAGING, 'order_items')} SET product_id = 'P2' WHERE item_id = 'I2'")
+    # I2's old and new version are two rows of the comparison: half of the two published rows changed.
+    monkeypatch.setattr("crm_pipelines.attribution.REWRITE_SHARE", 0.4)
+    metadata = _materialize(tmp_path, duckdb_url, ["order_items"]).asset_materializations_for_node(
+        "core__order_items"
+    )[0].metadata
+    assert "rows_written" not in metadata
+    monkeypatch.setattr("crm_pipelines.attribution.REWRITE_SHARE", 0.5)
+    wh.execute(f"UPDATE {wh.qualified(STAGING, 'order_items')} SET product_id = 'P3' WHERE item_id = 'I2'")
+    metadata = _materialize(tmp_path, duckdb_url, ["order_items"]).asset_materializations_for_node(
+        "core__order_items"
+    )[0].metadata
+    assert (metadata["rows_written"].value, metadata["rows_replaced"].value) == (1, 1)
+    assert [r[4] for r in _attributed(wh, "order_items")] == ["P1", "P3"]
+    assert not _leftovers(wh, "order_items")
