@@ -159,3 +159,18 @@ def publish_changes(
 
     warehouse.in_publish_transaction(f"the changes to {schema}.{', '.join(changes)}", apply_all, attempts)
     return written
+
+
+def staged_change_names(table: str) -> tuple[str, str]:
+    """The side tables :func:`apply_staged_change` reads: the rows to insert, and the keys of the rows
+    they replace (both in the table's schema)."""
+    return _side_name(table, "rows"), _side_name(table, "replaced")
+
+
+def apply_staged_change(
+    conn: sa.Connection, warehouse: Warehouse, schema: str, table: str, key: Sequence[str], columns: Sequence[str]
+) -> None:
+    """Inside the caller's transaction: apply a change whose side tables (:func:`staged_change_names`)
+    were written inside the warehouse, as :func:`publish_changes` applies the ones it writes from frames:
+    delete the replaced keys' rows, insert the rows, drop the side tables."""
+    _apply_change(conn, warehouse, schema, table, key, columns)

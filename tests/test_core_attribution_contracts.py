@@ -1,4 +1,5 @@
-"""The attributed core tables (orders, order lines, ...) are written and validated inside the warehouse.
+"""The attributed core tables (orders, order lines, ...) are written and validated inside the warehouse;
+on DuckDB a published table takes only the rows that changed, and ends up as a rewrite would write it.
 
 The assets run with ``Warehouse.read_table`` and the Great Expectations frame validation made to fail,
 so a pass proves no attributed table was read into Python: only the orphans, the counts and a
@@ -123,5 +124,108 @@ def test_a_broken_contract_keeps_the_previous_table_and_quarantines_the_new_one(
     assert kept["item_id"].tolist() == ["I1", "I2"]
     rejected = wh.query(f"SELECT item_id FROM {wh.qualified(QUARANTINE, 'core__order_items__rejected')}")
     assert sorted(rejected["item_id"]) == ["I1", "I1"]
-    assert not wh.table_exists(CORE, "order_items__new")
+    assert not _leftovers(wh, "order_items")  # neither the new table nor the night's view and side tables
     assert [c.name for c in core_entity_columns("order_items")] == wh.columns(CORE, "order_items")
+
+
+def _attributed(wh: Warehouse, entity: str) -> list[list]:
+    names = [c.name for c in core_entity_columns(entity)]
+    frame = wh.query(f"SELECT * FROM {wh.qualified(CORE, entity)}")[names]
+    return sorted(frame.astype("string").fillna("<null>").values.tolist())
+
+
+def _leftovers(wh: Warehouse, entity: str) -> list[str]:
+    from crm_pipelines.attribution import change_names
+    return [n for n in (f"{entity}__new", *change_names(entity)) if wh.table_exists(CORE, n)]
+
+
+@pytest.fixture
+def any_share(monkeypatch) -> None:
+    """The tests' tables are a few rows: every change is a large share of them."""
+    monkeypatch.setattr("crm_pipelines.attribution.REWRITE_SHARE", 10.0)
+
+
+def test_a_published_table_takes_only_the_changed_rows_and_equals_a_rewrite(tmp_path, warehouse_url, any_share):
+    from crm_pipelines.attribution import attribute
+
+    wh = Warehouse(warehouse_url)
+    _load(wh, ["I1", "I2", "I3"])
+    assert _materialize(tmp_path, warehouse_url, ["orders", "order_items"]).success
+    # I2 changes its product, I3 (whose order has no customer) is gone, I4 is new; O1 moves to customer
+    # K2 (its line I1 follows it), O3 finds no customer still (an orphan again).
+    _load(wh, ["I1", "I2", "I3"])
+    wh.execute(f"UPDATE {wh.qualified(STAGING, 'orders')} SET source_customer_id = 'K2' WHERE order_id = 'O1'")
+    items = wh.qualified(STAGING, "order_items")
+    wh.execute(f"UPDATE {items} SET product_id = 'P2' WHERE item_id = 'I2'")
+    wh.execute(f"UPDATE {items} SET item_id = 'I4', order_id = 'O2' WHERE item_id = 'I3'")
+    result = _materialize(tmp_path, warehouse_url, ["orders", "order_items"])
+    assert result.success
+    published = {e: _attributed(wh, e) for e in ("orders", "order_items")}
+    for entity in ("orders", "order_items"):
+        metadata = result.asset_materializations_for_node(f"core__{entity}")[0].metadata
+        assert metadata["published"].value is True
+        if wh.dialect == "duckdb":
+            assert (metadata["rows_written"].value, metadata["rows_replaced"].value) == (
+                (1, 1) if entity == "orders" else (3, 2)
+            )
+        else:  # PostgreSQL rewrites the table
+            assert "rows_written" not in metadata
+        assert not _leftovers(wh, entity)
+        # The same rows as attributing the staged rows afresh.
+        wh.drop_table(CORE, entity)
+        attribute(wh, config_from_dict({"sources": SOURCES}, tmp_path / "crm.yaml"), entity, entity)
+        assert published[entity] == _attributed(wh, entity)
+    assert [r[:2] for r in published["order_items"]] == [["C2", "shop"], ["C2", "shop"], ["C2", "shop"]]
+
+
+def test_a_night_without_changes_writes_no_row(tmp_path, duckdb_url, any_share):
+    wh = Warehouse(duckdb_url)
+    _load(wh, ["I1", "I2", "I3"])
+    assert _materialize(tmp_path, duckdb_url, ["orders", "order_items"]).success
+    before = _attributed(wh, "order_items")
+    result = _materialize(tmp_path, duckdb_url, ["orders", "order_items"])
+    metadata = result.asset_materializations_for_node("core__order_items")[0].metadata
+    assert (metadata["rows_written"].value, metadata["rows_replaced"].value) == (0, 0)
+    assert metadata["rows_orphaned"].value == 1 and metadata["reconciles"].value is True
+    assert _attributed(wh, "order_items") == before
+    assert not _leftovers(wh, "order_items")
+
+
+def test_a_published_table_the_change_cannot_trust_is_rewritten(tmp_path, duckdb_url, any_share):
+    """Duplicate rows in the published table (which one hash matches once) or a column of another
+    type: the table is written whole, as a first night's."""
+    wh = Warehouse(duckdb_url)
+    _load(wh, ["I1", "I2", "I3"])
+    assert _materialize(tmp_path, duckdb_url, ["orders", "order_items"]).success
+    expected = _attributed(wh, "order_items")
+    table = wh.qualified(CORE, "order_items")
+    wh.execute(f"INSERT INTO {table} SELECT * FROM {table} WHERE item_id = 'I1'")
+    result = _materialize(tmp_path, duckdb_url, ["order_items"])
+    assert "rows_written" not in result.asset_materializations_for_node("core__order_items")[0].metadata
+    assert _attributed(wh, "order_items") == expected
+    wh.execute(f"ALTER TABLE {table} ALTER quantity TYPE DOUBLE")
+    result = _materialize(tmp_path, duckdb_url, ["order_items"])
+    assert "rows_written" not in result.asset_materializations_for_node("core__order_items")[0].metadata
+    assert wh.column_types(CORE, "order_items")["quantity"] == "BIGINT"
+    assert _attributed(wh, "order_items") == expected and not _leftovers(wh, "order_items")
+
+
+def test_a_change_of_many_rows_is_written_as_a_whole_table(tmp_path, duckdb_url, monkeypatch):
+    wh = Warehouse(duckdb_url)
+    _load(wh, ["I1", "I2", "I3"])
+    assert _materialize(tmp_path, duckdb_url, ["orders", "order_items"]).success
+    wh.execute(f"UPDATE {wh.qualified(STAGING, 'order_items')} SET product_id = 'P2' WHERE item_id = 'I2'")
+    # I2's old and new version are two rows of the comparison: half of the two published rows changed.
+    monkeypatch.setattr("crm_pipelines.attribution.REWRITE_SHARE", 0.4)
+    metadata = _materialize(tmp_path, duckdb_url, ["order_items"]).asset_materializations_for_node(
+        "core__order_items"
+    )[0].metadata
+    assert "rows_written" not in metadata
+    monkeypatch.setattr("crm_pipelines.attribution.REWRITE_SHARE", 0.5)
+    wh.execute(f"UPDATE {wh.qualified(STAGING, 'order_items')} SET product_id = 'P3' WHERE item_id = 'I2'")
+    metadata = _materialize(tmp_path, duckdb_url, ["order_items"]).asset_materializations_for_node(
+        "core__order_items"
+    )[0].metadata
+    assert (metadata["rows_written"].value, metadata["rows_replaced"].value) == (1, 1)
+    assert [r[4] for r in _attributed(wh, "order_items")] == ["P1", "P3"]
+    assert not _leftovers(wh, "order_items")

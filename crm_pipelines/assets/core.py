@@ -27,10 +27,10 @@ from crm_pipelines.assets.identity_state import (
     staged_rows_of,
 )
 from crm_pipelines.assets.metadata import table_metadata
-from crm_pipelines.assets.publishing import blocking_failures, quarantine_staged
+from crm_pipelines.assets.publishing import blocking_failures, copy_to_quarantine, quarantine_staged
 from crm_pipelines.assets.staging import record_quarantine, record_reconciliation, staging_key
 from crm_pipelines.assets.validation import validate_in_place, validate_table, validated_check_specs
-from crm_pipelines.attribution import IDENTITY_MAP, attribute
+from crm_pipelines.attribution import IDENTITY_MAP, attribute, drop_change, publish_attribution
 from crm_pipelines.checks.suites import CORE_CONTRACT, core_entity_suite, identity_map_suite, unified_customers_suite
 from crm_pipelines.config import CrmConfig
 from crm_pipelines.resources.warehouse import WarehouseResource
@@ -387,7 +387,8 @@ def build_attributed_asset(config: CrmConfig, entity: str, warehouse_kind: str) 
         import sqlalchemy as sa
 
         wh = warehouse.get_warehouse()
-        result = attribute(wh, config, entity, f"{entity}__new")
+        # On DuckDB a published table takes only the rows that changed (crm_pipelines.attribution).
+        result = attribute(wh, config, entity, f"{entity}__new", published=entity)
         orphans = result.orphans
         quarantined = pd.DataFrame(
             {
@@ -424,11 +425,17 @@ def build_attributed_asset(config: CrmConfig, entity: str, warehouse_kind: str) 
         )
         preview = wh.query(sa.select(sa.text("*")).select_from(wh.table(CORE, result.table)).limit(5))
         extra = {"rows_orphaned": len(orphans), "reconciles": bool(recon["reconciles"].all())}
+        if result.published is not None:
+            extra.update(rows_written=result.rows_written, rows_replaced=result.rows_replaced)
         metadata = table_metadata(wh, CORE, entity, preview, core_entity_columns(entity), extra)
         metadata["dagster/row_count"] = result.rows_attributed
         failures = blocking_failures(checks)
         if failures:
-            rejected = quarantine_staged(wh, CORE, result.table, entity)
+            if result.published is None:
+                rejected = quarantine_staged(wh, CORE, result.table, entity)
+            else:  # the new version is a view of the published table with the night's change
+                rejected = copy_to_quarantine(wh, CORE, result.table, entity)
+                drop_change(wh, entity)
             names = ", ".join(r.check_name or "?" for r in failures)
             context.log.error(
                 f"{CORE}.{entity} NOT published: blocking check(s) failed: {names}. The previous version stays "
@@ -436,7 +443,7 @@ def build_attributed_asset(config: CrmConfig, entity: str, warehouse_kind: str) 
             )
             metadata.update({"published": False, "rejected_table": f"{QUARANTINE}.{rejected}"})
         else:
-            wh.swap_in(CORE, result.table, entity)
+            publish_attribution(wh, result, entity)
             metadata["published"] = True
         return dg.MaterializeResult(metadata=metadata, check_results=list(checks))
 

@@ -13,7 +13,7 @@ import dagster as dg
 from crm_pipelines.assets.core import core_key
 from crm_pipelines.assets.marts import core_deps
 from crm_pipelines.assets.metadata import table_metadata
-from crm_pipelines.assets.publishing import blocking_failures, rejected_table_name
+from crm_pipelines.assets.publishing import blocking_failures, copy_to_quarantine
 from crm_pipelines.assets.validation import validate_in_place, validated_check_specs
 from crm_pipelines.checks.suites import CORE_CONTRACT, facts_suite
 from crm_pipelines.config import CrmConfig
@@ -45,13 +45,7 @@ class ContractGate:
         failures = blocking_failures(self.results)
         if not failures:
             return True
-        rejected = rejected_table_name(CORE, self.table)
-        self.wh.ensure_schemas(QUARANTINE)
-        self.wh.drop_table(QUARANTINE, rejected)
-        self.wh.execute(
-            f"CREATE TABLE {self.wh.qualified(QUARANTINE, rejected)} AS "
-            f"SELECT * FROM {self.wh.qualified(schema, staging_name)}"
-        )
+        rejected = copy_to_quarantine(self.wh, CORE, staging_name, self.table, schema)
         self.rejected = f"{QUARANTINE}.{rejected}"
         self.context.log.error(
             f"{CORE}.{self.table} NOT published: its contract failed in the warehouse. The previous version "

@@ -168,6 +168,7 @@ def build_marts_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.Assets
         kinds={"sql", warehouse_kind},
         deps=[
             core_key("purchases"),
+            core_key("customer_order_facts"),
             *core_deps(config, "unified_customers", "orders", "support_tickets", "campaign_events", "survey_responses"),
         ],
         description="One row per day: active, new and repeat customers, retention and churn rate, revenue, "

@@ -40,13 +40,21 @@ def quarantine_staged(
     """Move a rejected new version, ``schema.staged`` (or ``staged_schema.staged``), to
     ``quarantine.<schema>__<table>__rejected`` inside the warehouse (no round trip through Python);
     returns that table's name."""
+    rejected = copy_to_quarantine(warehouse, schema, staged, table, staged_schema)
+    warehouse.drop_table(staged_schema or schema, staged)
+    return rejected
+
+
+def copy_to_quarantine(
+    warehouse: Warehouse, schema: str, staged: str, table: str, staged_schema: str | None = None
+) -> str:
+    """Copy a rejected new version (a table or a view) to ``quarantine.<schema>__<table>__rejected``
+    inside the warehouse, leaving it in place; returns that table's name."""
     rejected = rejected_table_name(schema, table)
-    staged_schema = staged_schema or schema
     warehouse.ensure_schemas(QUARANTINE)
     warehouse.drop_table(QUARANTINE, rejected)
-    source, target = warehouse.qualified(staged_schema, staged), warehouse.qualified(QUARANTINE, rejected)
+    source, target = warehouse.qualified(staged_schema or schema, staged), warehouse.qualified(QUARANTINE, rejected)
     warehouse.execute(f"CREATE TABLE {target} AS SELECT * FROM {source}")
-    warehouse.drop_table(staged_schema, staged)
     return rejected
 
 

@@ -5,6 +5,9 @@
 covers the days until the window passes it or the customer's next purchase day begins, so the
 coverage pieces never overlap and a running sum of +1/-1 marks over a calendar counts each customer
 once per day. Trailing sums are window functions over that calendar (one row per day, so ROWS = days).
+
+Reads core.purchases and core.customer_order_facts (its ``first_purchase_day``), built with the same
+cutoff, and the attributed core tables.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from dataclasses import dataclass
 import pandas as pd
 import sqlalchemy as sa
 
-from crm_pipelines.facts.orders import PURCHASES, core_orders, is_purchase
+from crm_pipelines.facts.orders import CUSTOMER_ORDER_FACTS, PURCHASES, core_orders, is_purchase
 from crm_pipelines.facts.sql import as_bigint, as_float, day_of, instant, ratio, text_value, truthy
 from crm_pipelines.schema import CORE
 from crm_pipelines.warehouse import Warehouse
@@ -97,35 +100,38 @@ class _Query:
     def build(self) -> sa.Select:
         wh, w, cal = self.wh, self.w, self.calendar
         p = wh.table(CORE, PURCHASES, ["customer_id", "ordered_at", "purchase_day"])
-        known_purchases = sa.select(p).where(_known(wh, p)).cte("known_purchases")
+        # Every use of the purchases (purchase days and their next, clicks followed by a purchase) starts
+        # at the calendar's first day; the first purchases come from the order facts.
+        known_purchases = sa.select(p).where(p.c.purchase_day >= self.base, _known(wh, p)).cte("known_purchases")
         kp = known_purchases.c
         # The calendar starts a lookback (at least the longest coverage window, plus the retention lag)
         # before the first day shown, so a purchase day before it covers no day that is shown or lagged
         # into one, and a later day's next purchase day is later still: the window pass skips them.
-        pairs = (
-            sa.select(kp.customer_id, kp.purchase_day.label("day"), sa.func.count().label("orders"))
-            .where(kp.purchase_day >= self.base)
-            .group_by(kp.customer_id, kp.purchase_day)
-            .cte("purchase_pairs")
+        facts = wh.table(CORE, CUSTOMER_ORDER_FACTS, ["customer_id", "first_purchase_day"])
+        first = (
+            sa.select(facts.c.customer_id, facts.c.first_purchase_day.label("day"))
+            .where(facts.c.first_purchase_day.is_not(None))
+            .cte("first_purchase")
         )
-        first = sa.select(kp.customer_id, sa.func.min(kp.purchase_day).label("day")).group_by(kp.customer_id).cte(
-            "first_purchase"
-        )
-        # From the (customer, day) pairs: a day's purchasing customers are its pairs (known purchases have a
-        # customer id), so no COUNT(DISTINCT) over the purchases, which took a third of the query on DuckDB.
-        daily = self.per_day(
-            "daily_purchases", pairs.c.day, sa.func.sum(pairs.c.orders).label("orders"),
-            sa.func.count().label("purchasing"),
-        )  # fmt: skip
         new = self.per_day("new_buyers", first.c.day, sa.func.count().label("n"))
-        # The three coverages share one window pass over the purchase days: as a subquery of each, DuckDB
-        # ran it six times (each coverage reads its pieces twice), most of the query's time.
-        nxt = sa.func.lead(pairs.c.day).over(partition_by=pairs.c.customer_id, order_by=pairs.c.day)
-        spans = (
-            sa.select(pairs.c.customer_id, pairs.c.day, nxt.label("next_day"))
-            .cte("purchase_spans")
+        # One window pass over the purchases gives each its customer's next purchase day; the last
+        # purchase of a (customer, day) pair is the one whose next day is another day, so the pairs need
+        # no GROUP BY of their own (which cost as much as the window on DuckDB). The three coverages share
+        # this pass: as a subquery of each, DuckDB ran it six times (each coverage reads its pieces twice).
+        following = sa.func.lead(kp.purchase_day).over(partition_by=kp.customer_id, order_by=kp.purchase_day)
+        rows = (
+            sa.select(kp.customer_id, kp.purchase_day.label("day"), following.label("next_day"))
+            .cte("purchase_rows")
             .prefix_with("MATERIALIZED")
         )
+        last_of_day = rows.c.next_day.is_distinct_from(rows.c.day)
+        # A day's purchasing customers are its pairs (known purchases have a customer id): no
+        # COUNT(DISTINCT) over the purchases, which took a third of the query on DuckDB.
+        daily = self.per_day(
+            "daily_purchases", rows.c.day, sa.func.count().label("orders"),
+            sa.func.sum(sa.case((last_of_day, 1), else_=0)).label("purchasing"),
+        )  # fmt: skip
+        spans = sa.select(rows.c.customer_id, rows.c.day, rows.c.next_day).where(last_of_day).cte("purchase_spans")
         active = self.coverage(spans, w.active, "active_marks")
         current = self.coverage(spans, w.retention, "current_marks")
         either = self.coverage(spans, 2 * w.retention, "either_marks")

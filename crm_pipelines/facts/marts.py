@@ -62,7 +62,8 @@ def read_retention_summary(wh: Warehouse, as_of: dt.datetime | pd.Timestamp) -> 
 def read_crm_kpis(
     wh: Warehouse, cutoff: dt.datetime | pd.Timestamp, purchase_statuses: tuple[str, ...] = ("completed",)
 ) -> pd.DataFrame:
-    """marts.crm_kpis computed in the warehouse (see :mod:`crm_pipelines.facts.kpis`)."""
+    """marts.crm_kpis computed in the warehouse (see :mod:`crm_pipelines.facts.kpis`); needs core.purchases
+    and core.customer_order_facts built with the same cutoff."""
     import pandas as pd
 
     from crm_pipelines.facts.kpis import crm_kpis_select
