@@ -1,10 +1,13 @@
 """Phone numbers in E.164, validated with phonenumbers (libphonenumber's metadata).
 
 Numbers are judged once per distinct (digits, region). ``phonenumbers.parse`` is most of the cost
-of a verdict, and for the common shapes (``+4930123456``, or ``030123456`` in a region whose trunk
-prefix is a plain ``0``) all it does is split off the country code or trunk prefix: those numbers are
-split here and only validated. Anything else, and every number that fails validation, goes through
-the full parse, so errors read the same whichever path found them.
+of a verdict, and for a plain digit string (``+4930123456``, ``+49030123456``, ``030123456``,
+``2125550100`` in the US) all it does is read the country code and strip the trunk prefix: those
+steps are taken here with phonenumbers' own rules (:func:`_split_parts`), and the numbers are only
+validated. Anything else, and every number that fails validation, goes through the full parse, so
+errors read the same whichever path found them. On the demo's 100,000 people 55 of 112,000 distinct
+numbers still take it (23,300 before national numbers without a trunk prefix, regions whose trunk
+prefix is a pattern and a trunk prefix after the country code were split too).
 
 :func:`phone_verdicts` validates the split numbers of a country code with one region together, with
 that region's metadata patterns run over all of them at once by Arrow (RE2, which libphonenumber's
@@ -37,22 +40,6 @@ def _placeholder_digits(digits: str) -> bool:
     return len(set(digits)) <= 1 or (len(digits) >= 6 and (digits in _SEQUENCES[0] or digits in _SEQUENCES[1]))
 
 
-@functools.cache
-def _plain_trunk_prefix(region: str) -> tuple[int, str | None] | None:
-    """(country code, trunk prefix) of a region whose prefix parsing is a plain digit string.
-
-    None when parsing national numbers involves more (carrier codes, transform rules, patterns).
-    """
-    from phonenumbers import PhoneMetadata
-    metadata = PhoneMetadata.metadata_for_region(region)
-    if metadata is None or metadata.national_prefix_transform_rule is not None:
-        return None
-    prefix = metadata.national_prefix_for_parsing
-    if prefix is not None and not prefix.isdigit():
-        return None
-    return metadata.country_code, prefix
-
-
 def _split(number: str, region: str) -> PhoneNumber | None:
     """What ``phonenumbers.parse`` would make of a plain digit string, when that is a mere split."""
     from phonenumbers import PhoneNumber
@@ -61,30 +48,84 @@ def _split(number: str, region: str) -> PhoneNumber | None:
 
 
 def _split_parts(number: str, region: str) -> tuple[int, str] | None:
-    """:func:`_split`'s country code and national number (the digits as written)."""
-    import phonenumbers
-    from phonenumbers import COUNTRY_CODE_TO_REGION_CODE
-    if not _DIGITS.fullmatch(number):
+    """:func:`_split`'s country code and national significant number, or None: leave it to ``parse``.
+
+    For a plain ASCII digit string (``+`` allowed in front) ``phonenumbers.parse`` finds nothing to
+    extract, no extension and nothing to normalize; what it does is read the country code (after the
+    ``+``, or the region's own where the number starts with it) and strip the trunk prefix where what
+    is left keeps a possible length. Those steps are taken here as ``parse`` takes them, with its own
+    functions where they are not a mere split, without its checks on free text (most of the cost of
+    a parse). A national number that starts with the international dialling prefix, leading zeros
+    (Italy), odd lengths, and any step that fails are left to ``parse``.
+    """
+    from phonenumbers import COUNTRY_CODE_TO_REGION_CODE, PhoneNumber, region_code_for_country_code
+    from phonenumbers.phonenumberutil import NumberParseException, _maybe_extract_country_code
+
+    if not (_DIGITS.fullmatch(number) and number.isascii()):
         return None
     if number.startswith("+"):
         digits = number[1:]
-        if digits.startswith("0"):
-            return None  # no country code starts with 0
-        size = next((n for n in (1, 2, 3) if int(digits[:n] or 0) in COUNTRY_CODE_TO_REGION_CODE), None)
+        if len(digits) <= 2 or digits.startswith("0"):
+            return None  # too short after the +, or no country code (none starts with 0)
+        size = next((n for n in (1, 2, 3) if int(digits[:n]) in COUNTRY_CODE_TO_REGION_CODE), None)
         if size is None:
             return None
         country_code, national = int(digits[:size]), digits[size:]
-        plain = _plain_trunk_prefix(phonenumbers.region_code_for_country_code(country_code))
-        if plain is None or (plain[1] and national.startswith(plain[1])):
-            return None  # parse would try to strip a trunk prefix
+        metadata = _country_code_metadata(country_code)
     else:
-        plain = _plain_trunk_prefix(region) if region else None
-        if plain is None or not plain[1] or not number.startswith(plain[1]):
+        metadata = _region_metadata(region)
+        if metadata is None or len(number) < 3 or _pattern(metadata.international_prefix).match(number):
             return None
-        country_code, national = plain[0], number[len(plain[1]) :]
+        country_code, national = metadata.country_code, number
+        if number.startswith(str(country_code)):  # parse may read it as the region's country code
+            try:
+                extracted, rest = _maybe_extract_country_code(number, metadata, False, PhoneNumber())
+            except NumberParseException:
+                return None
+            if extracted:
+                country_code, national = extracted, rest
+                if region_code_for_country_code(extracted) != region:
+                    metadata = _country_code_metadata(extracted)
+    if metadata is None or len(national) < 2:
+        return None
+    national = _without_trunk_prefix(national, metadata)
     if national.startswith("0") or len(national) not in _NSN_LENGTHS:
-        return None  # leading zeros (Italy) and odd lengths: leave them to parse
+        return None
     return country_code, national
+
+
+def _without_trunk_prefix(national: str, metadata) -> str:
+    """The national number as ``parse`` keeps it: without the region's trunk prefix (and carrier code)
+    where the prefix is there and what is left has a possible length."""
+    from phonenumbers.phonenumberutil import (
+        ValidationResult,
+        _maybe_strip_national_prefix_carrier_code,
+        _test_number_length,
+    )
+    prefix = metadata.national_prefix_for_parsing
+    if not prefix or not _pattern(prefix).match(national):
+        return national
+    _, stripped, _ = _maybe_strip_national_prefix_carrier_code(national, metadata)
+    kept = (ValidationResult.TOO_SHORT, ValidationResult.IS_POSSIBLE_LOCAL_ONLY, ValidationResult.INVALID_LENGTH)
+    return national if _test_number_length(stripped, metadata) in kept else stripped
+
+
+@functools.cache
+def _pattern(pattern: str | None) -> re.Pattern[str]:
+    return re.compile(pattern or "(?!)")
+
+
+@functools.cache
+def _region_metadata(region: str):
+    from phonenumbers import PhoneMetadata
+    return PhoneMetadata.metadata_for_region(region.upper(), None) if region else None
+
+
+@functools.cache
+def _country_code_metadata(country_code: int):
+    """The metadata ``parse`` reads a number of ``country_code`` with (its main region's)."""
+    from phonenumbers import PhoneMetadata, region_code_for_country_code
+    return PhoneMetadata.metadata_for_region_or_calling_code(country_code, region_code_for_country_code(country_code))
 
 
 def phone_verdict(key: str) -> Verdict:
