@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from crm_pipelines.config import SourceConfig
 from crm_pipelines.schema import ENTITIES, RAW, RAW_BATCH_ID, raw_table_name
 from crm_pipelines.staging.stage import StagingResult
+from crm_pipelines.staging.values import PYTHON_WHITESPACE
 from crm_pipelines.staging_batches import NULL_BATCH, read_batch
 from crm_pipelines.warehouse import Warehouse, col
 
@@ -31,12 +32,6 @@ if TYPE_CHECKING:
 
 PART_ROWS = 1_000_000
 """Raw rows above which a batch is staged in parts (about 0.5 GB of pandas per million order lines)."""
-# Every character str.isspace() accepts: what str.strip(), and so staging's clean_text, trims (a test
-# checks the list against Python's).
-PYTHON_WHITESPACE = (
-    "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007"
-    "\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
-)
 # Leading and trailing runs of it; SQL trim() with these characters is about 15x slower than the regex.
 _ENDS = f"^[{PYTHON_WHITESPACE}]+|[{PYTHON_WHITESPACE}]+$"
 

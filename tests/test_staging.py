@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import random
+import re
 from typing import Any
 
 import pandas as pd
@@ -27,6 +28,7 @@ from crm_pipelines.staging.references import customer_reference, referenced_cust
 from crm_pipelines.staging.rejections import FIELD_NULLED
 from crm_pipelines.staging.rules import FIELD_LEVEL_COLUMNS
 from crm_pipelines.staging.stage import StagingResult, stage_entity
+from crm_pipelines.staging.values import PYTHON_WHITESPACE, collapse_whitespace
 
 AS_OF_END = dt.datetime(2024, 6, 30, 23, 59, 59, tzinfo=dt.UTC)
 NOW = dt.datetime(2024, 7, 1, 2, 0, tzinfo=dt.UTC)
@@ -337,6 +339,19 @@ def test_phone_shortcut_agrees_with_a_full_parse() -> None:
         assert verdict.value == expected, (region, number)
         valid += expected is not None
     assert valid > 500
+
+
+def test_arrow_whitespace_rules_match_pythons() -> None:
+    # Arrow's RE2 knows only ASCII white space as \s: collapse_whitespace and phone_keys name Python's.
+    assert PYTHON_WHITESPACE == "".join(c for c in map(chr, range(0x110000)) if re.fullmatch(r"\s", c))
+    rng = random.Random(3)
+    pool = [*PYTHON_WHITESPACE, *"ab0-./()+\u200bü\x00"]
+    values = ["".join(rng.choice(pool) for _ in range(rng.randint(0, 10))) for _ in range(3000)]
+    text = pd.Series([*values, None], dtype="str")
+    assert collapse_whitespace(text).equals(text.map(lambda v: re.sub(r"\s+", " ", v), na_action="ignore"))
+    keys = phone_keys(text, pd.Series("DE", index=text.index, dtype="str"))
+    compact = text.map(lambda v: re.sub(r"[\s\-./()]", "", v), na_action="ignore")
+    assert keys.str.partition("\x1f")[0].equals(compact.mask(compact.str.startswith("00"), "+" + compact.str.slice(2)))
 
 
 def _full_parse_verdict(key: str):

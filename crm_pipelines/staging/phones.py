@@ -22,12 +22,13 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from crm_pipelines.staging.contacts import JUNK, Normalized, Verdict, judge
+from crm_pipelines.staging.values import RE2_WHITESPACE, replace_regex
 
 if TYPE_CHECKING:
     import pandas as pd
     from phonenumbers import PhoneNumber
 
-_PUNCTUATION = r"[\s\-./()]"
+_PUNCTUATION = rf"[{RE2_WHITESPACE}\-./()]"  # RE2 (Arrow): white space as Python's \s has it
 _KEY_SEPARATOR = "\x1f"
 _PARSE_ERROR_CODE = re.compile(r"^\(\d+\)\s*")
 _SEQUENCES = ("01234567890123456789", "98765432109876543210")
@@ -249,7 +250,7 @@ def _valid_national_numbers(country_code: int, numbers: list[str]) -> list[bool]
 
 def phone_keys(text: pd.Series, regions: pd.Series) -> pd.Series:
     """Cache keys: the number without punctuation (``00`` as ``+``), plus the region when national."""
-    compact = text.str.replace(_PUNCTUATION, "", regex=True)
+    compact = replace_regex(text, _PUNCTUATION, "")
     compact = compact.mask(compact.str.startswith("00"), "+" + compact.str.slice(2))
     international = compact.str.startswith("+").fillna(False)
     region = regions.astype("str").where(~international, "")
