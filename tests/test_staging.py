@@ -22,13 +22,14 @@ from crm_pipelines.schema import (
     RECONCILIATION_COLUMNS,
     STAGING,
 )
+from crm_pipelines.staging import values as values_module
 from crm_pipelines.staging.contacts import EmailNormalizer, email_verdicts
 from crm_pipelines.staging.phones import phone_keys, phone_verdict, phone_verdicts
 from crm_pipelines.staging.references import customer_reference, referenced_customers
 from crm_pipelines.staging.rejections import FIELD_NULLED
 from crm_pipelines.staging.rules import FIELD_LEVEL_COLUMNS
 from crm_pipelines.staging.stage import StagingResult, stage_entity
-from crm_pipelines.staging.values import PYTHON_WHITESPACE, collapse_whitespace
+from crm_pipelines.staging.values import PYTHON_WHITESPACE, collapse_whitespace, replace_regex
 
 AS_OF_END = dt.datetime(2024, 6, 30, 23, 59, 59, tzinfo=dt.UTC)
 NOW = dt.datetime(2024, 7, 1, 2, 0, tzinfo=dt.UTC)
@@ -352,6 +353,31 @@ def test_arrow_whitespace_rules_match_pythons() -> None:
     keys = phone_keys(text, pd.Series("DE", index=text.index, dtype="str"))
     compact = text.map(lambda v: re.sub(r"[\s\-./()]", "", v), na_action="ignore")
     assert keys.str.partition("\x1f")[0].equals(compact.mask(compact.str.startswith("00"), "+" + compact.str.slice(2)))
+
+
+def test_timestamp_patterns_in_arrow_match_pythons() -> None:
+    # RE2 spells Python's \d, \s and $ differently: the patterns parse_timestamps runs in Arrow.
+    rng = random.Random(4)
+    digits = [*"0123456789", "\u0663", "\uff11", "x"]  # Arabic-Indic and full-width digits are \d in Python
+
+    def some(count: int) -> str:
+        return "".join(rng.choice(digits) for _ in range(count))
+
+    values = []
+    for _ in range(5000):
+        time = f"{rng.choice('T x')}{some(rng.randint(1, 2))}:{some(2)}"
+        time += rng.choice(["", f":{some(2)}", f":{some(2)}{rng.choice('.,')}{some(rng.randint(1, 10))}"])
+        zone = rng.choice(["Z", "z", f"+{some(2)}:{some(2)}", f"-{some(4)}", f"+{some(2)}", "", "+2:00"])
+        space = rng.choice(["", " ", "\xa0", "\u3000", "\t"])
+        values.append(f"2024-03-05{time}{space}{zone}{rng.choice(['', '', chr(10), chr(10) * 2, ' '])}")
+    text = pd.Series(values, dtype="str")
+    python_zone = r"[T ]\d{1,2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?\s*(?:[Zz]|[+-]\d{2}(?::?\d{2})?)$"
+    zoned = values_module._matches(text, values_module._ZONE_SUFFIX)
+    assert zoned.tolist() == [re.search(python_zone, v) is not None for v in values]
+    assert zoned.sum() > 50
+    cut = replace_regex(text, values_module._SUB_MICROSECONDS, r"\1")
+    assert cut.tolist() == [re.sub(r"([.,]\d{6})\d+", r"\1", v) for v in values]
+    assert (cut != text).sum() > 50
 
 
 def _full_parse_verdict(key: str):

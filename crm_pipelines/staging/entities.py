@@ -116,6 +116,7 @@ def orders(rows: EntityRows) -> None:
     Rules: ``unknown_currency``, ``negative_amount`` (a negative total that is not a refund),
     ``implausible_amount`` (a total, or refund, above ``checks.max_order_amount`` in the reporting currency).
     """
+    import pandas as pd
     text, typed = rows.text, rows.typed
     map_vocabulary(rows, "status", ORDER_STATUSES, unknown=OTHER_ORDER_STATUS)
     currency = text["currency"].str.upper()
@@ -127,7 +128,7 @@ def orders(rows: EntityRows) -> None:
         typed["currency"] = currency
         rows.stats.defaults_applied["currency"] += int(missing_currency.sum())
     rates = {code.upper(): rate for code, rate in rows.config.fx_rates.items()}
-    rate = currency.map(rates).astype("float64")
+    rate = pd.Series(map_unique(currency, rates.get), index=currency.index).astype("float64")
     rows.checks.reject_values(
         rate.isna(), "unknown_currency", "currency", text["currency"],
         f"has no rate in fx_rates (known: {', '.join(sorted(rates))})",

@@ -34,9 +34,6 @@ PANDAS_DTYPES: dict[ColumnType, str] = {
     "boolean": "boolean",
 }
 
-# A trailing UTC offset after a time of day: "...T10:00:00Z", "... 10:00+02:00", "...10:00:00.5-0500".
-_ZONE_SUFFIX = r"[T ]\d{1,2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?\s*(?:[Zz]|[+-]\d{2}(?::?\d{2})?)$"
-_SUB_MICROSECONDS = r"([.,]\d{6})\d+"
 # Formats tried, in order, for dates that are not ISO 8601 (only unambiguous ones: no 01/02/2000).
 _FALLBACK_DATE_FORMATS = ("%d.%m.%Y", "%Y/%m/%d", "%Y%m%d")
 _TIME_DIRECTIVES = re.compile(r"[ T]?%[HIMSfpzZ].*$")
@@ -49,6 +46,16 @@ PYTHON_WHITESPACE = (
 )
 # The same characters for an RE2 character class (Arrow's regular expressions), whose ``\s`` is ASCII only.
 RE2_WHITESPACE = "".join(f"\\x{{{ord(c):x}}}" for c in PYTHON_WHITESPACE)
+# RE2 spellings of Python's \d (any decimal digit, \p{Nd}), \s and $ (the end, or before a final
+# newline): the timestamp patterns below run in Arrow and must match what Python's re would.
+_DIGIT = r"\p{Nd}"
+# A trailing UTC offset after a time of day: "...T10:00:00Z", "... 10:00+02:00", "...10:00:00.5-0500".
+_ZONE_SUFFIX = (
+    rf"[T ]{_DIGIT}{{1,2}}:{_DIGIT}{{2}}(?::{_DIGIT}{{2}}(?:[.,]{_DIGIT}+)?)?[{RE2_WHITESPACE}]*"
+    rf"(?:[Zz]|[+-]{_DIGIT}{{2}}(?::?{_DIGIT}{{2}})?)\n?$"
+)
+# Digits past the microseconds (pandas would parse in nanoseconds, whose range ends in 2262).
+_SUB_MICROSECONDS = rf"([.,]{_DIGIT}{{6}}){_DIGIT}+"
 
 TRUE_WORDS = frozenset({"true", "t", "yes", "y", "1", "ja", "j", "wahr", "x"})
 FALSE_WORDS = frozenset({"false", "f", "no", "n", "0", "nein", "falsch"})
@@ -76,6 +83,16 @@ def clean_text(values: pd.Series) -> tuple[pd.Series, int]:
 def collapse_whitespace(text: pd.Series) -> pd.Series:
     """Runs of whitespace inside a value as one space."""
     return replace_regex(text, f"[{RE2_WHITESPACE}]+", " ")
+
+
+def _matches(text: pd.Series, pattern: str) -> pd.Series:
+    """Whether the RE2 ``pattern`` matches somewhere in each value (False for null), in Arrow."""
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    values = pa.array(text, type=pa.large_string(), from_pandas=True)
+    found = pc.match_substring_regex(values, pattern).fill_null(False)
+    return pd.Series(found.to_numpy(zero_copy_only=False), index=text.index, dtype=bool)
 
 
 def replace_regex(text: pd.Series, pattern: str, replacement: str) -> pd.Series:
@@ -143,7 +160,7 @@ def parse_timestamps(text: pd.Series, timestamp_format: str | None, timezone: st
     if not present.any():
         return result
     # Sub-microsecond digits would make pandas parse in nanoseconds, whose range ends in 2262.
-    values = text[present].str.replace(_SUB_MICROSECONDS, r"\1", regex=True)
+    values = replace_regex(text[present], _SUB_MICROSECONDS, r"\1")
     if timestamp_format:
         parsed = _parse_with_format(values, timestamp_format, timezone)
         failed = parsed.isna()
@@ -160,7 +177,7 @@ def _parse_iso(values: pd.Series, timezone: str) -> pd.Series:
     if timezone == "UTC":
         # Naive values are UTC already: one pass of pandas' C parser handles both kinds.
         return _as_us(pd.to_datetime(values, format="ISO8601", utc=True, errors="coerce"))
-    zoned = values.str.contains(_ZONE_SUFFIX, regex=True)
+    zoned = _matches(values, _ZONE_SUFFIX)
     result = pd.Series(pd.NaT, index=values.index, dtype="datetime64[us, UTC]")
     if zoned.any():
         result[zoned] = _as_us(pd.to_datetime(values[zoned], format="ISO8601", utc=True, errors="coerce"))
