@@ -204,8 +204,8 @@ class StagingScratch:
 
     def contract_table(self) -> str:
         """The rows this run stages, as the staging contract validates them: a record staged by two
-        batches counts once, in its newest version. One batch's staged table serves as it is. Made once
-        per run."""
+        batches counts once, in its newest version. One batch's staged table serves as it is, batches of
+        different sources are appended. Made once per run."""
         if self._contract is None:
             self._contract = self._contract_table()
         return self._contract
@@ -219,6 +219,10 @@ class StagingScratch:
             return self._write(typed_frame(empty, {}, 0), empty)
         if len(staged) == 1:
             return staged[0][1].staged
+        if len({batch.source for _, batch in staged}) == len(staged):
+            # One batch per source (a first night of customers from two sources): no record is in two
+            # of them, so nothing needs ranking.
+            return self._create_as(sa.union_all(*(sa.select(*self._table(b.staged, columns).c) for _, b in staged)))
         parts = []
         for i, batch in staged:
             table = self._table(batch.staged, columns)

@@ -61,6 +61,28 @@ def test_one_batch_is_validated_where_it_was_written(warehouse):
         scratch.drop()
 
 
+def test_batches_of_different_sources_are_all_validated(warehouse):
+    first, second = batches()[0], batches()[1]
+    crm = result([("O1", 99.0), ("O7", 70.0)], [], [])
+    crm.staged["source"] = "crm"
+    scratch = StagingScratch.write(warehouse, "orders", [first, ("crm", "c1", crm)])
+    try:
+        checked = read(scratch, scratch.contract_table(), ["source", "order_id"])
+    finally:
+        scratch.drop()
+    # The same order id in two sources is two records.
+    assert list(zip(checked["source"], checked["order_id"], checked["total_amount"], strict=True)) == [
+        ("crm", "O1", 99.0), ("crm", "O7", 70.0), ("shop", "O1", 10.0), ("shop", "O2", 20.0), ("shop", "O3", 30.0),
+    ]
+    assert list(checked.columns) == [c.name for c in ORDERS.staged_columns]
+    scratch = StagingScratch.write(warehouse, "orders", [first, ("crm", "c1", crm), second])
+    try:  # two batches of one source among them: ranked as before
+        checked = read(scratch, scratch.contract_table(), ["source", "order_id"])
+    finally:
+        scratch.drop()
+    assert len(checked) == 6 and checked["total_amount"].tolist()[2] == 11.0
+
+
 def test_run_keys_and_batch_keys(warehouse):
     scratch = StagingScratch.write(warehouse, "orders", batches())
     try:
