@@ -303,7 +303,7 @@ def test_emails_judged_in_bulk_get_the_verdicts_of_one_by_one() -> None:
         addresses.append(local + rng.choice(["@gmail.com", "@web.de", ""]))
     distinct = list(dict.fromkeys(addresses))
     normalizer = EmailNormalizer()
-    assert email_verdicts(distinct) == [normalizer(address) for address in distinct]
+    assert email_verdicts(distinct).as_list() == [normalizer(address) for address in distinct]
 
 
 def test_phone_shortcut_agrees_with_a_full_parse() -> None:

@@ -25,6 +25,7 @@ from crm_pipelines.staging.vocabularies import (
 )
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
 
 
@@ -55,25 +56,68 @@ class Normalized:
         return self.problems.notna()
 
 
+@dataclass(frozen=True)
+class Verdicts:
+    """Verdicts on a list of distinct values as columns, one entry per value (no object per value)."""
+
+    values: np.ndarray
+    """object: the normalized value, None where junk or invalid."""
+    problems: np.ndarray
+    """object: why the value is invalid, None elsewhere."""
+    junk: np.ndarray
+    """bool."""
+
+    def as_list(self) -> list[Verdict]:
+        return [Verdict(v, p, bool(j)) for v, p, j in zip(self.values, self.problems, self.junk, strict=True)]
+
+
 def judge(
     text: pd.Series,
     judge_value: Callable[[str], Verdict] | None = None,
     *,
-    bulk: Callable[[Sequence[str]], list[Verdict]] | None = None,
+    bulk: Callable[[Sequence[str]], list[Verdict] | Verdicts] | None = None,
 ) -> Normalized:
     """Judge each distinct value of ``text`` once and spread the verdicts over its rows; ``bulk`` judges
-    all distinct values in one call (in their order), in place of ``judge_value`` one by one."""
+    all distinct values in one call (in their order), in place of ``judge_value`` one by one, and may
+    answer with :class:`Verdicts`."""
     import numpy as np
     import pandas as pd
-    codes, verdicts = apply_unique(text, judge_value, bulk=bulk)
-    distinct = verdicts[:-1]
-    values = np.array([np.nan if v.value is None else v.value for v in distinct] + [np.nan], dtype=object)
-    problems = np.array([v.problem for v in distinct] + [None], dtype=object)
-    junk = np.array([v.junk for v in distinct] + [False], dtype=bool)
+    if bulk is not None:
+        codes, uniques = pd.factorize(text, use_na_sentinel=True)
+        judged = bulk(_texts(uniques))
+        if not isinstance(judged, Verdicts):
+            judged = _columns(judged)
+        if len(judged.junk) != len(uniques):
+            raise ValueError(f"bulk returned {len(judged.junk)} results for {len(uniques)} values")
+    else:
+        codes, verdicts = apply_unique(text, judge_value)
+        judged = _columns(verdicts[:-1])
+    # Code -1 (a null row) picks the trailing entries.
+    values = np.append(np.where(pd.isna(judged.values), np.nan, judged.values).astype(object), np.nan)
+    problems = np.append(judged.problems.astype(object), None)
+    junk = np.append(judged.junk.astype(bool), False)
     return Normalized(
         values=pd.Series(values[codes], index=text.index, dtype="str"),
         problems=pd.Series(problems[codes], index=text.index, dtype=object),
         junk=pd.Series(junk[codes], index=text.index),
+    )
+
+
+def _texts(uniques) -> list[str]:
+    """Distinct values as Python strings (through Arrow when they are Arrow-backed: faster than iterating)."""
+    import pyarrow as pa
+    try:
+        return pa.array(uniques, type=pa.large_string(), from_pandas=True).to_pylist()
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return [str(u) for u in uniques]
+
+
+def _columns(verdicts) -> Verdicts:
+    import numpy as np
+    return Verdicts(
+        values=np.array([v.value for v in verdicts], dtype=object),
+        problems=np.array([v.problem for v in verdicts], dtype=object),
+        junk=np.array([v.junk for v in verdicts], dtype=bool),
     )
 
 
@@ -126,9 +170,9 @@ class EmailNormalizer:
         return Verdict(result.normalized.lower())
 
 
-def email_verdicts(addresses: Sequence[str]) -> list[Verdict]:
+def email_verdicts(addresses: Sequence[str]) -> Verdicts:
     """:class:`EmailNormalizer`'s verdict on each address, taken in order, with the per-address Python
-    left to the addresses that need it.
+    left to the addresses that need it (the others are answered as columns, without a verdict object).
 
     An address of the plain shape whose domain already passed validation (earlier in the order) is
     lower-cased and checked for junk in Arrow, all at once; the others go through the normalizer one
@@ -136,6 +180,7 @@ def email_verdicts(addresses: Sequence[str]) -> list[Verdict]:
     Plain here means plain ASCII (then Python's and Arrow's lower case agree, and there is no white
     space to strip) of the shape and lengths the normalizer's own shortcut takes.
     """
+    import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
     values = pa.array(addresses, pa.string())
@@ -153,16 +198,17 @@ def email_verdicts(addresses: Sequence[str]) -> list[Verdict]:
     ).fill_null(False)
     normalizer = EmailNormalizer()
     known = normalizer._valid_domains
-    verdicts: list[Verdict | None] = [None] * len(addresses)
+    is_junk = np.array(junk.to_numpy(zero_copy_only=False), dtype=bool)
+    normalized = np.array(lowered.to_pylist(), dtype=object)
+    normalized[is_junk] = None
+    problems = np.full(len(addresses), None, dtype=object)
     for i, (address, is_plain, domain_name) in enumerate(
         zip(addresses, plain.to_pylist(), domain.to_pylist(), strict=True)
     ):
         if not (is_plain and domain_name in known):
-            verdicts[i] = normalizer(address)
-    return [
-        verdict if verdict is not None else JUNK if is_junk else Verdict(value)
-        for verdict, is_junk, value in zip(verdicts, junk.to_pylist(), lowered.to_pylist(), strict=True)
-    ]
+            verdict = normalizer(address)
+            normalized[i], problems[i], is_junk[i] = verdict.value, verdict.problem, verdict.junk
+    return Verdicts(normalized, problems, is_junk)
 
 
 def normalize_emails(text: pd.Series) -> Normalized:

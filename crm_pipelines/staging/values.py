@@ -105,31 +105,19 @@ def replace_regex(text: pd.Series, pattern: str, replacement: str) -> pd.Series:
     return pd.Series(pc.replace_substring_regex(values, pattern, replacement), index=text.index, dtype="str")
 
 
-def apply_unique(
-    values: pd.Series,
-    function: Callable[[str], Any] | None,
-    *,
-    bulk: Callable[[Sequence[str]], list[Any]] | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """``function`` applied once per distinct non-null value (or ``bulk`` once to the list of them).
+def apply_unique(values: pd.Series, function: Callable[[str], Any]) -> tuple[np.ndarray, np.ndarray]:
+    """``function`` applied once per distinct non-null value.
 
     Returns the row codes (index into the results) and the results, whose last entry is None for
     null rows. This is the per-value cache of staging: a million orders in three currencies cost
-    three calls.
+    three calls (:func:`crm_pipelines.staging.contacts.judge` also takes a function of all distinct
+    values at once).
     """
     import numpy as np
     import pandas as pd
     codes, uniques = pd.factorize(values, use_na_sentinel=True)
     results = np.empty(len(uniques) + 1, dtype=object)
-    if bulk is not None:
-        judged = bulk([str(u) for u in uniques])
-        if len(judged) != len(uniques):
-            raise ValueError(f"bulk returned {len(judged)} results for {len(uniques)} values")
-        results[: len(uniques)] = judged
-    elif function is not None:
-        results[: len(uniques)] = [function(u) for u in uniques]
-    else:
-        raise TypeError("apply_unique needs function or bulk")
+    results[: len(uniques)] = [function(u) for u in uniques]
     results[-1] = None
     return codes, results  # code -1 (null) picks the trailing None
 
