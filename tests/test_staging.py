@@ -417,7 +417,7 @@ def test_phone_split_agrees_with_a_full_parse_in_every_region() -> None:
                     numbers.append(number)
                     number_regions.append(region)
     keys = list(phone_keys(pd.Series(numbers, dtype="str"), pd.Series(number_regions, dtype="str")).unique())
-    bulk = phone_verdicts(keys)
+    bulk = phone_verdicts(keys).as_list()
     expected = [_full_parse_verdict(key) for key in keys]
     compared = [(key, v.value, e) for key, v, e in zip(keys, bulk, expected, strict=True) if not v.junk]
     assert [(k, v) for k, v, _ in compared] == [(k, e) for k, _, e in compared]
@@ -449,7 +449,7 @@ def test_phones_judged_in_bulk_get_the_verdicts_of_one_by_one() -> None:
     number_regions += ["DE", "", "DE", "DE", "", ""]
     keys = list(phone_keys(pd.Series(numbers, dtype="str"), pd.Series(number_regions, dtype="str")).unique())
     one_by_one = [phone_verdict(key) for key in keys]
-    assert phone_verdicts(keys) == one_by_one
+    assert phone_verdicts(keys).as_list() == one_by_one
     assert sum(v.value is not None for v in one_by_one) > 2000
     assert any(v.junk for v in one_by_one) and any(v.problem for v in one_by_one)
 

@@ -21,7 +21,7 @@ import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from crm_pipelines.staging.contacts import JUNK, Normalized, Verdict, judge
+from crm_pipelines.staging.contacts import JUNK, Normalized, Verdict, Verdicts, judge
 from crm_pipelines.staging.values import RE2_WHITESPACE, replace_regex
 
 if TYPE_CHECKING:
@@ -59,16 +59,14 @@ def _split_parts(number: str, region: str) -> tuple[int, str] | None:
     a parse). A national number that starts with the international dialling prefix, leading zeros
     (Italy), odd lengths, and any step that fails are left to ``parse``.
     """
-    from phonenumbers import COUNTRY_CODE_TO_REGION_CODE, PhoneNumber, region_code_for_country_code
-    from phonenumbers.phonenumberutil import NumberParseException, _maybe_extract_country_code
-
+    pn = _phonenumbers()
     if not (_DIGITS.fullmatch(number) and number.isascii()):
         return None
     if number.startswith("+"):
         digits = number[1:]
         if len(digits) <= 2 or digits.startswith("0"):
             return None  # too short after the +, or no country code (none starts with 0)
-        size = next((n for n in (1, 2, 3) if int(digits[:n]) in COUNTRY_CODE_TO_REGION_CODE), None)
+        size = next((n for n in (1, 2, 3) if int(digits[:n]) in pn.COUNTRY_CODE_TO_REGION_CODE), None)
         if size is None:
             return None
         country_code, national = int(digits[:size]), digits[size:]
@@ -80,12 +78,14 @@ def _split_parts(number: str, region: str) -> tuple[int, str] | None:
         country_code, national = metadata.country_code, number
         if number.startswith(str(country_code)):  # parse may read it as the region's country code
             try:
-                extracted, rest = _maybe_extract_country_code(number, metadata, False, PhoneNumber())
-            except NumberParseException:
+                extracted, rest = pn.phonenumberutil._maybe_extract_country_code(
+                    number, metadata, False, pn.PhoneNumber()
+                )
+            except pn.NumberParseException:
                 return None
             if extracted:
                 country_code, national = extracted, rest
-                if region_code_for_country_code(extracted) != region:
+                if pn.region_code_for_country_code(extracted) != region:
                     metadata = _country_code_metadata(extracted)
     if metadata is None or len(national) < 2:
         return None
@@ -98,17 +98,23 @@ def _split_parts(number: str, region: str) -> tuple[int, str] | None:
 def _without_trunk_prefix(national: str, metadata) -> str:
     """The national number as ``parse`` keeps it: without the region's trunk prefix (and carrier code)
     where the prefix is there and what is left has a possible length."""
-    from phonenumbers.phonenumberutil import (
-        ValidationResult,
-        _maybe_strip_national_prefix_carrier_code,
-        _test_number_length,
-    )
     prefix = metadata.national_prefix_for_parsing
     if not prefix or not _pattern(prefix).match(national):
         return national
-    _, stripped, _ = _maybe_strip_national_prefix_carrier_code(national, metadata)
-    kept = (ValidationResult.TOO_SHORT, ValidationResult.IS_POSSIBLE_LOCAL_ONLY, ValidationResult.INVALID_LENGTH)
-    return national if _test_number_length(stripped, metadata) in kept else stripped
+    util = _phonenumbers().phonenumberutil
+    _, stripped, _ = util._maybe_strip_national_prefix_carrier_code(national, metadata)
+    result = util._test_number_length(stripped, metadata)
+    kept = (util.ValidationResult.TOO_SHORT, util.ValidationResult.IS_POSSIBLE_LOCAL_ONLY,
+            util.ValidationResult.INVALID_LENGTH)
+    return national if result in kept else stripped
+
+
+@functools.cache
+def _phonenumbers():
+    """The phonenumbers module, imported once (not per number; it is not imported with this module)."""
+    import phonenumbers
+    import phonenumbers.phonenumberutil  # noqa: F401  (the parse steps _split_parts takes)
+    return phonenumbers
 
 
 @functools.cache
@@ -152,16 +158,20 @@ def phone_verdict(key: str) -> Verdict:
     return Verdict(phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164))
 
 
-def phone_verdicts(keys: Sequence[str]) -> list[Verdict]:
-    """:func:`phone_verdict` of each key, the numbers that split plainly validated in bulk."""
-    verdicts: list[Verdict | None] = [None] * len(keys)
+def phone_verdicts(keys: Sequence[str]) -> Verdicts:
+    """:func:`phone_verdict` of each key, the numbers that split plainly validated in bulk (as columns)."""
+    import numpy as np
+    values = np.full(len(keys), None, dtype=object)
+    problems = np.full(len(keys), None, dtype=object)
+    junk = np.zeros(len(keys), dtype=bool)
+    judged = np.zeros(len(keys), dtype=bool)
     by_country: dict[int, list[tuple[int, str]]] = {}
     for i, key in enumerate(keys):
         number, _, region = key.partition(_KEY_SEPARATOR)
         if not _DIGITS.fullmatch(number):
             continue
         if _placeholder_digits(number.removeprefix("+")):
-            verdicts[i] = JUNK
+            junk[i] = judged[i] = True
             continue
         parts = _split_parts(number, region)
         if parts is not None:
@@ -173,9 +183,16 @@ def phone_verdicts(keys: Sequence[str]) -> list[Verdict]:
             continue
         for (i, national), ok in zip(numbers, valid, strict=True):
             if ok:
-                verdicts[i] = JUNK if _placeholder_digits(national) else Verdict(f"+{country_code}{national}")
+                judged[i] = True
+                if _placeholder_digits(national):
+                    junk[i] = True
+                else:
+                    values[i] = f"+{country_code}{national}"
     # The rest (and every number that failed validation, for its message) the long way.
-    return [v if v is not None else phone_verdict(key) for v, key in zip(verdicts, keys, strict=True)]
+    for i in np.flatnonzero(~judged):
+        verdict = phone_verdict(keys[i])
+        values[i], problems[i], junk[i] = verdict.value, verdict.problem, verdict.junk
+    return Verdicts(values, problems, junk)
 
 
 # The number types phonenumbers tells apart: a number is valid when it matches one of them.
