@@ -154,6 +154,16 @@ def test_jsonl_keys_holding_path_characters_are_read_as_their_own_columns(tmp_pa
     ]
 
 
+def test_jsonl_skips_empty_and_space_only_lines_and_counts_them_in_line_numbers(tmp_path):
+    (tmp_path / "c.jsonl").write_text('   {"id": 1, "email": "a"}  \n\n   \n{"id": 2, "email": "b"}\n \t\n')
+    config = make_config(tmp_path, {"type": "jsonl"}, {"path": "c.jsonl"})
+    # A tab is not blank: that line is reported, with its number counting the skipped ones.
+    with pytest.raises(SourceError, match=r"1 line\(s\) are not valid JSON, first at line 5"):
+        read(config)
+    (tmp_path / "c.jsonl").write_text('   {"id": 1, "email": "a"}  \n\n   \n{"id": 2, "email": "b"}\n  \n')
+    assert read(config).to_pylist() == [{"id": "1", "email": "a"}, {"id": "2", "email": "b"}]
+
+
 def test_malformed_jsonl_names_the_line(tmp_path):
     (tmp_path / "c.jsonl").write_text('{"id": 1, "email": "a@example.com"}\n\n{"id": 2, "email": \n')
     config = make_config(tmp_path, {"type": "jsonl"}, {"path": "c.jsonl"})

@@ -282,3 +282,26 @@ def test_sqlite_source_with_an_integer_cursor(warehouse, tmp_path):
     assert (second.rows_read, second.rows_loaded, second.raw_rows_total) == (3, 3, 13)
     assert second.cursor_after == "13"
     assert raw(warehouse, "shop__orders")["total"].tolist()[-3:] == ["2"] * 3
+
+
+def test_lineage_columns_share_one_block_and_keep_the_source_batches():
+    import pyarrow as pa
+
+    from crm_pipelines.ingest.loading import constant_column, with_lineage
+    from crm_pipelines.schema import RAW_BATCH_ID, RAW_INGESTED_AT, RAW_PARTITION_DATE, RAW_SOURCE
+
+    column = constant_column(pa.scalar("run-1", pa.string()), [5, 5, 2])
+    assert [len(chunk) for chunk in column.chunks] == [5, 5, 2]
+    assert column.chunks[0].buffers()[2].address == column.chunks[2].buffers()[2].address
+    assert column.to_pylist() == ["run-1"] * 12
+    assert constant_column(pa.scalar("x"), []).to_pylist() == []
+    at = dt.datetime(2026, 1, 2, 3, 4, tzinfo=dt.UTC)
+    ids = pa.chunked_array([[str(i) for i in range(7)], ["7", "8"], ["9"]])
+    table = with_lineage(pa.table({"id": ids}), "shop", at, "run-1")
+    assert [batch.num_rows for batch in table.to_batches()] == [7, 2, 1]
+    assert table.column_names == ["id", RAW_SOURCE, RAW_INGESTED_AT, RAW_BATCH_ID, RAW_PARTITION_DATE]
+    assert table[RAW_SOURCE].to_pylist() == ["shop"] * 10
+    assert table[RAW_INGESTED_AT].to_pylist() == [at] * 10
+    assert table[RAW_BATCH_ID].to_pylist() == ["run-1"] * 10
+    assert table[RAW_PARTITION_DATE].null_count == 10 and table[RAW_PARTITION_DATE].type == pa.date32()
+    assert with_lineage(pa.table({"id": pa.array([], pa.string())}), "shop", at, "run-1").num_rows == 0

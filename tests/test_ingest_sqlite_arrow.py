@@ -17,7 +17,9 @@ from crm_pipelines.config import config_from_dict
 from crm_pipelines.ingest.connectors import read_entity
 
 UNTIL = dt.datetime(2024, 3, 31, 23, 59, tzinfo=dt.UTC)
-ROWS = 3_000  # more than the driver's first batch (1,024 rows), which decides a column's type
+ROWS = 3_000
+# The driver types a column by its first batch; tests of a later batch set the batch size to this.
+FIRST_BATCH = 1_024
 
 
 def _database(path: Path, odd_last_row: bool) -> None:
@@ -46,7 +48,9 @@ def _config(tmp_path: Path, **incremental):
     return config_from_dict(data, tmp_path / "crm.yaml")
 
 
-def _read_both(monkeypatch, config, after=None):
+def _read_both(monkeypatch, config, after=None, batch_rows=FIRST_BATCH):
+    # batch_rows is also the chunk size of the row-by-row path, which does not change its text.
+    monkeypatch.setattr(sql_connector, "CHUNK_ROWS", batch_rows)
     row_by_row_calls = []
     stream = sql_connector._stream
 
@@ -75,9 +79,12 @@ def test_a_sqlite_table_is_read_into_arrow_with_the_row_by_row_text(tmp_path, mo
     assert set(fast.table["total"].to_pylist()) == {"10", "12.5"}
 
 
-def test_a_column_that_changes_type_late_is_read_row_by_row(tmp_path, monkeypatch):
+@pytest.mark.parametrize("batch_rows", [FIRST_BATCH, sql_connector.CHUNK_ROWS], ids=["later batch", "first batch"])
+def test_a_column_that_changes_type_late_is_read_row_by_row(tmp_path, monkeypatch, batch_rows):
+    # In a later batch the driver refuses the value; within its first batch it turns the column into
+    # text of its own format, which the check after the read finds.
     _database(tmp_path / "shop.db", odd_last_row=True)
-    fast, reference, used_row_by_row = _read_both(monkeypatch, _config(tmp_path))
+    fast, reference, used_row_by_row = _read_both(monkeypatch, _config(tmp_path), batch_rows=batch_rows)
     assert used_row_by_row
     assert fast.table.equals(reference.table)
     assert fast.table.num_rows == ROWS + 1
@@ -105,3 +112,17 @@ def test_a_column_null_in_the_first_batch_then_numbers_keeps_the_fast_path(tmp_p
     fast, reference, used_row_by_row = _read_both(monkeypatch, _config(tmp_path))
     assert not used_row_by_row
     assert fast.table.equals(reference.table)
+
+
+def test_a_sqlite_read_comes_in_batches_of_the_chunk_size(tmp_path, monkeypatch):
+    # The DuckDB warehouse writes batches of its row-group size without gathering them again.
+    _database(tmp_path / "shop.db", odd_last_row=False)
+    config = _config(tmp_path)
+    monkeypatch.setattr(sql_connector, "CHUNK_ROWS", 1_000)
+    read = read_entity(config, config.sources[0], "orders", until=UNTIL)
+    assert [b.num_rows for b in read.table.to_batches()] == [1_000, 1_000, 1_000]
+    assert sql_connector.CHUNK_ROWS == 1_000
+    from crm_pipelines.warehouse import DUCKDB_ROW_GROUP_ROWS
+
+    monkeypatch.undo()
+    assert sql_connector.CHUNK_ROWS == DUCKDB_ROW_GROUP_ROWS

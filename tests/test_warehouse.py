@@ -113,3 +113,49 @@ def test_catalog_lookups_answer_as_information_schema(warehouse):
     for schema, table in (("staging", "missing"), ("no_such_schema", "a_view"), (scratch, "no_such_table")):
         assert not warehouse.table_exists(schema, table)
         assert warehouse.columns(schema, table) == [] and warehouse.column_types(schema, table) == {}
+
+
+def _batch_sizes(data) -> list[int]:
+    import pyarrow as pa
+
+    batches = data.to_batches() if isinstance(data, pa.Table) else list(data)
+    return [b.num_rows for b in batches]
+
+
+def test_duckdb_gets_row_group_batches_from_one_long_batch_or_many_short_ones():
+    import pyarrow as pa
+
+    from crm_pipelines.warehouse import DUCKDB_ROW_GROUP_ROWS as size
+    from crm_pipelines.warehouse import duckdb_row_groups
+
+    rows = 2 * size + 5
+    table = pa.table({"id": pa.array(range(rows)), "text": pa.array([str(i) for i in range(rows)])})
+    one_batch = table.combine_chunks()
+    assert _batch_sizes(duckdb_row_groups(one_batch)) == [size, size, 5]
+    short = pa.Table.from_batches(one_batch.to_batches(max_chunksize=1024))
+    gathered = duckdb_row_groups(short)
+    assert isinstance(gathered, pa.RecordBatchReader)
+    gathered = gathered.read_all()
+    assert _batch_sizes(gathered) == [size, size, 5]
+    assert gathered.equals(table)
+    # Blocks near a row group's size (a CSV file's), and anything within one row group, stay as they are.
+    blocks = pa.Table.from_batches(one_batch.to_batches(max_chunksize=size // 2 + 1))
+    assert duckdb_row_groups(blocks) is blocks
+    small = pa.Table.from_batches(one_batch.slice(0, size).to_batches(max_chunksize=10))
+    assert duckdb_row_groups(small) is small
+
+
+def test_a_table_of_short_batches_is_written_whole_and_in_order(warehouse):
+    import pyarrow as pa
+
+    from crm_pipelines.warehouse import DUCKDB_ROW_GROUP_ROWS
+
+    rows = DUCKDB_ROW_GROUP_ROWS + 3000
+    table = pa.table({"n": pa.array(range(rows), pa.int64()), "s": pa.array([f"v{i}" for i in range(rows)])})
+    short = pa.Table.from_batches(table.to_batches(max_chunksize=1024))
+    assert warehouse.write_table(short, "t", "short_batches") == rows
+    warehouse.write_table(short.slice(0, 2048), "t", "short_batches", mode="append")
+    back = warehouse.query_arrow('SELECT n, s FROM "t"."short_batches" ORDER BY n, s')
+    assert back.num_rows == rows + 2048
+    assert back["s"].to_pylist()[:4] == ["v0", "v0", "v1", "v1"]
+    assert sorted(back["n"].to_pylist()) == sorted([*range(rows), *range(2048)])

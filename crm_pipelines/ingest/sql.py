@@ -31,8 +31,10 @@ from crm_pipelines.ingest.errors import (
     first_line,
 )
 from crm_pipelines.ingest.values import Bounds, python_values_to_arrow
+from crm_pipelines.warehouse import DUCKDB_ROW_GROUP_ROWS
 
-CHUNK_ROWS = 100_000
+CHUNK_ROWS = DUCKDB_ROW_GROUP_ROWS
+"""Rows per chunk read: one row group of the DuckDB warehouse, which then writes each chunk as it is."""
 CONNECT_TIMEOUT_SECONDS = 10
 _SOURCE_ALIAS = "crm_source"
 _ISO_DATE_PREFIX = re.compile(r"^\d{4}-\d{2}-\d{2}")
@@ -46,9 +48,11 @@ def sql_location(url: str, entity: EntitySourceConfig) -> str:
 
 
 def read_sql(
-    url: str, entity: EntitySourceConfig, bounds: Bounds, ctx: SourceContext, chunk_rows: int = CHUNK_ROWS
+    url: str, entity: EntitySourceConfig, bounds: Bounds, ctx: SourceContext, chunk_rows: int | None = None
 ) -> Iterator[pa.Table]:
-    """Yield the entity's rows as Arrow tables of at most ``chunk_rows`` rows (at least one table)."""
+    """Yield the entity's rows as Arrow tables of at most ``chunk_rows`` rows (default :data:`CHUNK_ROWS`;
+    at least one table)."""
+    chunk_rows = chunk_rows or CHUNK_ROWS
     engine = _create_engine(url, ctx)
     try:
         with _connect(engine, ctx) as conn:
@@ -62,7 +66,7 @@ def read_sql(
                 condition = pushdown_condition(column, sample, bounds, entity)
                 if condition is not None:
                     statement = statement.where(condition)
-            fast = _sqlite_arrow(engine, statement, names) if engine.dialect.name == "sqlite" else None
+            fast = _sqlite_arrow(engine, statement, names, chunk_rows) if engine.dialect.name == "sqlite" else None
             if fast is not None:
                 yield from _slices(fast, chunk_rows)
             else:
@@ -71,9 +75,9 @@ def read_sql(
         engine.dispose()
 
 
-def _sqlite_arrow(engine: Engine, statement: sa.Select[Any], names: list[str]) -> pa.Table | None:
-    """The statement's rows read by the ADBC SQLite driver straight into Arrow, or None to read them row
-    by row instead.
+def _sqlite_arrow(engine: Engine, statement: sa.Select[Any], names: list[str], batch_rows: int) -> pa.Table | None:
+    """The statement's rows read by the ADBC SQLite driver straight into Arrow, in batches of
+    ``batch_rows`` rows (the driver's default is 1,024), or None to read them row by row instead.
 
     The driver skips the Python tuple per row (about 4x faster), but it types each column by its
     first values and refuses a later value of another type (SQLite's dynamic typing allows that), so
@@ -86,10 +90,12 @@ def _sqlite_arrow(engine: Engine, statement: sa.Select[Any], names: list[str]) -
         return None
     try:
         import adbc_driver_sqlite.dbapi as adbc_sqlite
+        from adbc_driver_sqlite import StatementOptions as adbc_sqlite_options
 
         sql = str(statement.compile(dialect=engine.dialect, compile_kwargs={"literal_binds": True}))
         uri = f"file:{urllib.parse.quote(str(Path(database).resolve()))}?mode=ro"
         with adbc_sqlite.connect(uri) as conn, conn.cursor() as cursor:
+            cursor.adbc_statement.set_options(**{adbc_sqlite_options.BATCH_ROWS.value: str(batch_rows)})
             cursor.execute(sql)
             table = cursor.fetch_arrow_table()
             if table.column_names != names or table.num_rows == 0:
