@@ -159,34 +159,29 @@ def test_a_retired_id_is_never_minted_again(model):
     assert ids_by_key(second)[("shop", "2")] == mint_id("shop", "2", salt=1)
 
 
+def _night(first, new, base, data, model, state):
+    """The night after ``first`` that adds the ``new`` records, given the matching state ``state`` (or none)."""
+    return resolve_incremental(
+        new,
+        base,
+        first.identity_map,
+        data.identifiers,
+        SETTINGS,
+        model,
+        first.customer_id_history,
+        existing_match_records=state,
+        source_priority=PRIORITY,
+        recorded_at=RUN_2,
+    )
+
+
 def test_incremental_run_matches_a_full_run(model):
     data = synthetic_customers(500, seed=21)
     is_new = data.customers.index % 10 == 3
     base, new = data.customers[~is_new], data.customers[is_new]
     first = resolve(base, data.identifiers, SETTINGS, model, source_priority=PRIORITY, recorded_at=RUN_1)
-    incremental = resolve_incremental(
-        new,
-        base,
-        first.identity_map,
-        data.identifiers,
-        SETTINGS,
-        model,
-        first.customer_id_history,
-        existing_match_records=first.match_records,
-        source_priority=PRIORITY,
-        recorded_at=RUN_2,
-    )
-    without_state = resolve_incremental(
-        new,
-        base,
-        first.identity_map,
-        data.identifiers,
-        SETTINGS,
-        model,
-        first.customer_id_history,
-        source_priority=PRIORITY,
-        recorded_at=RUN_2,
-    )
+    incremental = _night(first, new, base, data, model, first.match_records)
+    without_state = _night(first, new, base, data, model, None)
     full = resolve(
         data.customers,
         data.identifiers,
@@ -227,24 +222,11 @@ def test_matching_state_as_arrow_gives_the_same_night(model):
     first = resolve(base, data.identifiers, SETTINGS, model, source_priority=PRIORITY, recorded_at=RUN_1)
     assert first.match_records["identifier_keys"].notna().any()  # lists cross as '|'-joined text
 
-    def night(state):
-        return resolve_incremental(
-            new,
-            base,
-            first.identity_map,
-            data.identifiers,
-            SETTINGS,
-            model,
-            first.customer_id_history,
-            existing_match_records=state,
-            source_priority=PRIORITY,
-            recorded_at=RUN_2,
-        )
-
-    from_frame = night(first.match_records)
-    from_arrow = night(pa.Table.from_pandas(first.match_records, preserve_index=False))
+    from_frame = _night(first, new, base, data, model, first.match_records)
+    from_arrow = _night(first, new, base, data, model, pa.Table.from_pandas(first.match_records, preserve_index=False))
     pd.testing.assert_frame_equal(from_arrow.identity_map, from_frame.identity_map)
     pd.testing.assert_frame_equal(from_arrow.links, from_frame.links)
     pd.testing.assert_frame_equal(from_arrow.match_records, from_frame.match_records)
     with pytest.raises(ValueError, match="lacks column"):
-        night(pa.Table.from_pandas(first.match_records.drop(columns=["phone"]), preserve_index=False))
+        without_phone = first.match_records.drop(columns=["phone"])
+        _night(first, new, base, data, model, pa.Table.from_pandas(without_phone, preserve_index=False))

@@ -392,6 +392,15 @@ def _full_parse_verdict(key: str):
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
 
+def _changed_digits(national: str, rng: random.Random) -> str:
+    """``national`` with one digit changed, and in about 30% of cases one dropped or added at the end."""
+    digits = list(national)
+    digits[rng.randrange(len(digits))] = rng.choice("0123456789")
+    if rng.random() < 0.3:
+        digits = digits[:-1] if rng.random() < 0.5 else [*digits, rng.choice("0123456789")]
+    return "".join(digits)
+
+
 def test_phone_split_agrees_with_a_full_parse_in_every_region() -> None:
     # The shapes the split takes without a parse: national numbers with and without their trunk
     # prefix, numbers that start with the region's own country code, +<code> with a trunk prefix
@@ -407,11 +416,7 @@ def test_phone_split_agrees_with_a_full_parse_in_every_region() -> None:
                 continue
             national = str(example.national_number)
             for _ in range(3):
-                digits = list(national)
-                digits[rng.randrange(len(digits))] = rng.choice("0123456789")
-                if rng.random() < 0.3:
-                    digits = digits[:-1] if rng.random() < 0.5 else [*digits, rng.choice("0123456789")]
-                changed = "".join(digits)
+                changed = _changed_digits(national, rng)
                 for number in (national, changed, f"{trunk}{changed}", f"{code}{changed}", f"{code}{trunk}{changed}",
                                f"+{code}{trunk}{changed}", f"+{code}{changed}"):
                     numbers.append(number)
@@ -437,11 +442,7 @@ def test_phones_judged_in_bulk_get_the_verdicts_of_one_by_one() -> None:
                 continue
             national = str(example.national_number)
             for _ in range(4):
-                digits = list(national)
-                digits[rng.randrange(len(digits))] = rng.choice("0123456789")
-                if rng.random() < 0.3:
-                    digits = digits[:-1] if rng.random() < 0.5 else [*digits, rng.choice("0123456789")]
-                changed = "".join(digits)
+                changed = _changed_digits(national, rng)
                 for number in (national, changed, f"0{changed}", f"+{code}{changed}", f"+{code}0{changed}"):
                     numbers.append(number)
                     number_regions.append(region)
