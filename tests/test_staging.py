@@ -401,26 +401,40 @@ def _changed_digits(national: str, rng: random.Random) -> str:
     return "".join(digits)
 
 
-def test_phone_split_agrees_with_a_full_parse_in_every_region() -> None:
-    # The shapes the split takes without a parse: national numbers with and without their trunk
-    # prefix, numbers that start with the region's own country code, +<code> with a trunk prefix
-    # after it ("+49 (0)30 ..."), with digits changed, dropped and added, in every region.
-    rng = random.Random(23)
-    numbers, number_regions = [], []
+def _example_numbers(kinds, *, repeats: int, seed: int, shapes) -> tuple[list[str], list[str]]:
+    """Every region's example number of each of ``kinds``, ``repeats`` times with digits changed
+    (:func:`_changed_digits`), written in each of the ``shapes(code, trunk, national, changed)``;
+    with the region of each number."""
+    rng = random.Random(seed)
+    numbers, regions = [], []
     for region in sorted(phonenumbers.SUPPORTED_REGIONS):
         metadata = phonenumbers.PhoneMetadata.metadata_for_region(region)
         code, trunk = metadata.country_code, metadata.national_prefix or ""
-        for kind in (phonenumbers.PhoneNumberType.FIXED_LINE, phonenumbers.PhoneNumberType.MOBILE):
+        for kind in kinds:
             example = phonenumbers.example_number_for_type(region, kind)
             if example is None:
                 continue
             national = str(example.national_number)
-            for _ in range(3):
-                changed = _changed_digits(national, rng)
-                for number in (national, changed, f"{trunk}{changed}", f"{code}{changed}", f"{code}{trunk}{changed}",
-                               f"+{code}{trunk}{changed}", f"+{code}{changed}"):
-                    numbers.append(number)
-                    number_regions.append(region)
+            for _ in range(repeats):
+                shaped = shapes(code, trunk, national, _changed_digits(national, rng))
+                numbers += shaped
+                regions += [region] * len(shaped)
+    return numbers, regions
+
+
+def test_phone_split_agrees_with_a_full_parse_in_every_region() -> None:
+    # The shapes the split takes without a parse: national numbers with and without their trunk
+    # prefix, numbers that start with the region's own country code, +<code> with a trunk prefix
+    # after it ("+49 (0)30 ..."), with digits changed, dropped and added, in every region.
+    numbers, number_regions = _example_numbers(
+        (phonenumbers.PhoneNumberType.FIXED_LINE, phonenumbers.PhoneNumberType.MOBILE),
+        repeats=3,
+        seed=23,
+        shapes=lambda code, trunk, national, changed: (
+            national, changed, f"{trunk}{changed}", f"{code}{changed}", f"{code}{trunk}{changed}",
+            f"+{code}{trunk}{changed}", f"+{code}{changed}",
+        ),
+    )
     keys = list(phone_keys(pd.Series(numbers, dtype="str"), pd.Series(number_regions, dtype="str")).unique())
     bulk = phone_verdicts(keys).as_list()
     expected = [_full_parse_verdict(key) for key in keys]
@@ -432,20 +446,14 @@ def test_phone_split_agrees_with_a_full_parse_in_every_region() -> None:
 def test_phones_judged_in_bulk_get_the_verdicts_of_one_by_one() -> None:
     # Every region's example numbers, written nationally and internationally, with digits changed,
     # dropped and added: the bulk path validates the plain splits with the metadata patterns in Arrow.
-    rng = random.Random(11)
-    numbers, number_regions = [], []
-    for region in sorted(phonenumbers.SUPPORTED_REGIONS):
-        code = phonenumbers.country_code_for_region(region)
-        for kind in range(12):
-            example = phonenumbers.example_number_for_type(region, kind)
-            if example is None:
-                continue
-            national = str(example.national_number)
-            for _ in range(4):
-                changed = _changed_digits(national, rng)
-                for number in (national, changed, f"0{changed}", f"+{code}{changed}", f"+{code}0{changed}"):
-                    numbers.append(number)
-                    number_regions.append(region)
+    numbers, number_regions = _example_numbers(
+        range(12),
+        repeats=4,
+        seed=11,
+        shapes=lambda code, _trunk, national, changed: (
+            national, changed, f"0{changed}", f"+{code}{changed}", f"+{code}0{changed}",
+        ),
+    )
     numbers += ["0000000", "+49 1234567890", "030 123456", "٠٣٠١٢٣٤٥٦٧", "+1 212 555 0100", "+44 7911 123456"]
     number_regions += ["DE", "", "DE", "DE", "", ""]
     keys = list(phone_keys(pd.Series(numbers, dtype="str"), pd.Series(number_regions, dtype="str")).unique())
