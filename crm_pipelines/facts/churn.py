@@ -36,7 +36,7 @@ def churn_features_select(wh: Warehouse, cutoff_days: Sequence[int]) -> sa.Selec
     The purchase days and orders are read once and each is counted into every cutoff it precedes by
     conditional aggregates, so training's three cutoffs cost one scan, not three (and no row per
     purchase day and cutoff: joining them to the cutoffs, then grouping by cutoff and customer, took
-    about 1.5 times as long)."""
+    about 1.3 times as long for three cutoffs at 100,000 people)."""
     import sqlalchemy as sa
     days = purchase_days_cte(wh, max(cutoff_days), "churn_days")
     # A purchase day's gap to the one before is the same whatever later cutoff it is seen from.

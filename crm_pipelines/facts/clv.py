@@ -104,7 +104,7 @@ def clv_summaries_at_days(wh: Warehouse, as_of_days: list[int], time_unit_days: 
     summary as of every day side by side (conditional aggregates over the days up to it); the rows are
     laid out one per day and customer here. Joining the purchase days to the as-of days instead made a
     row per purchase day and as-of day (8M for twelve month ends at 100,000 people) to group by day and
-    customer, which took about twice as long."""
+    customer: 1.3 times the time, 1.7 times the CPU."""
     import numpy as np
     import pandas as pd
     import sqlalchemy as sa
