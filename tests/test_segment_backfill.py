@@ -159,6 +159,9 @@ def test_clv_summaries_at_days_equal_one_summary_per_day(loaded):
         part = together[together["end_day"] == day].drop(columns="end_day").reset_index(drop=True)
         pd.testing.assert_frame_equal(part, alone, check_exact=False, rtol=1e-12, atol=1e-12)
     assert together.loc[together["end_day"] == days[0]].empty and len(together)
+    # Days in any order, or named twice, give the same rows (each day once, in day order).
+    shuffled = clv_summaries_at_days(loaded, [*days[::-1], days[1]], SETTINGS.time_unit_days)
+    pd.testing.assert_frame_equal(shuffled, together)
 
 
 @pytest.mark.parametrize("seed", range(5))

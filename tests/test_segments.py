@@ -9,6 +9,7 @@ from pydantic import ValidationError
 from sklearn.cluster import KMeans
 from sklearn.metrics import silhouette_score
 
+from crm_pipelines.analytics import clusters
 from crm_pipelines.analytics.activity import core_frame
 from crm_pipelines.analytics.clusters import behavioral_clusters, sampled_silhouettes
 from crm_pipelines.analytics.mart_boundary import to_mart_frame
@@ -290,8 +291,11 @@ def test_shared_distance_silhouettes_equal_scikit_learn() -> None:
         assert ours[k] == pytest.approx(silhouette_score(features, assigned), abs=1e-12)
 
 
-def test_silhouettes_of_every_k_from_one_product_per_chunk_equal_scikit_learn() -> None:
-    """Enough points for several distance chunks, each multiplied once by every k's one-hot labels."""
+@pytest.mark.parametrize("chunk_mb", [1, 16, 64])
+def test_silhouettes_of_every_k_from_one_product_per_chunk_equal_scikit_learn(monkeypatch, chunk_mb: int) -> None:
+    """Enough points for several distance chunks (about 150, 10 or 3 at these sizes), each multiplied once
+    by every k's one-hot labels."""
+    monkeypatch.setattr(clusters, "SILHOUETTE_CHUNK_MB", chunk_mb)
     points = np.random.default_rng(3).normal(size=(4_500, 4))
     labels = {k: KMeans(n_clusters=k, n_init=1, random_state=0).fit(points).labels_ for k in (2, 3, 6)}
     ours = sampled_silhouettes(points, labels)

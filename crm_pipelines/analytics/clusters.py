@@ -34,6 +34,12 @@ FEATURE_WORDS: dict[str, tuple[str | None, str | None]] = {
 # A cluster "stands out" on a feature when its mean is this many standard deviations from the overall mean.
 STANDOUT_Z = 0.5
 MAX_LABEL_PARTS = 4
+SILHOUETTE_CHUNK_MB = 16
+"""Memory of one chunk of pairwise distances in :func:`sampled_silhouettes`. Each chunk is written,
+scaled, rooted and multiplied in turn; at 16 MB (200 rows of the 10,000-point sample) those passes find
+it in the processor's cache, where 64 MB chunks went to memory for each. At 100,000 customers the
+segmentation took 1.2-1.4 CPU seconds against 1.6-1.7 with 64 MB (load 4); below 8 MB the per-chunk
+overhead takes the gain back."""
 
 
 @dataclass(frozen=True)
@@ -92,7 +98,7 @@ def sampled_silhouettes(points: np.ndarray, labels_by_k: Mapping[int, np.ndarray
     one_hot = np.hstack(one_hots) if ks else np.empty((n, 0))
     all_sizes = one_hot.sum(axis=0)
     start = 0
-    for chunk in pairwise_distances_chunked(points, working_memory=64):
+    for chunk in pairwise_distances_chunked(points, working_memory=SILHOUETTE_CHUNK_MB):
         rows = np.arange(start, start + len(chunk))
         all_sums = chunk @ one_hot
         for i, k in enumerate(ks):

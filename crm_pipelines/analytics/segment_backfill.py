@@ -70,8 +70,9 @@ def backfill_snapshots(
 ) -> pd.DataFrame:
     """The snapshot rows (``portfolio.snapshot``'s columns, kind ``backfill``) of every month end.
 
-    ``inputs`` has one row per month end (``end_day``, its UTC day) and customer with orders by then,
-    with :data:`INPUT_COLUMNS` (``facts.segment_history.month_end_inputs_select``); ``clv`` has
+    ``inputs`` has one row per customer with orders by the last month end and, for the i-th month end,
+    columns ``<name>_<i>`` of :data:`INPUT_COLUMNS` (``facts.segment_history.month_end_inputs_select``;
+    0 and a null last purchase day where she had no orders by then, as if absent); ``clv`` has
     ``end_day``, ``customer_id`` and ``expected_clv`` of the customers the CLV summary holds as of each
     month end (None: unknown for every month). Rows come month by month in ``customers``' order.
     """
@@ -82,10 +83,11 @@ def backfill_snapshots(
     grid["last_purchase_day"][:] = np.nan
     if inputs is not None and len(inputs) and months:
         customer = customer_codes(inputs, ids)
-        slot = _slots(inputs["end_day"].to_numpy(dtype="int64"), end_days, customer, n)
-        found = slot >= 0
-        for name in INPUT_COLUMNS:
-            grid[name][slot[found]] = pd.to_numeric(inputs[name]).to_numpy(dtype="float64", na_value=np.nan)[found]
+        found = customer >= 0
+        for month in range(months):
+            for name in INPUT_COLUMNS:
+                values = pd.to_numeric(inputs[f"{name}_{month}"]).to_numpy(dtype="float64", na_value=np.nan)
+                grid[name][month * n + customer[found]] = values[found]
     month_of_row = np.repeat(np.arange(months), n)
     frequency = grid["frequency"].astype("int64")
     known = frequency > 0

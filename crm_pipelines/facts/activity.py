@@ -228,19 +228,27 @@ def rfm_inputs_select(wh: Warehouse, cutoff: dt.datetime | pd.Timestamp, growth_
 
 
 def rfm_input_columns(
-    orders: sa.FromClause, age: sa.ColumnElement[int], growth_window_days: int
+    orders: sa.FromClause,
+    age: sa.ColumnElement[int],
+    growth_window_days: int,
+    within: sa.ColumnElement[bool] | None = None,
 ) -> list[sa.ColumnElement]:
     """Aggregates over :func:`order_effects` rows whose age in days (before the cutoff) is ``age``:
-    ``frequency``, ``monetary``, ``last_purchase_day``, ``orders_recent`` and ``orders_previous``."""
+    ``frequency``, ``monetary``, ``last_purchase_day``, ``orders_recent`` and ``orders_previous``; with
+    ``within``, over the rows where it holds (the others add 0, or nothing to the maximum), so one pass
+    over the orders can give them for several cutoffs."""
     import sqlalchemy as sa
-    bought = orders.c.purchase == 1
+    bought = orders.c.purchase == 1 if within is None else sa.and_(within, orders.c.purchase == 1)
 
     def purchases_if(condition: sa.ColumnElement[bool]) -> sa.ColumnElement[int]:
         return as_bigint(sa.func.sum(sa.case((sa.and_(bought, condition), 1), else_=0)))
 
+    def only_within(value: sa.ColumnElement, zero: int | float) -> sa.ColumnElement:
+        return value if within is None else sa.case((within, value), else_=zero)
+
     return [
-        as_bigint(sa.func.sum(orders.c.purchase)).label("frequency"),
-        as_float(sa.func.sum(orders.c.revenue)).label("monetary"),
+        as_bigint(sa.func.sum(only_within(orders.c.purchase, 0))).label("frequency"),
+        as_float(sa.func.sum(only_within(orders.c.revenue, 0.0))).label("monetary"),
         as_bigint(sa.func.max(sa.case((bought, orders.c.day)))).label("last_purchase_day"),
         purchases_if(age < growth_window_days).label("orders_recent"),
         purchases_if(sa.and_(age >= growth_window_days, age < 2 * growth_window_days)).label("orders_previous"),

@@ -23,14 +23,21 @@ if TYPE_CHECKING:
 RECENT_DAYS = 90
 
 
+RAW_COLUMNS = ("purchase_days", "first_day", "last_day", "revenue_total", "n_gaps", "gap_mean", "gap_square", "last_90",
+               "prior_90", "revenue_last_90d", "orders", "refunds", "cancelled")  # fmt: skip
+"""The raw aggregates of the features, per cutoff (:func:`churn_features_select`)."""
+
+
 def churn_features_select(wh: Warehouse, cutoff_days: Sequence[int]) -> sa.Select:
-    """One row per cutoff day of ``cutoff_days`` (column ``cutoff_day``) and customer with a purchase day up
-    to it: the raw aggregates of the features. The purchase days and orders are read once and joined to
-    the cutoffs, so training's three cutoffs cost one scan, not three."""
+    """One row per customer with a purchase day up to the last of ``cutoff_days`` and, for the i-th
+    cutoff day, the raw aggregates of the features as of its end as columns ``<name>_<i>`` of
+    :data:`RAW_COLUMNS` (``purchase_days_<i>`` 0: no purchase by then).
+
+    The purchase days and orders are read once and each is counted into every cutoff it precedes by
+    conditional aggregates, so training's three cutoffs cost one scan, not three (and no row per
+    purchase day and cutoff: joining them to the cutoffs, then grouping by cutoff and customer, took
+    about 1.3 times as long for three cutoffs at 100,000 people)."""
     import sqlalchemy as sa
-    cutoffs = sa.values(sa.column("cutoff_day", sa.BigInteger), name="churn_cutoffs").data(
-        [(int(day),) for day in cutoff_days]
-    )
     days = purchase_days_cte(wh, max(cutoff_days), "churn_days")
     # A purchase day's gap to the one before is the same whatever later cutoff it is seen from.
     gaps = sa.select(
@@ -38,27 +45,6 @@ def churn_features_select(wh: Warehouse, cutoff_days: Sequence[int]) -> sa.Selec
         as_float(days.c.day - sa.func.lag(days.c.day).over(partition_by=days.c.customer_id, order_by=days.c.day))
         .label("gap"),
     ).subquery("churn_gaps")  # fmt: skip
-    age = cutoffs.c.cutoff_day - gaps.c.day
-    recent = age < RECENT_DAYS
-    purchases = (
-        sa.select(
-            cutoffs.c.cutoff_day,
-            gaps.c.customer_id,
-            as_float(sa.func.count()).label("purchase_days"),
-            as_bigint(sa.func.min(gaps.c.day)).label("first_day"),
-            as_bigint(sa.func.max(gaps.c.day)).label("last_day"),
-            as_float(sa.func.sum(gaps.c.value)).label("revenue_total"),
-            as_float(sa.func.count(gaps.c.gap)).label("n_gaps"),
-            as_float(sa.func.avg(gaps.c.gap)).label("gap_mean"),
-            as_float(sa.func.avg(gaps.c.gap * gaps.c.gap)).label("gap_square"),
-            as_float(sa.func.sum(sa.case((recent, 1), else_=0))).label("last_90"),
-            as_float(sa.func.sum(sa.case((sa.and_(~recent, age < 2 * RECENT_DAYS), 1), else_=0))).label("prior_90"),
-            as_float(sa.func.sum(sa.case((recent, gaps.c.value), else_=0.0))).label("revenue_last_90d"),
-        )
-        .select_from(gaps.join(cutoffs, gaps.c.day <= cutoffs.c.cutoff_day))
-        .group_by(cutoffs.c.cutoff_day, gaps.c.customer_id)
-        .cte("churn_purchases")
-    )
     o = core_orders(wh)
     status = text_value(o.c.status)
     placed = (
@@ -71,29 +57,36 @@ def churn_features_select(wh: Warehouse, cutoff_days: Sequence[int]) -> sa.Selec
         .where(o.c.customer_id.is_not(None), o.c.ordered_at.is_not(None), day_of(o.c.ordered_at) <= max(cutoff_days))
         .subquery("churn_placed")
     )
-    orders = (
-        sa.select(
-            cutoffs.c.cutoff_day,
-            placed.c.customer_id,
-            as_float(sa.func.count()).label("orders"),
-            as_float(sa.func.sum(placed.c.refund)).label("refunds"),
-            as_float(sa.func.sum(placed.c.cancelled)).label("cancelled"),
-        )
-        .select_from(placed.join(cutoffs, placed.c.day <= cutoffs.c.cutoff_day))
-        .group_by(cutoffs.c.cutoff_day, placed.c.customer_id)
-        .cte("churn_orders")
-    )
+    purchase_columns, order_columns = [], []
+    for i, day in enumerate(int(d) for d in cutoff_days):
+        by_then = gaps.c.day <= day
+        age = day - gaps.c.day
+        recent = sa.and_(by_then, age < RECENT_DAYS)
+        prior = sa.and_(by_then, age >= RECENT_DAYS, age < 2 * RECENT_DAYS)
+        purchase_columns += [
+            as_float(sa.func.count(sa.case((by_then, 1)))).label(f"purchase_days_{i}"),
+            as_bigint(sa.func.min(sa.case((by_then, gaps.c.day)))).label(f"first_day_{i}"),
+            as_bigint(sa.func.max(sa.case((by_then, gaps.c.day)))).label(f"last_day_{i}"),
+            as_float(sa.func.sum(sa.case((by_then, gaps.c.value), else_=0.0))).label(f"revenue_total_{i}"),
+            as_float(sa.func.count(sa.case((by_then, gaps.c.gap)))).label(f"n_gaps_{i}"),
+            as_float(sa.func.avg(sa.case((by_then, gaps.c.gap)))).label(f"gap_mean_{i}"),
+            as_float(sa.func.avg(sa.case((by_then, gaps.c.gap * gaps.c.gap)))).label(f"gap_square_{i}"),
+            as_float(sa.func.sum(sa.case((recent, 1), else_=0))).label(f"last_90_{i}"),
+            as_float(sa.func.sum(sa.case((prior, 1), else_=0))).label(f"prior_90_{i}"),
+            as_float(sa.func.sum(sa.case((recent, gaps.c.value), else_=0.0))).label(f"revenue_last_90d_{i}"),
+        ]
+        placed_by_then = placed.c.day <= day
+        order_columns += [
+            as_float(sa.func.count(sa.case((placed_by_then, 1)))).label(f"orders_{i}"),
+            as_float(sa.func.sum(sa.case((placed_by_then, placed.c.refund), else_=0))).label(f"refunds_{i}"),
+            as_float(sa.func.sum(sa.case((placed_by_then, placed.c.cancelled), else_=0))).label(f"cancelled_{i}"),
+        ]
+    purchases = sa.select(gaps.c.customer_id, *purchase_columns).group_by(gaps.c.customer_id).cte("churn_purchases")
+    orders = sa.select(placed.c.customer_id, *order_columns).group_by(placed.c.customer_id).cte("churn_orders")
     return sa.select(
         purchases,
-        sa.func.coalesce(orders.c.orders, 0.0).label("orders"),
-        sa.func.coalesce(orders.c.refunds, 0.0).label("refunds"),
-        sa.func.coalesce(orders.c.cancelled, 0.0).label("cancelled"),
-    ).select_from(
-        purchases.outerjoin(
-            orders,
-            sa.and_(orders.c.cutoff_day == purchases.c.cutoff_day, orders.c.customer_id == purchases.c.customer_id),
-        )
-    )
+        *(sa.func.coalesce(orders.c[c.name], 0.0).label(c.name) for c in order_columns),
+    ).select_from(purchases.outerjoin(orders, orders.c.customer_id == purchases.c.customer_id))
 
 
 def churn_features_from_warehouse(wh: Warehouse, cutoff_day: int) -> pd.DataFrame:
@@ -103,10 +96,13 @@ def churn_features_from_warehouse(wh: Warehouse, cutoff_day: int) -> pd.DataFram
 
 def churn_features_at_days(wh: Warehouse, cutoff_days: Sequence[int]) -> dict[int, pd.DataFrame]:
     """:func:`churn_features_from_warehouse` of each day of ``cutoff_days``, from one query."""
-
-    raw = wh.query(churn_features_select(wh, cutoff_days))
-    raw = raw.astype({"customer_id": "str", "cutoff_day": "int64"})
-    return {int(day): _features(raw[raw["cutoff_day"] == day], int(day)) for day in dict.fromkeys(cutoff_days)}
+    days = list(dict.fromkeys(int(day) for day in cutoff_days))
+    wide = wh.query(churn_features_select(wh, days)).astype({"customer_id": "str"})
+    found = {}
+    for i, day in enumerate(days):
+        raw = wide[wide[f"purchase_days_{i}"] > 0]
+        found[day] = _features(raw.rename(columns={f"{name}_{i}": name for name in RAW_COLUMNS}), day)
+    return found
 
 
 def _features(raw: pd.DataFrame, cutoff_day: int) -> pd.DataFrame:

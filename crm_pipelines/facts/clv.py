@@ -97,29 +97,46 @@ def clv_summary_from_purchases(wh: Warehouse, as_of_day: int, time_unit_days: fl
 
 
 def clv_summaries_at_days(wh: Warehouse, as_of_days: list[int], time_unit_days: float) -> pd.DataFrame:
-    """:func:`clv_summary_from_purchases` as of each day of ``as_of_days``, by one query joining the purchase
-    days to those days (column ``end_day`` names the as-of day; rows sorted by it, then customer_id)."""
+    """:func:`clv_summary_from_purchases` as of each day of ``as_of_days``, by one query (column
+    ``end_day`` names the as-of day; rows sorted by it, then customer_id).
+
+    The query reads each customer's ranked purchase days once and gives one row per customer with the
+    summary as of every day side by side (conditional aggregates over the days up to it); the rows are
+    laid out one per day and customer here. Joining the purchase days to the as-of days instead made a
+    row per purchase day and as-of day (8M for twelve month ends at 100,000 people) to group by day and
+    customer: 1.3 times the time, 1.7 times the CPU."""
+    import numpy as np
+    import pandas as pd
     import sqlalchemy as sa
     if _without_purchases(wh) or not as_of_days:
         return _empty("end_day").astype({"end_day": "int64"})
-    days = purchase_days_cte(wh, max(as_of_days))
-    # A customer's n-th purchase day is the same as of every later day: ranked once, then joined.
+    ends = sorted(set(as_of_days))
+    days = purchase_days_cte(wh, max(ends))
+    # A customer's n-th purchase day is the same as of every later day: ranked once.
     ranked = ranked_purchase_days(days)
-    ends = sa.values(sa.column("end_day", sa.BigInteger), name="summary_days").data([(d,) for d in as_of_days])
-    stmt = (
-        sa.select(
-            ends.c.end_day,
-            ranked.c.customer_id,
-            *_summary_columns(
-                sa.func.count(), sa.func.min(ranked.c.day), sa.func.max(ranked.c.day),
-                sa.func.sum(sa.case((ranked.c.nth > 1, ranked.c.value), else_=0.0)), ends.c.end_day, time_unit_days,
-            ),
-        )
-        .select_from(ranked.join(ends, ranked.c.day <= ends.c.end_day))
-        .group_by(ends.c.end_day, ranked.c.customer_id)
-    )  # fmt: skip
-    frame = _sorted(wh.query(stmt)).astype({"end_day": "int64"})
-    return frame.sort_values(["end_day", "customer_id"], kind="stable", ignore_index=True)
+    columns = []
+    for i, end_day in enumerate(ends):
+        by_then = ranked.c.day <= end_day
+        count = sa.func.count(sa.case((by_then, 1)))
+        summary = _summary_columns(
+            count, sa.func.min(sa.case((by_then, ranked.c.day))), sa.func.max(sa.case((by_then, ranked.c.day))),
+            sa.func.sum(sa.case((sa.and_(by_then, ranked.c.nth > 1), ranked.c.value), else_=0.0)), end_day,
+            time_unit_days,
+        )  # fmt: skip
+        columns += [count.label(f"days_{i}"), *(c.element.label(f"{c.name}_{i}") for c in summary)]
+    wide = wh.query(sa.select(ranked.c.customer_id, *columns).group_by(ranked.c.customer_id))
+    wide = wide.astype({"customer_id": "str"}).sort_values("customer_id", kind="stable", ignore_index=True)
+    parts = []
+    for i, end_day in enumerate(ends):
+        bought = np.flatnonzero(wide[f"days_{i}"].to_numpy(dtype="int64") > 0)
+        names = {f"{c}_{i}": c for c in SUMMARY_COLUMNS[1:]}
+        part = wide.iloc[bought][["customer_id", *names]].rename(columns=names)
+        parts.append(part.assign(end_day=end_day))
+    # Day by day, each in customer_id order: sorted as the callers expect, without sorting again.
+    frame = pd.concat(parts, ignore_index=True)[["end_day", *SUMMARY_COLUMNS]]
+    if frame.empty:  # an empty result carries no types
+        frame = frame.astype({"recency": "float64", "T": "float64", "monetary_value": "float64"})
+    return frame.astype({"end_day": "int64", "customer_id": "str", "frequency": "int64"})
 
 
 def clv_calibration_summary(
