@@ -229,3 +229,51 @@ def test_a_change_of_many_rows_is_written_as_a_whole_table(tmp_path, duckdb_url,
     assert (metadata["rows_written"].value, metadata["rows_replaced"].value) == (1, 1)
     assert [r[4] for r in _attributed(wh, "order_items")] == ["P1", "P3"]
     assert not _leftovers(wh, "order_items")
+
+
+_KILLED_AFTER_THE_CHANGE = """
+import json, os, signal, sys
+from pathlib import Path
+import crm_pipelines.attribution as attribution
+from crm_pipelines.config import config_from_dict
+from crm_pipelines.warehouse import Warehouse
+url, sources, config_path = sys.argv[1], json.loads(sys.argv[2]), Path(sys.argv[3])
+attribution.REWRITE_SHARE = 10.0  # the test's tables are a few rows: every change is a large share
+result = attribution.attribute(
+    Warehouse(url), config_from_dict({"sources": sources}, config_path), "order_items", "order_items__new",
+    published="order_items",
+)
+assert result.published == "order_items", "the night did not take the change path"
+os.kill(os.getpid(), signal.SIGKILL)  # after the night's change was written, before it was published
+"""
+
+
+def test_a_run_killed_before_publishing_its_change_keeps_the_table_and_the_next_run_clears_it(
+    tmp_path, duckdb_url, any_share
+):
+    import json
+    import signal
+    import subprocess
+    import sys
+
+    from crm_pipelines.warehouse import dispose_engines
+
+    wh = Warehouse(duckdb_url)
+    _load(wh, ["I1", "I2", "I3"])
+    assert _materialize(tmp_path, duckdb_url, ["orders", "order_items"]).success
+    yesterday = _attributed(wh, "order_items")
+    wh.execute(f"UPDATE {wh.qualified(STAGING, 'order_items')} SET product_id = 'P2' WHERE item_id = 'I2'")
+    dispose_engines()  # DuckDB lets one process at a time open the file
+    child = subprocess.run(
+        [sys.executable, "-c", _KILLED_AFTER_THE_CHANGE, duckdb_url, json.dumps(SOURCES), str(tmp_path / "crm.yaml")],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert child.returncode == -signal.SIGKILL, child.stderr
+    wh = Warehouse(duckdb_url)
+    assert _leftovers(wh, "order_items")  # the killed night's side tables are there ...
+    assert _attributed(wh, "order_items") == yesterday  # ... and the published table is untouched
+    result = _materialize(tmp_path, duckdb_url, ["order_items"])
+    metadata = result.asset_materializations_for_node("core__order_items")[0].metadata
+    assert result.success and (metadata["rows_written"].value, metadata["rows_replaced"].value) == (1, 1)
+    assert [r[4] for r in _attributed(wh, "order_items")] == ["P1", "P2"]
+    assert not _leftovers(wh, "order_items")
