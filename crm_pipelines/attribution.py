@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING
 from crm_pipelines.config import CrmConfig
 from crm_pipelines.facts.sql import compiled
 from crm_pipelines.schema import CORE, ENTITIES, STAGING, core_entity_columns
-from crm_pipelines.table_changes import apply_staged_change, staged_change_names
+from crm_pipelines.table_changes import apply_staged_change, create_change_view, staged_change_names
 from crm_pipelines.warehouse import Warehouse, col
 
 if TYPE_CHECKING:
@@ -255,13 +255,10 @@ def _write_changes(warehouse: Warehouse, entity: str, rows: sa.Subquery, publish
     for name, statement in ((rows_table, inserted), (replaced_table, replaced)):
         warehouse.execute(f"CREATE TABLE {warehouse.qualified(CORE, name)} AS {compiled(warehouse, statement)}")
     warehouse.drop_table(CORE, diff_table)
-    gone = warehouse.table(CORE, replaced_table, key)
     if warehouse.row_count(CORE, replaced_table, sa.or_(*(col(k).is_(None) for k in key))):
         drop_change(warehouse, published)  # a row without a key cannot be deleted by its key
         return None
-    kept = sa.select(*old.c).where(~sa.exists().where(*(gone.c[k] == old.c[k] for k in key)))
-    night = sa.union_all(kept, sa.select(*warehouse.table(CORE, rows_table, names).c))
-    warehouse.execute(f"CREATE VIEW {warehouse.qualified(CORE, view)} AS {compiled(warehouse, night)}")
+    create_change_view(warehouse, CORE, published, view, names, rows_table, key, replaced_table)
     by_source = _by_source(warehouse, entity, warehouse.table(CORE, view, ["source"]), orphans)
     # Every attributed row is kept, inserted or orphaned exactly once unless a hash matched rows on one
     # side that it matched a different number of times on the other (duplicate rows): then rewrite.

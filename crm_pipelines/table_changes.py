@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from crm_pipelines.facts.sql import compiled
 from crm_pipelines.schema import ColumnType
 from crm_pipelines.warehouse import Warehouse, WarehouseError, arrow_table
 
@@ -64,7 +65,8 @@ def _cast_to(arrow: pa.Table, target: pa.Schema) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=pa.schema([pa.field(f.name, f.type) for f in target]))
 
 
-def _live_schema(warehouse: Warehouse, schema: str, table: str) -> pa.Schema | None:
+def live_schema(warehouse: Warehouse, schema: str, table: str) -> pa.Schema | None:
+    """The Arrow schema ``schema.table`` hands over (None: no such table)."""
     import sqlalchemy as sa
     if not warehouse.table_exists(schema, table):
         return None
@@ -81,7 +83,7 @@ def _stage_change(
     """Write the change's side tables: (rows, the table's columns); None when the table must be
     published whole instead."""
     import pyarrow as pa
-    live = _live_schema(warehouse, schema, table)
+    live = live_schema(warehouse, schema, table)
     rows = arrow_table(change.rows, column_types)
     if live is None or set(live.names) != set(rows.column_names):
         return None
@@ -174,3 +176,26 @@ def apply_staged_change(
     were written inside the warehouse, as :func:`publish_changes` applies the ones it writes from frames:
     delete the replaced keys' rows, insert the rows, drop the side tables."""
     _apply_change(conn, warehouse, schema, table, key, columns)
+
+
+def create_change_view(
+    warehouse: Warehouse,
+    schema: str,
+    table: str,
+    view: str,
+    columns: Sequence[str],
+    rows_table: str,
+    key: Sequence[str] = (),
+    replaced_table: str | None = None,
+) -> None:
+    """Create the view ``schema.view``: the published ``table`` with a change applied, its rows whose
+    ``key`` is not in ``replaced_table`` plus the rows of ``rows_table`` (no key: every published row
+    stays). Only the view is written; validating it reads the published rows where they are."""
+    import sqlalchemy as sa
+    kept = warehouse.table(schema, table, columns)
+    statement = sa.select(*kept.c)
+    if key:
+        gone = warehouse.table(schema, replaced_table, key)
+        statement = statement.where(~sa.exists().where(*(gone.c[k] == kept.c[k] for k in key)))
+    statement = sa.union_all(statement, sa.select(*warehouse.table(schema, rows_table, columns).c))
+    warehouse.execute(f"CREATE VIEW {warehouse.qualified(schema, view)} AS {compiled(warehouse, statement)}")

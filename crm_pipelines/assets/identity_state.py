@@ -11,9 +11,8 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from crm_pipelines.attribution import IDENTITY_MAP
-from crm_pipelines.facts.sql import compiled
 from crm_pipelines.schema import CORE, ENTITIES, STAGING
-from crm_pipelines.table_changes import TableChange
+from crm_pipelines.table_changes import TableChange, create_change_view, live_schema
 from crm_pipelines.warehouse import Warehouse, arrow_table, col
 
 if TYPE_CHECKING:
@@ -183,13 +182,10 @@ def changed_version_view(warehouse: Warehouse, schema: str, table: str, change: 
     columns differ): validate the complete frame then.
     """
     import pyarrow as pa
-    import sqlalchemy as sa
 
-    if not warehouse.table_exists(schema, table):
-        return None
-    live = warehouse.query_arrow(sa.select(sa.text("*")).select_from(warehouse.table(schema, table)).limit(0)).schema
+    live = live_schema(warehouse, schema, table)
     rows = arrow_table(change.rows)
-    if set(live.names) != set(rows.column_names):
+    if live is None or set(live.names) != set(rows.column_names):
         return None
     try:
         rows = pa.table({f.name: rows[f.name].cast(f.type) for f in live}, schema=live)
@@ -199,16 +195,11 @@ def changed_version_view(warehouse: Warehouse, schema: str, table: str, change: 
     view, rows_table, replaced_table = _night_names(table)
     keys = list(change.key)
     warehouse.write_table(rows, schema, rows_table, mode="replace")
-    kept = warehouse.table(schema, table, live.names)
-    statement = sa.select(*kept.c)
     if keys:  # else append only: every published row stays
         replaced = rows.select(keys) if change.replaced is None else arrow_table(change.replaced).select(keys)
         replaced = pa.table({k: replaced[k].cast(live.field(k).type) for k in keys})
         warehouse.write_table(replaced, schema, replaced_table, mode="replace")
-        gone = warehouse.table(schema, replaced_table, keys)
-        statement = statement.where(~sa.exists().where(*(gone.c[k] == kept.c[k] for k in keys)))
-    statement = sa.union_all(statement, sa.select(*warehouse.table(schema, rows_table, live.names).c))
-    warehouse.execute(f"CREATE VIEW {warehouse.qualified(schema, view)} AS {compiled(warehouse, statement)}")
+    create_change_view(warehouse, schema, table, view, live.names, rows_table, keys, replaced_table)
     return view
 
 
