@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from crm_pipelines.facts.orders import PURCHASES, core_orders, purchase_days_cte
-from crm_pipelines.facts.sql import as_bigint, as_float, day_of, text_value, truthy
+from crm_pipelines.facts.sql import as_bigint, as_float, cutoff_rows, day_of, text_value, truthy
 from crm_pipelines.schema import CORE
 from crm_pipelines.warehouse import Warehouse
 
@@ -100,8 +100,7 @@ def churn_features_at_days(wh: Warehouse, cutoff_days: Sequence[int]) -> dict[in
     wide = wh.query(churn_features_select(wh, days)).astype({"customer_id": "str"})
     found = {}
     for i, day in enumerate(days):
-        raw = wide[wide[f"purchase_days_{i}"] > 0]
-        found[day] = _features(raw.rename(columns={f"{name}_{i}": name for name in RAW_COLUMNS}), day)
+        found[day] = _features(cutoff_rows(wide, i, RAW_COLUMNS, "purchase_days"), day)
     return found
 
 

@@ -17,7 +17,7 @@ from crm_pipelines.facts.orders import (
     purchase_days_cte,
     ranked_purchase_days,
 )
-from crm_pipelines.facts.sql import as_bigint, as_float
+from crm_pipelines.facts.sql import as_bigint, as_float, at_cutoff, cutoff_rows
 from crm_pipelines.schema import CORE
 from crm_pipelines.warehouse import Warehouse
 
@@ -105,7 +105,6 @@ def clv_summaries_at_days(wh: Warehouse, as_of_days: list[int], time_unit_days: 
     laid out one per day and customer here. Joining the purchase days to the as-of days instead made a
     row per purchase day and as-of day (8M for twelve month ends at 100,000 people) to group by day and
     customer: 1.3 times the time, 1.7 times the CPU."""
-    import numpy as np
     import pandas as pd
     import sqlalchemy as sa
     if _without_purchases(wh) or not as_of_days:
@@ -123,15 +122,12 @@ def clv_summaries_at_days(wh: Warehouse, as_of_days: list[int], time_unit_days: 
             sa.func.sum(sa.case((sa.and_(by_then, ranked.c.nth > 1), ranked.c.value), else_=0.0)), end_day,
             time_unit_days,
         )  # fmt: skip
-        columns += [count.label(f"days_{i}"), *(c.element.label(f"{c.name}_{i}") for c in summary)]
+        columns += [count.label(f"days_{i}"), *(at_cutoff(c, i) for c in summary)]
     wide = wh.query(sa.select(ranked.c.customer_id, *columns).group_by(ranked.c.customer_id))
     wide = wide.astype({"customer_id": "str"}).sort_values("customer_id", kind="stable", ignore_index=True)
     parts = []
     for i, end_day in enumerate(ends):
-        bought = np.flatnonzero(wide[f"days_{i}"].to_numpy(dtype="int64") > 0)
-        names = {f"{c}_{i}": c for c in SUMMARY_COLUMNS[1:]}
-        part = wide.iloc[bought][["customer_id", *names]].rename(columns=names)
-        parts.append(part.assign(end_day=end_day))
+        parts.append(cutoff_rows(wide, i, SUMMARY_COLUMNS[1:], "days").assign(end_day=end_day))
     # Day by day, each in customer_id order: sorted as the callers expect, without sorting again.
     frame = pd.concat(parts, ignore_index=True)[["end_day", *SUMMARY_COLUMNS]]
     if frame.empty:  # an empty result carries no types

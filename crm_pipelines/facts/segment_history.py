@@ -3,8 +3,8 @@
 Per month end and customer, the RFM inputs (purchases, net revenue, last purchase day, purchases in the
 growth windows before the month end) and the month's activity (net revenue, purchased) are counted by
 **one** warehouse query over the orders, one column per input and month end; the CLV models'
-(frequency, recency, T, monetary value) summaries by one query that joins the purchase days to the
-month ends. The quintile scoring then runs once over all months in
+(frequency, recency, T, monetary value) summaries likewise by one query over the ranked purchase days
+(``facts.clv.clv_summaries_at_days``). The quintile scoring then runs once over all months in
 :func:`crm_pipelines.analytics.segment_backfill.backfill_snapshots`.
 
 The definitions are those of the month-by-month reference (``portfolio.backfill_segments`` with
@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from crm_pipelines.facts.activity import order_effects, rfm_input_columns
 from crm_pipelines.facts.build import utc_day
 from crm_pipelines.facts.clv import clv_summaries_at_days
-from crm_pipelines.facts.sql import as_bigint, as_float
+from crm_pipelines.facts.sql import as_bigint, as_float, at_cutoff
 from crm_pipelines.warehouse import Warehouse
 
 if TYPE_CHECKING:
@@ -70,7 +70,7 @@ def month_end_inputs_select(wh: Warehouse, month_ends: list[pd.Timestamp], growt
             as_float(sa.func.sum(sa.case((in_month, orders.c.revenue), else_=0.0))).label("revenue_month"),
             as_bigint(sa.func.max(sa.case((in_month, orders.c.purchase), else_=0))).label("bought_month"),
         ]
-        columns += [column.element.label(f"{column.name}_{i}") for column in inputs]
+        columns += [at_cutoff(column, i) for column in inputs]
     return sa.select(orders.c.customer_id, *columns).group_by(orders.c.customer_id)
 
 

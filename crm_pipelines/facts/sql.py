@@ -14,7 +14,7 @@ session's time zone never matters.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from crm_pipelines.warehouse import Warehouse
@@ -82,6 +82,20 @@ def month_series(first: sa.ColumnElement[int] | int, last: int, name: str = "mon
     """One row per month number from ``first`` to ``last`` (both engines know generate_series)."""
     import sqlalchemy as sa
     return sa.func.generate_series(first, last).table_valued(name).render_derived(name="months")
+
+
+def at_cutoff(column: sa.Label, i: int) -> sa.Label:
+    """A labelled aggregate as the ``i``-th cutoff's column ``<name>_<i>`` of a query that gives one row
+    per customer with every cutoff's aggregates side by side (conditional aggregates: one pass over the
+    rows for all cutoffs); :func:`cutoff_rows` reads such a cutoff back."""
+    return column.element.label(f"{column.name}_{i}")
+
+
+def cutoff_rows(wide: pd.DataFrame, i: int, names: Sequence[str], present: str) -> pd.DataFrame:
+    """The ``i``-th cutoff of a frame of :func:`at_cutoff` columns: ``customer_id`` and ``names`` under
+    their own names, for the customers whose ``<present>_<i>`` is positive (they had a row by then)."""
+    renamed = {f"{name}_{i}": name for name in names}
+    return wide.loc[wide[f"{present}_{i}"].to_numpy() > 0, ["customer_id", *renamed]].rename(columns=renamed)
 
 
 def compiled(wh: Warehouse, statement: sa.Executable) -> str:
