@@ -79,11 +79,16 @@ class IdentityRunConfig(dg.Config):
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "identity" / "default_model.json"
 
 
+def _bundled_model(context, error: Exception) -> dict:
+    """The model shipped with the package (trained on the demo data), for when training failed."""
+    from crm_pipelines.identity.model import load_model
+
+    context.log.warning(f"cannot train an identity model on this data ({error}): using the bundled model")
+    return load_model(DEFAULT_MODEL)
+
+
 def identity_model(
-    context,
-    config: CrmConfig,
-    records: "Callable[[], tuple[pd.DataFrame, pd.DataFrame | None]]",
-    watch: "Stopwatch | None" = None,
+    context, config: CrmConfig, records: "Callable[[], tuple[pd.DataFrame, pd.DataFrame | None]]"
 ) -> dict:
     """The saved model; trained once on the staged records (``records()`` reads them) when none is
     saved yet.
@@ -99,10 +104,9 @@ def identity_model(
     try:
         if path.exists():
             return load_model(path)
-        return ensure_model(path, *records(), config.identity, watch)
+        return ensure_model(path, *records(), config.identity)
     except (ValueError, EMTrainingException) as e:  # a handful of records gives EM no pairs to learn from
-        context.log.warning(f"cannot train an identity model on this data ({e}): using the bundled model")
-        return load_model(DEFAULT_MODEL)
+        return _bundled_model(context, e)
 
 
 def model_or_trainer(context, config: CrmConfig) -> "dict | ModelTrainer":
@@ -115,23 +119,18 @@ def model_or_trainer(context, config: CrmConfig) -> "dict | ModelTrainer":
     from crm_pipelines.identity.model import load_model, save_model, train_model_on_prepared
 
     path = config.resolve_path(config.identity.model_path)
-
-    def bundled(e: Exception) -> dict:
-        context.log.warning(f"cannot train an identity model on this data ({e}): using the bundled model")
-        return load_model(DEFAULT_MODEL)
-
     if path.exists():
         try:
             return load_model(path)
         except ValueError as e:
-            return bundled(e)
+            return _bundled_model(context, e)
 
     def train(con, delivered: int, watch: "Stopwatch") -> dict:
         context.log.info(f"no identity model at {path}: training one")
         try:
             model = train_model_on_prepared(con, delivered, config.identity, watch)
         except (ValueError, EMTrainingException) as e:  # a handful of records gives EM no pairs to learn from
-            return bundled(e)
+            return _bundled_model(context, e)
         save_model(model, path)
         return model
 
