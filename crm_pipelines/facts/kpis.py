@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import pandas as pd
 import sqlalchemy as sa
 
-from crm_pipelines.facts.orders import CUSTOMER_ORDER_FACTS, PURCHASES, core_orders, is_purchase
+from crm_pipelines.facts.orders import CUSTOMER_ORDER_FACTS, PURCHASES, core_orders
 from crm_pipelines.facts.sql import as_bigint, as_float, day_of, instant, ratio, text_value, truthy
 from crm_pipelines.schema import CORE
 from crm_pipelines.warehouse import Warehouse
@@ -99,7 +99,7 @@ class _Query:
 
     def build(self) -> sa.Select:
         wh, w, cal = self.wh, self.w, self.calendar
-        p = wh.table(CORE, PURCHASES, ["customer_id", "ordered_at", "purchase_day"])
+        p = wh.table(CORE, PURCHASES, ["customer_id", "ordered_at", "purchase_day", "amount"])
         # Every use of the purchases (purchase days and their next, clicks followed by a purchase) starts
         # at the calendar's first day; the first purchases come from the order facts.
         known_purchases = sa.select(p).where(p.c.purchase_day >= self.base, _known(wh, p)).cte("known_purchases")
@@ -136,16 +136,7 @@ class _Query:
         current = self.coverage(spans, w.retention, "current_marks")
         either = self.coverage(spans, 2 * w.retention, "either_marks")
 
-        o = core_orders(wh)
-        amount = sa.func.coalesce(o.c.total_amount_reporting, 0.0)
-        effect = sa.case(
-            (is_purchase(o, self.purchase_statuses), amount), (sa.and_(truthy(o.c.is_refund), amount < 0), amount),
-            else_=0.0,
-        )  # fmt: skip
-        revenue = self.per_day(
-            "daily_revenue", day_of(o.c.ordered_at), sa.func.sum(effect).label("revenue"),
-            where=(o.c.ordered_at.is_not(None), o.c.ordered_at <= self.limit, _known(wh, o)),
-        )  # fmt: skip
+        revenue = self.revenue(known_purchases)
 
         u = wh.table(CORE, "unified_customers", ["customer_id", "created_at"])
         since = (
@@ -230,6 +221,23 @@ class _Query:
             .where(x.day >= first_output)
             .order_by(x.day)
         )
+
+    def revenue(self, purchases: sa.CTE) -> sa.CTE:
+        """Per day: the known customers' purchases, minus the absolute value of their refund records with a
+        negative total. The purchases are the known purchases already read for the other columns; only
+        the refund records come from core.orders, instead of every order there with a semi-join of each
+        on the customers: at 100,000 people the query took 0.63-0.77 CPU s against 0.76-0.78 s (best of
+        seven, load 2-3), the same wall-clock time on two cores."""
+        o = core_orders(self.wh)
+        amount = as_float(sa.func.coalesce(o.c.total_amount_reporting, 0.0))
+        refunds = sa.select(day_of(o.c.ordered_at).label("day"), amount.label("amount")).where(
+            truthy(o.c.is_refund), amount < 0, o.c.ordered_at.is_not(None), o.c.ordered_at <= self.limit,
+            _known(self.wh, o),
+        )  # fmt: skip
+        effects = sa.union_all(
+            sa.select(purchases.c.purchase_day.label("day"), purchases.c.amount), refunds
+        ).subquery("revenue_effects")
+        return self.per_day("daily_revenue", effects.c.day, sa.func.sum(effects.c.amount).label("revenue"))
 
     def tickets(self) -> tuple[sa.CTE, sa.CTE, sa.CTE, sa.CTE]:
         """Per day: tickets opened; rated score sums and counts; resolved marks; median response hours."""
