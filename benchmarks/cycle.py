@@ -31,7 +31,6 @@ from crm_pipelines.analytics.loyalty import daily_loyalty_kpis  # noqa: E402
 from crm_pipelines.analytics.portfolio import (  # noqa: E402
     DIMENSIONS,
     HISTORY_COLUMNS,
-    MIGRATION_DIMENSIONS,
     customer_portfolio,
     migrations_query,
     portfolio_query,
@@ -117,7 +116,7 @@ def main() -> None:
         )
         timed(
             "segment_migrations (SQL self-join)",
-            lambda: segment_migrations([wh.query(migrations_query(table, d)) for d in MIGRATION_DIMENSIONS]),
+            lambda: segment_migrations(wh.query(migrations_query(table))),
         )
         wh.dispose()
     dates = pd.Series(pd.date_range("2025-07-01", "2026-06-30"))

@@ -14,7 +14,6 @@ from crm_pipelines.analytics.loyalty import daily_loyalty_kpis, loyalty_members_
 from crm_pipelines.analytics.portfolio import (
     DIMENSIONS,
     HISTORY_COLUMNS,
-    MIGRATION_DIMENSIONS,
     backfill_segments,
     customer_portfolio,
     migrations_query,
@@ -100,7 +99,7 @@ def test_portfolio_and_migrations_in_sql_match_pandas(warehouse_url):
     shares = portfolio[portfolio["dimension"] == "portfolio_cell"].groupby("month")["equity_share"].sum()
     assert shares.to_numpy() == pytest.approx(1.0)
 
-    migrations = segment_migrations([wh.query(migrations_query(table, d)) for d in MIGRATION_DIMENSIONS])
+    migrations = segment_migrations(wh.query(migrations_query(table)))
     rfm = migrations[migrations["dimension"] == "rfm_segment"]
     feb, mar = history[history["month_index"] == 24313], history[history["month_index"] == 24314]
     pairs = feb.merge(mar, on="customer_id", suffixes=("_from", "_to"))

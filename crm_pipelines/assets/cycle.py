@@ -255,7 +255,7 @@ def build_cycle_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.Assets
 
         wh = warehouse.get_warehouse()
         history = _history_table(wh)
-        frame = segment_migrations([wh.query(migrations_query(history, d)) for d in MIGRATION_DIMENSIONS])
+        frame = segment_migrations(wh.query(migrations_query(history)))
         suite = mart_suite(
             f"{MARTS}.{SEGMENT_MIGRATIONS}",
             columns=_columns(SEGMENT_MIGRATIONS),
