@@ -19,10 +19,10 @@ from crm_pipelines.warehouse import Warehouse
 def category_pairs_select(wh: Warehouse) -> sa.Select:
     """antecedent, consequent, customers: every ordered pair of categories bought by one customer."""
     facts = wh.table(CORE, CUSTOMER_CATEGORY_FACTS, ["customer_id", "category"])
+    # The facts hold one row per customer and category already (their key): no DISTINCT of their own.
     bought = (
         sa.select(facts.c.customer_id, facts.c.category)
         .where(facts.c.category.is_not(None), facts.c.category != "")
-        .distinct()
         .cte("bought_categories")
     )
     a, b = bought.alias("a"), bought.alias("b")
