@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from crm_pipelines.facts.orders import purchase_days_cte, purchases_table
+from crm_pipelines.facts.orders import purchases_table
 from crm_pipelines.facts.sql import as_bigint, as_float, month_of_day, month_series, ratio
 from crm_pipelines.warehouse import Warehouse
 
@@ -108,17 +108,27 @@ def retention_summary_select(
     """One row per month from the first purchase month to the as-of month."""
     import sqlalchemy as sa
     monthly, firsts = _monthly(wh, end_day)
-    days = purchase_days_cte(wh, end_day)
-    nth_day = sa.select(
-        days.c.customer_id,
-        days.c.day,
-        sa.func.row_number().over(partition_by=days.c.customer_id, order_by=days.c.day).label("nth"),
-    ).subquery("nth_day")
-    # A customer becomes a repeat customer in the month of her second purchase day.
+    # A customer becomes a repeat customer in the month of her second purchase day: the first of her
+    # purchases after her first day, found by joining the purchases to each customer's first day. Ranking
+    # her purchase days with a window (after grouping the purchases by customer and day) cost twice that
+    # on DuckDB.
+    p = purchases_table(wh)
+    firsts_day = (
+        sa.select(p.c.customer_id, sa.func.min(p.c.purchase_day).label("first_day"))
+        .where(p.c.purchase_day <= end_day)
+        .group_by(p.c.customer_id)
+        .subquery("first_days")
+    )
+    second_days = (
+        sa.select(sa.func.min(p.c.purchase_day).label("day"))
+        .select_from(p.join(firsts_day, firsts_day.c.customer_id == p.c.customer_id))
+        .where(p.c.purchase_day <= end_day, p.c.purchase_day > firsts_day.c.first_day)
+        .group_by(p.c.customer_id)
+        .subquery("second_days")
+    )
     repeats = (
-        sa.select(month_of_day(nth_day.c.day).label("month"), sa.func.count().label("n"))
-        .where(nth_day.c.nth == 2)
-        .group_by(month_of_day(nth_day.c.day))
+        sa.select(month_of_day(second_days.c.day).label("month"), sa.func.count().label("n"))
+        .group_by(month_of_day(second_days.c.day))
         .cte("repeat_starts")
     )
     active = sa.select(monthly.c.month, sa.func.count().label("n")).group_by(monthly.c.month).cte("active")
