@@ -29,7 +29,6 @@ from crm_pipelines.analytics.cycle_columns import SEGMENT_HISTORY_COLUMNS  # noq
 from crm_pipelines.analytics.cycle_settings import CampaignSettings, LoyaltySettings, PortfolioSettings  # noqa: E402
 from crm_pipelines.analytics.loyalty import daily_loyalty_kpis  # noqa: E402
 from crm_pipelines.analytics.portfolio import (  # noqa: E402
-    DIMENSIONS,
     HISTORY_COLUMNS,
     customer_portfolio,
     migrations_query,
@@ -112,7 +111,7 @@ def main() -> None:
         table = wh.table("marts", "customer_segment_history", list(HISTORY_COLUMNS))
         timed(
             "customer_portfolio (SQL + change per month)",
-            lambda: customer_portfolio([wh.query(portfolio_query(table, d)) for d in DIMENSIONS], AS_OF),
+            lambda: customer_portfolio(wh.query(portfolio_query(table)), AS_OF),
         )
         timed(
             "segment_migrations (SQL self-join)",

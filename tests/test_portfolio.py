@@ -12,7 +12,6 @@ from crm_pipelines.analytics.cycle_settings import GoalSettings, LoyaltySettings
 from crm_pipelines.analytics.goals import UnknownKpiError, crm_goals
 from crm_pipelines.analytics.loyalty import daily_loyalty_kpis, loyalty_members_query, regular_customers
 from crm_pipelines.analytics.portfolio import (
-    DIMENSIONS,
     HISTORY_COLUMNS,
     backfill_segments,
     customer_portfolio,
@@ -76,7 +75,7 @@ def test_portfolio_and_migrations_in_sql_match_pandas(warehouse_url):
     wh.write_table(history, MARTS, "customer_segment_history", mode="replace", column_types=types)
     table = wh.table(MARTS, "customer_segment_history", list(HISTORY_COLUMNS))
 
-    portfolio = customer_portfolio([wh.query(portfolio_query(table, d)) for d in DIMENSIONS], AS_OF)
+    portfolio = customer_portfolio(wh.query(portfolio_query(table)), AS_OF)
     tiers = portfolio[portfolio["dimension"] == "value_tier"].set_index(["month", "segment"])
     expected = history.groupby(["month", "value_tier"]).agg(
         customers=("customer_id", "size"),

@@ -145,29 +145,43 @@ def months_to_backfill(as_of: pd.Timestamp, existing: set[int], settings: Portfo
 
 
 # -- aggregations in the warehouse -------------------------------------------------------------------
-def portfolio_query(history: sa.TableClause, dimension: str) -> sa.Select:
-    """Per month and value of ``dimension``: customers, active customers, revenue, customer equity."""
+PORTFOLIO_MEASURES = ("customers", "active_customers", "net_revenue", "customer_equity", "customers_with_clv")
+
+
+def portfolio_query(history: sa.TableClause) -> sa.Select:
+    """Per month and combination of the segment dimensions' values: customers, active customers,
+    revenue, customer equity. One pass over the history for every dimension: :func:`customer_portfolio`
+    sums the combinations per dimension (a query per dimension read the history four times)."""
     h = history
-    segment = sa.literal("all") if dimension == "total" else h.c[dimension]
+    segments = [h.c[d] for d in DIMENSIONS if d != "total"]
     return sa.select(
         h.c.month,
-        sa.literal(dimension).label("dimension"),
-        segment.label("segment"),
+        *segments,
         sa.func.count().label("customers"),
-        sa.func.sum(sa.case((h.c.active_month, 1), else_=0)).label("active_customers"),
+        # BIGINT: DuckDB sums integers to HUGEINT, which reaches pandas as Python objects.
+        sa.cast(sa.func.sum(sa.case((h.c.active_month, 1), else_=0)), sa.BigInteger).label("active_customers"),
         sa.func.sum(h.c.revenue_month).label("net_revenue"),
         sa.func.sum(h.c.expected_clv).label("customer_equity"),
         sa.func.count(h.c.expected_clv).label("customers_with_clv"),
-    ).group_by(h.c.month, *([] if dimension == "total" else [segment]))
+    ).group_by(h.c.month, *segments)
 
 
-def customer_portfolio(frames: list[pd.DataFrame], as_of: pd.Timestamp) -> pd.DataFrame:
-    """marts.customer_portfolio from the :func:`portfolio_query` results: adds the change in equity
+def _per_dimension(cells: pd.DataFrame, dimension: str) -> pd.DataFrame:
+    """:func:`portfolio_query`'s rows summed per month and value of ``dimension`` (``all`` for the total);
+    a sum over no known value stays unknown, as SQL's SUM over NULLs."""
+    keys = ["month"] if dimension == "total" else ["month", dimension]
+    sums = cells.groupby(keys, dropna=False, sort=False)[list(PORTFOLIO_MEASURES)].sum(min_count=1).reset_index()
+    segment = "all" if dimension == "total" else sums.pop(dimension)
+    return sums.assign(dimension=dimension, segment=segment)[["month", "dimension", "segment", *PORTFOLIO_MEASURES]]
+
+
+def customer_portfolio(cells: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
+    """marts.customer_portfolio from the :func:`portfolio_query` rows: adds the change in equity
     since the previous month, the equity share of the month, and whether the month is complete."""
-    frame = pd.concat([f for f in frames if len(f)], ignore_index=True) if any(len(f) for f in frames) else None
-    if frame is None:
-        frame = pd.DataFrame(columns=["month", "dimension", "segment", "customers", "active_customers", "net_revenue",
-                                      "customer_equity", "customers_with_clv"])  # fmt: skip
+    if len(cells):
+        frame = pd.concat([_per_dimension(cells, d) for d in DIMENSIONS], ignore_index=True)
+    else:
+        frame = pd.DataFrame(columns=["month", "dimension", "segment", *PORTFOLIO_MEASURES])
     frame["month"] = pd.to_datetime(frame["month"]).dt.tz_localize(None).dt.as_unit("us")
     for name in ("customers", "active_customers", "customers_with_clv"):
         frame[name] = pd.to_numeric(frame[name]).fillna(0).astype("int64")

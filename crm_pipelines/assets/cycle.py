@@ -214,9 +214,7 @@ def build_cycle_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.Assets
 
         wh = warehouse.get_warehouse()
         history = _history_table(wh)
-        frame = customer_portfolio(
-            [wh.query(portfolio_query(history, d)) for d in DIMENSIONS], as_of_timestamp(run_window)
-        )
+        frame = customer_portfolio(wh.query(portfolio_query(history)), as_of_timestamp(run_window))
         suite = mart_suite(
             f"{MARTS}.{CUSTOMER_PORTFOLIO}",
             columns=_columns(CUSTOMER_PORTFOLIO),
