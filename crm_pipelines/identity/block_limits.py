@@ -9,13 +9,15 @@ Each rule but the strong identifiers (email, phone and declared identifiers, whi
 people by other keys (a birth date, a postcode, a city). Every record of a block has the same size,
 so the rule checks it on both sides of the join, and DuckDB filters the records out before joining.
 
-The sizes are columns ``block_size_<n>`` of ``match_records``, counted over all records (on an
-incremental night too, so a block does not escape the cap by arriving a few records a night).
+The blocks are counted over all records (on an incremental night too, so a block does not escape
+the cap by arriving a few records a night), a table per rule (:func:`count_blocks`), and joined to
+the records as columns ``block_size_<n>``: to every record of ``match_records`` for a full run, to
+the records it scores and those sharing their blocks for a night (:func:`sized_records_sql`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import duckdb
@@ -73,8 +75,56 @@ def _swapped_groups(block: BlockKey) -> str:
     """
 
 
+def counts_table(index: int) -> str:
+    return f"block_counts_{index}"
+
+
+def count_blocks(con: duckdb.DuckDBPyConnection, block_keys: Sequence[BlockKey | None]) -> None:
+    """Count every keyed rule's blocks over all of ``match_records``: a table per rule
+    (:func:`counts_table`) of its blocks' keys ``k0``, ``k1``, ... and size ``n``; for a swapped rule,
+    :func:`_swapped_groups` (keys ``x``, ``y``; size ``pairs``)."""
+    for index, block in enumerate(block_keys):
+        if block is None:
+            continue
+        if block.swapped:
+            query = _swapped_groups(block)
+        else:
+            present = " AND ".join(f"({key}) IS NOT NULL" for key in block.keys)
+            named = ", ".join(f"{key} AS k{j}" for j, key in enumerate(block.keys))
+            query = f"SELECT {named}, count(*) AS n FROM match_records WHERE {present} GROUP BY ALL"
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {counts_table(index)} AS {query}")
+
+
+def sized_records_sql(
+    block_keys: Sequence[BlockKey | None], source: str, counts: Callable[[int], str] | None = None
+) -> str:
+    """``source``'s records with each keyed rule's block size (NULL where the record is in no block),
+    joined from the counts of :func:`count_blocks` (all of them, or the query ``counts(index)``)."""
+    counts = counts or (lambda index: f"SELECT * FROM {counts_table(index)}")
+    sizes, joins = [], []
+    for index, block in enumerate(block_keys):
+        if block is None:
+            continue
+        alias = f"s{index}"
+        if block.swapped:
+            first, second = block.keys
+            on = f"{alias}.x = m.{first} AND {alias}.y = m.{second}"
+            size = "pairs"
+        else:
+            # A count per block joined back, not a window per rule: each window sorted every record
+            # with all its columns, one rule after another (5.3 s of 6.3 at 215,000 records).
+            on = " AND ".join(
+                f"{alias}.k{j} = " + (f"m.{key}" if key.isidentifier() else key) for j, key in enumerate(block.keys)
+            )
+            size = "n"
+        joins.append(f"LEFT JOIN ({counts(index)}) AS {alias} ON {on}")
+        sizes.append(f"{alias}.{size}::BIGINT AS {size_column(index)}")
+    return f"SELECT {', '.join(['m.*', *sizes])} FROM ({source}) AS m {' '.join(joins)}"
+
+
 def add_block_sizes(con: duckdb.DuckDBPyConnection, block_keys: Sequence[BlockKey | None]) -> None:
-    """Add each keyed rule's block size to ``match_records`` (NULL where the record is in no block).
+    """Add each keyed rule's block size to ``match_records`` (NULL where the record is in no block),
+    from the counts of :func:`count_blocks`.
 
     ``block_keys`` is aligned with the prediction rules; ``None`` marks a rule that is never capped.
     Columns from an earlier call are replaced.
@@ -87,45 +137,18 @@ def add_block_sizes(con: duckdb.DuckDBPyConnection, block_keys: Sequence[BlockKe
             {"prefix": BLOCK_SIZE_PREFIX},
         ).fetchall()
     ]
-    sizes, joins = [], []
-    for index, block in enumerate(block_keys):
-        if block is None:
-            continue
-        column = size_column(index)
-        if block.swapped:
-            first, second = block.keys
-            joins.append(
-                f"LEFT JOIN ({_swapped_groups(block)}) AS s{index} "
-                f"ON s{index}.x = m.{first} AND s{index}.y = m.{second}"
-            )
-            sizes.append(f"s{index}.pairs::BIGINT AS {column}")
-            continue
-        # A count per block joined back, not a window per rule: each window sorted every record with
-        # all its columns, one rule after another (5.3 s of 6.3 at 215,000 records; this takes 1.1 s).
-        present = " AND ".join(f"({key}) IS NOT NULL" for key in block.keys)
-        named = ", ".join(f"{key} AS k{j}" for j, key in enumerate(block.keys))
-        on = " AND ".join(
-            f"s{index}.k{j} = " + (f"m.{key}" if key.isidentifier() else key) for j, key in enumerate(block.keys)
-        )
-        joins.append(
-            f"LEFT JOIN (SELECT {named}, count(*) AS n FROM match_records WHERE {present} GROUP BY ALL) "
-            f"AS s{index} ON {on}"
-        )
-        sizes.append(f"s{index}.n::BIGINT AS {column}")
-    if not sizes and not existing:
+    if not any(block_keys) and not existing:
         return
-    exclude = f"EXCLUDE ({', '.join(existing)})" if existing else ""
-    columns = ", ".join([f"m.* {exclude}", *sizes])
-    con.execute(
-        f"CREATE OR REPLACE TABLE match_records AS SELECT {columns} FROM match_records AS m "
-        f"{' '.join(joins)} ORDER BY m.unique_id"
-    )
+    exclude = f" EXCLUDE ({', '.join(existing)})" if existing else ""
+    sized = sized_records_sql(block_keys, f"SELECT *{exclude} FROM match_records")
+    con.execute(f"CREATE OR REPLACE TABLE match_records AS {sized} ORDER BY m.unique_id")
 
 
 def oversized_blocks(
     con: duckdb.DuckDBPyConnection, block_keys: Sequence[BlockKey | None], max_block_size: int
 ) -> dict[str, dict[str, int]]:
-    """Per capped rule with oversized blocks: how many blocks, their records, and the pairs not made."""
+    """Per capped rule with oversized blocks: how many blocks, their records, and the pairs not made
+    (from the counts of :func:`count_blocks`)."""
     found: dict[str, dict[str, int]] = {}
     for index, block in enumerate(block_keys):
         if block is None:
@@ -136,14 +159,12 @@ def oversized_blocks(
             query = f"""
                 SELECT count(*), coalesce(sum(CASE WHEN x = y THEN n_same ELSE n_same + n_swapped END), 0),
                        coalesce(sum(pairs), 0)
-                FROM ({_swapped_groups(block)}) WHERE pairs > $limit AND x <= y
+                FROM {counts_table(index)} WHERE pairs > $limit AND x <= y
             """
         else:
-            column = size_column(index)
             query = f"""
                 SELECT count(*), coalesce(sum(n), 0), coalesce(sum(n * (n - 1) // 2), 0)
-                FROM (SELECT {", ".join(block.keys)}, any_value({column}) AS n FROM match_records
-                      WHERE {column} > $limit GROUP BY ALL)
+                FROM {counts_table(index)} WHERE n > $limit
             """
         blocks, records, pairs = con.execute(query, limit).fetchall()[0]
         if blocks:

@@ -133,7 +133,7 @@ def resolve_incremental(
         cleaning = clean_records(con, identifiers, settings)
         cleaning |= build_match_records(con, settings, ("state_cleaned", "cleaned"))
         watch.lap("prepare")
-        scorer = Scorer(con, model, settings)
+        scorer = Scorer(con, model, settings, size_every_record=False)
         scorer.score_new_against_existing(first_new_id)
         watch.lap("score_new_against_existing")
         register_frame(con, "existing_map", existing_map[["source", "source_record_id", "customer_id"]])
