@@ -75,8 +75,11 @@ def _swapped_groups(block: BlockKey) -> str:
     """
 
 
+_COUNTS_PREFIX = "block_counts_"
+
+
 def counts_table(index: int) -> str:
-    return f"block_counts_{index}"
+    return f"{_COUNTS_PREFIX}{index}"
 
 
 def count_blocks(con: duckdb.DuckDBPyConnection, block_keys: Sequence[BlockKey | None]) -> None:
@@ -93,6 +96,14 @@ def count_blocks(con: duckdb.DuckDBPyConnection, block_keys: Sequence[BlockKey |
             named = ", ".join(f"{key} AS k{j}" for j, key in enumerate(block.keys))
             query = f"SELECT {named}, count(*) AS n FROM match_records WHERE {present} GROUP BY ALL"
         con.execute(f"CREATE OR REPLACE TEMP TABLE {counts_table(index)} AS {query}")
+
+
+def drop_block_counts(con: duckdb.DuckDBPyConnection) -> None:
+    """Drop the tables of :func:`count_blocks`."""
+    for (table,) in con.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE starts_with(table_name, $prefix)", {"prefix": _COUNTS_PREFIX}
+    ).fetchall():
+        con.execute(f'DROP TABLE "{table}"')
 
 
 def sized_records_sql(

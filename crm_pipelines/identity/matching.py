@@ -23,6 +23,7 @@ from crm_pipelines.identity.block_limits import (
     add_block_sizes,
     count_blocks,
     counts_table,
+    drop_block_counts,
     oversized_blocks,
     sized_records_sql,
 )
@@ -191,9 +192,11 @@ def prepare_block_limits(
         return {}
     block_keys = prediction_block_keys(settings)
     count_blocks(con, block_keys)
+    oversized = oversized_blocks(con, block_keys, settings.max_block_size)
     if add_sizes:
         add_block_sizes(con, block_keys)
-    return oversized_blocks(con, block_keys, settings.max_block_size)
+        drop_block_counts(con)  # each as long as a rule has blocks: at a million records, memory
+    return oversized
 
 
 def _counts_of_blocks_in(block: BlockKey, index: int, records: str) -> str:

@@ -16,6 +16,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from crm_pipelines.identity.block_limits import drop_block_counts
 from crm_pipelines.identity.clustering import ACCEPTED, cluster_records, components, link_tiers
 from crm_pipelines.identity.engine import Stopwatch, duckdb_session, fetch_frame, register_frame
 from crm_pipelines.identity.golden import build_golden_records
@@ -259,11 +260,12 @@ def _drop_matching_tables(con: duckdb.DuckDBPyConnection) -> None:
     The ``records`` and the cleaned tables stay (golden records and the matching state read them)."""
     tables = con.execute(
         "SELECT table_name FROM duckdb_tables() "
-        "WHERE table_name IN ('candidates', 'match_records', 'match_scope', 'scope') "
+        "WHERE table_name IN ('candidates', 'match_records', 'match_scope', 'scope', 'match_new', 'match_existing') "
         "OR starts_with(table_name, '__splink__')"
     ).fetchall()
     for (table,) in tables:
         con.execute(f'DROP TABLE "{table}"')
+    drop_block_counts(con)
 
 
 ModelTrainer = Callable[[duckdb.DuckDBPyConnection, int, Stopwatch], dict[str, Any]]
