@@ -11,6 +11,7 @@ cluster 0 is the most valuable, and get a readable label from the features where
 from __future__ import annotations
 
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -97,10 +98,11 @@ def sampled_silhouettes(points: np.ndarray, labels_by_k: Mapping[int, np.ndarray
     columns = np.cumsum([0, *(hot.shape[1] for hot in one_hots)])
     one_hot = np.hstack(one_hots) if ks else np.empty((n, 0))
     all_sizes = one_hot.sum(axis=0)
-    start = 0
-    for chunk in pairwise_distances_chunked(points, working_memory=SILHOUETTE_CHUNK_MB):
+
+    def chunk_totals(chunk: np.ndarray, start: int) -> list[float]:
         rows = np.arange(start, start + len(chunk))
         all_sums = chunk @ one_hot
+        found = []
         for i, k in enumerate(ks):
             sums, sizes = all_sums[:, columns[i]:columns[i + 1]], all_sizes[columns[i]:columns[i + 1]]
             own = labels_by_k[k][rows]
@@ -114,8 +116,24 @@ def sampled_silhouettes(points: np.ndarray, labels_by_k: Mapping[int, np.ndarray
             with np.errstate(invalid="ignore", divide="ignore"):
                 score = (nearest - inside) / np.maximum(inside, nearest)
             # Points alone in their cluster score 0, as in scikit-learn.
-            totals[k] += float(np.nansum(np.where(own_size > 1, score, 0.0)))
-        start += len(chunk)
+            found.append(float(np.nansum(np.where(own_size > 1, score, 0.0))))
+        return found
+
+    def add(found: list[float]) -> None:
+        for k, value in zip(ks, found, strict=True):
+            totals[k] += value
+
+    # While the next chunk's distances are computed, the last one is reduced on a second thread (both
+    # mostly outside the GIL); the totals are added in chunk order, as one after the other would.
+    start, pending = 0, None
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        for chunk in pairwise_distances_chunked(points, working_memory=SILHOUETTE_CHUNK_MB):
+            if pending is not None:
+                add(pending.result())
+            pending = pool.submit(chunk_totals, chunk, start)
+            start += len(chunk)
+        if pending is not None:
+            add(pending.result())
     return {k: total / n for k, total in totals.items()}
 
 
