@@ -90,38 +90,59 @@ class _ColumnBounds:
         return np.asfortranarray(self._outside(slice(None), values)[at])
 
 
-class KnownRowsPredictor:
-    """Raw predictions of ``model`` for frames whose rows are rows of ``known`` (matched by index
-    label, which must be unique), remembering the leaf each row of ``known`` reaches in each tree."""
+class TreeLayout:
+    """What :class:`KnownRowsPredictor` reads from a model whatever the rows: its trees, the bounds of
+    their leaves and the trees that name the leaf reached. Made once, it serves every slice of rows."""
 
-    def __init__(self, model: HistGradientBoostingClassifier, known: pd.DataFrame):
+    def __init__(self, model: HistGradientBoostingClassifier):
         from sklearn.ensemble._hist_gradient_boosting.predictor import TreePredictor
 
-        self.model = model
-        self.known = known
         self.trees = [iteration[0] for iteration in model._predictors]
         self.splits_on = [
             frozenset(int(f) for f in tree.nodes["feature_idx"][~tree.nodes["is_leaf"].astype(bool)])
             for tree in self.trees
         ]
-        self._bitsets = model._bin_mapper.make_known_categories_bitsets()
-        self.values = model._preprocess_X(known, reset=False)
+        self.bitsets = model._bin_mapper.make_known_categories_bitsets()
         self.leaf_values = [tree.nodes["value"] for tree in self.trees]
-        bounds = [_leaf_bounds(tree.nodes, self.values.shape[1]) for tree in self.trees]
-        self._columns = {
+        bounds = [_leaf_bounds(tree.nodes, model.n_features_in_) for tree in self.trees]
+        self.columns = {
             column: _ColumnBounds([i for i, used in enumerate(self.splits_on) if column in used], bounds, column)
             for column in set().union(*self.splits_on)
         }
         # The same tree with each node's number as its value: predicting with it names the leaf reached.
-        numbered = []
+        self.numbered = []
         for tree in self.trees:
             nodes = tree.nodes.copy()
             nodes["value"] = np.arange(len(nodes))
-            numbered.append(TreePredictor(nodes, tree.binned_left_cat_bitsets, tree.raw_left_cat_bitsets))
-        nodes_most = max(len(tree.nodes) for tree in self.trees)
+            self.numbered.append(TreePredictor(nodes, tree.binned_left_cat_bitsets, tree.raw_left_cat_bitsets))
         # One byte per row and tree at the default 15 leaves (eight bytes for a remembered value).
-        self.leaves = np.empty((len(known), len(self.trees)), dtype=np.min_scalar_type(nodes_most), order="F")
-        for i, tree in enumerate(numbered):
+        self.leaf_dtype = np.min_scalar_type(max(len(tree.nodes) for tree in self.trees))
+
+    @staticmethod
+    def fits(model: HistGradientBoostingClassifier) -> bool:
+        """One tree per iteration (binary), no categorical preprocessing: the layout reused here."""
+        return (
+            getattr(model, "n_trees_per_iteration_", None) == 1
+            and getattr(model, "_preprocessor", None) is None
+            and not getattr(model, "_in_fit", False)
+            and not any(tree.nodes["is_categorical"].any() for (tree,) in getattr(model, "_predictors", []))
+        )
+
+
+class KnownRowsPredictor:
+    """Raw predictions of ``model`` for frames whose rows are rows of ``known`` (matched by index
+    label, which must be unique), remembering the leaf each row of ``known`` reaches in each tree.
+    ``layout`` is the model's :class:`TreeLayout`, when the caller has made it already."""
+
+    def __init__(self, model: HistGradientBoostingClassifier, known: pd.DataFrame, layout: TreeLayout | None = None):
+        layout = TreeLayout(model) if layout is None else layout
+        self.model = model
+        self.known = known
+        self.trees, self.splits_on, self.leaf_values = layout.trees, layout.splits_on, layout.leaf_values
+        self._bitsets, self._columns = layout.bitsets, layout.columns
+        self.values = model._preprocess_X(known, reset=False)
+        self.leaves = np.empty((len(known), len(self.trees)), dtype=layout.leaf_dtype, order="F")
+        for i, tree in enumerate(layout.numbered):
             self.leaves[:, i] = self._tree_values(tree, self.values)
         self._last: tuple[pd.Index, np.ndarray, np.ndarray, np.ndarray] | None = None
         self.known_raw = self._baseline(len(known))[:, 0]
@@ -130,15 +151,9 @@ class KnownRowsPredictor:
 
     @staticmethod
     def supports(model: HistGradientBoostingClassifier, known: pd.DataFrame) -> bool:
-        """One tree per iteration (binary), no categorical preprocessing, rows told apart by their
-        index: the layout reused here."""
-        return (
-            getattr(model, "n_trees_per_iteration_", None) == 1
-            and getattr(model, "_preprocessor", None) is None
-            and not getattr(model, "_in_fit", False)
-            and not any(tree.nodes["is_categorical"].any() for (tree,) in getattr(model, "_predictors", []))
-            and known.index.is_unique
-        )
+        """The model's layout is the one reused here (:meth:`TreeLayout.fits`) and rows are told apart by
+        their index."""
+        return TreeLayout.fits(model) and known.index.is_unique
 
     def _tree_values(self, tree, values: np.ndarray) -> np.ndarray:
         from sklearn.utils._openmp_helpers import _openmp_effective_n_threads
@@ -246,11 +261,13 @@ class KnownRowsPredictor:
         return view
 
 
-def known_rows_predictor(model: HistGradientBoostingClassifier, known: pd.DataFrame) -> KnownRowsPredictor | None:
+def known_rows_predictor(
+    model: HistGradientBoostingClassifier, known: pd.DataFrame, layout: TreeLayout | None = None
+) -> KnownRowsPredictor | None:
     """A :class:`KnownRowsPredictor` of ``model`` on ``known``, or None where that layout does not apply."""
     if not len(known) or not KnownRowsPredictor.supports(model, known):
         return None
-    return KnownRowsPredictor(model, known)
+    return KnownRowsPredictor(model, known, layout)
 
 
 def reusing_trees(model: HistGradientBoostingClassifier, known: pd.DataFrame) -> HistGradientBoostingClassifier:
