@@ -22,6 +22,7 @@ feature), model-agnostic, and readable; effects do not add up to the prediction 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -40,7 +41,7 @@ from crm_pipelines.analytics.clv.summary import (
     purchase_days,
 )
 from crm_pipelines.analytics.predictive_tables import ids_in
-from crm_pipelines.analytics.tree_reuse import KnownRowsPredictor, known_rows_predictor
+from crm_pipelines.analytics.tree_reuse import KnownRowsPredictor, TreeLayout, known_rows_predictor
 
 ExtraFeatures = pd.DataFrame | Callable[[pd.Timestamp], pd.DataFrame] | None
 
@@ -64,9 +65,10 @@ BASE_FEATURES = (
 DRIVER_COUNT = 3
 DRIVER_CANDIDATES = 5
 IMPORTANCE_ROWS = 20_000
-DRIVER_SLICE_ROWS = 50_000
-"""Customers whose leaves are kept at once while drivers are computed (a byte per tree each, and about
-eight per tree splitting on a candidate while that candidate is tried)."""
+DRIVER_SLICE_ROWS = 25_000
+"""Customers whose leaves are kept at once by each of the DRIVER_THREADS while drivers are computed (a
+byte per tree each, and about eight per tree splitting on a candidate while that candidate is tried)."""
+DRIVER_THREADS = 2
 
 
 @dataclass(frozen=True)
@@ -272,6 +274,7 @@ def _probability_and_drivers(
     reference: pd.Series,
     candidates: list[str],
     base: np.ndarray | None = None,
+    threads: int = 1,
 ) -> tuple[np.ndarray, pd.DataFrame]:
     """The model's churn probability of each row of ``features`` and her drivers: the candidate features
     whose value raises her risk most over the population median.
@@ -285,12 +288,11 @@ def _probability_and_drivers(
         return np.empty(0), pd.DataFrame(columns, index=features.index)
     probability = np.empty(len(features)) if base is None else base
     effects = np.zeros((len(features), len(candidates)))
-    # Rows are predicted one by one, so predicting the changed rows alone, a slice at a time (each
-    # slice's leaves are kept while its candidates are tried), gives the same numbers.
-    for start in range(0, len(features), DRIVER_SLICE_ROWS):
-        part = features.iloc[start : start + DRIVER_SLICE_ROWS]
+    layout = TreeLayout(model) if TreeLayout.fits(model) else None
+
+    def drive(start: int, part: pd.DataFrame) -> None:
         stop = start + len(part)
-        predictor = known_rows_predictor(model, part)
+        predictor = known_rows_predictor(model, part, layout)
         if predictor is not None:
             if base is None:
                 probability[start:stop] = predictor.probability(predictor.known_raw_predict())
@@ -299,6 +301,18 @@ def _probability_and_drivers(
             if base is None:
                 probability[start:stop] = model.predict_proba(part)[:, 1]
             effects[start:stop] = _effects(model, part, reference, candidates, probability[start:stop])
+
+    # Rows are predicted one by one, so predicting the changed rows alone, a slice at a time (each
+    # slice's leaves are kept while its candidates are tried), gives the same numbers. Slices are
+    # independent: DRIVER_THREADS of them are worked on at once (tree walks and array passes run
+    # without the GIL), each thread with ``threads`` OpenMP threads (a new thread starts with all).
+    starts = range(0, len(features), DRIVER_SLICE_ROWS)
+    parts = [features.iloc[start : start + DRIVER_SLICE_ROWS] for start in starts]
+    with ThreadPoolExecutor(
+        max_workers=min(DRIVER_THREADS, len(parts)), initializer=threadpool_limits, initargs=(threads, "openmp")
+    ) as pool:
+        for done in [pool.submit(drive, start, part) for start, part in zip(starts, parts, strict=True)]:
+            done.result()
     order = np.argsort(-effects, axis=1, kind="stable")[:, :DRIVER_COUNT]
     out = {}
     names = np.array(candidates, dtype=object)
@@ -409,7 +423,9 @@ def train_churn_model(
     ``threads`` caps the OpenMP threads of the gradient boosting. One is the default: results do not
     depend on it, and on a machine shared with other work more threads spin against each other (a
     run measured 108 s with all threads of two busy cores against 9 s with one). Raise it on a
-    dedicated machine for large customer bases.
+    dedicated machine for large customer bases. The cap holds on every thread: the scoring model is
+    fitted on a second Python thread while the training model is checked, and the drivers are
+    computed a slice of customers per thread; Python threads wait for the GIL instead of spinning.
     """
     if horizon_days < 1:
         raise ValueError(f"horizon_days must be positive, got {horizon_days}")
@@ -445,6 +461,7 @@ def train_churn_model(
             holdout_y,
             current,
             random_state,
+            threads,
             metrics={
                 "horizon_days": int(horizon_days),
                 "train_cutoff": str(pd.Timestamp(train_cutoff, unit="D").date()),
@@ -461,9 +478,56 @@ def _fit_check_and_score(
     holdout_y: np.ndarray,
     current: pd.DataFrame,
     random_state: int,
+    threads: int,
     metrics: dict[str, float | int | str],
 ) -> ChurnResult:
+    both_classes = 0 < holdout_y.sum() < len(holdout_y)
     model = _classifier(random_state).fit(train_x, train_y)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="churn-refit") as pool:
+        # The scoring model needs nothing from the training model's checks, so it is fitted meanwhile on
+        # a thread of its own (most of a fit runs without the GIL), from a frame of its own; only once
+        # the training model is fitted, so that two fits' working memory never adds up.
+        refit = None
+        if both_classes:
+            refit = pool.submit(_fit, holdout_x.copy(deep=False), holdout_y, random_state, threads)
+        predicted, feature_importance = _holdout_check(model, holdout_x, holdout_y, random_state)
+        scoring_model = model if refit is None else refit.result()
+    candidates = feature_importance["feature"].head(DRIVER_CANDIDATES).tolist()
+    reference = holdout_x.median()
+    scores = _scores(scoring_model, current, reference, candidates, threads)
+    metrics = {
+        **metrics,
+        "customers_train": len(train_x),
+        "customers_holdout": len(holdout_x),
+        "customers_scored": len(current),
+        "churn_rate_train": float(train_y.mean()),
+        "churn_rate_holdout": float(holdout_y.mean()),
+        "roc_auc": float(roc_auc_score(holdout_y, predicted)) if both_classes else float("nan"),
+        "brier_score": float(brier_score_loss(holdout_y, predicted)),
+        "mean_predicted_holdout": float(predicted.mean()),
+    }
+    return ChurnResult(
+        scores=scores,
+        features=current.reset_index(),
+        calibration=_calibration_table(predicted, holdout_y),
+        feature_importance=feature_importance,
+        metrics=metrics,
+        model=scoring_model,
+        reference=reference,
+        driver_candidates=tuple(candidates),
+    )
+
+
+def _fit(x: pd.DataFrame, y: np.ndarray, random_state: int, threads: int) -> HistGradientBoostingClassifier:
+    # OpenMP's thread limit is per thread: a new one starts with every core.
+    with threadpool_limits(limits=threads, user_api="openmp"):
+        return _classifier(random_state).fit(x, y)
+
+
+def _holdout_check(
+    model: HistGradientBoostingClassifier, holdout_x: pd.DataFrame, holdout_y: np.ndarray, random_state: int
+) -> tuple[np.ndarray, pd.DataFrame]:
+    """The training window model's predictions on the holdout window, and its permutation importance there."""
     # The same scores; only rows that the shuffled feature moves out of a leaf are predicted again, by
     # that tree, and the holdout's predictions are summed from the remembered leaves in the model's order.
     known = known_rows_predictor(model, holdout_x)
@@ -492,39 +556,18 @@ def _fit_check_and_score(
         .sort_values(["importance", "feature"], ascending=[False, True], kind="stable")
         .reset_index(drop=True)
     )
-
-    scoring_model = _classifier(random_state).fit(holdout_x, holdout_y) if both_classes else model
-    candidates = feature_importance["feature"].head(DRIVER_CANDIDATES).tolist()
-    reference = holdout_x.median()
-    scores = _scores(scoring_model, current, reference, candidates)
-    metrics = {
-        **metrics,
-        "customers_train": len(train_x),
-        "customers_holdout": len(holdout_x),
-        "customers_scored": len(current),
-        "churn_rate_train": float(train_y.mean()),
-        "churn_rate_holdout": float(holdout_y.mean()),
-        "roc_auc": float(roc_auc_score(holdout_y, predicted)) if both_classes else float("nan"),
-        "brier_score": float(brier_score_loss(holdout_y, predicted)),
-        "mean_predicted_holdout": float(predicted.mean()),
-    }
-    return ChurnResult(
-        scores=scores,
-        features=current.reset_index(),
-        calibration=_calibration_table(predicted, holdout_y),
-        feature_importance=feature_importance,
-        metrics=metrics,
-        model=scoring_model,
-        reference=reference,
-        driver_candidates=tuple(candidates),
-    )
+    return predicted, feature_importance
 
 
 def _scores(
-    model: HistGradientBoostingClassifier, features: pd.DataFrame, reference: pd.Series, candidates: list[str]
+    model: HistGradientBoostingClassifier,
+    features: pd.DataFrame,
+    reference: pd.Series,
+    candidates: list[str],
+    threads: int = 1,
 ) -> pd.DataFrame:
     """customer_id, churn_probability, risk_decile and the drivers of each customer in ``features``."""
-    probability, drivers = _probability_and_drivers(model, features, reference, candidates)
+    probability, drivers = _probability_and_drivers(model, features, reference, candidates, threads=threads)
     ranks = pd.Series(probability).rank(method="first").to_numpy()
     scores = pd.DataFrame(
         {
@@ -563,7 +606,7 @@ def score_churn(
             "retrain it"
         )
     with threadpool_limits(limits=threads, user_api="openmp"):
-        return _scores(model, features, reference, list(driver_candidates))
+        return _scores(model, features, reference, list(driver_candidates), threads)
 
 
 def service_features(
