@@ -459,6 +459,22 @@ class Warehouse:
             frame = pd.read_sql(stmt, conn, params=dict(params or {}))
         return pa.Table.from_pandas(frame, preserve_index=False)
 
+    def arrow_batches(
+        self, statement: sa.Executable, batch_rows: int = DUCKDB_ROW_GROUP_ROWS
+    ) -> Iterator[pa.RecordBatch]:
+        """The rows of a SELECT as Arrow record batches of at most ``batch_rows`` rows, in order.
+
+        DuckDB streams its result: the caller holds one batch at a time while the rest waits in
+        DuckDB's buffer pool (spilled to its temp directory past the memory limit), and its connection
+        stays checked out until the generator is exhausted or closed. Other warehouses fetch the whole
+        result first (:meth:`query_arrow`) and cut it."""
+        if self.dialect != "duckdb":
+            yield from self.query_arrow(statement).to_batches(batch_rows)
+            return
+        sql = str(statement.compile(dialect=self.engine.dialect, compile_kwargs={"literal_binds": True}))
+        with self.connect() as conn:
+            yield from conn.connection.driver_connection.execute(sql).to_arrow_reader(batch_rows)
+
     def _duckdb_fetch_params(self, stmt: sa.Executable, params: Mapping[str, Any]) -> pa.Table:
         import pyarrow as pa
         with self.connect() as conn:
