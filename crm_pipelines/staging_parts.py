@@ -11,12 +11,16 @@ taken of the raw id trimmed of exactly the characters Python's ``str.strip`` rem
 cleaning trims them and maps blanks and placeholders to null), so every row of a record falls in the
 same part. Customers are not split (their identifiers and stubs are judged with the whole batch), nor
 are batches whose record id is derived from several columns.
+
+On DuckDB the batch is read once, sorted by part, and streamed part by part (:func:`read_batch_parts`):
+a query per part scanned and hashed the whole batch once per part, and spent most of a million
+people's staging of order lines and orders on it.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from crm_pipelines.config import SourceConfig
@@ -32,6 +36,7 @@ if TYPE_CHECKING:
 
 PART_ROWS = 1_000_000
 """Raw rows above which a batch is staged in parts (about 0.5 GB of pandas per million order lines)."""
+_PART = "_part"
 # Leading and trailing runs of it; SQL trim() with these characters is about 15x slower than the regex.
 _ENDS = f"^[{PYTHON_WHITESPACE}]+|[{PYTHON_WHITESPACE}]+$"
 
@@ -56,6 +61,11 @@ def _part_of_record(wh: Warehouse, raw_column: str, parts: int) -> sa.ColumnElem
     return sa.func.hash(key) % parts
 
 
+def _in_batch(batch_id: str) -> sa.ColumnElement[bool]:
+    batch = col(RAW_BATCH_ID)
+    return batch.is_(None) if batch_id == NULL_BATCH else batch == batch_id
+
+
 def read_batch_part(
     wh: Warehouse, source: SourceConfig, entity: str, batch_id: str, part: int, parts: int
 ) -> pd.DataFrame:
@@ -63,11 +73,62 @@ def read_batch_part(
     if parts == 1:
         return read_batch(wh, source, entity, batch_id)
     raw_column = source.entities[entity].columns[ENTITIES[entity].record_id]
-    batch = col(RAW_BATCH_ID)
-    where = (batch.is_(None) if batch_id == NULL_BATCH else batch == batch_id) & (
-        _part_of_record(wh, raw_column, parts) == part
-    )
+    where = _in_batch(batch_id) & (_part_of_record(wh, raw_column, parts) == part)
     return wh.read_table(RAW, raw_table_name(source.name, entity), where=where)
+
+
+def read_batch_parts(
+    wh: Warehouse, source: SourceConfig, entity: str, batch_id: str, parts: int
+) -> Iterator[pd.DataFrame]:
+    """The raw rows of each of the ``parts`` parts of ``batch_id``, part 0 first, each in table order:
+    the frames :func:`read_batch_part` returns. On DuckDB one sorted query streams them (13 parts of
+    the 12.5 million order lines of a million people: 9.5 s against 22-28 s for 13 queries); the
+    next part is read only when the caller asks for it, so memory holds one part. PostgreSQL keeps a
+    query per part."""
+    import numpy as np
+    import pyarrow as pa
+    import sqlalchemy as sa
+
+    if parts == 1 or wh.dialect != "duckdb":
+        for part in range(parts):
+            yield read_batch_part(wh, source, entity, batch_id, part, parts)
+        return
+    raw_column = source.entities[entity].columns[ENTITIES[entity].record_id]
+    part_of_record = _part_of_record(wh, raw_column, parts).label(_PART)
+    # rowid keeps each part in table order, as the filtered read of one part returns it.
+    stmt = (
+        sa.select(sa.text("*"), part_of_record)
+        .select_from(wh.table(RAW, raw_table_name(source.name, entity)))
+        .where(_in_batch(batch_id))
+        .order_by(part_of_record, sa.literal_column("rowid"))
+    )
+    pending: list[pa.RecordBatch] = []
+    schema, current = None, 0
+
+    def frame() -> pd.DataFrame:
+        return pa.Table.from_batches(pending, schema=schema).to_pandas()
+
+    for batch in wh.arrow_batches(stmt):
+        numbers = batch.column(_PART).to_numpy()
+        batch = batch.drop_columns([_PART])
+        schema = batch.schema
+        start = 0
+        while start < len(numbers):
+            part = int(numbers[start])
+            end = int(np.searchsorted(numbers, numbers[start], side="right"))
+            while current < part:
+                yield frame()
+                pending, current = [], current + 1
+            pending.append(batch.slice(start, end - start))
+            start = end
+    if schema is None:  # the batch left raw since it was counted: every part is empty
+        empty = read_batch(wh, source, entity, batch_id)
+        for _ in range(parts):
+            yield empty.copy()
+        return
+    while current < parts:
+        yield frame()
+        pending, current = [], current + 1
 
 
 def merged_result(results: Sequence[StagingResult]) -> StagingResult:

@@ -50,7 +50,7 @@ from crm_pipelines.staging_batches import (
     rules_fingerprint,
 )
 from crm_pipelines.staging_deletes import removed_this_run
-from crm_pipelines.staging_parts import batch_parts, merged_result, read_batch_part
+from crm_pipelines.staging_parts import batch_parts, merged_result, read_batch_parts
 from crm_pipelines.staging_scratch import StagingScratch
 from crm_pipelines.staging_sql import reconciliation, refresh_referenced_customers, table_stats_sql
 from crm_pipelines.warehouse import Warehouse
@@ -134,8 +134,8 @@ def _stage(
             parts, into, results = batch_parts(wh, source, entity, rows), None, []
             if parts > 1:
                 context.log.info(f"staging.{entity}: batch {batch_id} of {source.name} ({rows:,} rows): {parts} parts")
-            for part in range(parts):
-                result = staged(source, read_batch_part(wh, source, entity, batch_id, part, parts))
+            for raw in read_batch_parts(wh, source, entity, batch_id, parts):
+                result = staged(source, raw)
                 into = scratch.add(source.name, batch_id, result, into=into)
                 results.append(_preview_only(result))
             batches.append(StagedBatch(source.name, batch_id, rows, merged_result(results)))
