@@ -159,3 +159,18 @@ def test_a_table_of_short_batches_is_written_whole_and_in_order(warehouse):
     assert back.num_rows == rows + 2048
     assert back["s"].to_pylist()[:4] == ["v0", "v0", "v1", "v1"]
     assert sorted(back["n"].to_pylist()) == sorted([*range(rows), *range(2048)])
+
+
+def test_arrow_batches_stream_a_select_in_order_and_in_batches_of_the_size_asked(warehouse):
+    import pyarrow as pa
+
+    table = pa.table({"n": pa.array(range(2500), pa.int64()), "s": pa.array([f"v{i}" for i in range(2500)])})
+    warehouse.write_table(table, "t", "streamed")
+    stmt = sa.select(sa.column("n"), sa.column("s")).select_from(warehouse.table("t", "streamed")).order_by(
+        sa.column("n").desc()
+    )
+    batches = list(warehouse.arrow_batches(stmt, 1000))
+    assert all(b.num_rows <= 1000 for b in batches) and sum(b.num_rows for b in batches) == 2500
+    back = pa.Table.from_batches(batches)
+    assert back["n"].to_pylist() == list(range(2499, -1, -1))
+    assert back["s"].to_pylist()[:2] == ["v2499", "v2498"]
