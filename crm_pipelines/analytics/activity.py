@@ -30,6 +30,7 @@ from crm_pipelines.schema import (
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
+    import pyarrow as pa
 
 MICROS_PER_DAY = 86_400_000_000
 DEFAULT_PURCHASE_STATUSES = ("completed",)
@@ -128,12 +129,19 @@ def customer_codes(frame: pd.DataFrame, index: pd.Index) -> np.ndarray:
     """Position of each row's customer in ``index``; -1 for rows of no known customer."""
     import numpy as np
     import pyarrow as pa
-    import pyarrow.compute as pc
     if frame.empty:
         return np.empty(0, dtype="int64")
+    return customer_positions(pa.array(frame["customer_id"].astype("str").array), index)
+
+
+def customer_positions(customer_ids: pa.Array | pa.ChunkedArray, index: pd.Index) -> np.ndarray:
+    """Position of each id of an Arrow column in ``index``; -1 for ids not in it."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    value_set = pa.array(index.astype("str").array)
     # Arrow's hash lookup is an order of magnitude faster than Index.get_indexer on string ids.
-    values = pa.array(frame["customer_id"].astype("str").array)
-    positions = pc.index_in(values, value_set=pa.array(index.astype("str").array))
+    positions = pc.index_in(customer_ids.cast(value_set.type), value_set=value_set)
     return np.asarray(pc.fill_null(positions, -1), dtype="int64")
 
 

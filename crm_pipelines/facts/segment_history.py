@@ -1,11 +1,11 @@
 """The first run's backfill of marts.customer_segment_history: every past month end at once.
 
-Per month end and customer, the RFM inputs (purchases, net revenue, last purchase day, purchases in the
-growth windows before the month end) and the month's activity (net revenue, purchased) are counted by
-**one** warehouse query over the orders, one column per input and month end; the CLV models'
-(frequency, recency, T, monetary value) summaries likewise by one query over the ranked purchase days
-(``facts.clv.clv_summaries_at_days``). The quintile scoring then runs once over all months in
-:func:`crm_pipelines.analytics.segment_backfill.backfill_snapshots`.
+The warehouse sums each customer's orders per period (``analytics.segment_backfill.month_bounds``: the
+spans between the month ends, their months' first days and the growth windows before them) in **one**
+query over the orders, and her purchase days per period in one query over core.purchases
+(``facts.clv.purchase_day_periods_select``); every order lands in one row, however many months there
+are. :mod:`crm_pipelines.analytics.segment_backfill` then sweeps the periods once, reads each month
+end's RFM inputs, month activity and CLV summary off the running totals, and scores each month.
 
 The definitions are those of the month-by-month reference (``portfolio.backfill_segments`` with
 :func:`crm_pipelines.facts.activity.read_rfm_scores`, ``read_month_activity`` and
@@ -15,16 +15,16 @@ to: the orders of a month end are those placed up to its last instant, so up to 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from itertools import islice
 from typing import TYPE_CHECKING, Any
 
-from crm_pipelines.facts.activity import order_effects, rfm_input_columns
-from crm_pipelines.facts.build import utc_day
-from crm_pipelines.facts.clv import clv_summaries_at_days
-from crm_pipelines.facts.sql import as_bigint, as_float, at_cutoff
+from crm_pipelines.facts.activity import order_effects
+from crm_pipelines.facts.sql import as_bigint, as_float, period_of
 from crm_pipelines.warehouse import Warehouse
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
     import sqlalchemy as sa
 
@@ -32,46 +32,46 @@ if TYPE_CHECKING:
     from crm_pipelines.analytics.clv.settings import ClvSettings
     from crm_pipelines.analytics.clv.value import TransactionFit
     from crm_pipelines.analytics.cycle_settings import PortfolioSettings
+    from crm_pipelines.analytics.segment_backfill import BackfillCustomers, PeriodRows
 
 
 BACKFILL_BATCH_ROWS = 2_000_000
-"""Customer-months backfilled at once. The month-end inputs, the CLV summaries and their grids are
-several times the size of the snapshot rows they give: over 12 months of a million customers (9.9M
-rows, a 1.2 GB frame) one pass rose to a 7.5 GB peak. The months are independent (each is scored on
-its own), so they are taken in groups of this many rows: below about 2 months of a million customers,
-all months at once below 166,000 customers.
+"""Customer-months scored and written at once. The per-customer arrays of a group of months and its
+snapshot frame are several times the size of the rows they give: over 12 months of a million customers
+(9.9M rows, a 1.2 GB frame) one pass rose to a 7.5 GB peak. The months are independent (each is scored
+on its own), so they are taken in groups of this many rows: below about 2 months of a million
+customers, all months at once below 166,000 customers.
 """
 
 
-def month_end_inputs_select(wh: Warehouse, month_ends: list[pd.Timestamp], growth_window_days: int) -> sa.Select:
-    """One row per customer with orders up to the last of ``month_ends`` and, for the i-th month end,
-    columns ``<name>_<i>`` of each name of ``segment_backfill.INPUT_COLUMNS``: ``frequency`` (purchases
-    by then), ``monetary`` (net revenue), ``last_purchase_day``, ``orders_recent`` / ``orders_previous``
-    (purchases in the last ``growth_window_days`` days and in the span before), and the month's
-    ``revenue_month`` and ``bought_month`` (0/1) from its first day on. A customer without orders by a
-    month end has 0 (``last_purchase_day`` null) there.
-
-    Each order is read once and counted into every month end it precedes by conditional aggregates.
-    Joining the orders to a calendar of the month ends instead made a row per order and month end (8.7M
-    at 100,000 people) and grouping them by month and customer took 1.5-2 times as long."""
+def order_periods_select(wh: Warehouse, cutoff: pd.Timestamp, bounds: Sequence[int]) -> sa.Select:
+    """One row per customer and period (of ``bounds``) with orders placed up to ``cutoff`` and the
+    period's last day: ``purchases``, net ``revenue`` and ``last_purchase_day`` (null without a purchase),
+    as ``facts.activity.rfm_input_columns`` counts them."""
     import sqlalchemy as sa
 
-    from crm_pipelines.analytics.portfolio import month_start
+    orders = order_effects(wh, cutoff, name="backfill_orders")
+    dated = (
+        sa.select(orders.c.customer_id, period_of(orders.c.day, bounds).label("period"), orders.c.day,
+                  orders.c.purchase, orders.c.revenue)
+        .where(orders.c.day <= int(bounds[-1]))
+        .subquery("backfill_order_periods")
+    )  # fmt: skip
+    return sa.select(
+        dated.c.customer_id,
+        dated.c.period,
+        as_bigint(sa.func.sum(dated.c.purchase)).label("purchases"),
+        as_float(sa.func.sum(dated.c.revenue)).label("revenue"),
+        as_bigint(sa.func.max(sa.case((dated.c.purchase == 1, dated.c.day)))).label("last_purchase_day"),
+    ).group_by(dated.c.customer_id, dated.c.period)
 
-    orders = order_effects(wh, max(month_ends), name="backfill_orders")
-    columns = []
-    for i, end in enumerate(month_ends):
-        end_day, start_day = utc_day(end), utc_day(month_start(end))
-        by_then = orders.c.day <= end_day
-        in_month = sa.and_(by_then, orders.c.day >= start_day)
-        inputs = [
-            *rfm_input_columns(orders, end_day - orders.c.day, growth_window_days, within=by_then),
-            # Adding 0.0 for the other orders leaves the month's sum exactly as the month's orders alone give it.
-            as_float(sa.func.sum(sa.case((in_month, orders.c.revenue), else_=0.0))).label("revenue_month"),
-            as_bigint(sa.func.max(sa.case((in_month, orders.c.purchase), else_=0))).label("bought_month"),
-        ]
-        columns += [at_cutoff(column, i) for column in inputs]
-    return sa.select(orders.c.customer_id, *columns).group_by(orders.c.customer_id)
+
+def period_rows(wh: Warehouse, statement: sa.Select, customers: BackfillCustomers, periods: int) -> PeriodRows:
+    """A per-customer-and-period query's rows, addressed by the customers' positions."""
+    from crm_pipelines.analytics.segment_backfill import PeriodRows
+
+    table = wh.query_arrow(statement)
+    return PeriodRows.from_arrow(table, customers.positions(table["customer_id"]), periods)
 
 
 def backfilled_months(
@@ -100,26 +100,64 @@ def backfill_batches(
 ) -> Iterator[pd.DataFrame]:
     """The backfill snapshot rows of every month in ``month_ends`` (columns of ``portfolio.snapshot``) for
     ``customers`` (core.unified_customers' customer_id and, if present, created_at), one frame per group of
-    about ``batch_rows`` customer-months (see :data:`BACKFILL_BATCH_ROWS`), in order (at least one frame,
-    empty without months): a caller that writes each group as it comes never holds every month. ``fits``
-    are the CLV models that value each month's customers (None: expected CLV unknown)."""
-    from crm_pipelines.analytics.clv.value import score_customers
-    from crm_pipelines.analytics.segment_backfill import backfill_snapshots
+    about ``batch_rows`` customer-months (see :data:`BACKFILL_BATCH_ROWS`), months ascending (at least one
+    frame, empty without months): a caller that writes each group as it comes never holds every month.
+    ``fits`` are the CLV models that value each month's customers (None: expected CLV unknown)."""
+    from crm_pipelines.analytics.segment_backfill import (
+        BackfillCustomers,
+        backfill_snapshots,
+        month_bounds,
+        month_end_inputs,
+    )
 
-    def months_of(ends: list[pd.Timestamp]) -> pd.DataFrame:
-        inputs = wh.query(month_end_inputs_select(wh, ends, growth_window_days))
-        values = None
-        if fits is not None:
-            clv_column = f"clv_{clv_settings.clv_months}m"
-            summary = clv_summaries_at_days(wh, [utc_day(end) for end in ends], clv_settings.time_unit_days)
-            # Scored once for all months: a customer's scores depend on her own (frequency, recency, T) only.
-            scores = score_customers(summary.drop(columns="end_day"), fits[0], fits[1], clv_settings)
-            values = summary[["end_day", "customer_id"]].assign(expected_clv=scores[clv_column].to_numpy())
-        return backfill_snapshots(customers, inputs, ends, key_share, values, portfolio)
-
-    if not month_ends:
-        yield backfill_snapshots(customers, None, [], key_share, None, portfolio)
+    book = BackfillCustomers.of(customers)
+    ends = sorted(month_ends)
+    if not ends:
+        yield backfill_snapshots(book, [], [], key_share, None, portfolio)
         return
-    per_batch = max(1, batch_rows // max(1, len(customers)))
-    for i in range(0, len(month_ends), per_batch):
-        yield months_of(month_ends[i : i + per_batch])
+    n = len(book.ids)
+    bounds = month_bounds(ends, growth_window_days)
+    orders = period_rows(wh, order_periods_select(wh, ends[-1], bounds), book, len(bounds))
+    inputs = month_end_inputs(orders, n, bounds, ends, growth_window_days)
+    values = None if fits is None else _expected_clv(wh, book, bounds, ends, fits, clv_settings)
+    per_batch = max(1, batch_rows // max(1, n))
+    for i in range(0, len(ends), per_batch):
+        group = ends[i : i + per_batch]
+        expected = None if values is None else list(islice(values, len(group)))
+        yield backfill_snapshots(book, list(islice(inputs, len(group))), group, key_share, expected, portfolio)
+
+
+def _expected_clv(
+    wh: Warehouse,
+    customers: BackfillCustomers,
+    bounds: np.ndarray,
+    month_ends: list[pd.Timestamp],
+    fits: tuple[TransactionFit, GammaGammaFit],
+    settings: ClvSettings,
+) -> Iterator[np.ndarray]:
+    """Per month end, each customer's expected CLV as the month's CLV summary values her: 0 where the
+    summary lacks her (no purchase by then), NaN in a month whose summary is empty."""
+    import numpy as np
+    import pandas as pd
+
+    from crm_pipelines.analytics.activity import as_of_day
+    from crm_pipelines.analytics.clv.value import score_customers
+    from crm_pipelines.analytics.segment_backfill import clv_summaries, texts
+    from crm_pipelines.facts.clv import purchase_day_periods_select, without_purchases
+
+    n, end_days = len(customers.ids), [as_of_day(end) for end in month_ends]
+    if without_purchases(wh):
+        yield from (np.full(n, np.nan) for _ in end_days)
+        return
+    days = period_rows(wh, purchase_day_periods_select(wh, bounds), customers, len(bounds))
+    clv_column = f"clv_{settings.clv_months}m"
+    for end_day, (customer, summary) in zip(
+        end_days, clv_summaries(days, n, bounds, end_days, settings.time_unit_days), strict=True
+    ):
+        valued = days.first_period <= int(np.searchsorted(bounds, end_day))
+        expected = np.full(n, 0.0 if valued else np.nan)
+        if len(customer):
+            frame = pd.DataFrame({"customer_id": texts(customers.ids, customer), **summary})
+            scores = score_customers(frame, fits[0], fits[1], settings)
+            expected[customer] = np.nan_to_num(scores[clv_column].to_numpy(dtype="float64"), nan=0.0)
+        yield expected

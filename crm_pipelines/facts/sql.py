@@ -84,6 +84,13 @@ def month_series(first: sa.ColumnElement[int] | int, last: int, name: str = "mon
     return sa.func.generate_series(first, last).table_valued(name).render_derived(name="months")
 
 
+def period_of(day: sa.ColumnElement[int], bounds: Sequence[int]) -> sa.ColumnElement[int]:
+    """The period of a day number among periods ending on the ascending days ``bounds``
+    (``analytics.segment_backfill.period_bounds``): the first p with day <= bounds[p]; NULL after the last."""
+    import sqlalchemy as sa
+    return sa.case(*((day <= int(bound), p) for p, bound in enumerate(bounds)))
+
+
 def at_cutoff(column: sa.Label, i: int) -> sa.Label:
     """A labelled aggregate as the ``i``-th cutoff's column ``<name>_<i>`` of a query that gives one row
     per customer with every cutoff's aggregates side by side (conditional aggregates: one pass over the
