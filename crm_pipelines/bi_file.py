@@ -16,8 +16,12 @@ rows, stay as they were) is not copied whole again: the temporary file starts as
 export, and of such a table only the months whose rows differ are replaced. A month counts as
 unchanged when its row count and the sum of its rows' 64-bit hashes match the warehouse's (an
 accidental match has a chance of about 2^-64). Writing is the cost (compression): at 100,000 people
-the history took 1.3 s to copy whole, its hashes 0.13 s per side. Every other table is copied whole,
-as a changed one cannot be told from an unchanged one more cheaply than by copying it. A carried-over
+the history took 1.3 s to copy whole, its hashes 0.13 s per side. Every other table is copied whole:
+on a second night with 1% changes every mart of more than a few rows differed, so comparing them
+first would only add the hashes' cost. Those tables are dropped from the copy and the copy
+checkpointed before anything is written, so the new tables reuse their blocks: dropped and rewritten
+one by one, each table's new blocks came from the end of the file, and at 100,000 people the file
+carried about 28 MB (30%) of free blocks from night to night. A carried-over
 file with more free than used blocks (DuckDB does not shrink files) is dropped and the export starts
 from an empty file, as does every export without ``carry_over`` (an erasure's: no replaced row may
 linger in the file's free blocks).
@@ -148,9 +152,13 @@ def _copy_from_duckdb(
         try:
             duck.execute(f"CREATE SCHEMA IF NOT EXISTS {_ident(alias)}.{_ident(schema)}")
             if reused:
-                for stale in sorted(set(_tables_in(duck, alias, schema)) - set(tables)):
+                # Every table but the monthly ones is dropped, and the drops checkpointed, before any
+                # is copied: DuckDB reuses a dropped table's blocks only after a checkpoint.
+                replaced = set(_tables_in(duck, alias, schema)) - (set(tables) & set(MONTHLY_MARTS))
+                for stale in sorted(replaced):
                     duck.execute(f"DROP VIEW IF EXISTS {_ident(alias)}.main.{_ident(stale)}")
                     duck.execute(f"DROP TABLE {_ident(alias)}.{_ident(schema)}.{_ident(stale)}")
+                duck.execute(f"CHECKPOINT {_ident(alias)}")
             for table in tables:
                 source = wh.qualified(schema, table)
                 copy = f"{_ident(alias)}.{_ident(schema)}.{_ident(table)}"
