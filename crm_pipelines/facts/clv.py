@@ -15,6 +15,7 @@ from crm_pipelines.facts.orders import (
     CUSTOMER_ORDER_FACTS,
     PURCHASES,
     day_summary_cte,
+    first_purchase_days,
     purchase_days_cte,
     purchases_table,
 )
@@ -105,12 +106,7 @@ def purchase_day_periods_select(wh: Warehouse, bounds: Sequence[int]) -> sa.Sele
     import sqlalchemy as sa
     p = purchases_table(wh)
     last = int(bounds[-1])
-    firsts = (
-        sa.select(p.c.customer_id, sa.func.min(p.c.purchase_day).label("first_day"))
-        .where(p.c.purchase_day <= last)
-        .group_by(p.c.customer_id)
-        .subquery("first_purchase_days")
-    )
+    firsts = first_purchase_days(wh, last)
     dated = (
         sa.select(p.c.customer_id, period_of(p.c.purchase_day, bounds).label("period"),
                   p.c.purchase_day.label("day"), p.c.amount, firsts.c.first_day)

@@ -83,6 +83,18 @@ def purchases_table(wh: Warehouse) -> sa.TableClause:
     return wh.table(CORE, PURCHASES, PURCHASE_COLUMNS)
 
 
+def first_purchase_days(wh: Warehouse, last_day: int, name: str = "first_purchase_days") -> sa.Subquery:
+    """One row per customer with a purchase day up to ``last_day``: ``customer_id`` and ``first_day``."""
+    import sqlalchemy as sa
+    p = purchases_table(wh)
+    return (
+        sa.select(p.c.customer_id, sa.func.min(p.c.purchase_day).label("first_day"))
+        .where(p.c.purchase_day <= last_day)
+        .group_by(p.c.customer_id)
+        .subquery(name)
+    )
+
+
 def purchase_days_cte(wh: Warehouse, last_day: int | None = None, name: str = "purchase_days") -> sa.CTE:
     """One row per customer and purchase day (up to ``last_day``): ``customer_id``, ``day``, ``value``."""
     import sqlalchemy as sa

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from crm_pipelines.facts.orders import purchases_table
+from crm_pipelines.facts.orders import first_purchase_days, purchases_table
 from crm_pipelines.facts.sql import as_bigint, as_float, month_of_day, month_series, ratio
 from crm_pipelines.warehouse import Warehouse
 
@@ -113,12 +113,7 @@ def retention_summary_select(
     # her purchase days with a window (after grouping the purchases by customer and day) cost twice that
     # on DuckDB.
     p = purchases_table(wh)
-    firsts_day = (
-        sa.select(p.c.customer_id, sa.func.min(p.c.purchase_day).label("first_day"))
-        .where(p.c.purchase_day <= end_day)
-        .group_by(p.c.customer_id)
-        .subquery("first_days")
-    )
+    firsts_day = first_purchase_days(wh, end_day, "first_days")
     second_days = (
         sa.select(sa.func.min(p.c.purchase_day).label("day"))
         .select_from(p.join(firsts_day, firsts_day.c.customer_id == p.c.customer_id))
