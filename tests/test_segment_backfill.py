@@ -16,7 +16,7 @@ from crm_pipelines.analytics.clv.settings import ClvSettings
 from crm_pipelines.analytics.clv.value import score_customers
 from crm_pipelines.analytics.cycle_settings import PortfolioSettings
 from crm_pipelines.analytics.portfolio import backfill_segments, months_to_backfill, snapshot
-from crm_pipelines.analytics.segment_backfill import grouped_key_customers, grouped_quintile_scores
+from crm_pipelines.analytics.segment_backfill import BackfillCustomers, grouped_key_customers, grouped_quintile_scores
 from crm_pipelines.analytics.segments import quintile_scores
 from crm_pipelines.facts.activity import read_month_activity, read_rfm_scores
 from crm_pipelines.facts.build import build_purchases, utc_day
@@ -184,3 +184,13 @@ def test_grouped_scores_equal_the_scores_of_each_group(seed):
         top = ranked[:n_key]
         np.testing.assert_array_equal(np.flatnonzero(key & inside), np.sort(top[monetary[top] > 0]))
     assert len(grouped_quintile_scores(np.empty(0, dtype="int64"), [np.empty(0)])) == 0
+
+
+@pytest.mark.parametrize("created_at", [[None, None], ["2026-01-15T10:00:00+01:00", None]])
+def test_customers_known_by_month_end_whatever_creation_times_hold(created_at):
+    # A creation-time column of nulls alone must not come back time-zone naive (nothing compares then).
+    customers = pd.DataFrame({"customer_id": ["b", "a"], "created_at": created_at}, index=[7, 3])
+    known = BackfillCustomers.of(customers).known(
+        [pd.Timestamp("2025-12-31 23:59:59", tz="UTC"), pd.Timestamp("2026-01-31 23:59:59", tz="UTC")]
+    )
+    assert known.tolist() == [False, False, created_at[0] is not None, False]

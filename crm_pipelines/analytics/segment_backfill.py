@@ -194,7 +194,8 @@ class BackfillCustomers:
         ids = customer_index(customers)
         created = None
         if "created_at" in customers:
-            created = pd.Series(pd.to_datetime(customers["created_at"], utc=True).to_numpy())
+            # Kept time-zone aware whatever the values: a column of nulls alone would otherwise come back naive.
+            created = pd.to_datetime(customers["created_at"], utc=True).reset_index(drop=True)
         return cls(ids, pd.factorize(ids, sort=True)[0], created)
 
     def positions(self, customer_ids: pa.Array | pa.ChunkedArray) -> np.ndarray:
