@@ -91,16 +91,11 @@ def period_of(day: sa.ColumnElement[int], bounds: Sequence[int]) -> sa.ColumnEle
     return sa.case(*((day <= int(bound), p) for p, bound in enumerate(bounds)))
 
 
-def at_cutoff(column: sa.Label, i: int) -> sa.Label:
-    """A labelled aggregate as the ``i``-th cutoff's column ``<name>_<i>`` of a query that gives one row
-    per customer with every cutoff's aggregates side by side (conditional aggregates: one pass over the
-    rows for all cutoffs); :func:`cutoff_rows` reads such a cutoff back."""
-    return column.element.label(f"{column.name}_{i}")
-
-
 def cutoff_rows(wide: pd.DataFrame, i: int, names: Sequence[str], present: str) -> pd.DataFrame:
-    """The ``i``-th cutoff of a frame of :func:`at_cutoff` columns: ``customer_id`` and ``names`` under
-    their own names, for the customers whose ``<present>_<i>`` is positive (they had a row by then)."""
+    """The ``i``-th cutoff of a frame with one row per customer and every cutoff's aggregates side by side
+    as columns ``<name>_<i>`` (conditional aggregates: one pass over the rows for all cutoffs):
+    ``customer_id`` and ``names`` under their own names, for the customers whose ``<present>_<i>`` is
+    positive (they had a row by then)."""
     renamed = {f"{name}_{i}": name for name in names}
     return wide.loc[wide[f"{present}_{i}"].to_numpy() > 0, ["customer_id", *renamed]].rename(columns=renamed)
 
