@@ -356,3 +356,26 @@ def test_read_records_finds_a_batchs_records_by_trimmed_id(tmp_path, warehouse_u
     assert sorted(found["total"]) == ["1", "2", "5"]
     assert read_records(wh, source, "orders", "b2", ["O1"])["total"].tolist() == ["4"]
     assert read_records(wh, source, "orders", "b1", []).empty
+
+
+@pytest.mark.postgres
+def test_a_first_staging_leaves_planner_statistics_on_postgres(tmp_path, postgres_url):
+    """Staged rows arrive by INSERT ... SELECT into tables created empty: without an ANALYZE after them,
+    PostgreSQL plans the next steps' joins for empty tables (a nested loop that ran for minutes)."""
+    (tmp_path / "contacts.csv").write_text(CONTACTS)
+    (tmp_path / "orders.csv").write_text(ORDERS)
+    (tmp_path / "items.csv").write_text(ITEMS)
+    config = config_for(tmp_path, postgres_url)
+    stage(config)
+    wh = Warehouse(config.warehouse_url)
+    for schema, table in [(STAGING, "customers"), (STAGING, "customer_identifiers"), (STAGING, "orders"),
+                          (QUARANTINE, "rejected_rows"), (AUDIT, STAGED_RECORDS)]:
+        stats = wh.query(
+            "SELECT c.reltuples AS estimate FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            f"WHERE n.nspname = '{schema}' AND c.relname = '{table}'"
+        )
+        rows = wh.row_count(schema, table)
+        # Analyzed empty, PostgreSQL estimates 0 rows; never analyzed, -1.
+        assert float(stats["estimate"].iloc[0]) == rows, (schema, table, rows)
+    assert wh.row_count(STAGING, "customers") > 0
+    dispose_engines()
