@@ -322,14 +322,22 @@ class _Query:
         c, p = first_clicks.c, purchases.c
         gap = sa.extract("epoch", p.ordered_at) - sa.extract("epoch", c.at)
         # A purchase at or after a click is on or after the click's day, so on or after the calendar's first:
-        # the bound on the purchase day changes no answer and spares the join the older purchases.
-        followed = sa.exists().where(
-            p.customer_id == c.customer_id, p.purchase_day >= self.base, gap >= 0,
-            gap <= self.w.conversion_days * 86_400,
-        )  # fmt: skip
+        # the bound on the purchase day changes no answer and spares the join the older purchases. A join,
+        # not an EXISTS per click: inside the CASE of an aggregate, PostgreSQL ran the EXISTS as a subplan
+        # scanning every purchase once per click (three minutes at 100,000 people).
+        converted = (
+            sa.select(c.customer_id, c.day)
+            .select_from(first_clicks.join(purchases, p.customer_id == c.customer_id))
+            .where(p.purchase_day >= self.base, gap >= 0, gap <= self.w.conversion_days * 86_400)
+            .group_by(c.customer_id, c.day)
+            .subquery("converted_clicks")
+        )
+        clicks = first_clicks.outerjoin(
+            converted, sa.and_(converted.c.customer_id == c.customer_id, converted.c.day == c.day)
+        )
         return self.per_day(
             "clicks_daily", c.day, sa.func.count().label("clicks"),
-            sa.func.sum(sa.case((followed, 1), else_=0)).label("converted"),
+            sa.func.count(converted.c.customer_id).label("converted"), source=clicks,
         )  # fmt: skip
 
 
