@@ -76,10 +76,16 @@ def print_definitions_load(load: float, dagster_floor: float) -> None:
 
 
 def with_duckdb_warehouse(config_path: Path) -> Path:
-    """A copy of the benchmark's crm.yaml that writes to a fresh DuckDB file beside it."""
+    """A copy of the benchmark's crm.yaml that writes to a fresh DuckDB file beside it, and saves the identity
+    model it trains in a folder of its own: a former run's file, or the model the server's run just trained,
+    would spare this run work the server's run did."""
     data = yaml.safe_load(config_path.read_text())
-    ratio_url = f"duckdb:///{config_path.parent / 'ratio_warehouse.duckdb'}"
-    data["warehouse"] = {**data.get("warehouse", {}), "url": ratio_url}
+    root = config_path.parent
+    for stale in (root / "ratio_warehouse.duckdb", root / "ratio_warehouse.duckdb.wal"):
+        stale.unlink(missing_ok=True)
+    shutil.rmtree(root / "ratio_models", ignore_errors=True)
+    data["warehouse"] = {**data.get("warehouse", {}), "url": f"duckdb:///{root / 'ratio_warehouse.duckdb'}"}
+    data["identity"] = {**data.get("identity", {}), "model_path": "ratio_models/identity_model.json"}
     copy = config_path.with_name("crm_duckdb.yaml")
     copy.write_text(yaml.safe_dump(data, sort_keys=False))
     return copy
