@@ -21,7 +21,7 @@ from crm_pipelines.analytics.cycle_columns import (
 from crm_pipelines.analytics.mart_boundary import MART_KEYS
 from crm_pipelines.analytics.mart_columns import CLV, MART_COLUMNS
 from crm_pipelines.assets.core import IDENTITY_MAP, core_key
-from crm_pipelines.assets.cycle_glue import loyalty_members
+from crm_pipelines.assets.cycle_glue import loyalty_members, segment_audiences
 from crm_pipelines.assets.marts import as_of_timestamp, core_deps, mart_key, publish_mart
 from crm_pipelines.assets.metadata import table_metadata
 from crm_pipelines.assets.modeling import image_md, latest_weekly_clv_fits, metadata_number
@@ -96,7 +96,7 @@ def build_cycle_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.Assets
         frame = campaign_assignments(
             config.campaigns,
             existing,
-            wh.read_table(MARTS, "customer_segments"),
+            segment_audiences(wh),
             exportable,
             lambda campaign: read_source_campaign_assignments(wh, campaign, members, as_of),
             members,

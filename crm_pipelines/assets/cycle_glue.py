@@ -64,6 +64,16 @@ def loyalty_members_among_customers(wh: Warehouse, config: CrmConfig) -> int:
     return int(wh.query(known).iloc[0, 0])
 
 
+def segment_audiences(wh: Warehouse) -> pd.DataFrame:
+    """marts.customer_segments' customer_id and the audience columns present: all that audiences and
+    campaign enrolment read of it (the other dozen columns are scores and figures)."""
+    from crm_pipelines.analytics.audiences import AUDIENCE_COLUMNS
+
+    present = wh.columns(MARTS, "customer_segments")
+    columns = ["customer_id", *(c for c in AUDIENCE_COLUMNS if c in present)]
+    return wh.read_table(MARTS, "customer_segments", columns=columns)
+
+
 def campaign_audiences(
     wh: Warehouse, config: CrmConfig, audiences: pd.DataFrame, as_of: pd.Timestamp
 ) -> tuple[pd.DataFrame, int]:

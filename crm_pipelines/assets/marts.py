@@ -16,7 +16,7 @@ from crm_pipelines.analytics.mart_boundary import (
 )
 from crm_pipelines.analytics.mart_columns import MART_COLUMNS
 from crm_pipelines.assets.core import core_key
-from crm_pipelines.assets.cycle_glue import campaign_audiences, loyalty_frame, with_loyalty_kpis
+from crm_pipelines.assets.cycle_glue import campaign_audiences, loyalty_frame, segment_audiences, with_loyalty_kpis
 from crm_pipelines.assets.privacy import address_suppression
 from crm_pipelines.assets.publishing import publish_checked
 from crm_pipelines.assets.validation import validate_in_place, validate_table, validated_check_specs
@@ -269,7 +269,7 @@ def build_marts_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.Assets
         # Consent and suppression are computed in the warehouse: one row per customer or address reaches
         # Python, never the subscriptions or the events.
         ensure_core_inputs(wh, "subscriptions", "campaign_events")
-        segments = wh.read_table(MARTS, "customer_segments")
+        segments = segment_audiences(wh)
         consent = read_consent(wh, as_of)
         suppressed = address_suppression(config, wh, as_of)
         audiences = audiences_from_consent(segments, consent, suppressed=suppressed)
