@@ -121,10 +121,9 @@ def export_marts_file(
     carried: dict[str, int] = {}
     try:
         if wh.dialect == "duckdb":
-            carried = _copy_from_duckdb(wh, tmp, schema, tables, target if carry_over else None)
+            rows, carried = _copy_from_duckdb(wh, tmp, schema, tables, target if carry_over else None)
         else:
-            _copy_through_arrow(wh, tmp, schema, tables)
-        rows = _add_unprefixed_views_and_close(tmp, schema, tables)
+            rows = _copy_through_arrow(wh, tmp, schema, tables)
         os.replace(tmp, target)
     except (duckdb.Error, OSError) as e:
         raise BiFileError(f"could not write the BI file {target}: {e}") from e
@@ -136,8 +135,9 @@ def export_marts_file(
 
 def _copy_from_duckdb(
     wh: Warehouse, tmp: Path, schema: str, tables: Sequence[str], previous: Path | None
-) -> dict[str, int]:
-    """Write ``tables`` into ``tmp``; returns the months kept per table updated in a copy of ``previous``."""
+) -> tuple[dict[str, int], dict[str, int]]:
+    """Write ``tables`` into ``tmp`` and finish it (:func:`_add_views_and_checkpoint`); returns the rows
+    per table and the months kept per table updated in a copy of ``previous``."""
     import duckdb
 
     # The new file is attached to the warehouse's own connection, so each table is copied inside
@@ -170,12 +170,13 @@ def _copy_from_duckdb(
                     duck.execute(f"DROP VIEW IF EXISTS {_ident(alias)}.main.{_ident(table)}")
                     duck.execute(f"DROP TABLE IF EXISTS {copy}")
                 duck.execute(f"CREATE TABLE {copy} AS SELECT * FROM {source}")
+            rows = _add_views_and_checkpoint(duck, alias, schema, tables)
         except BaseException:  # whatever stopped the copy, the warehouse's connection lets go of the file
             with contextlib.suppress(duckdb.Error):
                 duck.execute(f"DETACH {_ident(alias)}")
             raise
         duck.execute(f"DETACH {_ident(alias)}")
-    return carried
+    return rows, carried
 
 
 def _attach_previous(duck, previous: Path, tmp: Path, alias: str, schema: str) -> bool:
@@ -269,7 +270,7 @@ def _update_months(duck, alias: str, schema: str, table: str, source: str, copy:
     return len(set(new) - set(changed))
 
 
-def _copy_through_arrow(wh: Warehouse, tmp: Path, schema: str, tables: Sequence[str]) -> None:
+def _copy_through_arrow(wh: Warehouse, tmp: Path, schema: str, tables: Sequence[str]) -> dict[str, int]:
     import duckdb
     import sqlalchemy as sa
 
@@ -283,20 +284,27 @@ def _copy_through_arrow(wh: Warehouse, tmp: Path, schema: str, tables: Sequence[
                 duck.execute(f"CREATE TABLE {_ident(schema)}.{_ident(table)} AS SELECT * FROM _crm_bi_source")
             finally:
                 duck.unregister("_crm_bi_source")
+        catalog = duck.execute("SELECT current_database()").fetchone()[0]
+        return _add_views_and_checkpoint(duck, catalog, schema, tables)
 
 
-def _add_unprefixed_views_and_close(tmp: Path, schema: str, tables: Sequence[str]) -> dict[str, int]:
-    import duckdb
+def _add_views_and_checkpoint(duck, catalog: str, schema: str, tables: Sequence[str]) -> dict[str, int]:
+    """The view ``main.<table>`` of each table in the file ``catalog``, its rows counted, then the file
+    checkpointed (whole without its write-ahead log, which the caller removes); returns the rows.
 
-    # Views are created with the file as the only database, so they resolve to its own tables.
-    with contextlib.closing(duckdb.connect(str(tmp))) as duck:
-        rows = {}
-        for table in tables:
-            duck.execute(
-                f"CREATE OR REPLACE VIEW main.{_ident(table)} AS SELECT * FROM {_ident(schema)}.{_ident(table)}"
-            )
-            rows[table] = duck.execute(f"SELECT count(*) FROM {_ident(schema)}.{_ident(table)}").fetchone()[0]
-        duck.execute("CHECKPOINT")
+    The views' queries name ``schema.<table>`` without a catalog: DuckDB binds them in the catalog the
+    view is created in, and stores them so, so they resolve to the file's own tables once it is opened
+    alone. Done while the file is still attached to the warehouse's connection, the file is not opened
+    a second time and is checkpointed once."""
+    rows = {}
+    for table in tables:
+        duck.execute(
+            f"CREATE OR REPLACE VIEW {_ident(catalog)}.main.{_ident(table)} AS "
+            f"SELECT * FROM {_ident(schema)}.{_ident(table)}"
+        )
+        counted = duck.execute(f"SELECT count(*) FROM {_ident(catalog)}.{_ident(schema)}.{_ident(table)}")
+        rows[table] = counted.fetchone()[0]
+    duck.execute(f"CHECKPOINT {_ident(catalog)}")
     return rows
 
 

@@ -328,7 +328,9 @@ def test_a_carried_over_file_stays_near_a_fresh_ones_size_and_is_started_afresh_
     assert max(sizes) <= 2 * export_marts_file(wh, fresh).size_bytes, sizes
 
     wh.publish(history_months(range(12), customers=20_000), MARTS, "customer_portfolio")
-    assert export_marts_file(wh, target, carry_over=True).carried_over == {"customer_segment_history": 3}
+    # Written afresh, the file holds that mart's blocks before the history's: dropped, they are free
+    # blocks the checkpoint cannot cut off the file's end.
+    assert export_marts_file(wh, target).carried_over == {}
     wh.drop_table(MARTS, "customer_portfolio")  # its blocks in the file are freed when the export drops it
     assert export_marts_file(wh, target, carry_over=True).carried_over == {"customer_segment_history": 3}
     export = export_marts_file(wh, target, carry_over=True)  # a file of mostly free blocks
