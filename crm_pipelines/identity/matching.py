@@ -44,6 +44,7 @@ from crm_pipelines.identity.model import (
     shared_value_rules_for_run,
 )
 from crm_pipelines.identity.settings import IdentitySettings
+from crm_pipelines.identity.splink_cache import columns_used_from_sql  # noqa: F401  (caches Splink's parsing)
 
 HOUSEHOLD_EVIDENCE_ONLY = "household_evidence_only"
 """A model link whose records cannot compare a given name or a birth date: surname and address alone
