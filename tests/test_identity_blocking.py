@@ -156,3 +156,34 @@ def test_resolution_counts_the_pairs_each_rule_made():
     assert set(peaks) == set(uncapped.summary["stage_seconds"])
     assert all(value > 0 for value in peaks.values())
     assert list(peaks.values()) == sorted(peaks.values())
+
+
+def test_new_records_meet_the_same_existing_records_as_in_a_full_scoring(staged):
+    """An incremental night scores new records against only the existing records some rule can pair
+    them with (in a new record's block, or sharing an email, a phone or an identifier): the same
+    candidate pairs as scoring every record."""
+    from crm_pipelines.identity.engine import duckdb_session
+    from crm_pipelines.identity.matching import Scorer
+    from crm_pipelines.identity.prepare import build_match_records, clean_records, load_records
+
+    customers, identifiers, *_ = staged
+    settings = IdentitySettings()
+    model = load_model(Path(__file__).resolve().parents[1] / "crm_pipelines" / "identity" / "default_model.json")
+
+    def candidates(incremental: bool) -> tuple[set[tuple[int, int]], int]:
+        with duckdb_session(settings) as con:
+            count = load_records(con, customers, None)
+            clean_records(con, identifiers, settings)
+            build_match_records(con, settings)
+            first_new = count - count // 20
+            scorer = Scorer(con, model, settings, size_every_record=not incremental)
+            scorer.score_new_against_existing(first_new) if incremental else scorer.score_all()
+            pairs = con.execute(
+                "SELECT uid_l, uid_r FROM candidates WHERE uid_l < $new AND uid_r >= $new", {"new": first_new}
+            ).fetchall()
+            return set(pairs), first_new
+
+    incremental, first_new = candidates(incremental=True)
+    full, _ = candidates(incremental=False)
+    assert first_new > 0 and len(full) > 20
+    assert incremental == full

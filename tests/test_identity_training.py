@@ -103,3 +103,60 @@ def test_too_few_delivered_records_to_train_on_prepared_ones():
 
     with pytest.raises(ValueError, match="at least two"):
         train_model_on_prepared(duckdb.connect(":memory:"), 1, IdentitySettings())
+
+
+def _sampled_u(customers: pd.DataFrame, identifiers: pd.DataFrame, settings: IdentitySettings, by_names: bool) -> dict:
+    """Each level's u as random sampling estimates it, before training adjusts any."""
+    import contextlib
+
+    from splink import DuckDBAPI, Linker
+
+    from crm_pipelines.identity.engine import duckdb_session
+    from crm_pipelines.identity.model import splink_settings, within_one_typo_sql
+    from crm_pipelines.identity.prepare import build_match_records, clean_records, load_records
+    from crm_pipelines.identity.u_sampling import names_counted_by_distinct_values
+
+    counting = (
+        names_counted_by_distinct_values({"first_name": "last_name", "last_name": "first_name"}, within_one_typo_sql)
+        if by_names
+        else contextlib.nullcontext()
+    )
+    with duckdb_session(settings) as con:
+        load_records(con, customers, None)
+        clean_records(con, identifiers, settings)
+        build_match_records(con, settings)
+        linker = Linker(DuckDBAPI(con).register("match_records"), splink_settings(settings), log_level=None)
+        with counting:
+            linker.training.estimate_u_using_random_sampling(
+                max_pairs=settings.u_sample_pairs, seed=settings.random_seed, min_count_per_level=None, num_chunks=1
+            )
+        return {
+            (c["output_column_name"], level.get("label_for_charts")): level.get("u_probability")
+            for c in linker.misc.save_model_to_json()["comparisons"]
+            for level in c["comparison_levels"]
+            if not level.get("is_null_level")
+        }
+
+
+def test_u_counted_by_distinct_names_is_splinks_own():
+    """Training counts the name comparisons' u over distinct names (u_sampling): the same u values as
+    Splink's own counting over every sampled pair, names swapped (exactly and with a typo) included,
+    on a sample of all pairs and on a sample of records."""
+    data = synthetic_customers(1200, seed=7)
+    delivered = data.customers[data.customers["record_kind"] == "record"]
+    originals = delivered.head(40)
+    swapped = originals.assign(
+        source_record_id="swapped-" + originals["source_record_id"].astype(str),
+        first_name=originals["last_name"],
+        last_name=originals["first_name"],
+    )
+    typo = swapped.head(20).assign(
+        source_record_id=lambda f: "typo-" + f["source_record_id"].astype(str),
+        first_name=lambda f: f["first_name"].str[:-1],
+    )
+    customers = pd.concat([delivered, swapped, typo], ignore_index=True)
+    for settings in (IdentitySettings(), IdentitySettings(u_sample_pairs=2e5)):
+        by_names = _sampled_u(customers, data.identifiers, settings, by_names=True)
+        assert by_names == _sampled_u(customers, data.identifiers, settings, by_names=False)
+    swaps = {key: u for key, u in by_names.items() if key[1].startswith("swapped")}
+    assert len(swaps) == 4 and all(isinstance(u, float) for u in swaps.values())

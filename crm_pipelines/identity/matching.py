@@ -25,6 +25,7 @@ from crm_pipelines.identity.block_limits import (
     counts_table,
     drop_block_counts,
     oversized_blocks,
+    size_column,
     sized_records_sql,
 )
 from crm_pipelines.identity.engine import fetch_frame, register_frame
@@ -44,6 +45,7 @@ from crm_pipelines.identity.model import (
     shared_value_rules_for_run,
 )
 from crm_pipelines.identity.settings import IdentitySettings
+from crm_pipelines.identity.splink_cache import columns_used_from_sql  # noqa: F401  (caches Splink's parsing)
 
 HOUSEHOLD_EVIDENCE_ONLY = "household_evidence_only"
 """A model link whose records cannot compare a given name or a birth date: surname and address alone
@@ -327,9 +329,23 @@ class Scorer:
             # An existing record pairs with a new one on a rule only within a block they share: the
             # new records' blocks are all the sizes the existing records need.
             self.con.execute(f"CREATE OR REPLACE TABLE match_new AS {self._sized(new_records, f'({new_records})')}")
-            # A table, not a view: Splink reads the existing records several times.
+            # A table, not a view: Splink reads the existing records several times. Only the records
+            # some rule can pair with a new one: in a new record's block of a capped rule (a rule
+            # pairs only records whose block sizes are known and within the cap) or sharing an email,
+            # a phone or an identifier with one (the uncapped rules). The same pairs, from a few
+            # existing records instead of every one, each read once per rule.
             existing_sized = self._sized(existing_records, "match_new", ordered=False)
-            self.con.execute(f"CREATE OR REPLACE TEMP TABLE match_existing AS {existing_sized}")
+            sizes = [size_column(i) for i, key in enumerate(prediction_block_keys(self.settings)) if key is not None]
+            reachable = " OR ".join(
+                [
+                    *(f"e.{size} IS NOT NULL" for size in sizes),
+                    "e.email IN (SELECT email FROM match_new)",
+                    "e.phone IN (SELECT phone FROM match_new)",
+                    f"list_has_any(e.{IDENTIFIER_KEYS}, (SELECT flatten(list({IDENTIFIER_KEYS})) FROM match_new))",
+                ]
+            )
+            reachable_sized = f"SELECT * FROM ({existing_sized}) AS e WHERE {reachable}"
+            self.con.execute(f"CREATE OR REPLACE TEMP TABLE match_existing AS {reachable_sized}")
         else:
             self.con.execute(f"CREATE OR REPLACE VIEW match_new AS {new_records}")
             self.con.execute(f"CREATE OR REPLACE VIEW match_existing AS {existing_records}")

@@ -40,6 +40,7 @@ from crm_pipelines.identity.engine import Stopwatch, duckdb_session, within_one_
 from crm_pipelines.identity.prepare import build_match_records, clean_records, load_records
 from crm_pipelines.identity.settings import IdentitySettings
 from crm_pipelines.identity.splink_log import unobserved_levels_summarised
+from crm_pipelines.identity.u_sampling import names_counted_by_distinct_values
 
 MODEL_FORMAT = "crm_pipelines.identity.model/1"
 IDENTIFIER_KEYS = "identifier_keys"
@@ -71,19 +72,19 @@ SAME_STREET_POSTCODE_ONE_OFF_SQL = f'"address_line1_l" = "address_line1_r" AND {
 NAME_TYPO_JW = 0.92
 
 
+def within_one_typo_sql(a: str, b: str) -> str:
+    """SQL true when names ``a`` and ``b`` (SQL expressions) are within one typo of each other."""
+    return f"({within_one_edit_sql(a, b)} OR jaro_winkler_similarity({a}, {b}) >= {NAME_TYPO_JW})"
+
+
 def swapped_with_typo_sql(column: str, other: str) -> str:
     """Given name and surname the wrong way round, with a typo in either (Schulze Katahrina for
     Katharina Schulze): both halves are within one typo."""
-
-    def near(a: str, b: str) -> str:
-        a, b = f'"{a}"', f'"{b}"'
-        return f"({within_one_edit_sql(a, b)} OR jaro_winkler_similarity({a}, {b}) >= {NAME_TYPO_JW})"
-
     halves = ((f"{column}_l", f"{other}_r"), (f"{column}_r", f"{other}_l"))
     # No coalesce(..., false): a level's condition is a CASE WHEN, where NULL is not a match anyway,
     # and DuckDB evaluates a coalesce's argument in full, where it stops a bare AND at the first
     # false half (seven times faster over the random pairs that train u).
-    return " AND ".join(near(a, b) for a, b in halves)
+    return " AND ".join(within_one_typo_sql(f'"{a}"', f'"{b}"') for a, b in halves)
 
 
 def _level(level: cll.ComparisonLevelCreator, label: str, m: float | None = None) -> cll.ComparisonLevelCreator:
@@ -495,9 +496,12 @@ def _train_on_cleaned(
     # restarts in ten chunks, stopping early once every level counts 100 pairs; the rarest levels
     # (names swapped, a birth date a digit off) never reach that among random pairs, so every
     # chunk ran anyway and the probe was wasted: the same counts, about twice the time.
-    linker.training.estimate_u_using_random_sampling(
-        max_pairs=settings.u_sample_pairs, seed=settings.random_seed, min_count_per_level=None, num_chunks=1
-    )
+    # The name comparisons' swap levels read the other name field (swapped_with_typo_sql, _name).
+    swap_partners = {"first_name": "last_name", "last_name": "first_name"}
+    with names_counted_by_distinct_values(swap_partners, within_one_typo_sql):
+        linker.training.estimate_u_using_random_sampling(
+            max_pairs=settings.u_sample_pairs, seed=settings.random_seed, min_count_per_level=None, num_chunks=1
+        )
     watch.lap("train_u_sampling")
     with unobserved_levels_summarised(logging.getLogger(__name__)):
         for rule in settings.training_blocking_rules:
