@@ -145,9 +145,14 @@ def _brute_force(baskets: dict[str, set[str]], top_n: int, min_support: float) -
     return out
 
 
+@pytest.mark.parametrize("basket_bits", [62, 4])
 @pytest.mark.parametrize("chunk_rows", [3, 5_000_000])
-def test_vectorized_recommendations_equal_a_brute_force_reference(monkeypatch, chunk_rows: int) -> None:
+def test_vectorized_recommendations_equal_a_brute_force_reference(
+    monkeypatch, chunk_rows: int, basket_bits: int
+) -> None:
     monkeypatch.setattr(cross_sell, "_CHUNK_ROWS", chunk_rows)  # small chunks split the work per customer
+    # Nine categories: baskets as bits of an int64, or (more items than bits) looked up by binary search.
+    monkeypatch.setattr(cross_sell, "_BASKET_BITS", basket_bits)
     rng = np.random.default_rng(5)
     categories = [f"k{i}" for i in range(9)]
     weights = np.linspace(2, 0.5, len(categories))

@@ -25,6 +25,8 @@ from crm_pipelines.analytics.activity import as_of_timestamp, purchased_items, s
 Level = Literal["category", "product"]
 # Candidate rows expanded at once (about 40 bytes each): bounds memory on big catalogues.
 _CHUNK_ROWS = 5_000_000
+_BASKET_BITS = 62
+"""Items up to which a basket is held as the bits of one int64 (:attr:`_Baskets.bits`)."""
 RECOMMENDATION_COLUMNS = (
     "customer_id", "rank", "level", "recommendation", "recommendation_name", "based_on",
     "lift", "confidence", "support",
@@ -58,14 +60,23 @@ class _Baskets:
         self.keys = sorted_unique(code[present] * self.width + item_code)
         self.code, self.item = self.keys // self.width, self.keys % self.width
         self.display = self.names
+        # With few items, each customer's basket as the bits of its items (distinct bits: their sum is
+        # their union), so whether she bought an item is one look-up instead of a binary search.
+        self.bits = None
+        if self.width <= _BASKET_BITS:
+            self.bits = np.zeros(len(self.customers), dtype="int64")
+            starts = np.flatnonzero(np.r_[True, self.code[1:] != self.code[:-1]]) if len(self.code) else self.code
+            if len(starts):
+                self.bits[self.code[starts]] = np.add.reduceat(np.left_shift(1, self.item), starts)
 
     @classmethod
     def from_category_facts(cls, category_facts: pd.DataFrame) -> _Baskets:
         """Baskets from core.customer_category_facts: one row per customer and category bought."""
         baskets = cls.__new__(cls)
-        ids = category_facts["customer_id"].astype("str")
-        baskets.customers = pd.Index(pd.unique(ids), dtype="str", name="customer_id").sort_values()
-        baskets._pair(baskets.customers.get_indexer(ids), category_facts["category"].astype("str"))
+        # Codes into the sorted distinct ids, in one pass over the ids.
+        code, customers = pd.factorize(category_facts["customer_id"].astype("str"), sort=True)
+        baskets.customers = pd.Index(customers, dtype="str", name="customer_id")
+        baskets._pair(code, category_facts["category"].astype("str"))
         return baskets
 
 
@@ -258,17 +269,23 @@ def _top_candidates(
     slot = np.repeat(first_rule[item] - starts, rows) + np.arange(int(rows.sum()))
     rule = rule_by_slot[slot]
     cand_code = np.repeat(code, rows)
-    wanted = cand_code * baskets.width + consequent_of_rule[rule]
-    position = np.minimum(np.searchsorted(baskets.keys, wanted), len(baskets.keys) - 1)
-    fresh = baskets.keys[position] != wanted
-    cand_code, rule, wanted = cand_code[fresh], rule[fresh], wanted[fresh]
-    # Strongest rule per (customer, candidate); then each customer's strongest candidates.
-    order = np.lexsort((rule, wanted))
-    wanted, rule, cand_code = wanted[order], rule[order], cand_code[order]
+    consequent = consequent_of_rule[rule]
+    wanted = cand_code * baskets.width + consequent
+    if baskets.bits is not None:
+        fresh = (np.right_shift(baskets.bits[cand_code], consequent) & 1) == 0
+    else:
+        position = np.minimum(np.searchsorted(baskets.keys, wanted), len(baskets.keys) - 1)
+        fresh = baskets.keys[position] != wanted
+    # Strongest rule per (customer, candidate); then each customer's strongest candidates. Each order is
+    # one sort of an integer key holding both columns (the slower column times the rules, plus the rule),
+    # with the columns read back from it: the order of np.lexsort on the pair, without its two indirect
+    # passes. The keys stay far below 2**63: customers x items x rules.
+    n_rules = max(len(consequent_of_rule), 1)
+    by_candidate = np.sort(wanted[fresh] * n_rules + rule[fresh])
+    wanted = by_candidate // n_rules
     first = np.r_[True, wanted[1:] != wanted[:-1]]
-    rule, cand_code = rule[first], cand_code[first]
-    order = np.lexsort((rule, cand_code))
-    rule, cand_code = rule[order], cand_code[order]
+    by_customer = np.sort((wanted[first] // baskets.width) * n_rules + by_candidate[first] % n_rules)
+    cand_code, rule = by_customer // n_rules, by_customer % n_rules
     group_start = np.flatnonzero(np.r_[True, cand_code[1:] != cand_code[:-1]])
     rank = np.arange(len(cand_code)) - np.repeat(group_start, np.diff(np.r_[group_start, len(cand_code)]))
     keep = rank < top_n
