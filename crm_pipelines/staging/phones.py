@@ -11,7 +11,8 @@ prefix is a pattern and a trunk prefix after the country code were split too).
 
 :func:`phone_verdicts` validates the split numbers of a country code with one region together, with
 that region's metadata patterns run over all of them at once by Arrow (RE2, which libphonenumber's
-C++ version uses for the same patterns): a Python call per number was most of the cost.
+C++ version uses for the same patterns): a Python call per number was most of the cost. The split
+itself runs on columns too, for plain ASCII digit strings (:mod:`crm_pipelines.staging.phone_splits`).
 """
 
 from __future__ import annotations
@@ -161,13 +162,18 @@ def phone_verdict(key: str) -> Verdict:
 def phone_verdicts(keys: Sequence[str]) -> Verdicts:
     """:func:`phone_verdict` of each key, the numbers that split plainly validated in bulk (as columns)."""
     import numpy as np
+    import pyarrow as pa
+
+    from crm_pipelines.staging.phone_splits import placeholders, plain_splits
+
     values = np.full(len(keys), None, dtype=object)
     problems = np.full(len(keys), None, dtype=object)
     junk = np.zeros(len(keys), dtype=bool)
     judged = np.zeros(len(keys), dtype=bool)
-    by_country: dict[int, list[tuple[int, str]]] = {}
-    for i, key in enumerate(keys):
-        number, _, region = key.partition(_KEY_SEPARATOR)
+    # Plain ASCII digit strings (nearly all numbers) are split on whole columns; the rest one by one.
+    handled, by_country = plain_splits(keys, junk, judged)
+    for i in np.flatnonzero(~handled):
+        number, _, region = keys[i].partition(_KEY_SEPARATOR)
         if not _DIGITS.fullmatch(number):
             continue
         if _placeholder_digits(number.removeprefix("+")):
@@ -178,16 +184,16 @@ def phone_verdicts(keys: Sequence[str]) -> Verdicts:
             # As phonenumbers holds it: an integer, written in ASCII digits without leading zeros.
             by_country.setdefault(parts[0], []).append((i, str(int(parts[1]))))
     for country_code, numbers in by_country.items():
-        valid = _valid_national_numbers(country_code, [n for _, n in numbers])
+        nationals = [n for _, n in numbers]
+        valid = _valid_national_numbers(country_code, nationals)
         if valid is None:
             continue
-        for (i, national), ok in zip(numbers, valid, strict=True):
-            if ok:
-                judged[i] = True
-                if _placeholder_digits(national):
-                    junk[i] = True
-                else:
-                    values[i] = f"+{country_code}{national}"
+        at, ok = np.array([i for i, _ in numbers]), np.array(valid, dtype=bool)
+        placeholder = placeholders(pa.array(nationals, pa.string()))
+        judged[at[ok]] = True
+        junk[at[ok & placeholder]] = True
+        good = ok & ~placeholder
+        values[at[good]] = [f"+{country_code}{n}" for n, g in zip(nationals, good, strict=True) if g]
     # The rest (and every number that failed validation, for its message) the long way.
     for i in np.flatnonzero(~judged):
         verdict = phone_verdict(keys[i])
