@@ -103,6 +103,16 @@ def stage(config) -> dg.ExecuteInProcessResult:
     return result
 
 
+def staged_once(tmp_path, url: str):
+    """The first deliveries (contacts, orders, items) staged once: (config, warehouse)."""
+    (tmp_path / "contacts.csv").write_text(CONTACTS)
+    (tmp_path / "orders.csv").write_text(ORDERS)
+    (tmp_path / "items.csv").write_text(ITEMS)
+    config = config_for(tmp_path, url)
+    stage(config)
+    return config, Warehouse(config.warehouse_url)
+
+
 def snapshot(wh: Warehouse) -> dict[str, pd.DataFrame]:
     """The staged tables and staging quarantine, in a stable order, without run stamps."""
     out = {}
@@ -215,12 +225,7 @@ def test_second_nightly_stages_only_new_batches_and_equals_a_restage(tmp_path, w
 
 
 def test_changed_staging_rules_force_a_full_restage(tmp_path, duckdb_url):
-    (tmp_path / "contacts.csv").write_text(CONTACTS)
-    (tmp_path / "orders.csv").write_text(ORDERS)
-    (tmp_path / "items.csv").write_text(ITEMS)
-    config = config_for(tmp_path, duckdb_url)
-    stage(config)
-    wh = Warehouse(config.warehouse_url)
+    config, wh = staged_once(tmp_path, duckdb_url)
     cutoff = pd.Timestamp("2026-06-30 23:59:59.999999", tz="UTC").to_pydatetime()
     same = plan_staging(wh, config, "orders", rules_fingerprint(config, "orders"), cutoff)
     assert not same.full and same.batches == []
@@ -362,12 +367,7 @@ def test_read_records_finds_a_batchs_records_by_trimmed_id(tmp_path, warehouse_u
 def test_a_first_staging_leaves_planner_statistics_on_postgres(tmp_path, postgres_url):
     """Staged rows arrive by INSERT ... SELECT into tables created empty: without an ANALYZE after them,
     PostgreSQL plans the next steps' joins for empty tables (a nested loop that ran for minutes)."""
-    (tmp_path / "contacts.csv").write_text(CONTACTS)
-    (tmp_path / "orders.csv").write_text(ORDERS)
-    (tmp_path / "items.csv").write_text(ITEMS)
-    config = config_for(tmp_path, postgres_url)
-    stage(config)
-    wh = Warehouse(config.warehouse_url)
+    config, wh = staged_once(tmp_path, postgres_url)
     for schema, table in [(STAGING, "customers"), (STAGING, "customer_identifiers"), (STAGING, "orders"),
                           (QUARANTINE, "rejected_rows"), (AUDIT, STAGED_RECORDS)]:
         stats = wh.query(
