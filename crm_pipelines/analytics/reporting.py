@@ -84,10 +84,19 @@ def png_markdown(png: bytes, alt: str = "chart") -> str:
     return f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode('ascii')})"
 
 
-def _figure(width: float, height: float):  # noqa: ANN202 (matplotlib imported lazily)
+def _figure(width: float, height: float, **margins: float):  # noqa: ANN202 (matplotlib imported lazily)
+    """A ``width`` x ``height`` inch figure. Without ``margins``, constrained layout places the axes,
+    measuring every label before the figure is drawn; with them (``Figure.subplots_adjust``'s ``left``,
+    ``right``, ``bottom``, ``top``, ``wspace``, ``hspace``), the axes sit there. Charts whose labels
+    have a known size pass margins: the measuring was 40% of the KPI chart (0.28 CPU s against 0.15 s
+    at 100,000 people) and a fifth of the cohort heatmap (0.19 s against 0.15 s)."""
     from matplotlib.figure import Figure
 
-    return Figure(figsize=(width, height), dpi=100, layout="constrained")
+    if not margins:
+        return Figure(figsize=(width, height), dpi=100, layout="constrained")
+    figure = Figure(figsize=(width, height), dpi=100)
+    figure.subplots_adjust(**margins)
+    return figure
 
 
 def _png(figure) -> bytes:  # noqa: ANN001
@@ -121,7 +130,9 @@ def kpi_chart_png(kpis: pd.DataFrame, days: int = 365) -> bytes:
     """Four small panels over the last ``days`` days: active customers, revenue, retention, NPS."""
     recent = kpis.tail(days)
     dates = pd.to_datetime(recent["date"])
-    figure = _figure(10, 6)
+    # Fixed titles, rotated dates below, and y labels of at most six digits (matplotlib writes larger
+    # values with an offset such as 1e6 above the axis).
+    figure = _figure(10, 6, left=0.08, right=0.98, bottom=0.1, top=0.95, wspace=0.2, hspace=0.2)
     panels = figure.subplots(2, 2, sharex=True)
     series = [
         ("active customers (30 days)", recent["active_customers"], None),
@@ -166,7 +177,9 @@ def retention_heatmap_png(cohorts: pd.DataFrame, max_cohorts: int = 24, max_mont
     later = grid.iloc[:, 1:].to_numpy(dtype=float)
     # Month 0 is 100% by construction; scaling to it would wash out the months that tell something.
     top = float(np.nanmax(later)) if np.isfinite(later).any() else 100.0
-    figure = _figure(10, 0.28 * len(grid) + 1.5)
+    height = 0.28 * len(grid) + 1.5
+    # Month labels (YYYY-MM) on the left and month numbers below: margins in inches, whatever the height.
+    figure = _figure(10, height, left=0.11, right=0.99, bottom=0.6 / height, top=1 - 0.4 / height)
     axes = figure.subplots()
     image = axes.imshow(grid.to_numpy(dtype=float), aspect="auto", cmap="Blues", vmin=0, vmax=max(top, 1.0))
     axes.set_yticks(range(len(grid)), [pd.Timestamp(m).strftime("%Y-%m") for m in grid.index], fontsize=7)
