@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from crm_pipelines.facts.orders import first_purchase_days, purchases_table
-from crm_pipelines.facts.sql import as_bigint, as_float, month_of_day, month_series, ratio
+from crm_pipelines.facts.orders import purchases_table
+from crm_pipelines.facts.sql import as_bigint, as_float, month_series, ratio
 from crm_pipelines.warehouse import Warehouse
 
 if TYPE_CHECKING:
@@ -24,12 +24,20 @@ def month_start(month: sa.ColumnElement[int]) -> sa.ColumnElement:
     return sa.func.make_date(year, sa.cast(sa.func.mod(month, 12), sa.Integer) + 1, 1)
 
 
-def _monthly(wh: Warehouse, end_day: int) -> tuple[sa.CTE, sa.CTE]:
-    """Per customer and month with a purchase: its value; and each customer's first month (cohort)."""
+def _monthly(wh: Warehouse, end_day: int, days: bool = False) -> tuple[sa.CTE, sa.CTE]:
+    """Per customer and month with a purchase: its value (and with ``days``, its first and last purchase
+    day); and each customer's first month (cohort)."""
     import sqlalchemy as sa
     p = purchases_table(wh)
+    bounds = (
+        [sa.func.min(p.c.purchase_day).label("first_day"), sa.func.max(p.c.purchase_day).label("last_day")]
+        if days
+        else []
+    )
     monthly = (
-        sa.select(p.c.customer_id, p.c.purchase_month.label("month"), sa.func.sum(p.c.amount).label("value"))
+        sa.select(
+            p.c.customer_id, p.c.purchase_month.label("month"), sa.func.sum(p.c.amount).label("value"), *bounds
+        )
         .where(p.c.purchase_day <= end_day)
         .group_by(p.c.customer_id, p.c.purchase_month)
         .cte("monthly")
@@ -107,23 +115,26 @@ def retention_summary_select(
 ) -> sa.Select:
     """One row per month from the first purchase month to the as-of month."""
     import sqlalchemy as sa
-    monthly, firsts = _monthly(wh, end_day)
-    # A customer becomes a repeat customer in the month of her second purchase day: the first of her
-    # purchases after her first day, found by joining the purchases to each customer's first day. Ranking
-    # her purchase days with a window (after grouping the purchases by customer and day) cost twice that
-    # on DuckDB.
-    p = purchases_table(wh)
-    firsts_day = first_purchase_days(wh, end_day, "first_days")
-    second_days = (
-        sa.select(sa.func.min(p.c.purchase_day).label("day"))
-        .select_from(p.join(firsts_day, firsts_day.c.customer_id == p.c.customer_id))
-        .where(p.c.purchase_day <= end_day, p.c.purchase_day > firsts_day.c.first_day)
-        .group_by(p.c.customer_id)
-        .subquery("second_days")
+    monthly, firsts = _monthly(wh, end_day, days=True)
+    # A customer becomes a repeat customer in the month of her second purchase day: her first month when
+    # it holds two purchase days (its first and last differ), else her next month with a purchase. Read
+    # from the months, this spares joining every purchase to her first day again (at 100,000 people the
+    # query took 0.21 CPU s against 0.23 s on DuckDB, 1.6 s against 1.9-2.0 s on PostgreSQL); ranking her
+    # purchase days with a window cost twice that join on DuckDB.
+    m, f = monthly.c, firsts.c
+    repeat_month = sa.case(
+        (sa.and_(m.month == f.cohort, m.first_day < m.last_day), m.month), (m.month > f.cohort, m.month)
+    )
+    repeat_starts = (
+        sa.select(sa.func.min(repeat_month).label("month"))
+        .select_from(monthly.join(firsts, f.customer_id == m.customer_id))
+        .group_by(m.customer_id)
+        .subquery("repeat_months")
     )
     repeats = (
-        sa.select(month_of_day(second_days.c.day).label("month"), sa.func.count().label("n"))
-        .group_by(month_of_day(second_days.c.day))
+        sa.select(repeat_starts.c.month, sa.func.count().label("n"))
+        .where(repeat_starts.c.month.is_not(None))
+        .group_by(repeat_starts.c.month)
         .cte("repeat_starts")
     )
     active = sa.select(monthly.c.month, sa.func.count().label("n")).group_by(monthly.c.month).cte("active")
