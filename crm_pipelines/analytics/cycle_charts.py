@@ -34,7 +34,7 @@ def equity_chart_png(portfolio: pd.DataFrame) -> bytes:
     """Customer equity per month, stacked by value tier."""
     tiers = portfolio[portfolio["dimension"] == "value_tier"]
     table = tiers.pivot_table(index="month", columns="segment", values="customer_equity", aggfunc="sum")
-    figure = _figure(8, 4)
+    figure = _figure(8, 4, left=0.08, right=0.98, bottom=0.08, top=0.92)
     axes = figure.subplots()
     if not table.empty:
         months = pd.to_datetime(table.index)

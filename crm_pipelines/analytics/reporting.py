@@ -110,7 +110,7 @@ def _png(figure) -> bytes:  # noqa: ANN001
 def segment_chart_png(segments: pd.DataFrame) -> bytes:
     """Bar chart: share of customers and share of net revenue per RFM segment."""
     sizes = segment_sizes(segments, "rfm_segment")
-    figure = _figure(8, 4.5)
+    figure = _figure(8, 4.5, left=0.18, right=0.98, bottom=0.11, top=0.93)  # room for the segment names
     axes = figure.subplots()
     positions = np.arange(len(sizes))
     axes.barh(positions + 0.2, sizes["customer_share"] * 100, height=0.4, label="customers", color="#4C72B0")
