@@ -54,12 +54,6 @@ class ClusterResult:
     profiles: pd.DataFrame = field(default_factory=pd.DataFrame)
     """cluster_id, cluster_label, customers, share, then mean_<feature> for each feature."""
 
-    @property
-    def label_names(self) -> pd.Series:
-        """Readable label per row of the features."""
-        names = self.profiles.set_index("cluster_id")["cluster_label"]
-        return self.labels.map(names).astype("str")
-
 
 def _label(z_means: pd.Series, words: Mapping[str, tuple[str | None, str | None]]) -> str:
     """Words for the features where the cluster stands out most, in the features' own order."""
