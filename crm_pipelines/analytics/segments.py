@@ -57,6 +57,8 @@ for _fm, _names in RFM_GRID.items():
 
 VALUE_TIERS = ("key", "potential", "ordinary")
 RELATIONSHIP_TYPES = ("emotional", "complementary", "social", "repeat", "transactional", "none")
+SEGMENT_ORDER_FACTS = ("customer_id", "orders", "days_since_last_order", "revenue", "orders_recent", "orders_previous")
+"""The columns of core.customer_order_facts that :func:`segments_from_facts` reads."""
 _RFM_CELLS = tuple(str(number) for number in range(556))
 """Every rfm_cell by its number, 100 R + 10 F + M (111 to 555)."""
 
