@@ -222,13 +222,14 @@ def _recommend(
     rule = np.concatenate([c[1] for c in chosen]) if chosen else np.empty(0, "int64")
     rank = np.concatenate([c[2] for c in chosen]) if chosen else np.empty(0, "int64")
     b = rules["consequent_code"].to_numpy()[rule]
+    # The text columns are taken in Arrow from the ids and names by code: no Python string per row.
     return pd.DataFrame(
         {
-            "customer_id": pd.array(baskets.customers.to_numpy()[code], dtype="str"),
+            "customer_id": pd.array(baskets.customers.array, dtype="str").take(code),
             "rank": rank + 1,
-            "level": pd.array(np.full(len(code), level, dtype=object), dtype="str"),
-            "recommendation": pd.array(baskets.names[b], dtype="str"),
-            "recommendation_name": pd.array(baskets.display[b], dtype="str"),
+            "level": pd.array([level], dtype="str").take(np.zeros(len(code), dtype="int64")),
+            "recommendation": pd.array(baskets.names, dtype="str").take(b),
+            "recommendation_name": pd.array(baskets.display, dtype="str").take(b),
             "based_on": rules["antecedent"].array[rule],
             "lift": rules["lift"].to_numpy()[rule],
             "confidence": rules["confidence"].to_numpy()[rule],

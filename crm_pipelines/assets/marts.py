@@ -121,13 +121,15 @@ def build_marts_assets(config: CrmConfig, warehouse_kind: str) -> list[dg.Assets
             NO_PURCHASES,
             RELATIONSHIP_TYPES,
             RFM_SEGMENTS,
+            SEGMENT_ORDER_FACTS,
             VALUE_TIERS,
             segments_from_facts,
         )
 
         wh = warehouse.get_warehouse()
-        # One row per customer (or customer and category), never the order lines.
-        order_facts = wh.read_table(CORE, "customer_order_facts")
+        # One row per customer (or customer and category), never the order lines; of the order facts only
+        # the columns the scores read.
+        order_facts = wh.read_table(CORE, "customer_order_facts", columns=list(SEGMENT_ORDER_FACTS))
         result = segments_from_facts(
             order_facts,
             wh.read_table(CORE, "customer_engagement_facts"),
