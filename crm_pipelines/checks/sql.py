@@ -266,12 +266,15 @@ def _sample(conn: sa.Connection, compiler: _Compiler, source: sa.TableClause, ru
     return _distinct(_jsonable(values), size)
 
 
-def table_stats_in_warehouse(wh: Warehouse, schema: str, table: str) -> dict[str, Any]:
-    """:func:`crm_pipelines.checks.drift.table_stats` of a warehouse table, from one aggregate query."""
+def table_stats_in_warehouse(wh: Warehouse, schema: str, table: str, where: Any = None) -> dict[str, Any]:
+    """:func:`crm_pipelines.checks.drift.table_stats` of a warehouse table (of its rows matching
+    ``where``, a SQLAlchemy condition, when given), from one aggregate query."""
     import sqlalchemy as sa
     columns = wh.columns(schema, table)
     stmt = sa.select(sa.func.count().label("rows"), *(sa.func.count(col(c)) for c in columns)).select_from(
         wh.table(schema, table))
+    if where is not None:
+        stmt = stmt.where(where)
     with wh.connect() as conn:
         rows, *present = conn.execute(stmt).one()
     return _stats(int(rows), dict(zip(columns, present, strict=True)))
