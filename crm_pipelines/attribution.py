@@ -41,7 +41,14 @@ from typing import TYPE_CHECKING
 from crm_pipelines.config import CrmConfig
 from crm_pipelines.facts.sql import compiled
 from crm_pipelines.schema import CORE, ENTITIES, STAGING, core_entity_columns
-from crm_pipelines.table_changes import apply_staged_change, create_change_view, staged_change_names
+from crm_pipelines.table_changes import (
+    REWRITE_SHARE,
+    change_names,
+    create_change_view,
+    create_hash_diff,
+    drop_staged_change,
+    publish_change_view,
+)
 from crm_pipelines.warehouse import Warehouse, col
 
 if TYPE_CHECKING:
@@ -55,10 +62,6 @@ EMAIL_COLUMN = {
     "campaign_events": "email",
     "survey_responses": "email",
 }
-
-
-REWRITE_SHARE = 0.25
-"""A change replacing more than this share of the published rows is written as a whole table instead."""
 
 
 @dataclass
@@ -193,19 +196,9 @@ def record_key(entity: str) -> list[str]:
     return ["source", ENTITIES[entity].record_id]
 
 
-def change_names(published: str) -> tuple[str, str, str, str]:
-    """The night's view of ``published`` with the change applied, the rows to insert, the keys they
-    replace, and the comparison they are taken from."""
-    rows_table, replaced_table = staged_change_names(published)
-    return f"{published}__night", rows_table, replaced_table, f"{published}__diff"
-
-
 def drop_change(warehouse: Warehouse, published: str) -> None:
     """Drop what :func:`attribute` wrote for a change of ``published`` (also what a killed run left)."""
-    view, *tables = change_names(published)
-    warehouse.execute(f"DROP VIEW IF EXISTS {warehouse.qualified(CORE, view)}")
-    for name in tables:
-        warehouse.drop_table(CORE, name)
+    drop_staged_change(warehouse, CORE, published)
 
 
 def _comparable(warehouse: Warehouse, new_table: str, published: str) -> bool:
@@ -225,21 +218,7 @@ def _write_changes(warehouse: Warehouse, entity: str, rows: sa.Subquery, publish
     key = record_key(entity)
     view, rows_table, replaced_table, diff_table = change_names(published)
     drop_change(warehouse, published)
-    old = warehouse.table(CORE, published, names)
-    new = sa.select(*(rows.c[n] for n in names), sa.func.hash(*(rows.c[n] for n in names)).label("_hash")).subquery(
-        "new"
-    )
-    before = sa.select(
-        *(old.c[k].label(f"_old_{k}") for k in key), sa.func.hash(*(old.c[n] for n in names)).label("_hash")
-    ).subquery("old")
-    differing = sa.select(
-        *(new.c[n] for n in names),
-        new.c._hash.is_not(None).label("_is_new"),
-        *(before.c[f"_old_{k}"] for k in key),
-    ).select_from(new.outerjoin(before, new.c._hash == before.c._hash, full=True)).where(
-        sa.or_(new.c._hash.is_(None), before.c._hash.is_(None))
-    )
-    warehouse.execute(f"CREATE TABLE {warehouse.qualified(CORE, diff_table)} AS {compiled(warehouse, differing)}")
+    create_hash_diff(warehouse, CORE, rows, published, names, key, diff_table)
     # A night that changed many rows (a full re-resolution moves many customers' rows) would write them
     # twice, to the side table and into the table, and leave the table's storage full of deleted rows.
     # The comparison holds two rows per changed row (its published and its new version), and the orphans.
@@ -277,14 +256,8 @@ def publish_attribution(warehouse: Warehouse, result: Attribution, table: str) -
     """Make ``result`` the published ``core.<table>`` in one transaction: swap the new table in, or
     delete the replaced keys' rows and insert the changed ones (and drop the night's view). ``table``
     is the ``published`` name :func:`attribute` was given, if any."""
-    import sqlalchemy as sa
     if result.published is None:
         warehouse.swap_in(CORE, result.table, table)
         return
     names = [c.name for c in core_entity_columns(result.entity)]
-
-    def apply(conn: sa.Connection) -> None:
-        conn.execute(sa.text(f"DROP VIEW {warehouse.qualified(CORE, result.table)}"))
-        apply_staged_change(conn, warehouse, CORE, table, record_key(result.entity), names)
-
-    warehouse.in_publish_transaction(f"{CORE}.{table}", apply)
+    publish_change_view(warehouse, CORE, table, record_key(result.entity), names)

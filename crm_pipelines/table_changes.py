@@ -43,6 +43,12 @@ class TableChange:
     replaced: pd.DataFrame | pa.Table | None = None
 
 
+REWRITE_SHARE = 0.25
+"""A change replacing more than this share of a published table's rows is written as a whole table instead
+(:func:`stage_select_change`, :mod:`crm_pipelines.attribution`): it would be written twice, to the side
+table and into the table, and leave the table's storage full of deleted rows."""
+
+
 def _side_name(table: str, kind: str) -> str:
     return f"{table}__{kind}"
 
@@ -164,18 +170,59 @@ def publish_changes(
 
 
 def staged_change_names(table: str) -> tuple[str, str]:
-    """The side tables :func:`apply_staged_change` reads: the rows to insert, and the keys of the rows
+    """The side tables :func:`publish_change_view` reads: the rows to insert, and the keys of the rows
     they replace (both in the table's schema)."""
     return _side_name(table, "rows"), _side_name(table, "replaced")
 
 
-def apply_staged_change(
-    conn: sa.Connection, warehouse: Warehouse, schema: str, table: str, key: Sequence[str], columns: Sequence[str]
+def change_names(table: str) -> tuple[str, str, str, str]:
+    """The night's view of ``table`` with a change applied, the rows to insert, the keys they replace,
+    and the comparison (:func:`create_hash_diff`) they are taken from."""
+    rows_table, replaced_table = staged_change_names(table)
+    return f"{table}__night", rows_table, replaced_table, f"{table}__diff"
+
+
+def drop_staged_change(warehouse: Warehouse, schema: str, table: str) -> None:
+    """Drop the view and side tables of :func:`change_names` (also what a killed run left)."""
+    view, *tables = change_names(table)
+    warehouse.execute(f"DROP VIEW IF EXISTS {warehouse.qualified(schema, view)}")
+    for name in tables:
+        warehouse.drop_table(schema, name)
+
+
+def create_hash_diff(
+    warehouse: Warehouse,
+    schema: str,
+    rows: sa.Subquery,
+    published: str,
+    columns: Sequence[str],
+    key: Sequence[str],
+    diff_table: str,
 ) -> None:
-    """Inside the caller's transaction: apply a change whose side tables (:func:`staged_change_names`)
-    were written inside the warehouse, as :func:`publish_changes` applies the ones it writes from frames:
-    delete the replaced keys' rows, insert the rows, drop the side tables."""
-    _apply_change(conn, warehouse, schema, table, key, columns)
+    """DuckDB: write ``schema.diff_table``, the rows that differ between ``rows`` (the new version, with
+    ``columns``) and the published table, in one pass: a full outer join on a 64-bit hash of every row.
+
+    It holds the new rows no published row has the hash of (``columns``, ``_is_new`` true) and the keys
+    (``_old_<key column>``) of the published rows no new row has the hash of (``_is_new`` false). Rows
+    sharing a hash on either side all match each other: a caller must make sure that merging such
+    duplicates cannot change the result (by counting rows), and accept a chance of about 2^-64 per pair
+    of rows that a changed row hashes as a published one."""
+    import sqlalchemy as sa
+    old = warehouse.table(schema, published, columns)
+    new = sa.select(*(rows.c[n] for n in columns), sa.func.hash(*(rows.c[n] for n in columns)).label("_hash")).subquery(
+        "new"
+    )
+    before = sa.select(
+        *(old.c[k].label(f"_old_{k}") for k in key), sa.func.hash(*(old.c[n] for n in columns)).label("_hash")
+    ).subquery("old")
+    differing = sa.select(
+        *(new.c[n] for n in columns),
+        new.c._hash.is_not(None).label("_is_new"),
+        *(before.c[f"_old_{k}"] for k in key),
+    ).select_from(new.outerjoin(before, new.c._hash == before.c._hash, full=True)).where(
+        sa.or_(new.c._hash.is_(None), before.c._hash.is_(None))
+    )
+    warehouse.execute(f"CREATE TABLE {warehouse.qualified(schema, diff_table)} AS {compiled(warehouse, differing)}")
 
 
 def create_change_view(
@@ -199,3 +246,66 @@ def create_change_view(
         statement = statement.where(~sa.exists().where(*(gone.c[k] == kept.c[k] for k in key)))
     statement = sa.union_all(statement, sa.select(*warehouse.table(schema, rows_table, columns).c))
     warehouse.execute(f"CREATE VIEW {warehouse.qualified(schema, view)} AS {compiled(warehouse, statement)}")
+
+
+def stage_select_change(
+    warehouse: Warehouse, schema: str, statement: sa.Select, table: str, key: Sequence[str]
+) -> tuple[str, int] | None:
+    """DuckDB: write only the rows in which ``statement``'s result differs from the published
+    ``schema.table`` (its previous result), as :mod:`crm_pipelines.attribution` does for the attributed
+    tables: the rows to insert, the keys (``key``, unique in the table) of the rows they replace, and the
+    view of the new version (:func:`change_names`), which is what a contract validates. Returns the view
+    and its rows; publish it with :func:`publish_change_view`, or drop it with :func:`drop_staged_change`.
+
+    None (nothing left behind) where the whole result is to be written instead: another warehouse, no
+    published table or one with other columns or types, a change of more than :data:`REWRITE_SHARE` of
+    the rows, a replaced row without a key, or duplicate rows (counted: a rewrite keeps them, the hash
+    comparison would merge them)."""
+    import sqlalchemy as sa
+    if warehouse.dialect != "duckdb":
+        return None
+    published = live_schema(warehouse, schema, table)
+    if published is None or warehouse.query_arrow(statement.limit(0)).schema != published:
+        return None
+    rows = statement.subquery("rows")
+    columns = list(rows.c.keys())
+    view, rows_table, replaced_table, diff_table = change_names(table)
+    drop_staged_change(warehouse, schema, table)
+    create_hash_diff(warehouse, schema, rows, table, columns, key, diff_table)
+    # The comparison holds two rows per changed row: its published and its new version.
+    if warehouse.row_count(schema, diff_table) > REWRITE_SHARE * 2 * warehouse.row_count(schema, table):
+        drop_staged_change(warehouse, schema, table)
+        return None
+    diff = warehouse.table(schema, diff_table, [*columns, "_is_new", *(f"_old_{k}" for k in key)])
+    inserted = sa.select(*(diff.c[n] for n in columns)).where(diff.c._is_new)
+    replaced = sa.select(*(diff.c[f"_old_{k}"].label(k) for k in key)).where(sa.not_(diff.c._is_new))
+    for name, selected in ((rows_table, inserted), (replaced_table, replaced)):
+        warehouse.execute(f"CREATE TABLE {warehouse.qualified(schema, name)} AS {compiled(warehouse, selected)}")
+    warehouse.drop_table(schema, diff_table)
+    if warehouse.row_count(schema, replaced_table, sa.or_(*(sa.column(k).is_(None) for k in key))):
+        drop_staged_change(warehouse, schema, table)  # a row without a key cannot be deleted by its key
+        return None
+    create_change_view(warehouse, schema, table, view, columns, rows_table, key, replaced_table)
+    written = warehouse.row_count(schema, view)
+    with warehouse.connect() as conn:
+        expected = conn.execute(sa.select(sa.func.count()).select_from(rows)).scalar_one()
+    if written != expected:
+        drop_staged_change(warehouse, schema, table)
+        return None
+    return view, written
+
+
+def publish_change_view(
+    warehouse: Warehouse, schema: str, table: str, key: Sequence[str], columns: Sequence[str]
+) -> None:
+    """Make the new version :func:`stage_select_change` (or attribution) staged the published
+    ``schema.table`` in one transaction: drop its view, delete the replaced keys' rows, insert the new
+    ones. Readers see the old table or the new one, never a mix."""
+    import sqlalchemy as sa
+    view = change_names(table)[0]
+
+    def apply(conn: sa.Connection) -> None:
+        conn.execute(sa.text(f"DROP VIEW {warehouse.qualified(schema, view)}"))
+        _apply_change(conn, warehouse, schema, table, key, columns)
+
+    warehouse.in_publish_transaction(f"{schema}.{table}", apply)

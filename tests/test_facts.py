@@ -18,17 +18,21 @@ from facts_support import (
     load_and_build,
     load_core,
 )
+from pandas.testing import assert_frame_equal
 
+from crm_pipelines import table_changes
 from crm_pipelines.analytics.activity import bounded_orders, customer_index, engagement_summary, order_summary
 from crm_pipelines.analytics.churn import FrameOrderHistory, churn_features, service_features
 from crm_pipelines.analytics.clv.summary import summary_from_orders
 from crm_pipelines.analytics.retention import retention_cohorts, retention_summary
 from crm_pipelines.analytics.segments import rfm_scores
-from crm_pipelines.facts.build import build_all, utc_day
+from crm_pipelines.facts.build import build_all, build_purchases, utc_day
 from crm_pipelines.facts.churn import WarehouseOrderHistory, service_features_from_warehouse
 from crm_pipelines.facts.clv import clv_calibration_summary, clv_summary_from_facts
 from crm_pipelines.facts.marts import read_retention_cohorts, read_retention_summary
+from crm_pipelines.facts.orders import purchases_select
 from crm_pipelines.schema import CORE, core_entity_columns
+from crm_pipelines.table_changes import change_names
 from crm_pipelines.warehouse import Warehouse
 
 
@@ -135,6 +139,41 @@ def test_configured_purchase_statuses_reach_every_fact(reloaded, core_frames):
     # customer_360's orders and the CLV frequency now count the same purchases.
     per_customer = by_customer(loaded.read_table(CORE, "customer_order_facts")).loc[clv["customer_id"]]
     assert (per_customer["purchase_days"].to_numpy() - 1 == clv["frequency"].to_numpy()).all()
+
+
+def test_rebuilt_purchases_equal_a_rewrite_and_only_changes_are_written(reloaded, core_frames, monkeypatch):
+    wh = reloaded
+    staged = []
+    stage = table_changes.stage_select_change
+    monkeypatch.setattr(
+        table_changes, "stage_select_change", lambda *args: staged.append(stage(*args)) or staged[-1]
+    )
+    orders = core_frames["orders"].copy()
+    completed = orders.index[orders["status"] == "completed"]
+    orders.loc[completed[0], "status"] = "cancelled"  # a purchase no more
+    orders.loc[completed[1], "total_amount_reporting"] = 1234.5  # a purchase changed
+    orders.loc[orders["order_id"] == "e-3", "status"] = "completed"  # a purchase more
+    orders = orders.drop(completed[2])  # a purchase gone
+    wh.write_table(orders, CORE, "orders", column_types={c.name: c.dtype for c in core_entity_columns("orders")})
+    before = wh.read_table(CORE, "purchases")
+    expected = wh.query(purchases_select(wh, AS_OF, ("completed",)))
+    assert len(expected) == len(before) - 1
+
+    # A gate refusing the new version leaves the published table and nothing else behind.
+    assert build_purchases(wh, AS_OF, ("completed",), gate=lambda schema, name: False) == len(expected)
+    assert_frame_equal(_sorted_purchases(wh.read_table(CORE, "purchases")), _sorted_purchases(before))
+    assert build_purchases(wh, AS_OF, ("completed",)) == len(expected)
+
+    assert_frame_equal(_sorted_purchases(wh.read_table(CORE, "purchases")), _sorted_purchases(expected))
+    leftovers = [n for n in change_names("purchases") if wh.table_exists(CORE, n)]
+    assert not leftovers and not wh.table_exists(CORE, "purchases__new")
+    # DuckDB wrote the changed rows only (both times); PostgreSQL rewrites the table.
+    expected_stages = [("purchases__night", len(expected))] * 2 if wh.dialect == "duckdb" else [None, None]
+    assert staged == expected_stages
+
+
+def _sorted_purchases(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.sort_values(["source", "order_id"]).reset_index(drop=True)
 
 
 def test_no_orders_at_all(warehouse, core_frames):

@@ -7,7 +7,7 @@ the facts are still defined (zero counts) and marts need no special case for a m
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from crm_pipelines.facts.engagement import (
@@ -18,6 +18,7 @@ from crm_pipelines.facts.engagement import (
 from crm_pipelines.facts.orders import (
     CUSTOMER_CATEGORY_FACTS,
     CUSTOMER_ORDER_FACTS,
+    PURCHASE_KEY,
     PURCHASES,
     customer_category_facts_select,
     customer_order_facts_select,
@@ -47,8 +48,10 @@ def ensure_core_inputs(wh: Warehouse, *entities: str) -> None:
         wh.create_table(CORE, entity, core_entity_columns(entity))
 
 
-def publish_query(wh: Warehouse, statement: sa.Select, name: str, gate: PublishGate | None = None) -> int:
-    return publish_select(wh, statement, CORE, name, gate)
+def publish_query(
+    wh: Warehouse, statement: sa.Select, name: str, gate: PublishGate | None = None, key: Sequence[str] = ()
+) -> int:
+    return publish_select(wh, statement, CORE, name, gate, key)
 
 
 def build_purchases(
@@ -56,7 +59,8 @@ def build_purchases(
     gate: PublishGate | None = None,
 ) -> int:
     ensure_core_inputs(wh, "orders")
-    return publish_query(wh, purchases_select(wh, cutoff, purchase_statuses), PURCHASES, gate)
+    # A night changes few purchases of many: only those are written (see publish_select).
+    return publish_query(wh, purchases_select(wh, cutoff, purchase_statuses), PURCHASES, gate, PURCHASE_KEY)
 
 
 def build_customer_order_facts(

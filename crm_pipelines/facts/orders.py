@@ -35,6 +35,8 @@ PURCHASES = "purchases"
 CUSTOMER_ORDER_FACTS = "customer_order_facts"
 CUSTOMER_CATEGORY_FACTS = "customer_category_facts"
 ORDER_COLUMNS = ("customer_id", "source", "order_id", "ordered_at", "status", "total_amount_reporting", "is_refund")
+PURCHASE_KEY = ("source", "order_id")
+"""The columns naming one purchase (its order)."""
 PURCHASE_COLUMNS = ("customer_id", "source", "order_id", "ordered_at", "purchase_day", "purchase_month", "amount")
 
 

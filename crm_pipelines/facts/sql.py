@@ -121,13 +121,36 @@ def create_staged(wh: Warehouse, statement: sa.Select, schema: str, name: str) -
 
 
 def publish_select(
-    wh: Warehouse, statement: sa.Select, schema: str, name: str, gate: PublishGate | None = None
+    wh: Warehouse,
+    statement: sa.Select,
+    schema: str,
+    name: str,
+    gate: PublishGate | None = None,
+    key: Sequence[str] = (),
 ) -> int:
     """Run ``statement`` in the warehouse into ``schema.name``: written under a temporary name, then
     swapped in with :meth:`Warehouse.swap_in`, so readers never see a half-built table. Returns rows.
 
+    With a ``key`` (unique in the result) on DuckDB, a published table takes only the rows that differ
+    from its previous version, deleted and inserted in one transaction
+    (:func:`~crm_pipelines.table_changes.stage_select_change`); the gate then sees the view of the new
+    version. Where the result is mostly computing (aggregates per customer) this saves little, but a
+    large table that is mostly written is spared the rewrite (``core.purchases`` at 100,000 people: its
+    query runs in about 0.1 s, writing its 0.8M rows took 0.6-0.7 s more).
+
     With a ``gate`` that refuses the new version, it is dropped and the previous table stays in place
     (the gate keeps whatever it wants to show of the rejected version)."""
+    # Imported here: table_changes imports this module.
+    from crm_pipelines.table_changes import drop_staged_change, publish_change_view, stage_select_change
+
+    change = stage_select_change(wh, schema, statement, name, key) if key else None
+    if change is not None:
+        view, rows = change
+        if gate is not None and not gate(schema, view):
+            drop_staged_change(wh, schema, name)
+        else:
+            publish_change_view(wh, schema, name, key, [c.name for c in statement.selected_columns])
+        return rows
     staging_name, rows = create_staged(wh, statement, schema, name)
     if gate is not None and not gate(schema, staging_name):
         wh.drop_table(schema, staging_name)
