@@ -117,20 +117,36 @@ def sized_records_sql(
         if block is None:
             continue
         alias = f"s{index}"
-        if block.swapped:
-            first, second = block.keys
-            on = f"{alias}.x = m.{first} AND {alias}.y = m.{second}"
-            size = "pairs"
-        else:
-            # A count per block joined back, not a window per rule: each window sorted every record
-            # with all its columns, one rule after another (5.3 s of 6.3 at 215,000 records).
-            on = " AND ".join(
-                f"{alias}.k{j} = " + (f"m.{key}" if key.isidentifier() else key) for j, key in enumerate(block.keys)
-            )
-            size = "n"
-        joins.append(f"LEFT JOIN ({counts(index)}) AS {alias} ON {on}")
-        sizes.append(f"{alias}.{size}::BIGINT AS {size_column(index)}")
+        # A count per block joined back, not a window per rule: each window sorted every record
+        # with all its columns, one rule after another (5.3 s of 6.3 at 215,000 records).
+        joins.append(f"LEFT JOIN ({counts(index)}) AS {alias} ON {_in_block(block, alias)}")
+        sizes.append(f"{alias}.{'pairs' if block.swapped else 'n'}::BIGINT AS {size_column(index)}")
     return f"SELECT {', '.join(['m.*', *sizes])} FROM ({source}) AS m {' '.join(joins)}"
+
+
+def _in_block(block: BlockKey, alias: str) -> str:
+    """The condition joining a record ``m`` to its block's row ``alias`` of the block counts."""
+    if block.swapped:
+        first, second = block.keys
+        return f"{alias}.x = m.{first} AND {alias}.y = m.{second}"
+    return " AND ".join(
+        f"{alias}.k{j} = " + (f"m.{key}" if key.isidentifier() else key) for j, key in enumerate(block.keys)
+    )
+
+
+def records_in_blocks_sql(
+    block_keys: Sequence[BlockKey | None], source: str, counts: Callable[[int], str], max_block_size: int
+) -> str:
+    """The unique_ids of ``source``'s records that :func:`sized_records_sql` with the same ``counts``
+    gives a size within ``max_block_size`` on some keyed rule (the records a capped rule can pair
+    with another of those blocks), found with the block keys alone."""
+    found = [
+        f"SELECT m.unique_id FROM ({source}) AS m SEMI JOIN ({counts(index)}) AS b "
+        f"ON {_in_block(block, 'b')} AND b.{'pairs' if block.swapped else 'n'} <= {block_limit(block, max_block_size)}"
+        for index, block in enumerate(block_keys)
+        if block is not None
+    ]
+    return " UNION ".join(found) if found else f"SELECT unique_id FROM ({source}) WHERE false"
 
 
 def add_block_sizes(con: duckdb.DuckDBPyConnection, block_keys: Sequence[BlockKey | None]) -> None:

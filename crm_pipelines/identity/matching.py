@@ -25,7 +25,7 @@ from crm_pipelines.identity.block_limits import (
     counts_table,
     drop_block_counts,
     oversized_blocks,
-    size_column,
+    records_in_blocks_sql,
     sized_records_sql,
 )
 from crm_pipelines.identity.engine import fetch_frame, register_frame
@@ -333,19 +333,31 @@ class Scorer:
             # some rule can pair with a new one: in a new record's block of a capped rule (a rule
             # pairs only records whose block sizes are known and within the cap) or sharing an email,
             # a phone or an identifier with one (the uncapped rules). The same pairs, from a few
-            # existing records instead of every one, each read once per rule.
-            existing_sized = self._sized(existing_records, "match_new", ordered=False)
-            sizes = [size_column(i) for i, key in enumerate(prediction_block_keys(self.settings)) if key is not None]
-            reachable = " OR ".join(
+            # existing records instead of every one, each read once per rule. Those records are
+            # found on their keys first, then sized; each way of reaching one is a join of its own
+            # (an OR of IN subqueries made DuckDB compare every existing record with a nested loop).
+            block_keys = prediction_block_keys(self.settings)
+            in_new_blocks = records_in_blocks_sql(
+                block_keys,
+                existing_records,
+                lambda index: _counts_of_blocks_in(block_keys[index], index, "match_new"),
+                self.settings.max_block_size,
+            )
+            sharing = " UNION ".join(
                 [
-                    *(f"e.{size} IS NOT NULL" for size in sizes),
-                    "e.email IN (SELECT email FROM match_new)",
-                    "e.phone IN (SELECT phone FROM match_new)",
-                    f"list_has_any(e.{IDENTIFIER_KEYS}, (SELECT flatten(list({IDENTIFIER_KEYS})) FROM match_new))",
+                    *(
+                        f"SELECT e.unique_id FROM ({existing_records}) AS e SEMI JOIN match_new AS n "
+                        f"ON e.{column} = n.{column}"
+                        for column in ("email", "phone")
+                    ),
+                    f"SELECT e.unique_id FROM (SELECT unique_id, unnest({IDENTIFIER_KEYS}) AS k "
+                    f"FROM ({existing_records})) AS e "
+                    f"SEMI JOIN (SELECT unnest({IDENTIFIER_KEYS}) AS k FROM match_new) AS n ON e.k = n.k",
                 ]
             )
-            reachable_sized = f"SELECT * FROM ({existing_sized}) AS e WHERE {reachable}"
-            self.con.execute(f"CREATE OR REPLACE TEMP TABLE match_existing AS {reachable_sized}")
+            reachable = f"SELECT * FROM match_records WHERE unique_id IN ({in_new_blocks} UNION {sharing})"
+            existing_sized = self._sized(reachable, "match_new", ordered=False)
+            self.con.execute(f"CREATE OR REPLACE TEMP TABLE match_existing AS {existing_sized}")
         else:
             self.con.execute(f"CREATE OR REPLACE VIEW match_new AS {new_records}")
             self.con.execute(f"CREATE OR REPLACE VIEW match_existing AS {existing_records}")

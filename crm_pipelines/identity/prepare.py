@@ -177,21 +177,38 @@ def clean_records(
         """,
         {"junk": [v.upper() for v in settings.junk_identifiers]},
     )
+    # Names, cities and streets are folded once per distinct value (about 2,400 given names, 3,800
+    # surnames and 24,000 streets among 215,000 records) and joined back: folding is a chain of
+    # replacements and regular expressions, the same for every record holding the value.
     con.execute(
         """
         CREATE OR REPLACE TEMP TABLE cleaned AS
-        WITH normalized AS (
-            SELECT unique_id, source, source_record_id,
-                   fold_name(first_name) AS first_name_raw,
-                   fold_name(last_name) AS last_name_raw,
-                   strftime(date_of_birth, '%Y-%m-%d') AS date_of_birth_raw,
-                   fold_address(address_line1) AS address_line1,
-                   nullif(upper(replace(postcode, ' ', '')), '') AS postcode,
-                   fold_name(city) AS city,
-                   nullif(lower(trim(email)), '') AS email_raw,
-                   nullif(regexp_replace(trim(phone), '[^+0-9]', '', 'g'), '') AS phone_raw,
-                   CASE WHEN lower(trim(gender)) IN ('female', 'male') THEN lower(trim(gender)) END AS gender
-            FROM records
+        WITH folded_names AS (
+            SELECT value, fold_name(value) AS folded FROM (
+                SELECT first_name AS value FROM records UNION SELECT last_name FROM records
+                UNION SELECT city FROM records)
+            WHERE value IS NOT NULL
+        ),
+        folded_addresses AS (
+            SELECT value, fold_address(value) AS folded FROM (SELECT DISTINCT address_line1 AS value FROM records)
+            WHERE value IS NOT NULL
+        ),
+        normalized AS (
+            SELECT r.unique_id, r.source, r.source_record_id,
+                   f.folded AS first_name_raw,
+                   l.folded AS last_name_raw,
+                   strftime(r.date_of_birth, '%Y-%m-%d') AS date_of_birth_raw,
+                   a.folded AS address_line1,
+                   nullif(upper(replace(r.postcode, ' ', '')), '') AS postcode,
+                   c.folded AS city,
+                   nullif(lower(trim(r.email)), '') AS email_raw,
+                   nullif(regexp_replace(trim(r.phone), '[^+0-9]', '', 'g'), '') AS phone_raw,
+                   CASE WHEN lower(trim(r.gender)) IN ('female', 'male') THEN lower(trim(r.gender)) END AS gender
+            FROM records AS r
+            LEFT JOIN folded_names AS f ON f.value = r.first_name
+            LEFT JOIN folded_names AS l ON l.value = r.last_name
+            LEFT JOIN folded_names AS c ON c.value = r.city
+            LEFT JOIN folded_addresses AS a ON a.value = r.address_line1
         )
         SELECT n.unique_id, n.source, n.source_record_id,
                CASE WHEN NOT list_contains($junk_names, first_name_raw) THEN first_name_raw END AS first_name,
