@@ -57,16 +57,25 @@ def order_effects(
 
 
 def regular_customers_select(
-    wh: Warehouse, cutoff: dt.datetime | pd.Timestamp, window_days: int, min_purchases: int
+    wh: Warehouse,
+    cutoff: dt.datetime | pd.Timestamp,
+    window_days: int,
+    min_purchases: int,
+    *,
+    unified_only: bool = True,
 ) -> sa.Select:
     """customer_id of every regular customer: ``min_purchases`` purchases after ``window_days`` days
-    before the cutoff, up to it."""
+    before the cutoff, up to it. ``unified_only=False`` skips the join to core.unified_customers, for
+    callers that only test their own customers' membership."""
     orders = order_effects(wh, cutoff)
-    customers = wh.table(CORE, "unified_customers", ["customer_id"])
     since = instant(pd.Timestamp(cutoff) - pd.Timedelta(days=window_days))
+    source: sa.FromClause = orders
+    if unified_only:
+        customers = wh.table(CORE, "unified_customers", ["customer_id"])
+        source = orders.join(customers, customers.c.customer_id == orders.c.customer_id)
     return (
         sa.select(orders.c.customer_id)
-        .select_from(orders.join(customers, customers.c.customer_id == orders.c.customer_id))
+        .select_from(source)
         .where(orders.c.purchase == 1, orders.c.ordered_at > since)
         .group_by(orders.c.customer_id)
         .having(sa.func.count() >= min_purchases)

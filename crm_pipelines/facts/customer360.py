@@ -230,7 +230,10 @@ def customer_360_mart_select(
     (``renames``), and the declared ``columns`` first, in their order and cast to their types, as
     publishing a frame of it writes them; the columns not declared follow unchanged."""
     view = customer_360_select(wh, cutoff, extras).subquery("view")
-    regular = regular_customers_select(wh, cutoff, loyalty.regular_window_days, loyalty.regular_min_purchases)
+    # The view's customers are the unified ones: their membership needs no join to core.unified_customers.
+    regular = regular_customers_select(
+        wh, cutoff, loyalty.regular_window_days, loyalty.regular_min_purchases, unified_only=False
+    )
     named: dict[str, sa.ColumnElement] = {renames.get(c.key, c.key): c for c in view.c}
     named["loyalty_member"] = _member(view.c.customer_id, loyalty_members_select(wh, loyalty))
     named["regular_customer"] = _member(view.c.customer_id, regular)
