@@ -37,13 +37,18 @@ def _record_lookup(
     """The staged customer record each row names, and its ``column``; NULL where no such table or column
     exists. One lookup per column serves every table of the query (``lookups`` keeps them): it is a
     materialized CTE, so the staged customers are grouped once, not once per table that reads them
-    (three times for the e-mail lookups)."""
+    (three times for the e-mail lookups). Its address is normalized (trimmed, lower-case, NULL when
+    empty) once per record here, not again on every row that takes it."""
     if not wh.table_exists(STAGING, "customers") or "source_customer_id" not in frame.c:
         return None, sa.cast(sa.null(), sa.String)
     if column not in lookups:
         records = wh.table(STAGING, "customers", ["source", "source_record_id", "email", "phone"])
         lookups[column] = (
-            sa.select(records.c.source, records.c.source_record_id, sa.func.max(records.c[column]).label("address"))
+            sa.select(
+                records.c.source,
+                records.c.source_record_id,
+                normalized_email(sa.func.max(records.c[column])).label("address"),
+            )
             .where(records.c[column].is_not(None))
             .group_by(records.c.source, records.c.source_record_id)
             .cte(f"records_{column}")
@@ -97,7 +102,7 @@ def suppression_select(
     status = text_value(s.c.consent_status)
     s_known = sa.or_(s.c.consent_at.is_(None), s.c.consent_at <= limit)
     s_from, s_record_email = _with_record(wh, s, sources, "email", lookups)
-    s_email = normalized_email(sa.func.coalesce(normalized_email(s.c.email), s_record_email))
+    s_email = sa.func.coalesce(normalized_email(s.c.email), s_record_email)
 
     def subscription_signals(from_: sa.FromClause, kind: str, address: sa.ColumnElement, *where) -> list[sa.Select]:
         out = []
@@ -119,11 +124,10 @@ def suppression_select(
     parts = subscription_signals(s_from, "email", s_email)
     if sms:
         p_from, s_record_phone = _with_record(wh, s, sources, "phone", lookups)
-        phone = normalized_email(s_record_phone)
-        parts += subscription_signals(p_from, "phone", phone, s.c.list_name.in_(sorted(set(sms))))
+        parts += subscription_signals(p_from, "phone", s_record_phone, s.c.list_name.in_(sorted(set(sms))))
     e_kind = text_value(e.c.event_type)
     e_from, e_record_email = _with_record(wh, e, sources, "email", lookups)
-    e_email = normalized_email(sa.func.coalesce(normalized_email(e.c.email), e_record_email))
+    e_email = sa.func.coalesce(normalized_email(e.c.email), e_record_email)
     parts.append(
         sa.select(
             sa.literal("out").label("direction"),
