@@ -52,6 +52,11 @@ def test_regular_customers_equal_the_reference(loaded, core_frames, k, window):
     actual = loaded.query(regular_customers_select(loaded, AS_OF, window, k))["customer_id"]
     assert sorted(actual.astype("str")) == sorted(expected.astype("str"))
     assert 0 < len(actual) < len(customers)
+    # Without the join (customer_360 tests its own customers' membership) the unified customers it
+    # names are the same.
+    unjoined = loaded.query(regular_customers_select(loaded, AS_OF, window, k, unified_only=False))["customer_id"]
+    unjoined = unjoined.astype("str")
+    assert sorted(unjoined[unjoined.isin(customers["customer_id"].astype("str"))]) == sorted(expected.astype("str"))
 
 
 @pytest.mark.parametrize("k, window", [(1, 30), (2, 90), (3, 180)])
