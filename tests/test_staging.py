@@ -29,7 +29,14 @@ from crm_pipelines.staging.references import customer_reference, referenced_cust
 from crm_pipelines.staging.rejections import FIELD_NULLED
 from crm_pipelines.staging.rules import FIELD_LEVEL_COLUMNS
 from crm_pipelines.staging.stage import StagingResult, stage_entity
-from crm_pipelines.staging.values import PYTHON_WHITESPACE, collapse_whitespace, replace_regex
+from crm_pipelines.staging.values import (
+    PLACEHOLDER_SPELLINGS,
+    PLACEHOLDERS,
+    PYTHON_WHITESPACE,
+    clean_text,
+    collapse_whitespace,
+    replace_regex,
+)
 
 AS_OF_END = dt.datetime(2024, 6, 30, 23, 59, 59, tzinfo=dt.UTC)
 NOW = dt.datetime(2024, 7, 1, 2, 0, tzinfo=dt.UTC)
@@ -353,6 +360,25 @@ def test_arrow_whitespace_rules_match_pythons() -> None:
     keys = phone_keys(text, pd.Series("DE", index=text.index, dtype="str"))
     compact = text.map(lambda v: re.sub(r"[\s\-./()]", "", v), na_action="ignore")
     assert keys.str.partition("\x1f")[0].equals(compact.mask(compact.str.startswith("00"), "+" + compact.str.slice(2)))
+
+
+def test_placeholder_spellings_are_every_text_lowering_to_a_placeholder() -> None:
+    # clean_text looks the spellings up instead of lowering the column: every code point that lowers to
+    # a placeholder's character must be among the spellings, and each spelling must lower to one.
+    every = pd.Series([c for c in map(chr, range(0x110000)) if not 0xD800 <= ord(c) < 0xE000], dtype="str")
+    letters = set("".join(PLACEHOLDERS))
+    lowering = {c for c, low in zip(every, every.str.lower(), strict=True) if low in letters}
+    assert lowering == {c for s in PLACEHOLDER_SPELLINGS for c in s}
+    assert set(pd.Series(sorted(PLACEHOLDER_SPELLINGS), dtype="str").str.lower()) == PLACEHOLDERS
+    rng = random.Random(5)
+    pool = sorted(lowering) + [" ", "x", "\u3000"]
+    values = [*PLACEHOLDERS, *("".join(rng.choice(pool) for _ in range(rng.randint(0, 7))) for _ in range(20000))]
+    text = pd.Series([*values, None], dtype="str")
+    stripped = text.str.strip()
+    lowered = stripped.str.lower().isin(PLACEHOLDERS)
+    cleaned, placeholders = clean_text(text)
+    assert cleaned.equals(stripped.mask(stripped.eq("") | lowered))
+    assert placeholders == int(lowered.sum()) > len(PLACEHOLDERS)
 
 
 def test_timestamp_patterns_in_arrow_match_pythons() -> None:
