@@ -154,6 +154,22 @@ def test_jsonl_keys_holding_path_characters_are_read_as_their_own_columns(tmp_pa
     ]
 
 
+def test_jsonl_columns_are_the_keys_in_order_of_first_appearance(tmp_path):
+    # Records sharing a list of keys are unnested once: the order must stay that of reading every record.
+    import random
+    rng = random.Random(11)
+    keys = ["id", "email", *(f"k{i}" for i in range(12))]
+    lines = [{"id": n, "email": "a", **{k: n for k in rng.sample(keys[2:], rng.randint(0, 4))}} for n in range(300)]
+    for line in rng.sample(lines, 40):  # the same keys in another order
+        items = list(line.items())
+        rng.shuffle(items)
+        line.clear()
+        line.update(items)
+    (tmp_path / "c.jsonl").write_text("\n".join(json.dumps(line) for line in lines))
+    config = make_config(tmp_path, {"type": "jsonl"}, {"path": "c.jsonl"})
+    assert read(config).column_names == list(dict.fromkeys(k for line in lines for k in line))
+
+
 def test_jsonl_skips_empty_and_space_only_lines_and_counts_them_in_line_numbers(tmp_path):
     (tmp_path / "c.jsonl").write_text('   {"id": 1, "email": "a"}  \n\n   \n{"id": 2, "email": "b"}\n \t\n')
     config = make_config(tmp_path, {"type": "jsonl"}, {"path": "c.jsonl"})
