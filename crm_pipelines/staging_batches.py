@@ -129,9 +129,11 @@ class StagingPlan:
 def ensure_tables(wh: Warehouse, entity: str) -> None:
     drop_leftover_scratch(wh, entity)
     wh.create_table(AUDIT, STAGED_BATCHES, STAGED_BATCHES_COLUMNS)
-    # An installation from before rows_deleted: appending nothing adds the columns it lacks.
-    wh.write_table(typed_frame(STAGED_BATCHES_COLUMNS, {}, 0), AUDIT, STAGED_BATCHES,
-                   mode="append", column_types={c.name: c.dtype for c in STAGED_BATCHES_COLUMNS})
+    # An installation from before rows_deleted: appending nothing adds the columns it lacks (looked up
+    # first: the empty append costs every staging step about 10 ms).
+    if {c.name for c in STAGED_BATCHES_COLUMNS} - set(wh.columns(AUDIT, STAGED_BATCHES)):
+        wh.write_table(typed_frame(STAGED_BATCHES_COLUMNS, {}, 0), AUDIT, STAGED_BATCHES,
+                       mode="append", column_types={c.name: c.dtype for c in STAGED_BATCHES_COLUMNS})
     wh.create_table(AUDIT, SOURCE_DELETES, SOURCE_DELETE_COLUMNS)
     wh.create_table(AUDIT, STAGED_RECORDS, STAGED_RECORDS_COLUMNS)
     wh.create_table(QUARANTINE, QUARANTINE_TABLE, QUARANTINE_COLUMNS)

@@ -363,6 +363,18 @@ def test_read_records_finds_a_batchs_records_by_trimmed_id(tmp_path, warehouse_u
     assert read_records(wh, source, "orders", "b1", []).empty
 
 
+def test_staging_adds_the_columns_an_older_staged_batches_table_lacks(warehouse_url_clean):
+    from crm_pipelines.staging_batches import STAGED_BATCHES_COLUMNS, ensure_tables
+
+    wh = Warehouse(warehouse_url_clean)
+    older = [c for c in STAGED_BATCHES_COLUMNS if c.name != "rows_deleted"]
+    wh.create_table(AUDIT, STAGED_BATCHES, older)
+    ensure_tables(wh, "orders")
+    assert wh.columns(AUDIT, STAGED_BATCHES) == [c.name for c in older] + ["rows_deleted"]
+    ensure_tables(wh, "orders")
+    assert wh.columns(AUDIT, STAGED_BATCHES) == [c.name for c in older] + ["rows_deleted"]
+
+
 @pytest.mark.postgres
 def test_a_first_staging_leaves_planner_statistics_on_postgres(tmp_path, postgres_url):
     """Staged rows arrive by INSERT ... SELECT into tables created empty: without an ANALYZE after them,
