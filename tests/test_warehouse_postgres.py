@@ -79,3 +79,23 @@ def test_bulk_writes_and_created_tables_have_statistics(pg):
     source = pg.table("t", "loaded", ["id", "n"])
     assert publish_select(pg, sa.select(source.c.id).where(source.c.n >= rows - 100), "t", "selected") == 100
     assert analyzed(pg, "t", "selected") == (True, 100)
+
+
+def settings_seen(wh: Warehouse, name: str) -> tuple[str, str]:
+    """(the SQLAlchemy session's value, the ADBC session's value) of a server setting."""
+    through_sqlalchemy = wh.query(sa.text("SELECT current_setting(:name) AS v"), {"name": name})["v"].iloc[0]
+    through_adbc = wh.query(f"SELECT current_setting('{name}') AS v")["v"].iloc[0]
+    return through_sqlalchemy, through_adbc
+
+
+def test_every_session_runs_without_jit(pg):
+    with sa.create_engine(pg.url).connect() as plain:
+        assert plain.execute(sa.text("SHOW jit")).scalar() == "on", "the server's default is JIT on"
+    assert settings_seen(pg, "jit") == ("off", "off")
+
+
+def test_the_urls_own_options_come_last_and_win(postgres_url):
+    url = sa.engine.make_url(postgres_url).update_query_dict({"options": "-c jit=on -c work_mem=16MB"})
+    wh = Warehouse(url.render_as_string(hide_password=False))
+    assert settings_seen(wh, "jit") == ("on", "on")
+    assert settings_seen(wh, "work_mem") == ("16MB", "16MB")
