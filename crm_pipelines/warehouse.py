@@ -603,7 +603,8 @@ class Warehouse:
         from urllib.parse import quote
         url = self.engine.url
         options = postgres_options(url)
-        uri = url.difference_update_query(["options"]).set(drivername="postgresql").render_as_string(hide_password=False)
+        url = url.difference_update_query(["options"]).set(drivername="postgresql")
+        uri = url.render_as_string(hide_password=False)
         # libpq reads %20 as a space, not SQLAlchemy's +
         return f"{uri}{'&' if '?' in uri else '?'}options={quote(options, safe='')}"
 
