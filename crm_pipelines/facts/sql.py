@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Sequence
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from crm_pipelines.warehouse import Warehouse
@@ -47,18 +48,79 @@ def instant(value: dt.datetime | pd.Timestamp | str) -> sa.ColumnElement[Any]:
 
 
 def day_of(timestamp: sa.ColumnElement[Any]) -> sa.ColumnElement[int]:
-    """The UTC day number of a timestamp with time zone."""
-    import sqlalchemy as sa
-    return sa.cast(sa.func.floor(sa.extract("epoch", timestamp) / SECONDS_PER_DAY), sa.BigInteger)
+    """The UTC day number of a timestamp with time zone (rendered per dialect: :func:`_utc_day`)."""
+    return _utc_day()(timestamp)
 
 
 def month_of_day(day: sa.ColumnElement[int]) -> sa.ColumnElement[int]:
-    """The month number (months since January 1970) of a day number."""
+    """The month number (months since January 1970) of a day number (per dialect: :func:`_utc_day`)."""
+    return _month_of_day()(day)
+
+
+@cache
+def _utc_day() -> type:
+    """``utc_day(ts)``: ``floor(epoch / 86400)`` as BIGINT, written for each dialect.
+
+    On PostgreSQL ``EXTRACT(epoch ...)`` is NUMERIC: at 913,030 orders one evaluation cost about 0.25 s
+    against 0.05 s for the UTC date's distance to 1970-01-01 (an integer), and a subquery inlined into
+    several CASEs evaluates it once per CASE (churn's orders: 7 s against 3.7 s). The date arithmetic is
+    exact for a timestamp with time zone whatever the session's time zone. DuckDB's epoch is a double
+    and stays as it was."""
     import sqlalchemy as sa
-    date = sa.cast(sa.literal("1970-01-01"), sa.Date) + sa.cast(day, sa.Integer)
-    return sa.cast(
-        (sa.extract("year", date) - 1970) * 12 + sa.extract("month", date) - 1, sa.BigInteger
-    )
+    from sqlalchemy.ext.compiler import compiles
+    from sqlalchemy.sql.functions import FunctionElement
+
+    class utc_day(FunctionElement):
+        type = sa.BigInteger()
+        name = "utc_day"
+        inherit_cache = True
+
+    @compiles(utc_day)
+    def _epoch(element, compiler, **kw):
+        (timestamp,) = element.clauses
+        return compiler.process(
+            sa.cast(sa.func.floor(sa.extract("epoch", timestamp) / SECONDS_PER_DAY), sa.BigInteger), **kw
+        )
+
+    @compiles(utc_day, "postgresql")
+    def _date(element, compiler, **kw):
+        (timestamp,) = element.clauses
+        utc = compiler.process(timestamp, **kw)
+        return f"CAST(CAST(({utc}) AT TIME ZONE 'UTC' AS DATE) - DATE '1970-01-01' AS BIGINT)"
+
+    return utc_day
+
+
+@cache
+def _month_of_day() -> type:
+    """``month_of_day(day)``: the months since January 1970 of a day number, written for each dialect.
+
+    PostgreSQL's EXTRACT is NUMERIC; its ``date_part`` (double precision, exact for years and months)
+    costs a fifth of it per row."""
+    import sqlalchemy as sa
+    from sqlalchemy.ext.compiler import compiles
+    from sqlalchemy.sql.functions import FunctionElement
+
+    class month_of_day(FunctionElement):
+        type = sa.BigInteger()
+        name = "month_of_day"
+        inherit_cache = True
+
+    def months(day, part):
+        date = sa.cast(sa.literal("1970-01-01"), sa.Date) + sa.cast(day, sa.Integer)
+        return sa.cast((part("year", date) - 1970) * 12 + part("month", date) - 1, sa.BigInteger)
+
+    @compiles(month_of_day)
+    def _extract(element, compiler, **kw):
+        (day,) = element.clauses
+        return compiler.process(months(day, sa.extract), **kw)
+
+    @compiles(month_of_day, "postgresql")
+    def _date_part(element, compiler, **kw):
+        (day,) = element.clauses
+        return compiler.process(months(day, lambda field, date: sa.func.date_part(field, date)), **kw)
+
+    return month_of_day
 
 
 def as_bigint(value: Any) -> sa.ColumnElement[int]:
