@@ -88,10 +88,11 @@ def settings_seen(wh: Warehouse, name: str) -> tuple[str, str]:
     return through_sqlalchemy, through_adbc
 
 
-def test_every_session_runs_without_jit(pg):
+def test_every_session_runs_without_jit_and_with_a_small_statistics_sample(pg):
     with sa.create_engine(pg.url).connect() as plain:
         assert plain.execute(sa.text("SHOW jit")).scalar() == "on", "the server's default is JIT on"
     assert settings_seen(pg, "jit") == ("off", "off")
+    assert settings_seen(pg, "default_statistics_target") == ("20", "20")
 
 
 def test_the_urls_own_options_come_last_and_win(postgres_url):
