@@ -53,6 +53,34 @@ def test_the_contract_sees_each_record_once_in_its_newest_version(warehouse):
     assert scratch.schema == ("_crm_scratch" if warehouse.dialect == "duckdb" else STAGING)
 
 
+def test_big_scratch_tables_skip_the_write_ahead_log_on_postgres(warehouse, monkeypatch):
+    """Every table counts as big here: the rows and what is derived from them stay the same."""
+    import sqlalchemy as sa
+
+    import crm_pipelines.staging_scratch as staging_scratch
+
+    monkeypatch.setattr(staging_scratch, "UNLOGGED_FROM_ROWS", 1)
+    scratch = StagingScratch.write(warehouse, "orders", batches())
+    try:
+        checked = read(scratch, scratch.contract_table(), ["order_id"])
+        keys = read(scratch, scratch.run_keys(), ["record_id"])
+        if warehouse.dialect == "postgresql":
+            names = [scratch.batches[0].staged, scratch.batches[1].quarantined, scratch.contract_table()]
+            with warehouse.connect() as conn:
+                kinds = conn.execute(
+                    sa.text("SELECT relname, relpersistence FROM pg_class WHERE relname = ANY(:names)"),
+                    {"names": names},
+                ).all()
+            assert sorted(kind for _, kind in kinds) == ["u", "u", "u"]
+    finally:
+        scratch.drop()
+    assert checked["order_id"].tolist() == ["O1", "O2", "O3", "O5"]
+    assert checked["total_amount"].tolist() == [11.0, 20.0, 30.0, 50.0]
+    assert checked["status"].tolist() == ["completed"] * 4
+    assert list(checked.columns) == [c.name for c in ORDERS.staged_columns]
+    assert keys["record_id"].tolist() == ["O1", "O2", "O3", "O4", "O5", "O6"]
+
+
 def test_one_batch_is_validated_where_it_was_written(warehouse):
     scratch = StagingScratch.write(warehouse, "orders", batches()[:1])
     try:
