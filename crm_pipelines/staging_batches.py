@@ -124,6 +124,9 @@ class StagingPlan:
     rejudged: list[tuple[SourceConfig, str, list[str]]] = field(default_factory=list)
     """(source, batch_id, record ids): records quarantined by a rule that depends on the as-of end,
     judged again from the batch their current version came from because the as-of end moved on."""
+    first: bool = False
+    """``audit.staged_batches`` records no batch of the entity. It is written in the transaction that
+    indexes the batch's records in ``audit.staged_records``, so nothing of the entity is indexed either."""
 
 
 def ensure_tables(wh: Warehouse, entity: str) -> None:
@@ -187,7 +190,8 @@ def plan_staging(
         full_reason = "the as-of end moved back before the last staged one"
     elif set(recorded["source"]) - {s.name for s in sources}:
         full_reason = "a source no longer delivers this entity"
-    plan = StagingPlan(full=full_reason is not None, reason=full_reason or "incremental: new batches only")
+    plan = StagingPlan(full=full_reason is not None, reason=full_reason or "incremental: new batches only",
+                       first=recorded.empty)
     for source in sources:
         batches = raw[source.name]
         if plan.full:
@@ -334,7 +338,10 @@ def apply_batches(
     for item in scratch.batches:
         keyed_batches.append(None if item.source in emptied else scratch.keys(item))
         emptied.discard(item.source)
-    removals = scratch.run_keys() if _any_staged(wh, index, entity) else None
+    # An entity's first run has nothing indexed: asking audit.staged_records, and deleting from it, would
+    # only scan the rows of the entities staged before it (0.2-0.5 s each on PostgreSQL at 100,000 people).
+    indexed = not plan.first and _any_staged(wh, index, entity)
+    removals = scratch.run_keys() if indexed else None
     rows_out = []
     with wh.connect() as conn:
         if removals is not None:  # the records the run removes, from what was staged before it
@@ -342,14 +349,16 @@ def apply_batches(
         if plan.full:
             conn.execute(sa.delete(staged).where(staged_records_only(entity, staged)))
             conn.execute(sa.delete(quarantine).where(ours, quarantine.c.entity == entity))
-            conn.execute(sa.delete(index).where(index.c.entity == entity))
+            if indexed:
+                conn.execute(sa.delete(index).where(index.c.entity == entity))
             conn.execute(sa.delete(audit).where(audit.c.entity == entity))
             if entity == "customers":
                 conn.execute(sa.delete(identifiers))
         for name in cleared or ():
             conn.execute(sa.delete(staged).where(staged.c.source == name, staged_records_only(entity, staged)))
             conn.execute(sa.delete(quarantine).where(ours, quarantine.c.entity == entity, quarantine.c.source == name))
-            conn.execute(sa.delete(index).where(index.c.entity == entity, index.c.source == name))
+            if indexed:
+                conn.execute(sa.delete(index).where(index.c.entity == entity, index.c.source == name))
             conn.execute(sa.delete(audit).where(audit.c.entity == entity, audit.c.source == name))
             if entity == "customers":
                 conn.execute(sa.delete(identifiers).where(identifiers.c.source == name))

@@ -234,6 +234,8 @@ def test_changed_staging_rules_force_a_full_restage(tmp_path, duckdb_url):
     assert rules_fingerprint(richer, "orders") != rules_fingerprint(config, "orders")
     changed = plan_staging(wh, richer, "orders", rules_fingerprint(richer, "orders"), cutoff)
     assert changed.full and "rules" in changed.reason and len(changed.batches) == 1
+    # A restage is no first run: what audit.staged_records holds of the entity is cleared first.
+    assert not same.first and not changed.first
     earlier = plan_staging(wh, config, "orders", rules_fingerprint(config, "orders"), cutoff - pd.Timedelta(days=1))
     assert earlier.full and "as-of" in earlier.reason
 
