@@ -25,8 +25,8 @@ import pandas as pd
 import sqlalchemy as sa
 
 from crm_pipelines.analytics.activity import DEFAULT_PURCHASE_STATUSES
-from crm_pipelines.facts.orders import bytewise, collated_back, is_purchase
-from crm_pipelines.facts.sql import as_bigint, as_float, day_of, instant, truthy
+from crm_pipelines.facts.orders import is_purchase
+from crm_pipelines.facts.sql import as_bigint, as_float, bytewise, collated_back, day_of, instant, truthy
 from crm_pipelines.schema import CORE
 from crm_pipelines.warehouse import Warehouse
 

@@ -17,8 +17,8 @@ import sqlalchemy as sa
 
 from crm_pipelines.facts.activity import regular_customers_select
 from crm_pipelines.facts.engagement import CUSTOMER_ENGAGEMENT_FACTS
-from crm_pipelines.facts.orders import CUSTOMER_CATEGORY_FACTS, CUSTOMER_ORDER_FACTS, bytewise, collated_back
-from crm_pipelines.facts.sql import as_bigint, instant, text_value
+from crm_pipelines.facts.orders import CUSTOMER_CATEGORY_FACTS, CUSTOMER_ORDER_FACTS
+from crm_pipelines.facts.sql import as_bigint, bytewise, collated_back, instant, text_value
 from crm_pipelines.schema import CORE, MARTS, STAGING, UNIFIED_CUSTOMER_COLUMNS, Column, ColumnType
 from crm_pipelines.warehouse import Warehouse
 

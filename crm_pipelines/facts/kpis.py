@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import pandas as pd
 import sqlalchemy as sa
 
-from crm_pipelines.facts.orders import CUSTOMER_ORDER_FACTS, PURCHASES, bytewise, core_orders
-from crm_pipelines.facts.sql import as_bigint, as_float, day_of, instant, ratio, text_value, truthy
+from crm_pipelines.facts.orders import CUSTOMER_ORDER_FACTS, PURCHASES, core_orders
+from crm_pipelines.facts.sql import as_bigint, as_float, bytewise, day_of, instant, ratio, text_value, truthy
 from crm_pipelines.schema import CORE
 from crm_pipelines.warehouse import Warehouse
 

@@ -23,16 +23,24 @@ import datetime as dt
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-import sqlalchemy as sa
-from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql.functions import FunctionElement
-
-from crm_pipelines.facts.sql import as_bigint, as_float, day_of, instant, month_of_day, ratio, text_value, truthy
+from crm_pipelines.facts.sql import (
+    as_bigint,
+    as_float,
+    bytewise,
+    collated_back,
+    day_of,
+    instant,
+    month_of_day,
+    ratio,
+    text_value,
+    truthy,
+)
 from crm_pipelines.schema import CORE
 from crm_pipelines.warehouse import Warehouse
 
 if TYPE_CHECKING:
     import pandas as pd
+    import sqlalchemy as sa
 
 PURCHASES = "purchases"
 CUSTOMER_ORDER_FACTS = "customer_order_facts"
@@ -41,44 +49,6 @@ ORDER_COLUMNS = ("customer_id", "source", "order_id", "ordered_at", "status", "t
 PURCHASE_KEY = ("source", "order_id")
 """The columns naming one purchase (its order)."""
 PURCHASE_COLUMNS = ("customer_id", "source", "order_id", "ordered_at", "purchase_day", "purchase_month", "amount")
-
-
-class bytewise(FunctionElement):  # noqa: N801 (used like a SQL function)
-    """A text as a key to group, partition or sort by: on PostgreSQL under the "C" collation, which forms
-    the same groups (under a deterministic collation equal texts are equal bytes) but compares bytes,
-    where the database's C.UTF-8 calls the C library's strcoll in every comparison of a sort (PostgreSQL
-    15 takes only "C" and "POSIX" as byte order). At 100,000 people the sorts of the purchases by customer
-    took about half the time. DuckDB compares bytes already: there it is the text itself. A key that is
-    also output goes back to the database's collation with :class:`collated_back`."""
-
-    name = "bytewise"
-    inherit_cache = True
-
-    def __init__(self, text: sa.ColumnElement[str]):
-        super().__init__(text)
-        self.type = sa.Text()
-
-
-class collated_back(bytewise):  # noqa: N801
-    """A :class:`bytewise` key as output, under the database's collation (as the column it came from)."""
-
-    name = "collated_back"
-    inherit_cache = True
-
-
-@compiles(bytewise)
-def _as_is(element: bytewise, compiler, **kw) -> str:
-    return compiler.process(element.clauses, **kw)
-
-
-@compiles(bytewise, "postgresql")
-def _c_collation(element: bytewise, compiler, **kw) -> str:
-    return f'({compiler.process(element.clauses, **kw)} COLLATE "C")'
-
-
-@compiles(collated_back, "postgresql")
-def _default_collation(element: collated_back, compiler, **kw) -> str:
-    return f'({compiler.process(element.clauses, **kw)} COLLATE "default")'
 
 
 def normalized_statuses(purchase_statuses: Iterable[str]) -> list[str]:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from crm_pipelines.facts.orders import bytewise, purchases_table
-from crm_pipelines.facts.sql import as_bigint, as_float, month_series, ratio
+from crm_pipelines.facts.orders import purchases_table
+from crm_pipelines.facts.sql import as_bigint, as_float, bytewise, month_series, ratio
 from crm_pipelines.warehouse import Warehouse
 
 if TYPE_CHECKING:
