@@ -26,7 +26,7 @@ import sqlalchemy as sa
 
 from crm_pipelines.analytics.activity import DEFAULT_PURCHASE_STATUSES
 from crm_pipelines.facts.orders import is_purchase
-from crm_pipelines.facts.sql import as_bigint, as_float, day_of, instant, truthy
+from crm_pipelines.facts.sql import as_bigint, as_float, bytewise, collated_back, day_of, instant, truthy
 from crm_pipelines.schema import CORE
 from crm_pipelines.warehouse import Warehouse
 
@@ -73,11 +73,12 @@ def regular_customers_select(
     if unified_only:
         customers = wh.table(CORE, "unified_customers", ["customer_id"])
         source = orders.join(customers, customers.c.customer_id == orders.c.customer_id)
+    customer = bytewise(orders.c.customer_id)
     return (
-        sa.select(orders.c.customer_id)
+        sa.select(collated_back(customer).label("customer_id"))
         .select_from(source)
         .where(orders.c.purchase == 1, orders.c.ordered_at > since)
-        .group_by(orders.c.customer_id)
+        .group_by(customer)
         .having(sa.func.count() >= min_purchases)
     )
 
@@ -100,7 +101,7 @@ def daily_regulars_select(wh: Warehouse, first_day: int, last_day: int, window_d
         .subquery("regular_purchases")
     )
     p = purchases.c
-    by_day = {"partition_by": p.customer_id, "order_by": p.day}
+    by_day = {"partition_by": bytewise(p.customer_id), "order_by": p.day}
     kth_last = sa.func.lag(p.day, k - 1).over(**by_day) if k > 1 else p.day
     # The next interval's start is the next purchase's day, read in the same window as the stop: along
     # a customer's purchases by day the stops never decrease and the k-1 first (without one) come first,

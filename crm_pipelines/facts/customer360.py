@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from crm_pipelines.facts.activity import regular_customers_select
 from crm_pipelines.facts.engagement import CUSTOMER_ENGAGEMENT_FACTS
 from crm_pipelines.facts.orders import CUSTOMER_CATEGORY_FACTS, CUSTOMER_ORDER_FACTS
-from crm_pipelines.facts.sql import as_bigint, instant, text_value
+from crm_pipelines.facts.sql import as_bigint, bytewise, collated_back, instant, text_value
 from crm_pipelines.schema import CORE, MARTS, STAGING, UNIFIED_CUSTOMER_COLUMNS, Column, ColumnType
 from crm_pipelines.warehouse import Warehouse
 
@@ -66,7 +66,10 @@ def categories_cte(wh: Warehouse) -> sa.CTE:
         joined = sa.aggregate_order_by(
             sa.func.string_agg(facts.c.category, sa.literal(", ")), sa.collate(facts.c.category, "C")
         )
-    return sa.select(facts.c.customer_id, joined.label("categories")).group_by(facts.c.customer_id).cte("categories")
+    customer = bytewise(facts.c.customer_id)
+    return sa.select(collated_back(customer).label("customer_id"), joined.label("categories")).group_by(customer).cte(
+        "categories"
+    )
 
 
 def consent_cte(wh: Warehouse, cutoff: sa.ColumnElement) -> sa.CTE:
@@ -95,9 +98,10 @@ def consent_cte(wh: Warehouse, cutoff: sa.ColumnElement) -> sa.CTE:
             condition = sa.and_(condition, signals.c.at.is_(None))
         return sa.func.max(sa.case((condition, 1), else_=0)) == 1
 
+    customer = bytewise(signals.c.customer_id)
     per_customer = (
         sa.select(
-            signals.c.customer_id,
+            collated_back(customer).label("customer_id"),
             any_of("in").label("has_in"),
             latest("in").label("last_in"),
             any_of("out").label("has_out"),
@@ -106,7 +110,7 @@ def consent_cte(wh: Warehouse, cutoff: sa.ColumnElement) -> sa.CTE:
             any_of("pending").label("has_pending"),
             latest("pending").label("last_pending"),
         )
-        .group_by(signals.c.customer_id)
+        .group_by(customer)
         .subquery("consent_per_customer")
     )
     c = per_customer.c

@@ -23,7 +23,18 @@ import datetime as dt
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from crm_pipelines.facts.sql import as_bigint, as_float, day_of, instant, month_of_day, ratio, text_value, truthy
+from crm_pipelines.facts.sql import (
+    as_bigint,
+    as_float,
+    bytewise,
+    collated_back,
+    day_of,
+    instant,
+    month_of_day,
+    ratio,
+    text_value,
+    truthy,
+)
 from crm_pipelines.schema import CORE
 from crm_pipelines.warehouse import Warehouse
 
@@ -101,10 +112,14 @@ def purchase_days_cte(wh: Warehouse, last_day: int | None = None, name: str = "p
     """One row per customer and purchase day (up to ``last_day``): ``customer_id``, ``day``, ``value``."""
     import sqlalchemy as sa
     p = purchases_table(wh)
-    stmt = sa.select(p.c.customer_id, p.c.purchase_day.label("day"), sa.func.sum(p.c.amount).label("value"))
+    customer = bytewise(p.c.customer_id)
+    stmt = sa.select(
+        collated_back(customer).label("customer_id"), p.c.purchase_day.label("day"),
+        sa.func.sum(p.c.amount).label("value"),
+    )  # fmt: skip
     if last_day is not None:
         stmt = stmt.where(p.c.purchase_day <= last_day)
-    return stmt.group_by(p.c.customer_id, p.c.purchase_day).cte(name)
+    return stmt.group_by(customer, p.c.purchase_day).cte(name)
 
 
 def ranked_purchase_days(days: sa.CTE) -> sa.Subquery:
@@ -114,7 +129,7 @@ def ranked_purchase_days(days: sa.CTE) -> sa.Subquery:
         days.c.customer_id,
         days.c.day,
         days.c.value,
-        sa.func.row_number().over(partition_by=days.c.customer_id, order_by=days.c.day).label("nth"),
+        sa.func.row_number().over(partition_by=bytewise(days.c.customer_id), order_by=days.c.day).label("nth"),
     ).subquery("ranked_days")
 
 
@@ -122,15 +137,16 @@ def day_summary_cte(days: sa.CTE, name: str = "day_summary") -> sa.CTE:
     """Per customer: purchase days, first and last day, total value and value after the first day."""
     import sqlalchemy as sa
     ranked = ranked_purchase_days(days)
+    customer = bytewise(ranked.c.customer_id)
     return (
         sa.select(
-            ranked.c.customer_id,
+            collated_back(customer).label("customer_id"),
             as_bigint(sa.func.count()).label("purchase_days"),
             as_bigint(sa.func.min(ranked.c.day)).label("first_purchase_day"),
             as_bigint(sa.func.max(ranked.c.day)).label("last_purchase_day"),
             as_float(sa.func.sum(sa.case((ranked.c.nth > 1, ranked.c.value), else_=0.0))).label("repeat_value"),
         )
-        .group_by(ranked.c.customer_id)
+        .group_by(customer)
         .cte(name)
     )
 
@@ -152,9 +168,10 @@ def customer_order_facts_select(
     p = purchases_table(wh)
     amount = sa.func.coalesce(orders.c.total_amount_reporting, 0.0)
     refund = truthy(orders.c.is_refund)
+    customer = bytewise(orders.c.customer_id)
     order_counts = (
         sa.select(
-            orders.c.customer_id,
+            collated_back(customer).label("customer_id"),
             as_bigint(sa.func.sum(sa.case((text_value(orders.c.status) == "cancelled", 1), else_=0))).label(
                 "cancelled_orders"
             ),
@@ -163,7 +180,7 @@ def customer_order_facts_select(
             as_float(sa.func.sum(sa.case((sa.and_(refund, amount < 0), amount), else_=0.0))).label("refunds"),
         )
         .where(orders.c.ordered_at.is_not(None), orders.c.ordered_at <= instant(cutoff))
-        .group_by(orders.c.customer_id)
+        .group_by(customer)
         .cte("order_counts")
     )
     recent_start = as_of_day - window_days + 1
@@ -227,9 +244,13 @@ def customer_category_facts_select(wh: Warehouse) -> sa.Select:
     import sqlalchemy as sa
     items = wh.table(CORE, "order_items", ["source", "order_id", "category"])
     p = wh.table(CORE, PURCHASES, ["customer_id", "source", "order_id"])
+    customer, category = bytewise(p.c.customer_id), bytewise(items.c.category)
     return (
-        sa.select(p.c.customer_id, items.c.category, as_bigint(sa.func.count()).label("lines"))
+        sa.select(
+            collated_back(customer).label("customer_id"), collated_back(category).label("category"),
+            as_bigint(sa.func.count()).label("lines"),
+        )
         .select_from(p.join(items, sa.and_(items.c.source == p.c.source, items.c.order_id == p.c.order_id)))
         .where(items.c.category.is_not(None), items.c.category != "")
-        .group_by(p.c.customer_id, items.c.category)
-    )
+        .group_by(customer, category)
+    )  # fmt: skip

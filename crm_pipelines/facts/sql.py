@@ -123,6 +123,60 @@ def _month_of_day() -> type:
     return month_of_day
 
 
+def bytewise(text: sa.ColumnElement[str]) -> sa.ColumnElement[str]:
+    """A text as a key to group, partition or sort by: on PostgreSQL under the "C" collation, which forms
+    the same groups (under a deterministic collation equal texts are equal bytes) but compares bytes,
+    where the database's C.UTF-8 calls the C library's strcoll in every comparison of a sort (PostgreSQL
+    15 takes only "C" and "POSIX" as byte order). At 100,000 people the sorts of the purchases by customer
+    took about half the time. DuckDB compares bytes already: there it is the text itself. A key that is
+    also output goes back to the database's collation with :func:`collated_back`."""
+    return _collations()[0](text)
+
+
+def collated_back(text: sa.ColumnElement[str]) -> sa.ColumnElement[str]:
+    """A :func:`bytewise` key as output, under the database's collation (as the column it came from)."""
+    return _collations()[1](text)
+
+
+@cache
+def _collations() -> tuple[type, type]:
+    """The classes behind :func:`bytewise` and :func:`collated_back` (defined on first use: SQLAlchemy is
+    not imported when the definitions load)."""
+    import sqlalchemy as sa
+    from sqlalchemy.ext.compiler import compiles
+    from sqlalchemy.sql.functions import FunctionElement
+
+    class bytewise(FunctionElement):
+        name = "bytewise"
+        inherit_cache = True
+
+        def __init__(self, text: sa.ColumnElement[str]):
+            super().__init__(text)
+            self.type = sa.Text()
+
+    class collated_back(bytewise):
+        name = "collated_back"
+        inherit_cache = True
+
+    @compiles(bytewise)
+    def _as_is(element, compiler, **kw) -> str:
+        return compiler.process(element.clauses, **kw)
+
+    @compiles(bytewise, "postgresql")
+    def _c_collation(element, compiler, **kw) -> str:
+        return f'({compiler.process(element.clauses, **kw)} COLLATE "C")'
+
+    @compiles(collated_back)
+    def _collated_as_is(element, compiler, **kw) -> str:
+        return compiler.process(element.clauses, **kw)
+
+    @compiles(collated_back, "postgresql")
+    def _default_collation(element, compiler, **kw) -> str:
+        return f'({compiler.process(element.clauses, **kw)} COLLATE "default")'
+
+    return bytewise, collated_back
+
+
 def as_bigint(value: Any) -> sa.ColumnElement[int]:
     import sqlalchemy as sa
     # DuckDB sums integers to HUGEINT and PostgreSQL to NUMERIC: both read back as decimals.
