@@ -146,34 +146,22 @@ def _collations() -> tuple[type, type]:
     from sqlalchemy.ext.compiler import compiles
     from sqlalchemy.sql.functions import FunctionElement
 
-    class bytewise(FunctionElement):
-        name = "bytewise"
-        inherit_cache = True
+    def collated(name: str, collation: str) -> type:
+        """A function element that is its text on DuckDB and the text under ``collation`` on PostgreSQL."""
+        element = type(name, (FunctionElement,), {"name": name, "inherit_cache": True})
 
-        def __init__(self, text: sa.ColumnElement[str]):
-            super().__init__(text)
+        def __init__(self, text: sa.ColumnElement[str]) -> None:
+            FunctionElement.__init__(self, text)
             self.type = sa.Text()
 
-    class collated_back(bytewise):
-        name = "collated_back"
-        inherit_cache = True
+        element.__init__ = __init__
+        compiles(element)(lambda e, compiler, **kw: compiler.process(e.clauses, **kw))
+        compiles(element, "postgresql")(
+            lambda e, compiler, **kw: f"({compiler.process(e.clauses, **kw)} COLLATE {collation})"
+        )
+        return element
 
-    @compiles(bytewise)
-    def _as_is(element, compiler, **kw) -> str:
-        return compiler.process(element.clauses, **kw)
-
-    @compiles(bytewise, "postgresql")
-    def _c_collation(element, compiler, **kw) -> str:
-        return f'({compiler.process(element.clauses, **kw)} COLLATE "C")'
-
-    @compiles(collated_back)
-    def _collated_as_is(element, compiler, **kw) -> str:
-        return compiler.process(element.clauses, **kw)
-
-    @compiles(collated_back, "postgresql")
-    def _default_collation(element, compiler, **kw) -> str:
-        return f'({compiler.process(element.clauses, **kw)} COLLATE "default")'
-
+    bytewise, collated_back = collated("bytewise", '"C"'), collated("collated_back", '"default"')
     return bytewise, collated_back
 
 
