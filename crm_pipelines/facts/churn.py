@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from crm_pipelines.facts.orders import PURCHASES, core_orders, purchase_days_cte
-from crm_pipelines.facts.sql import as_bigint, as_float, cutoff_rows, day_of, instant, text_value, truthy
+from crm_pipelines.facts.sql import as_bigint, as_float, cutoff_rows, day_of, day_start, text_value, truthy
 from crm_pipelines.schema import CORE
 from crm_pipelines.warehouse import Warehouse
 
@@ -58,7 +58,7 @@ def churn_features_select(wh: Warehouse, cutoff_days: Sequence[int]) -> sa.Selec
             sa.case((sa.or_(truthy(o.c.is_refund), status == "refunded"), 1), else_=0).label("refund"),
             sa.case((status == "cancelled", 1), else_=0).label("cancelled"),
         )
-        .where(o.c.customer_id.is_not(None), o.c.ordered_at < _day_start(max(cutoff_days) + 1))
+        .where(o.c.customer_id.is_not(None), o.c.ordered_at < day_start(max(cutoff_days) + 1))
         .subquery("churn_placed")
     )
     purchase_columns, order_columns = [], []
@@ -79,7 +79,7 @@ def churn_features_select(wh: Warehouse, cutoff_days: Sequence[int]) -> sa.Selec
             as_float(sa.func.sum(sa.case((prior, 1), else_=0))).label(f"prior_90_{i}"),
             as_float(sa.func.sum(sa.case((recent, gaps.c.value), else_=0.0))).label(f"revenue_last_90d_{i}"),
         ]
-        placed_by_then = placed.c.ordered_at < _day_start(day + 1)
+        placed_by_then = placed.c.ordered_at < day_start(day + 1)
         order_columns += [
             as_float(sa.func.count(sa.case((placed_by_then, 1)))).label(f"orders_{i}"),
             as_float(sa.func.sum(sa.case((placed_by_then, placed.c.refund), else_=0))).label(f"refunds_{i}"),
@@ -91,12 +91,6 @@ def churn_features_select(wh: Warehouse, cutoff_days: Sequence[int]) -> sa.Selec
         purchases,
         *(sa.func.coalesce(orders.c[c.name], 0.0).label(c.name) for c in order_columns),
     ).select_from(purchases.outerjoin(orders, orders.c.customer_id == purchases.c.customer_id))
-
-
-def _day_start(day: int) -> sa.ColumnElement:
-    """The first instant (UTC) of day number ``day``."""
-    import pandas as pd
-    return instant(pd.Timestamp(day, unit="D", tz="UTC"))
 
 
 def churn_features_from_warehouse(wh: Warehouse, cutoff_day: int) -> pd.DataFrame:

@@ -19,7 +19,7 @@ from crm_pipelines.facts.orders import (
     purchase_days_cte,
     purchases_table,
 )
-from crm_pipelines.facts.sql import as_bigint, as_float
+from crm_pipelines.facts.sql import as_bigint, as_float, period_of
 from crm_pipelines.schema import CORE
 from crm_pipelines.warehouse import Warehouse
 
@@ -104,13 +104,11 @@ def purchase_day_periods_select(wh: Warehouse, bounds: Sequence[int]) -> sa.Sele
     ``repeat_value``, the value of those after the customer's very first purchase day (the repeat
     purchases the CLV summary's monetary value averages)."""
     import sqlalchemy as sa
-
-    from crm_pipelines.facts.segment_history import warehouse_period_of
     p = purchases_table(wh)
     last = int(bounds[-1])
     firsts = first_purchase_days(wh, last)
     dated = (
-        sa.select(p.c.customer_id, warehouse_period_of(wh, p.c.purchase_day, bounds).label("period"),
+        sa.select(p.c.customer_id, period_of(wh, p.c.purchase_day, bounds).label("period"),
                   p.c.purchase_day.label("day"), p.c.amount, firsts.c.first_day)
         .select_from(p.join(firsts, firsts.c.customer_id == p.c.customer_id))
         .where(p.c.purchase_day <= last)

@@ -188,11 +188,30 @@ def month_series(first: sa.ColumnElement[int] | int, last: int, name: str = "mon
     return sa.func.generate_series(first, last).table_valued(name).render_derived(name="months")
 
 
-def period_of(day: sa.ColumnElement[int], bounds: Sequence[int]) -> sa.ColumnElement[int]:
+def period_of(wh: Warehouse, day: sa.ColumnElement[int], bounds: Sequence[int]) -> sa.ColumnElement[int]:
     """The period of a day number among periods ending on the ascending days ``bounds``
-    (``analytics.segment_backfill.period_bounds``): the first p with day <= bounds[p]; NULL after the last."""
+    (``analytics.segment_backfill.period_bounds``): the first p with day <= bounds[p]; NULL after the last.
+
+    On PostgreSQL, ``width_bucket`` over the bounds: a binary search naming the day once, instead of a
+    CASE comparing it with every bound in turn (and evaluating it again in each WHEN where the day is an
+    inlined expression). At 100,000 people (808,189 purchases, 37 bounds) CLV's purchase days per period
+    executed in 3.3-3.5 s against 3.9-4.1 s. DuckDB keeps the CASE, which it evaluates cheaply."""
     import sqlalchemy as sa
-    return sa.case(*((day <= int(bound), p) for p, bound in enumerate(bounds)))
+    if wh.dialect != "postgresql":
+        return sa.case(*((day <= int(bound), p) for p, bound in enumerate(bounds)))
+    from sqlalchemy.dialects import postgresql
+
+    # width_bucket counts the thresholds <= day; with each bound + 1, those are the bounds before the
+    # day, which is the day's period. After the last bound that count is len(bounds): NULL, as the CASE.
+    thresholds = sa.cast(postgresql.array([int(b) + 1 for b in bounds]), postgresql.ARRAY(sa.BigInteger))
+    return sa.func.nullif(sa.func.width_bucket(day, thresholds), len(bounds))
+
+
+def day_start(day: int) -> sa.ColumnElement[Any]:
+    """The first instant (UTC) of day number ``day``, as a literal: ``ts < day_start(d + 1)`` selects the
+    same rows as ``day_of(ts) <= d`` without computing a day per row."""
+    import pandas as pd
+    return instant(pd.Timestamp(int(day), unit="D", tz="UTC"))
 
 
 def cutoff_rows(wide: pd.DataFrame, i: int, names: Sequence[str], present: str) -> pd.DataFrame:
